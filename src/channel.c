@@ -1,0 +1,792 @@
+/*-------------------------------------------------------------------------
+ *
+ * channel.c
+ *	  Channels: parsing and checking their settings and secrets, and the
+ *	  SQL functions that create, change and drop them.
+ *
+ *	  Settings are a jsonb object; which keys a channel may carry depends on
+ *	  its kind.  An unknown key is an error rather than silently ignored, so
+ *	  a typo ("timout") never goes unnoticed.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+
+#include "reminder.h"
+
+PG_FUNCTION_INFO_V1(reminder_create_channel);
+PG_FUNCTION_INFO_V1(reminder_set_channel_secrets);
+PG_FUNCTION_INFO_V1(reminder_drop_channel);
+
+static const char *const kind_names[] = {
+	[CHANNEL_EMAIL] = "email",
+	[CHANNEL_SMS] = "sms",
+	[CHANNEL_WEBHOOK] = "webhook",
+	[CHANNEL_SLACK] = "slack",
+	[CHANNEL_LOG] = "log",
+};
+
+/* Settings every kind accepts: the delivery policy. */
+static const char *const policy_keys[] = {
+	"rate_limit", "timeout", "max_attempts", "retry_delay", "retry_max_delay",
+	"fallback", "quiet_hours", NULL
+};
+
+static const char *const settings_keys[][16] = {
+	[CHANNEL_EMAIL] = {"url", "from", "reply_to", "bcc", "starttls", NULL},
+	[CHANNEL_SMS] = {"provider", "from", "base_url", "default_country_code",
+	"account_sid", "messaging_service_sid",
+	"url", "method", "headers", "body", "content_type", NULL},
+	[CHANNEL_WEBHOOK] = {"url", "method", "headers", NULL},
+	[CHANNEL_SLACK] = {"url", "username", "icon_emoji", "icon_url", "channel", NULL},
+	[CHANNEL_LOG] = {NULL},
+};
+
+/* Secrets by kind (SMS accepts any key) */
+static const char *const secrets_keys[][8] = {
+	[CHANNEL_EMAIL] = {"username", "password", NULL},
+	[CHANNEL_SMS] = {NULL},
+	[CHANNEL_WEBHOOK] = {"signing_secret", "bearer_token", "username", "password", NULL},
+	[CHANNEL_SLACK] = {"url", NULL},
+	[CHANNEL_LOG] = {NULL},
+};
+
+static const char *const http_schemes[] = {"http", "https", NULL};
+static const char *const smtp_schemes[] = {"smtp", "smtps", NULL};
+
+const char *
+channel_kind_name(ChannelKind kind)
+{
+	return kind_names[kind];
+}
+
+static ChannelKind
+parse_kind(const char *kind)
+{
+	for (int i = 0; i < lengthof(kind_names); i++)
+		if (strcmp(kind, kind_names[i]) == 0)
+			return (ChannelKind) i;
+
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unknown channel kind \"%s\"", kind),
+			 errhint("Valid kinds are: email, sms, webhook, slack, log.")));
+	return CHANNEL_LOG;			/* keep compiler quiet */
+}
+
+static bool
+in_list(const char *key, const char *const *list)
+{
+	for (; *list; list++)
+		if (strcmp(key, *list) == 0)
+			return true;
+	return false;
+}
+
+static char *
+list_names(const char *const *a, const char *const *b)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (; a && *a; a++)
+		appendStringInfo(&buf, "%s%s", buf.len ? ", " : "", *a);
+	for (; b && *b; b++)
+		appendStringInfo(&buf, "%s%s", buf.len ? ", " : "", *b);
+	return buf.data;
+}
+
+/* Every top-level key of obj must be in one of the lists. */
+static void
+check_keys(Jsonb *obj, const char *const *a, const char *const *b,
+		   const char *what, const char *channel, const char *kind)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	if (!JB_ROOT_IS_OBJECT(obj) || JB_ROOT_IS_SCALAR(obj))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s of channel \"%s\" must be a JSON object", what, channel)));
+
+	it = JsonbIteratorInit(&obj->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		char	   *key;
+
+		if (tok != WJB_KEY)
+			continue;
+		key = pnstrdup(v.val.string.val, v.val.string.len);
+		if (!in_list(key, a) && (b == NULL || !in_list(key, b)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown %s \"%s\" for channel \"%s\" of kind %s",
+							what, key, channel, kind),
+					 errhint("Valid %ss for kind %s are: %s.", what, kind,
+							 list_names(a, b))));
+	}
+}
+
+static char *
+what_setting(const char *key, const char *channel)
+{
+	return psprintf("setting \"%s\" of channel \"%s\"", key, channel);
+}
+
+/* A string setting, or NULL when absent or null. */
+static char *
+get_string(Jsonb *obj, const char *key, const char *channel, bool secret)
+{
+	JsonbValue *v = jsonb_get(obj, key);
+
+	if (v == NULL || v->type == jbvNull)
+		return NULL;
+	if (v->type != jbvString)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s \"%s\" of channel \"%s\" must be a string",
+						secret ? "secret" : "setting", key, channel)));
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+static double
+get_number(Jsonb *obj, const char *key, const char *channel, double dflt,
+		   double min, double max)
+{
+	JsonbValue *v = jsonb_get(obj, key);
+	double		d;
+
+	if (v == NULL || v->type == jbvNull)
+		return dflt;
+	if (v->type != jbvNumeric)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("setting \"%s\" of channel \"%s\" must be a number", key, channel)));
+	d = DatumGetFloat8(DirectFunctionCall1(numeric_float8,
+										   NumericGetDatum(v->val.numeric)));
+	if (d < min || d > max)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("setting \"%s\" of channel \"%s\" is out of range", key, channel),
+				 errdetail("It must lie between %g and %g.", min, max)));
+	return d;
+}
+
+/* A duration: interval text or a number of seconds. */
+static int
+get_duration(Jsonb *obj, const char *key, const char *channel, int dflt_ms)
+{
+	JsonbValue *v = jsonb_get(obj, key);
+	char	   *text;
+
+	if (v == NULL || v->type == jbvNull)
+		return dflt_ms;
+	if (v->type != jbvString && v->type != jbvNumeric)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("setting \"%s\" of channel \"%s\" must be an interval or a number of seconds",
+						key, channel)));
+	text = jsonb_value_text(v);
+	return parse_duration_ms(text, what_setting(key, channel));
+}
+
+/* "headers": {"Name": "value", ...} -> list of "Name: value" */
+static List *
+get_headers(Jsonb *obj, const char *key, const char *channel)
+{
+	JsonbValue *v = jsonb_get(obj, key);
+	JsonbIterator *it;
+	JsonbValue	k,
+				val;
+	JsonbIteratorToken tok;
+	List	   *headers = NIL;
+	char	   *what = what_setting(key, channel);
+
+	if (v == NULL || v->type == jbvNull)
+		return NIL;
+	if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be an object of header names and values", what),
+				 errhint("Write {\"X-Source\": \"reminder\"}.")));
+
+	it = JsonbIteratorInit(v->val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+	{
+		char	   *name;
+		char	   *value;
+
+		if (tok != WJB_KEY)
+			continue;
+		name = pnstrdup(k.val.string.val, k.val.string.len);
+		tok = JsonbIteratorNext(&it, &val, true);
+		if (val.type != jbvString)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("header \"%s\" in %s must be a string", name, what)));
+		value = pnstrdup(val.val.string.val, val.val.string.len);
+		validate_header_name(name, what);
+		validate_header_value(value, psprintf("header \"%s\" in %s", name, what));
+		headers = lappend(headers, psprintf("%s: %s", name, value));
+	}
+	return headers;
+}
+
+/* "bcc": "a@x.org" or ["a@x.org", "b@x.org"] */
+static List *
+get_address_list(Jsonb *obj, const char *key, const char *channel)
+{
+	JsonbValue *v = jsonb_get(obj, key);
+	List	   *result = NIL;
+	char	   *what = what_setting(key, channel);
+
+	if (v == NULL || v->type == jbvNull)
+		return NIL;
+	if (v->type == jbvString)
+	{
+		char	   *addr = jsonb_value_text(v);
+
+		validate_email(addr, what);
+		return list_make1(addr);
+	}
+	if (v->type == jbvBinary && JsonContainerIsArray(v->val.binary.data))
+	{
+		JsonbIterator *it = JsonbIteratorInit(v->val.binary.data);
+		JsonbValue	e;
+		JsonbIteratorToken tok;
+
+		while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+		{
+			char	   *addr;
+
+			if (tok != WJB_ELEM)
+				continue;
+			if (e.type != jbvString)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("%s must hold email addresses as strings", what)));
+			addr = pnstrdup(e.val.string.val, e.val.string.len);
+			validate_email(addr, what);
+			result = lappend(result, addr);
+		}
+		return result;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("%s must be an address or an array of addresses", what)));
+	return NIL;					/* keep compiler quiet */
+}
+
+static void
+require(const char *value, const char *key, ChannelConfig *cc, const char *hint)
+{
+	if (value == NULL || *value == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("channel \"%s\" of kind %s needs setting \"%s\"",
+						cc->name, kind_names[cc->kind], key),
+				 errhint("%s", hint)));
+}
+
+static void
+require_secret(const char *value, const char *key, ChannelConfig *cc, const char *hint)
+{
+	if (value == NULL || *value == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("channel \"%s\" needs secret \"%s\"", cc->name, key),
+				 errhint("%s", hint)));
+}
+
+static void
+parse_quiet_hours(Jsonb *settings, ChannelConfig *cc)
+{
+	JsonbValue *v = jsonb_get(settings, "quiet_hours");
+	char	   *what = what_setting("quiet_hours", cc->name);
+
+	if (v == NULL || v->type == jbvNull)
+		return;
+	if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be an object such as {\"start\": \"21:00\", \"end\": \"08:00\"}", what)));
+	for (int i = 0; i < 2; i++)
+	{
+		const char *key = i ? "end" : "start";
+		JsonbValue *t = getKeyJsonValueFromContainer(v->val.binary.data, key, strlen(key), NULL);
+		int			hh,
+					mm;
+		char		extra;
+
+		if (t == NULL || t->type != jbvString ||
+			sscanf(pnstrdup(t->val.string.val, t->val.string.len), "%d:%d%c", &hh, &mm, &extra) != 2 ||
+			hh < 0 || hh > 24 || mm < 0 || mm > 59 || (hh == 24 && mm != 0))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s needs \"%s\" as a time of day such as \"08:00\"", what, key)));
+	}
+}
+
+static void
+parse_email(Jsonb *settings, Jsonb *secrets, ChannelConfig *cc)
+{
+	char	   *starttls = get_string(settings, "starttls", cc->name, false);
+	char	   *user = get_string(secrets, "username", cc->name, true);
+	char	   *password = get_string(secrets, "password", cc->name, true);
+
+	require(cc->url, "url", cc, "Give the SMTP server as \"smtp://host:587\" or \"smtps://host:465\".");
+	validate_url(cc->url, smtp_schemes, what_setting("url", cc->name));
+
+	cc->from = get_string(settings, "from", cc->name, false);
+	require(cc->from, "from", cc, "Give the sender as \"Reminders <noreply@example.com>\".");
+	validate_mailbox(cc->from, what_setting("from", cc->name));
+
+	cc->reply_to = get_string(settings, "reply_to", cc->name, false);
+	if (cc->reply_to)
+		validate_mailbox(cc->reply_to, what_setting("reply_to", cc->name));
+
+	cc->bcc = get_address_list(settings, "bcc", cc->name);
+
+	if (starttls == NULL || strcmp(starttls, "when_offered") == 0)
+		cc->starttls = STARTTLS_WHEN_OFFERED;
+	else if (strcmp(starttls, "required") == 0)
+		cc->starttls = STARTTLS_REQUIRED;
+	else if (strcmp(starttls, "never") == 0)
+		cc->starttls = STARTTLS_NEVER;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid value \"%s\" for %s", starttls, what_setting("starttls", cc->name)),
+				 errhint("Valid values are: required, when_offered, never.")));
+
+	if ((user == NULL) != (password == NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("channel \"%s\" has only one of the secrets \"username\" and \"password\"", cc->name),
+				 errhint("SMTP authentication needs both, or neither.")));
+}
+
+static void
+parse_sms(Jsonb *settings, Jsonb *secrets, ChannelConfig *cc)
+{
+	cc->provider = get_string(settings, "provider", cc->name, false);
+	require(cc->provider, "provider", cc, "Valid providers are: twilio, smsapi, generic.");
+	cc->sender = get_string(settings, "from", cc->name, false);
+	if (cc->sender)
+		validate_header_value(cc->sender, what_setting("from", cc->name));
+	cc->base_url = get_string(settings, "base_url", cc->name, false);
+	if (cc->base_url)
+		validate_url(cc->base_url, http_schemes, what_setting("base_url", cc->name));
+	cc->default_country_code = get_string(settings, "default_country_code", cc->name, false);
+	if (cc->default_country_code)
+	{
+		const char *p = cc->default_country_code + (cc->default_country_code[0] == '+');
+
+		if (*p == '\0' || strlen(p) > 3 || strspn(p, "0123456789") != strlen(p))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid %s: \"%s\"", what_setting("default_country_code", cc->name),
+							cc->default_country_code),
+					 errhint("A country calling code is one to three digits, such as \"48\".")));
+	}
+	else if (reminder_default_country_code && *reminder_default_country_code)
+		cc->default_country_code = pstrdup(reminder_default_country_code);
+
+	if (strcmp(cc->provider, "twilio") == 0)
+	{
+		char	   *sid = get_string(settings, "account_sid", cc->name, false);
+
+		if (sid == NULL)
+			sid = get_string(secrets, "account_sid", cc->name, true);
+		require(sid, "account_sid", cc, "Give the Twilio Account SID in settings or secrets.");
+		require_secret(get_string(secrets, "auth_token", cc->name, true), "auth_token", cc,
+					   "Pass the Twilio auth token in the secrets argument.");
+		if (cc->sender == NULL &&
+			get_string(settings, "messaging_service_sid", cc->name, false) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("channel \"%s\" needs setting \"from\" or \"messaging_service_sid\"", cc->name),
+					 errhint("Twilio sends from a phone number or a messaging service.")));
+		if (cc->base_url == NULL)
+			cc->base_url = pstrdup("https://api.twilio.com");
+	}
+	else if (strcmp(cc->provider, "smsapi") == 0)
+	{
+		require_secret(get_string(secrets, "token", cc->name, true), "token", cc,
+					   "Pass the SMSAPI OAuth token in the secrets argument.");
+		if (cc->base_url == NULL)
+			cc->base_url = pstrdup("https://api.smsapi.pl");
+	}
+	else if (strcmp(cc->provider, "generic") == 0)
+	{
+		require(cc->url, "url", cc, "A generic SMS gateway needs the URL to call (a template).");
+		require(get_string(settings, "body", cc->name, false), "body", cc,
+				"A generic SMS gateway needs the request body (a template).");
+		cc->method = get_string(settings, "method", cc->name, false);
+		cc->headers = get_headers(settings, "headers", cc->name);
+	}
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown SMS provider \"%s\" for channel \"%s\"", cc->provider, cc->name),
+				 errhint("Valid providers are: twilio, smsapi, generic.")));
+
+	if (strcmp(cc->provider, "generic") != 0)
+	{
+		static const char *const generic_only[] = {"url", "method", "headers", "body", "content_type", NULL};
+
+		for (int i = 0; generic_only[i]; i++)
+			if (jsonb_get(settings, generic_only[i]))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("setting \"%s\" of channel \"%s\" applies only to provider generic",
+								generic_only[i], cc->name),
+						 errhint("Use \"base_url\" to point a provider preset elsewhere.")));
+	}
+}
+
+static void
+parse_http_method(ChannelConfig *cc, Jsonb *settings)
+{
+	cc->method = get_string(settings, "method", cc->name, false);
+	if (cc->method == NULL)
+		cc->method = pstrdup("POST");
+	else if (strcmp(cc->method, "POST") != 0 && strcmp(cc->method, "PUT") != 0 &&
+			 strcmp(cc->method, "PATCH") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid %s: \"%s\"", what_setting("method", cc->name), cc->method),
+				 errhint("Valid methods are: POST, PUT, PATCH.")));
+}
+
+/*
+ * Parse and check a channel definition.  Raises an error naming the
+ * offending setting; secrets' values never appear in messages.
+ */
+ChannelConfig *
+channel_parse(const char *name, const char *kind, Jsonb *settings, Jsonb *secrets)
+{
+	ChannelConfig *cc = palloc0(sizeof(ChannelConfig));
+	char	   *fallback;
+
+	cc->name = pstrdup(name);
+	cc->kind = parse_kind(kind);
+	cc->settings = settings;
+	cc->secrets = secrets;
+
+	check_keys(settings, settings_keys[cc->kind], policy_keys, "setting", name, kind);
+	/* an SMS gateway's secrets are free-form: generic templates name them */
+	if (cc->kind != CHANNEL_SMS)
+		check_keys(secrets, secrets_keys[cc->kind], NULL, "secret", name, kind);
+
+	cc->rate_limit = get_number(settings, "rate_limit", name, 0, 0, 100000);
+	cc->timeout_ms = get_duration(settings, "timeout", name, reminder_timeout);
+	cc->max_attempts = (int) get_number(settings, "max_attempts", name, reminder_max_attempts, 1, 100);
+	cc->retry_delay_ms = get_duration(settings, "retry_delay", name, reminder_retry_delay);
+	cc->retry_max_delay_ms = get_duration(settings, "retry_max_delay", name, reminder_retry_max_delay);
+	if (cc->timeout_ms < 100)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("setting \"timeout\" of channel \"%s\" is below 100 ms", name)));
+	fallback = get_string(settings, "fallback", name, false);
+	if (fallback && strcmp(fallback, name) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("channel \"%s\" cannot be its own fallback", name)));
+	cc->fallback = fallback;
+	parse_quiet_hours(settings, cc);
+
+	cc->url = get_string(settings, "url", name, false);
+
+	switch (cc->kind)
+	{
+		case CHANNEL_EMAIL:
+			parse_email(settings, secrets, cc);
+			break;
+		case CHANNEL_SMS:
+			parse_sms(settings, secrets, cc);
+			break;
+		case CHANNEL_WEBHOOK:
+			require(cc->url, "url", cc, "Give the endpoint as \"https://example.com/hook\".");
+			validate_url(cc->url, http_schemes, what_setting("url", name));
+			parse_http_method(cc, settings);
+			cc->headers = get_headers(settings, "headers", name);
+			(void) get_string(secrets, "signing_secret", name, true);
+			(void) get_string(secrets, "bearer_token", name, true);
+			break;
+		case CHANNEL_SLACK:
+			if (cc->url == NULL)
+				cc->url = get_string(secrets, "url", name, true);
+			require(cc->url, "url", cc, "Give the Slack incoming webhook URL in settings or, better, in secrets.");
+			validate_url(cc->url, http_schemes, what_setting("url", name));
+			cc->method = pstrdup("POST");
+			break;
+		case CHANNEL_LOG:
+			break;
+	}
+	return cc;
+}
+
+/* ----------------------------------------------------------------
+ * SQL functions
+ * ----------------------------------------------------------------
+ */
+
+static Jsonb *
+empty_object(void)
+{
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+}
+
+static bool
+is_empty_object(Jsonb *j)
+{
+	return JB_ROOT_IS_OBJECT(j) && JB_ROOT_COUNT(j) == 0;
+}
+
+static void
+check_channel_name(const char *name)
+{
+	const char *p = name;
+
+	if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z')) || strlen(name) > 63 ||
+		strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") != strlen(name))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid channel name \"%s\"", name),
+				 errhint("A name starts with a letter and has at most 63 letters, digits, \"_\", \".\" or \"-\".")));
+}
+
+/* The stored secrets of a channel, or NULL when it has none. Needs SPI. */
+static Jsonb *
+stored_secrets(const char *name)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(name)};
+	bool		isnull;
+	Datum		d;
+
+	if (SPI_execute_with_args("SELECT secrets FROM reminder.channel_secret WHERE channel = $1",
+							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read channel secrets");
+	if (SPI_processed == 0)
+		return NULL;
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return DatumGetJsonbPCopy(d);
+}
+
+static void
+store_secrets(const char *name, Jsonb *secrets)
+{
+	Oid			argtypes[2] = {TEXTOID, JSONBOID};
+	Datum		values[2] = {CStringGetTextDatum(name), JsonbPGetDatum(secrets)};
+
+	if (SPI_execute_with_args("INSERT INTO reminder.channel_secret AS s (channel, secrets) VALUES ($1, $2) "
+							  "ON CONFLICT (channel) DO UPDATE SET secrets = excluded.secrets, updated_at = now()",
+							  2, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not store channel secrets");
+}
+
+/*
+ * A kind change would strand messages addressed for the old kind (an SMS
+ * recipient has no email), so refuse it while any is pending.
+ */
+static void
+check_kind_change(const char *name, const char *kind)
+{
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		values[2] = {CStringGetTextDatum(name), CStringGetTextDatum(kind)};
+	int64		pending;
+	bool		isnull;
+
+	if (SPI_execute_with_args("SELECT count(m.*) FROM reminder.channel c "
+							  "JOIN reminder.message m ON m.channel = c.name "
+							  "AND m.status IN ('scheduled', 'sending', 'retrying') "
+							  "WHERE c.name = $1 AND c.kind <> $2",
+							  2, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not check channel kind change");
+	pending = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (pending > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot change the kind of channel \"%s\" while it has pending messages", name),
+				 errdetail("%lld messages are scheduled, sending or retrying on it.", (long long) pending),
+				 errhint("Create a new channel, or cancel the pending messages first.")));
+}
+
+/* The fallback channel must exist; checked here, not by a foreign key. */
+static void
+check_fallback_exists(ChannelConfig *cc)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+
+	if (cc->fallback == NULL)
+		return;
+	values[0] = CStringGetTextDatum(cc->fallback);
+	if (SPI_execute_with_args("SELECT 1 FROM reminder.channel WHERE name = $1",
+							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up fallback channel");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("fallback channel \"%s\" of channel \"%s\" does not exist",
+						cc->fallback, cc->name),
+				 errhint("Create the fallback channel first.")));
+}
+
+Datum
+reminder_create_channel(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	char	   *kind;
+	Jsonb	   *settings;
+	Jsonb	   *secrets;
+	Jsonb	   *effective;
+	ChannelConfig *cc;
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, JSONBOID};
+	Datum		values[3];
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("channel name and kind must not be null")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	kind = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	settings = PG_ARGISNULL(2) ? empty_object() : PG_GETARG_JSONB_P(2);
+	secrets = PG_ARGISNULL(3) ? empty_object() : PG_GETARG_JSONB_P(3);
+
+	check_channel_name(name);
+	validate_payload_size(VARSIZE(settings), "channel settings");
+	validate_payload_size(VARSIZE(secrets), "channel secrets");
+
+	SPI_connect();
+
+	/* '{}' keeps what is stored, so changing a setting needs no secrets */
+	effective = secrets;
+	if (is_empty_object(secrets))
+	{
+		Jsonb	   *stored = stored_secrets(name);
+
+		if (stored)
+			effective = stored;
+	}
+
+	cc = channel_parse(name, kind, settings, effective);
+	check_fallback_exists(cc);
+	check_kind_change(name, kind);
+
+	values[0] = CStringGetTextDatum(name);
+	values[1] = CStringGetTextDatum(kind);
+	values[2] = JsonbPGetDatum(settings);
+	if (SPI_execute_with_args("INSERT INTO reminder.channel AS c (name, kind, settings) VALUES ($1, $2, $3) "
+							  "ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, "
+							  "settings = excluded.settings, updated_at = now()",
+							  3, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not store channel");
+
+	if (!is_empty_object(secrets))
+		store_secrets(name, secrets);
+
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+static void
+channel_must_exist(const char *name, char **kind, Jsonb **settings)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(name)};
+	bool		isnull;
+
+	if (SPI_execute_with_args("SELECT kind, settings FROM reminder.channel WHERE name = $1 FOR UPDATE",
+							  1, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up channel");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("channel \"%s\" does not exist", name),
+				 errhint("Create it with reminder.create_channel().")));
+	if (kind)
+		*kind = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (settings)
+		*settings = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0],
+													 SPI_tuptable->tupdesc, 2, &isnull));
+}
+
+Datum
+reminder_set_channel_secrets(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Jsonb	   *secrets = PG_GETARG_JSONB_P(1);
+	char	   *kind;
+	Jsonb	   *settings;
+
+	validate_payload_size(VARSIZE(secrets), "channel secrets");
+
+	SPI_connect();
+	channel_must_exist(name, &kind, &settings);
+	(void) channel_parse(name, kind, settings, secrets);
+	store_secrets(name, secrets);
+	SPI_finish();
+
+	PG_RETURN_VOID();
+}
+
+Datum
+reminder_drop_channel(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	bool		cascade = PG_ARGISNULL(1) ? false : PG_GETARG_BOOL(1);
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	bool		isnull;
+	int64		messages;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("channel name must not be null")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	values[0] = CStringGetTextDatum(name);
+
+	SPI_connect();
+	channel_must_exist(name, NULL, NULL);
+
+	if (SPI_execute_with_args("SELECT name FROM reminder.channel WHERE settings->>'fallback' = $1 LIMIT 1",
+							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up channels");
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("cannot drop channel \"%s\" because channel \"%s\" falls back to it", name,
+						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
+				 errhint("Change that channel's \"fallback\" setting first.")));
+
+	if (SPI_execute_with_args("SELECT count(*) FROM reminder.message WHERE channel = $1",
+							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not count messages");
+	messages = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (messages > 0 && !cascade)
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("cannot drop channel \"%s\" because messages use it", name),
+				 errdetail("%lld messages belong to the channel.", (long long) messages),
+				 errhint("Use reminder.drop_channel(name, cascade => true) to delete them too.")));
+
+	if (SPI_execute_with_args("DELETE FROM reminder.message WHERE channel = $1",
+							  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE ||
+		SPI_execute_with_args("DELETE FROM reminder.channel WHERE name = $1",
+							  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not drop channel");
+	SPI_finish();
+
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,38 @@
+/*-------------------------------------------------------------------------
+ *
+ * gate.c
+ *	  The last word before a message goes out.  The worker asks, inside the
+ *	  transaction that claims a batch, whether each message may be sent now
+ *	  against the current state of the database: the recipient may have
+ *	  opted out, the lead may have replied, it may be 3 a.m. where the
+ *	  recipient lives.
+ *
+ *	  Each check lives with the feature it belongs to and is listed here in
+ *	  the order they run; the first verdict other than GATE_SEND wins.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "reminder.h"
+
+typedef void (*GateCheck) (const GateMessage *msg, GateResult *result);
+
+static const GateCheck checks[] = {
+	NULL						/* end of list */
+};
+
+void
+gate_check(const GateMessage *msg, GateResult *result)
+{
+	result->verdict = GATE_SEND;
+	result->defer_until = 0;
+	result->reason = NULL;
+
+	for (int i = 0; checks[i] != NULL; i++)
+	{
+		checks[i] (msg, result);
+		if (result->verdict != GATE_SEND)
+			return;
+	}
+}

@@ -1,0 +1,136 @@
+/*-------------------------------------------------------------------------
+ *
+ * jsonb_util.c
+ *	  Small helpers for reading and writing top-level keys of jsonb
+ *	  objects, the shape of every settings, recipient and data value here.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+
+#include "reminder.h"
+
+/* The value under key in a jsonb object, or NULL if absent or not an object. */
+JsonbValue *
+jsonb_get(Jsonb *obj, const char *key)
+{
+	if (obj == NULL || !JB_ROOT_IS_OBJECT(obj))
+		return NULL;
+	return getKeyJsonValueFromContainer(&obj->root, key, strlen(key), NULL);
+}
+
+/*
+ * A scalar as text: strings as they are, numbers and booleans as JSON
+ * writes them, null as NULL.  Containers come back as JSON text.
+ */
+char *
+jsonb_value_text(JsonbValue *v)
+{
+	if (v == NULL)
+		return NULL;
+
+	switch (v->type)
+	{
+		case jbvNull:
+			return NULL;
+		case jbvString:
+			return pnstrdup(v->val.string.val, v->val.string.len);
+		case jbvNumeric:
+			return DatumGetCString(DirectFunctionCall1(numeric_out,
+													   NumericGetDatum(v->val.numeric)));
+		case jbvBool:
+			return pstrdup(v->val.boolean ? "true" : "false");
+		case jbvBinary:
+			return JsonbToCString(NULL, v->val.binary.data, v->val.binary.len);
+		default:
+			elog(ERROR, "unexpected jsonb value type %d", (int) v->type);
+	}
+	return NULL;				/* keep compiler quiet */
+}
+
+char *
+jsonb_get_text(Jsonb *obj, const char *key)
+{
+	return jsonb_value_text(jsonb_get(obj, key));
+}
+
+/* obj with key set to the string value (or JSON null when value is NULL). */
+Jsonb *
+jsonb_set_text(Jsonb *obj, const char *key, const char *value)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue	k;
+	JsonbValue	v;
+	JsonbValue *res;
+	Jsonb	   *pair;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	if (value)
+	{
+		v.type = jbvString;
+		v.val.string.val = (char *) value;
+		v.val.string.len = strlen(value);
+	}
+	else
+		v.type = jbvNull;
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	pushJsonbValue(&state, WJB_KEY, &k);
+	pushJsonbValue(&state, WJB_VALUE, &v);
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	pair = JsonbValueToJsonb(res);
+
+	return DatumGetJsonbP(DirectFunctionCall2(jsonb_concat,
+											  JsonbPGetDatum(obj),
+											  JsonbPGetDatum(pair)));
+}
+
+/*
+ * The value at a dotted path ("row.customer.email") in a jsonb object, or
+ * NULL.  Array elements are addressed by index ("items.0.name"), as
+ * Mustache does.
+ */
+JsonbValue *
+jsonb_get_path(Jsonb *obj, const char *path)
+{
+	JsonbContainer *c;
+	JsonbValue *v = NULL;
+	const char *p = path;
+
+	if (obj == NULL || JB_ROOT_IS_SCALAR(obj))
+		return NULL;
+	c = &obj->root;
+
+	for (;;)
+	{
+		const char *dot = strchr(p, '.');
+		int			len = dot ? dot - p : strlen(p);
+
+		if (JsonContainerIsObject(c))
+			v = getKeyJsonValueFromContainer(c, p, len, NULL);
+		else if (JsonContainerIsArray(c))
+		{
+			char	   *end;
+			long		idx = strtol(p, &end, 10);
+
+			v = (end == p + len && len > 0 && idx >= 0) ?
+				getIthJsonbValueFromContainer(c, (uint32) idx) : NULL;
+		}
+		else
+			v = NULL;
+
+		if (v == NULL || dot == NULL)
+			return v;
+		if (v->type != jbvBinary)
+			return NULL;
+		c = v->val.binary.data;
+		p = dot + 1;
+	}
+}

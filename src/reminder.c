@@ -1,0 +1,192 @@
+/*-------------------------------------------------------------------------
+ *
+ * reminder.c
+ *	  Module load: configuration parameters and, when the library is in
+ *	  shared_preload_libraries, the background workers' shared state.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+
+#include "reminder.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+/* true when loaded through shared_preload_libraries, so workers exist */
+bool		reminder_preloaded = false;
+
+bool		reminder_enabled = true;
+int			reminder_poll_interval = 1000;
+int			reminder_batch_size = 100;
+int			reminder_max_concurrent = 64;
+int			reminder_max_host_connections = 16;
+int			reminder_timeout = 10000;
+int			reminder_connect_timeout = 5000;
+int			reminder_lease_timeout = 300;
+int			reminder_max_attempts = 5;
+int			reminder_retry_delay = 30000;
+int			reminder_retry_max_delay = 3600000;
+int			reminder_retention = 0;
+char	   *reminder_allowed_hosts = NULL;
+char	   *reminder_denied_hosts = NULL;
+int			reminder_max_payload_size = 256 * 1024;
+char	   *reminder_default_locale = NULL;
+char	   *reminder_default_country_code = NULL;
+
+static bool
+check_default_locale(char **newval, void **extra, GucSource source)
+{
+	const char *p = *newval;
+	int			n = 0;
+
+	/* a language subtag of two or three lowercase letters, optional region */
+	while (*p >= 'a' && *p <= 'z')
+		p++, n++;
+	if (n < 2 || n > 3 || (*p != '\0' && *p != '-'))
+	{
+		GUC_check_errdetail("\"%s\" is not a language tag such as \"en\" or \"pl-PL\".", *newval);
+		return false;
+	}
+	return true;
+}
+
+static bool
+check_country_code(char **newval, void **extra, GucSource source)
+{
+	const char *p = *newval;
+
+	if (*p == '+')
+		p++;
+	if (strlen(p) > 3 || strspn(p, "0123456789") != strlen(p))
+	{
+		GUC_check_errdetail("A country calling code is one to three digits, such as \"48\" or \"+1\".");
+		return false;
+	}
+	return true;
+}
+
+static void
+define_gucs(void)
+{
+	DefineCustomBoolVariable("reminder.enabled",
+							 "Whether the background workers deliver messages.",
+							 "When off, workers stay connected but claim nothing.",
+							 &reminder_enabled, true,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("reminder.poll_interval",
+							"Longest sleep between two scans for due messages.",
+							"Messages scheduled to fall due sooner wake the worker at commit.",
+							&reminder_poll_interval, 1000, 10, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("reminder.batch_size",
+							"Most due messages one worker claims in one transaction.",
+							NULL,
+							&reminder_batch_size, 100, 1, 10000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("reminder.max_concurrent",
+							"Most transfers one worker keeps in flight.",
+							NULL,
+							&reminder_max_concurrent, 64, 1, 1024,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("reminder.max_host_connections",
+							"Most connections one worker opens to the same host.",
+							NULL,
+							&reminder_max_host_connections, 16, 1, 1024,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("reminder.timeout",
+							"Default time limit of one delivery attempt.",
+							"A channel's \"timeout\" setting overrides it.",
+							&reminder_timeout, 10000, 100, 600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("reminder.connect_timeout",
+							"Time limit for connecting to a server.",
+							NULL,
+							&reminder_connect_timeout, 5000, 100, 600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("reminder.lease_timeout",
+							"How long a claimed message may stay in state sending before another pass reclaims it.",
+							"Must exceed the longest attempt; rows a crashed worker left behind are retried after it.",
+							&reminder_lease_timeout, 300, 10, 86400,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("reminder.max_attempts",
+							"Default number of delivery attempts before a message fails.",
+							"A channel's \"max_attempts\" setting overrides it.",
+							&reminder_max_attempts, 5, 1, 100,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("reminder.retry_delay",
+							"Default delay before the first retry; later retries back off exponentially with jitter.",
+							"A channel's \"retry_delay\" setting overrides it.",
+							&reminder_retry_delay, 30000, 10, 86400 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("reminder.retry_max_delay",
+							"Longest delay between two attempts.",
+							"A channel's \"retry_max_delay\" setting overrides it.",
+							&reminder_retry_max_delay, 3600000, 10, 7 * 86400 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("reminder.retention",
+							"Age after which finished messages, attempts and events are purged by the worker.",
+							"0 keeps them forever.",
+							&reminder_retention, 0, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MIN, NULL, NULL, NULL);
+
+	DefineCustomStringVariable("reminder.allowed_hosts",
+							   "Comma-separated hosts or CIDR ranges outgoing requests may reach; empty allows all not denied.",
+							   NULL,
+							   &reminder_allowed_hosts, "",
+							   PGC_SIGHUP, GUC_LIST_INPUT, NULL, NULL, NULL);
+
+	DefineCustomStringVariable("reminder.denied_hosts",
+							   "Comma-separated hosts or CIDR ranges outgoing requests may never reach.",
+							   "The default denies link-local addresses, cloud metadata endpoints included.",
+							   &reminder_denied_hosts, "169.254.0.0/16, fe80::/10",
+							   PGC_SIGHUP, GUC_LIST_INPUT, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("reminder.max_payload_size",
+							"Largest message data, template or rendered body accepted.",
+							NULL,
+							&reminder_max_payload_size, 256 * 1024, 1024, 64 * 1024 * 1024,
+							PGC_SUSET, GUC_UNIT_BYTE, NULL, NULL, NULL);
+
+	DefineCustomStringVariable("reminder.default_locale",
+							   "Template locale used when neither the recipient's locale nor its language exists.",
+							   NULL,
+							   &reminder_default_locale, "en",
+							   PGC_SUSET, 0, check_default_locale, NULL, NULL);
+
+	DefineCustomStringVariable("reminder.default_country_code",
+							   "Country calling code for phone numbers written without one.",
+							   "An SMS channel's \"default_country_code\" setting overrides it; empty requires numbers in international form.",
+							   &reminder_default_country_code, "",
+							   PGC_SUSET, 0, check_country_code, NULL, NULL);
+
+	MarkGUCPrefixReserved("reminder");
+}
+
+void
+_PG_init(void)
+{
+	define_gucs();
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	reminder_preloaded = true;
+	shmem_install_hooks();
+}

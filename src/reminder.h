@@ -1,0 +1,278 @@
+/*-------------------------------------------------------------------------
+ *
+ * reminder.h
+ *	  Declarations shared by the reminder extension's source files,
+ *	  grouped by the file that defines them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef REMINDER_H
+#define REMINDER_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "nodes/pg_list.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "utils/jsonb.h"
+
+#define REMINDER_SCHEMA			"reminder"
+#define REMINDER_EXTENSION		"reminder"
+
+/* ----------------
+ * in reminder.c: GUCs and module load
+ * ----------------
+ */
+extern bool reminder_preloaded;
+
+extern bool reminder_enabled;
+extern int	reminder_poll_interval;		/* ms */
+extern int	reminder_batch_size;
+extern int	reminder_max_concurrent;
+extern int	reminder_max_host_connections;
+extern int	reminder_timeout;			/* ms, per transfer */
+extern int	reminder_connect_timeout;	/* ms */
+extern int	reminder_lease_timeout;		/* s */
+extern int	reminder_max_attempts;
+extern int	reminder_retry_delay;		/* ms, first retry */
+extern int	reminder_retry_max_delay;	/* ms, backoff cap */
+extern int	reminder_retention;			/* min, 0 keeps history forever */
+extern char *reminder_allowed_hosts;
+extern char *reminder_denied_hosts;
+extern int	reminder_max_payload_size;	/* bytes */
+extern char *reminder_default_locale;
+extern char *reminder_default_country_code;
+
+/* ----------------
+ * in validate.c: checks on user input, each ereport(ERROR)s on failure
+ * ----------------
+ */
+extern void validate_email(const char *addr, const char *what);
+extern void validate_mailbox(const char *mailbox, const char *what);
+extern char *normalize_phone(const char *phone, const char *default_cc,
+							 const char *what);
+extern void validate_url(const char *url, const char *const *schemes,
+						 const char *what);
+extern void validate_header_value(const char *value, const char *what);
+extern void validate_header_name(const char *name, const char *what);
+extern void validate_time_zone(const char *tz, const char *what);
+extern void validate_locale(const char *locale, const char *what);
+extern void validate_payload_size(Size size, const char *what);
+extern int	parse_duration_ms(const char *text, const char *what);
+
+/* ----------------
+ * in channel.c: channel definitions
+ * ----------------
+ */
+typedef enum ChannelKind
+{
+	CHANNEL_EMAIL,
+	CHANNEL_SMS,
+	CHANNEL_WEBHOOK,
+	CHANNEL_SLACK,
+	CHANNEL_LOG
+} ChannelKind;
+
+typedef enum StartTlsMode
+{
+	STARTTLS_WHEN_OFFERED,
+	STARTTLS_REQUIRED,
+	STARTTLS_NEVER
+} StartTlsMode;
+
+/*
+ * A channel's settings and secrets, parsed and checked.  The same parser
+ * validates create_channel() input and loads channels for the worker, so a
+ * channel the worker sees is always one create_channel() accepted.
+ */
+typedef struct ChannelConfig
+{
+	char	   *name;
+	ChannelKind kind;
+
+	/* delivery policy, defaults from the GUCs */
+	double		rate_limit;		/* messages per second, 0 = unlimited */
+	int			timeout_ms;
+	int			max_attempts;
+	int			retry_delay_ms;
+	int			retry_max_delay_ms;
+	char	   *fallback;		/* channel used when delivery fails, or NULL */
+
+	/* HTTP kinds (webhook, slack, sms) */
+	char	   *url;
+	char	   *method;
+	List	   *headers;		/* "Name: value" strings */
+
+	/* email */
+	char	   *from;
+	char	   *reply_to;
+	List	   *bcc;			/* addresses copied on every message */
+	StartTlsMode starttls;
+
+	/* sms */
+	char	   *provider;		/* twilio, smsapi, generic */
+	char	   *sender;			/* "from" of an SMS */
+	char	   *base_url;
+	char	   *default_country_code;
+
+	Jsonb	   *settings;		/* as stored, for kind-specific extras */
+	Jsonb	   *secrets;		/* as stored; never logged */
+} ChannelConfig;
+
+extern const char *channel_kind_name(ChannelKind kind);
+extern ChannelConfig *channel_parse(const char *name, const char *kind,
+									Jsonb *settings, Jsonb *secrets);
+
+/* ----------------
+ * in jsonb_util.c: small helpers over jsonb objects
+ * ----------------
+ */
+extern JsonbValue *jsonb_get(Jsonb *obj, const char *key);
+extern JsonbValue *jsonb_get_path(Jsonb *obj, const char *path);
+extern char *jsonb_get_text(Jsonb *obj, const char *key);
+extern char *jsonb_value_text(JsonbValue *v);
+extern Jsonb *jsonb_set_text(Jsonb *obj, const char *key, const char *value);
+
+/* ----------------
+ * in catalog.c: reading channels, templates and recipients (inside SPI)
+ * ----------------
+ */
+typedef struct TemplateRow
+{
+	char	   *name;
+	char	   *locale;
+	char	   *subject;		/* NULL when the template has none */
+	char	   *body;
+	char	   *html;			/* NULL when the template has none */
+	List	   *required;		/* dotted variable names */
+} TemplateRow;
+
+extern ChannelConfig *catalog_channel(const char *name);
+extern TemplateRow *catalog_template(const char *name, const char *locale);
+extern Jsonb *catalog_resolve_recipient(Jsonb *recipient, int64 *recipient_id);
+
+/* ----------------
+ * in schedule.c: the outbox
+ * ----------------
+ */
+typedef struct ScheduleRequest
+{
+	const char *channel;
+	Jsonb	   *recipient;
+	const char *template_name;
+	TimestampTz due_at;
+	Jsonb	   *data;
+	const char *idempotency_key;	/* NULL: generated */
+	int64		rule_id;		/* 0: not made by a rule */
+	const char *source_table;
+	const char *source_key;
+} ScheduleRequest;
+
+extern int64 schedule_message(const ScheduleRequest *req);
+extern Jsonb *recipient_for_channel(Jsonb *recipient, ChannelConfig *channel);
+extern void check_required_variables(TemplateRow *tmpl, Jsonb *data, Jsonb *recipient);
+
+/* ----------------
+ * in render.c: a message as it goes out (needs a transaction)
+ * ----------------
+ */
+typedef struct RenderedMessage
+{
+	char	   *locale;			/* the template locale used */
+	char	   *subject;		/* NULL when the template has none */
+	char	   *body;
+	char	   *html;			/* NULL when the template has none */
+} RenderedMessage;
+
+extern RenderedMessage *render_message(ChannelConfig *cc, const char *template_name,
+									   Jsonb *recipient, Jsonb *data,
+									   int64 message_id);
+
+/* ----------------
+ * in gate.c: checks made just before a message is sent
+ * ----------------
+ */
+typedef enum GateVerdict
+{
+	GATE_SEND,					/* go ahead */
+	GATE_DEFER,					/* not now: try again at defer_until */
+	GATE_SUPPRESS,				/* never: opt-out, throttle, stop condition */
+	GATE_CANCEL					/* never: the reason for it is gone */
+} GateVerdict;
+
+typedef struct GateMessage
+{
+	int64		id;
+	ChannelConfig *channel;
+	Jsonb	   *recipient;
+	Jsonb	   *data;
+	const char *template_name;
+	TimestampTz due_at;
+	int64		rule_id;		/* 0: not made by a rule */
+	const char *source_key;
+} GateMessage;
+
+typedef struct GateResult
+{
+	GateVerdict verdict;
+	TimestampTz defer_until;	/* for GATE_DEFER */
+	char	   *reason;			/* for all but GATE_SEND: goes to last_error */
+} GateResult;
+
+extern void gate_check(const GateMessage *msg, GateResult *result);
+
+/* ----------------
+ * in wakeup.c: waking the worker at commit
+ * ----------------
+ */
+extern void wakeup_at_commit(TimestampTz due_at);
+
+/* ----------------
+ * in shmem.c: state shared with the background workers
+ * ----------------
+ */
+typedef enum WorkerState
+{
+	WORKER_FREE = 0,			/* slot unused */
+	WORKER_STARTING,			/* registered, not yet running */
+	WORKER_RUNNING,				/* delivering */
+	WORKER_STANDBY,				/* idle: the server is in recovery */
+	WORKER_DISABLED,			/* idle: reminder.enabled is off */
+	WORKER_STOPPING				/* asked to exit (DROP DATABASE, DROP EXTENSION) */
+} WorkerState;
+
+/* One per database served; the launcher hands them out. */
+typedef struct WorkerSlot
+{
+	Oid			dboid;
+	pid_t		pid;
+	Latch	   *latch;			/* the worker's process latch */
+	WorkerState state;
+	TimestampTz started_at;
+	TimestampTz last_loop;
+	TimestampTz next_wake;		/* the worker sleeps until then at most */
+	int			in_flight;
+	int64		sent;
+	int64		failed;
+	int64		retried;
+} WorkerSlot;
+
+typedef struct ReminderShared
+{
+	LWLock	   *lock;			/* protects everything below */
+	pid_t		launcher_pid;
+	Latch	   *launcher_latch;
+	bool		rescan;			/* launcher should look for databases */
+	int			nslots;
+	WorkerSlot	slots[FLEXIBLE_ARRAY_MEMBER];
+} ReminderShared;
+
+extern ReminderShared *reminder_shared;
+
+extern void shmem_install_hooks(void);
+extern WorkerSlot *shmem_find_slot(Oid dboid);
+extern void shmem_wake_database(Oid dboid, TimestampTz due_at);
+extern void shmem_wake_launcher(bool rescan);
+
+#endif							/* REMINDER_H */

@@ -1,0 +1,136 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.c
+ *	  Shared memory for the launcher and the per-database workers: who
+ *	  serves which database, their latches and their counters.
+ *
+ *	  Backends use it only to wake a worker when a message falls due
+ *	  sooner than the worker planned to look, and to ask the launcher to
+ *	  look for databases after CREATE EXTENSION.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+
+#include "reminder.h"
+
+ReminderShared *reminder_shared = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/* One slot per possible background worker is always enough. */
+static int
+shmem_slot_count(void)
+{
+	return Max(max_worker_processes, 1);
+}
+
+static Size
+shmem_size(void)
+{
+	return add_size(offsetof(ReminderShared, slots),
+					mul_size(shmem_slot_count(), sizeof(WorkerSlot)));
+}
+
+static void
+shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+
+	RequestAddinShmemSpace(shmem_size());
+	RequestNamedLWLockTranche("reminder", 1);
+}
+
+static void
+shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	reminder_shared = ShmemInitStruct("reminder", shmem_size(), &found);
+	if (!found)
+	{
+		memset(reminder_shared, 0, shmem_size());
+		reminder_shared->lock = &(GetNamedLWLockTranche("reminder"))->lock;
+		reminder_shared->nslots = shmem_slot_count();
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+void
+shmem_install_hooks(void)
+{
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = shmem_startup;
+}
+
+/*
+ * The slot serving dboid, or NULL.  Caller holds reminder_shared->lock.
+ */
+WorkerSlot *
+shmem_find_slot(Oid dboid)
+{
+	for (int i = 0; i < reminder_shared->nslots; i++)
+	{
+		WorkerSlot *slot = &reminder_shared->slots[i];
+
+		if (slot->state != WORKER_FREE && slot->dboid == dboid)
+			return slot;
+	}
+	return NULL;
+}
+
+/*
+ * Wake the worker of dboid if a message falls due before it planned to
+ * look.  Without a worker (library not preloaded, database not yet served)
+ * there is nobody to wake; the launcher finds new databases by itself.
+ */
+void
+shmem_wake_database(Oid dboid, TimestampTz due_at)
+{
+	WorkerSlot *slot;
+	Latch	   *latch = NULL;
+
+	if (reminder_shared == NULL)
+		return;
+
+	LWLockAcquire(reminder_shared->lock, LW_SHARED);
+	slot = shmem_find_slot(dboid);
+	if (slot != NULL && slot->latch != NULL && due_at < slot->next_wake)
+		latch = slot->latch;
+	LWLockRelease(reminder_shared->lock);
+
+	if (latch)
+		SetLatch(latch);
+}
+
+void
+shmem_wake_launcher(bool rescan)
+{
+	Latch	   *latch;
+
+	if (reminder_shared == NULL)
+		return;
+
+	LWLockAcquire(reminder_shared->lock, LW_EXCLUSIVE);
+	if (rescan)
+		reminder_shared->rescan = true;
+	latch = reminder_shared->launcher_latch;
+	LWLockRelease(reminder_shared->lock);
+
+	if (latch)
+		SetLatch(latch);
+}
