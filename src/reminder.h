@@ -125,6 +125,17 @@ extern ChannelConfig *channel_parse(const char *name, const char *kind,
 									Jsonb *settings, Jsonb *secrets);
 
 /* ----------------
+ * in crypto.c: HMAC-SHA256 and base64url
+ * ----------------
+ */
+extern void hmac_sha256(const char *key, size_t keylen, const char *data,
+						size_t len, uint8 *digest);
+extern char *hmac_sha256_hex(const char *key, size_t keylen,
+							 const char *data, size_t len);
+extern char *base64url_encode(const uint8 *data, size_t len);
+extern int	base64url_decode(const char *text, size_t len, uint8 *out);
+
+/* ----------------
  * in jsonb_util.c: small helpers over jsonb objects
  * ----------------
  */
