@@ -8,7 +8,7 @@ EXTVERSION  = $(shell sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\(.*\)
 
 MODULE_big  = reminder
 OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
-PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags)
+PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags) -DREMINDER_VERSION='"$(EXTVERSION)"'
 SHLIB_LINK  = $(shell curl-config --libs)
 
 # The install script is assembled from sql/src/*.sql, one part per

@@ -71,6 +71,20 @@ check_country_code(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+static bool
+check_host_list(char **newval, void **extra, GucSource source)
+{
+	char	   *bad = NULL;
+
+	if (!hostpolicy_check_list(*newval, &bad))
+	{
+		GUC_check_errdetail("\"%s\" is neither a host name nor an address or CIDR range such as \"10.0.0.0/8\".",
+							bad ? bad : "");
+		return false;
+	}
+	return true;
+}
+
 static void
 define_gucs(void)
 {
@@ -150,13 +164,13 @@ define_gucs(void)
 							   "Comma-separated hosts or CIDR ranges outgoing requests may reach; empty allows all not denied.",
 							   NULL,
 							   &reminder_allowed_hosts, "",
-							   PGC_SIGHUP, GUC_LIST_INPUT, NULL, NULL, NULL);
+							   PGC_SIGHUP, GUC_LIST_INPUT, check_host_list, NULL, NULL);
 
 	DefineCustomStringVariable("reminder.denied_hosts",
 							   "Comma-separated hosts or CIDR ranges outgoing requests may never reach.",
 							   "The default denies link-local addresses, cloud metadata endpoints included.",
 							   &reminder_denied_hosts, "169.254.0.0/16, fe80::/10",
-							   PGC_SIGHUP, GUC_LIST_INPUT, NULL, NULL, NULL);
+							   PGC_SIGHUP, GUC_LIST_INPUT, check_host_list, NULL, NULL);
 
 	DefineCustomIntVariable("reminder.max_payload_size",
 							"Largest message data, template or rendered body accepted.",
@@ -189,4 +203,6 @@ _PG_init(void)
 
 	reminder_preloaded = true;
 	shmem_install_hooks();
+	launcher_install_hooks();
+	launcher_register();
 }

@@ -250,7 +250,8 @@ typedef enum WorkerState
 	WORKER_RUNNING,				/* delivering */
 	WORKER_STANDBY,				/* idle: the server is in recovery */
 	WORKER_DISABLED,			/* idle: reminder.enabled is off */
-	WORKER_STOPPING				/* asked to exit (DROP DATABASE, DROP EXTENSION) */
+	WORKER_STOPPING,			/* asked to exit (DROP DATABASE, DROP EXTENSION) */
+	WORKER_NO_EXTENSION			/* exited: the extension is not installed */
 } WorkerState;
 
 /* One per database served; the launcher hands them out. */
@@ -269,12 +270,28 @@ typedef struct WorkerSlot
 	int64		retried;
 } WorkerSlot;
 
+/*
+ * A database whose worker must stay away for a while: DROP DATABASE, ALTER
+ * DATABASE and CREATE DATABASE ... TEMPLATE need it to have no connection.
+ */
+typedef struct DatabaseHold
+{
+	Oid			dboid;			/* InvalidOid: entry unused */
+	TimestampTz until;			/* the hold lapses then even if not released */
+} DatabaseHold;
+
+#define REMINDER_MAX_HOLDS	16
+
 typedef struct ReminderShared
 {
 	LWLock	   *lock;			/* protects everything below */
 	pid_t		launcher_pid;
 	Latch	   *launcher_latch;
+	TimestampTz launcher_started_at;
 	bool		rescan;			/* launcher should look for databases */
+	Oid			retry_db;		/* a database it wrote off now has the extension */
+	bool		retry_all;		/* ... several did: try them all again */
+	DatabaseHold holds[REMINDER_MAX_HOLDS];
 	int			nslots;
 	WorkerSlot	slots[FLEXIBLE_ARRAY_MEMBER];
 } ReminderShared;
@@ -285,5 +302,35 @@ extern void shmem_install_hooks(void);
 extern WorkerSlot *shmem_find_slot(Oid dboid);
 extern void shmem_wake_database(Oid dboid, TimestampTz due_at);
 extern void shmem_wake_launcher(bool rescan);
+extern void shmem_wake_launcher_for(Oid dboid);
+extern bool shmem_stop_worker(Oid dboid, int timeout_ms);
+extern void shmem_release_hold(Oid dboid);
+extern bool shmem_database_held(Oid dboid);
+
+/* ----------------
+ * in launcher.c: the launcher and the hook that keeps workers out of the
+ * way of DROP/ALTER/CREATE DATABASE
+ * ----------------
+ */
+extern void launcher_register(void);
+extern void launcher_install_hooks(void);
+extern PGDLLEXPORT void reminder_launcher_main(Datum main_arg);
+
+/* ----------------
+ * in worker.c: the per-database delivery loop
+ * ----------------
+ */
+extern PGDLLEXPORT void reminder_worker_main(Datum main_arg);
+
+/* ----------------
+ * in hostpolicy.c: which addresses outgoing requests may reach
+ * ----------------
+ */
+struct sockaddr;
+
+extern bool hostpolicy_check_list(const char *list, char **bad_entry);
+extern void hostpolicy_load(void);
+extern bool hostpolicy_permits(const char *host, const struct sockaddr *addr,
+							   char *why, size_t whylen);
 
 #endif							/* REMINDER_H */

@@ -17,6 +17,8 @@
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
 
 #include "reminder.h"
 
@@ -133,4 +135,131 @@ shmem_wake_launcher(bool rescan)
 
 	if (latch)
 		SetLatch(latch);
+}
+
+/*
+ * Ask the launcher to (re)consider dboid: CREATE EXTENSION there means a
+ * database it had written off now needs a worker.
+ */
+void
+shmem_wake_launcher_for(Oid dboid)
+{
+	Latch	   *latch;
+
+	if (reminder_shared == NULL)
+		return;
+
+	LWLockAcquire(reminder_shared->lock, LW_EXCLUSIVE);
+	if (!OidIsValid(reminder_shared->retry_db) || reminder_shared->retry_db == dboid)
+		reminder_shared->retry_db = dboid;
+	else
+		reminder_shared->retry_all = true;	/* several at once */
+	reminder_shared->rescan = true;
+	latch = reminder_shared->launcher_latch;
+	LWLockRelease(reminder_shared->lock);
+
+	if (latch)
+		SetLatch(latch);
+}
+
+/* Caller holds the lock exclusively. */
+static void
+hold_database(Oid dboid, TimestampTz until)
+{
+	DatabaseHold *free_entry = NULL;
+
+	for (int i = 0; i < REMINDER_MAX_HOLDS; i++)
+	{
+		DatabaseHold *h = &reminder_shared->holds[i];
+
+		if (h->dboid == dboid)
+		{
+			h->until = Max(h->until, until);
+			return;
+		}
+		if (free_entry == NULL &&
+			(h->dboid == InvalidOid || h->until < GetCurrentTimestamp()))
+			free_entry = h;
+	}
+	/* all in use: the oldest holder loses, its worker may come back early */
+	if (free_entry == NULL)
+		free_entry = &reminder_shared->holds[0];
+	free_entry->dboid = dboid;
+	free_entry->until = until;
+}
+
+/*
+ * Make the worker of dboid exit and keep the launcher from starting another
+ * until shmem_release_hold() (or a minute passes, should the caller die).
+ * Waits up to timeout_ms for the worker to be gone; returns whether it is.
+ */
+bool
+shmem_stop_worker(Oid dboid, int timeout_ms)
+{
+	TimestampTz deadline;
+
+	if (reminder_shared == NULL)
+		return true;
+
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	for (;;)
+	{
+		WorkerSlot *slot;
+		Latch	   *latch = NULL;
+		bool		gone;
+
+		LWLockAcquire(reminder_shared->lock, LW_EXCLUSIVE);
+		hold_database(dboid, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60 * 1000));
+		slot = shmem_find_slot(dboid);
+		gone = (slot == NULL || slot->pid == 0);
+		if (!gone && slot->state != WORKER_STOPPING)
+		{
+			slot->state = WORKER_STOPPING;
+			latch = slot->latch;
+		}
+		LWLockRelease(reminder_shared->lock);
+
+		if (latch)
+			SetLatch(latch);
+		if (gone)
+			return true;
+		if (GetCurrentTimestamp() >= deadline)
+			return false;
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+void
+shmem_release_hold(Oid dboid)
+{
+	if (reminder_shared == NULL)
+		return;
+
+	LWLockAcquire(reminder_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < REMINDER_MAX_HOLDS; i++)
+		if (reminder_shared->holds[i].dboid == dboid)
+			reminder_shared->holds[i].dboid = InvalidOid;
+	LWLockRelease(reminder_shared->lock);
+
+	shmem_wake_launcher(true);
+}
+
+/* Is a worker for dboid unwelcome right now?  Caller holds the lock. */
+bool
+shmem_database_held(Oid dboid)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	for (int i = 0; i < REMINDER_MAX_HOLDS; i++)
+	{
+		DatabaseHold *h = &reminder_shared->holds[i];
+
+		if (h->dboid == dboid && h->until > now)
+			return true;
+	}
+	return false;
 }

@@ -1,0 +1,35 @@
+-- ---------------------------------------------------------------------------
+-- The background worker.  A launcher (library in shared_preload_libraries)
+-- runs one worker per database where this extension is installed; see
+-- docs/worker.md.
+-- ---------------------------------------------------------------------------
+
+-- Called once below: says (NOTICE) that nothing will be delivered unless the
+-- library is preloaded, or asks the launcher, when CREATE EXTENSION commits,
+-- to start this database's worker.
+CREATE FUNCTION reminder._on_create()
+RETURNS void
+AS 'MODULE_PATHNAME', 'reminder_on_create'
+LANGUAGE C;
+COMMENT ON FUNCTION reminder._on_create() IS
+'internal: run by CREATE EXTENSION to start this database''s worker';
+
+SELECT reminder._on_create();
+
+CREATE FUNCTION reminder.worker_status(
+    OUT database name,
+    OUT pid integer,
+    OUT state text,
+    OUT started_at timestamptz,
+    OUT last_loop timestamptz,
+    OUT in_flight integer,
+    OUT sent bigint,
+    OUT failed bigint,
+    OUT retried bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'reminder_worker_status'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION reminder.worker_status() IS
+'the launcher (database NULL) and every database''s worker, from shared memory: state, in-flight transfers and counters since the worker started';
+
+GRANT EXECUTE ON FUNCTION reminder.worker_status() TO reminder_user;

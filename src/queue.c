@@ -1,0 +1,999 @@
+/*-------------------------------------------------------------------------
+ *
+ * queue.c
+ *	  The outbox seen from the worker: claiming due messages and recording
+ *	  what became of them.  Both run inside short transactions the worker
+ *	  opens (worker.c); neither ever waits on the network.
+ *
+ *	  Claim: one UPDATE ... FROM (SELECT ... FOR UPDATE SKIP LOCKED LIMIT n)
+ *	  marks due messages (and sending ones whose lease ran out) as sending,
+ *	  counts the attempt and sets the lease.  Each claimed message then goes
+ *	  through gate_check(), the channel and the renderer inside its own
+ *	  subtransaction, so one bad message fails alone.  Verdicts other than
+ *	  "send" are written back before the claim commits.
+ *
+ *	  Record: one UPDATE ... FROM unnest(arrays) for all outcomes of a
+ *	  batch, one INSERT of attempt rows, one INSERT into reminder.log for
+ *	  the log channel, and fallback messages for those that failed for good.
+ *	  The UPDATE only touches rows still in the claim it answers (status
+ *	  sending, same attempt number), so a late answer never overwrites a
+ *	  message another pass has since reclaimed.
+ *
+ *	  Plans are prepared once and kept (SPI_keepplan).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "common/pg_prng.h"
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+
+#include "reminder.h"
+#include "transport.h"
+
+#define RETRY_AFTER_MAX_S	86400	/* a Retry-After beyond a day is ignored */
+
+static SPIPlanPtr channels_plan = NULL;
+static SPIPlanPtr claim_plan = NULL;
+static SPIPlanPtr claim_channel_plan = NULL;
+static SPIPlanPtr next_due_plan = NULL;
+static SPIPlanPtr update_plan = NULL;
+static SPIPlanPtr attempt_plan = NULL;
+static SPIPlanPtr log_plan = NULL;
+static SPIPlanPtr fallback_of_plan = NULL;
+
+/*
+ * Token buckets of rate-limited channels, kept across claims.  A bucket
+ * holds at most a tenth of a second's worth of messages (at least one), so
+ * a channel limited to 5/s sends one message every 200 ms, not five at once.
+ */
+typedef struct Bucket
+{
+	char	   *channel;
+	double		rate;			/* messages per second */
+	double		tokens;
+	TimestampTz refilled_at;
+	bool		backlog;		/* the last claim took all it could */
+	bool		seen;
+} Bucket;
+
+static List *buckets = NIL;		/* of Bucket *, in TopMemoryContext */
+
+static SPIPlanPtr
+prepare_kept(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
+			 SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "SPI_keepplan failed");
+	return plan;
+}
+
+bool
+queue_extension_present(void)
+{
+	return OidIsValid(get_extension_oid(REMINDER_EXTENSION, true));
+}
+
+/* ----------------------------------------------------------------
+ * Arrays for unnest()
+ * ----------------------------------------------------------------
+ */
+
+typedef struct Column
+{
+	Oid			type;
+	ArrayBuildState *state;
+} Column;
+
+static void
+col_init(Column *c, Oid type)
+{
+	c->type = type;
+	c->state = initArrayResult(type, CurrentMemoryContext, false);
+}
+
+static void
+col_add(Column *c, Datum value, bool isnull)
+{
+	accumArrayResult(c->state, value, isnull, c->type, CurrentMemoryContext);
+}
+
+static void
+col_add_text(Column *c, const char *s)
+{
+	col_add(c, s ? CStringGetTextDatum(s) : (Datum) 0, s == NULL);
+}
+
+static Datum
+col_done(Column *c)
+{
+	return makeArrayResult(c->state, CurrentMemoryContext);
+}
+
+/* ----------------------------------------------------------------
+ * Claim
+ * ----------------------------------------------------------------
+ */
+
+static Bucket *
+find_bucket(const char *channel)
+{
+	ListCell   *lc;
+
+	foreach(lc, buckets)
+	{
+		Bucket	   *b = lfirst(lc);
+
+		if (strcmp(b->channel, channel) == 0)
+			return b;
+	}
+	return NULL;
+}
+
+/*
+ * Read the channels: those this version cannot deliver and those with a
+ * rate limit are left out of the main claim.  Refill the buckets.
+ */
+static List *
+load_channels(TimestampTz now)
+{
+	List	   *excluded = NIL;
+	ListCell   *lc;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (channels_plan == NULL)
+		channels_plan = prepare_kept("SELECT name, kind, "
+									 "coalesce((settings->>'rate_limit')::float8, 0) "
+									 "FROM reminder.channel", 0, NULL);
+	if (SPI_execute_plan(channels_plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read channels");
+
+	foreach(lc, buckets)
+		((Bucket *) lfirst(lc))->seen = false;
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		char	   *name = MemoryContextStrdup(cxt, SPI_getvalue(tup, desc, 1));
+		char	   *kind = SPI_getvalue(tup, desc, 2);
+		double		rate = DatumGetFloat8(SPI_getbinval(tup, desc, 3, &isnull));
+		bool		supported = false;
+
+		for (int k = CHANNEL_EMAIL; k <= CHANNEL_LOG; k++)
+			if (strcmp(kind, channel_kind_name(k)) == 0)
+				supported = transport_for_kind(k) != NULL;
+
+		if (!supported || rate > 0)
+		{
+			MemoryContext old = MemoryContextSwitchTo(cxt);
+
+			excluded = lappend(excluded, name);
+			MemoryContextSwitchTo(old);
+		}
+		if (supported && rate > 0)
+		{
+			Bucket	   *b = find_bucket(name);
+			double		burst = Max(1.0, rate / 10.0);
+
+			if (b == NULL)
+			{
+				MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+				b = palloc0(sizeof(Bucket));
+				b->channel = pstrdup(name);
+				b->tokens = burst;
+				b->refilled_at = now;
+				buckets = lappend(buckets, b);
+				MemoryContextSwitchTo(old);
+			}
+			b->rate = rate;
+			b->tokens = Min(burst, b->tokens + rate * (now - b->refilled_at) / 1000000.0);
+			b->refilled_at = now;
+			b->seen = true;
+		}
+	}
+
+	/* forget buckets of channels no longer limited */
+	foreach(lc, buckets)
+	{
+		Bucket	   *b = lfirst(lc);
+
+		if (!b->seen)
+		{
+			buckets = foreach_delete_current(buckets, lc);
+			pfree(b->channel);
+			pfree(b);
+		}
+	}
+	return excluded;
+}
+
+static const char claim_columns[] =
+"RETURNING m.id, m.channel, m.recipient, m.template, m.data, m.attempts, "
+"m.idempotency_key, m.due_at, m.rule_id, m.source_key, m.fallback_of IS NOT NULL";
+
+/* Claim up to limit messages, of every channel but the excluded ones. */
+static uint64
+claim_all(int limit, List *excluded)
+{
+	Datum		values[3];
+	ListCell   *lc;
+	Column		names;
+
+	if (claim_plan == NULL)
+	{
+		Oid			argtypes[3] = {INT4OID, TEXTARRAYOID, INT4OID};
+
+		claim_plan = prepare_kept(psprintf(
+										   "UPDATE reminder.message m "
+										   "SET status = 'sending', attempts = m.attempts + 1, "
+										   "lease_until = now() + make_interval(secs => $3), updated_at = now() "
+										   "FROM (SELECT id FROM ("
+										   "(SELECT id FROM reminder.message "
+										   " WHERE status IN ('scheduled', 'retrying') AND next_attempt_at <= now() "
+										   " AND channel <> ALL ($2) "
+										   " ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) "
+										   "UNION ALL "
+										   "(SELECT id FROM reminder.message "
+										   " WHERE status = 'sending' AND lease_until < now() "
+										   " AND channel <> ALL ($2) "
+										   " ORDER BY lease_until LIMIT $1 FOR UPDATE SKIP LOCKED)"
+										   ") due LIMIT $1) c "
+										   "WHERE m.id = c.id %s", claim_columns),
+								  3, argtypes);
+	}
+
+	col_init(&names, TEXTOID);
+	foreach(lc, excluded)
+		col_add_text(&names, lfirst(lc));
+	values[0] = Int32GetDatum(limit);
+	values[1] = col_done(&names);
+	values[2] = Int32GetDatum(reminder_lease_timeout);
+	if (SPI_execute_plan(claim_plan, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not claim messages");
+	return SPI_processed;
+}
+
+/* Claim up to limit messages of one channel. */
+static uint64
+claim_channel(int limit, const char *channel)
+{
+	Datum		values[3];
+
+	if (claim_channel_plan == NULL)
+	{
+		Oid			argtypes[3] = {INT4OID, TEXTOID, INT4OID};
+
+		claim_channel_plan = prepare_kept(psprintf(
+												   "UPDATE reminder.message m "
+												   "SET status = 'sending', attempts = m.attempts + 1, "
+												   "lease_until = now() + make_interval(secs => $3), updated_at = now() "
+												   "FROM (SELECT id FROM ("
+												   "(SELECT id FROM reminder.message "
+												   " WHERE status IN ('scheduled', 'retrying') AND next_attempt_at <= now() "
+												   " AND channel = $2 "
+												   " ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) "
+												   "UNION ALL "
+												   "(SELECT id FROM reminder.message "
+												   " WHERE status = 'sending' AND lease_until < now() AND channel = $2 "
+												   " ORDER BY lease_until LIMIT $1 FOR UPDATE SKIP LOCKED)"
+												   ") due LIMIT $1) c "
+												   "WHERE m.id = c.id %s", claim_columns),
+										  3, argtypes);
+	}
+	values[0] = Int32GetDatum(limit);
+	values[1] = CStringGetTextDatum(channel);
+	values[2] = Int32GetDatum(reminder_lease_timeout);
+	if (SPI_execute_plan(claim_channel_plan, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not claim messages");
+	return SPI_processed;
+}
+
+/* Copy the claimed rows of the last SPI result out of SPI's memory. */
+static List *
+claimed_rows(List *rows, MemoryContext cxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		ClaimedMessage *m = palloc0(sizeof(ClaimedMessage));
+		bool		isnull;
+		Datum		d;
+
+		m->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		m->channel = SPI_getvalue(tup, desc, 2);
+		m->recipient = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 3, &isnull));
+		m->template_name = SPI_getvalue(tup, desc, 4);
+		m->data = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 5, &isnull));
+		m->attempt = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
+		m->idempotency_key = SPI_getvalue(tup, desc, 7);
+		m->due_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 8, &isnull));
+		d = SPI_getbinval(tup, desc, 9, &isnull);
+		m->rule_id = isnull ? 0 : DatumGetInt64(d);
+		m->source_key = SPI_getvalue(tup, desc, 10);
+		m->is_fallback = DatumGetBool(SPI_getbinval(tup, desc, 11, &isnull));
+		rows = lappend(rows, m);
+	}
+	MemoryContextSwitchTo(old);
+	return rows;
+}
+
+/* A delivery carrying a message's identity and its channel's policy. */
+static Delivery *
+new_delivery(ClaimedMessage *m, ChannelConfig *cc, MemoryContext parent)
+{
+	Delivery   *d = delivery_create(parent);
+	MemoryContext old = MemoryContextSwitchTo(d->cxt);
+
+	d->message_id = m->id;
+	d->attempt = m->attempt;
+	d->idempotency_key = pstrdup(m->idempotency_key);
+	d->recipient = (Jsonb *) pg_detoast_datum_copy((struct varlena *) m->recipient);
+	d->template_name = pstrdup(m->template_name);
+	d->data = (Jsonb *) pg_detoast_datum_copy((struct varlena *) m->data);
+	d->is_fallback = m->is_fallback;
+	d->channel = pstrdup(m->channel);
+	if (cc)
+	{
+		d->timeout_ms = cc->timeout_ms;
+		d->max_attempts = cc->max_attempts;
+		d->retry_delay_ms = cc->retry_delay_ms;
+		d->retry_max_delay_ms = cc->retry_max_delay_ms;
+		d->fallback = cc->fallback ? pstrdup(cc->fallback) : NULL;
+	}
+	else
+		d->max_attempts = reminder_max_attempts;
+	MemoryContextSwitchTo(old);
+	return d;
+}
+
+typedef struct ChannelCacheEntry
+{
+	char	   *name;
+	ChannelConfig *cc;
+} ChannelCacheEntry;
+
+static ChannelConfig *
+cached_channel(List **cache, const char *name, MemoryContext cxt)
+{
+	ListCell   *lc;
+	ChannelCacheEntry *e;
+	MemoryContext old;
+
+	foreach(lc, *cache)
+	{
+		e = lfirst(lc);
+		if (strcmp(e->name, name) == 0)
+			return e->cc;
+	}
+	old = MemoryContextSwitchTo(cxt);
+	e = palloc(sizeof(ChannelCacheEntry));
+	e->name = pstrdup(name);
+	e->cc = catalog_channel(name);
+	*cache = lappend(*cache, e);
+	MemoryContextSwitchTo(old);
+	return e->cc;
+}
+
+/* Verdicts written back inside the claim transaction. */
+typedef struct Verdicts
+{
+	int			n;
+	Column		id,
+				attempt,
+				status,
+				next_at,
+				sent_at,
+				error,
+				provider_id,
+				uncount;
+} Verdicts;
+
+static void
+verdicts_init(Verdicts *v)
+{
+	v->n = 0;
+	col_init(&v->id, INT8OID);
+	col_init(&v->attempt, INT4OID);
+	col_init(&v->status, TEXTOID);
+	col_init(&v->next_at, TIMESTAMPTZOID);
+	col_init(&v->sent_at, TIMESTAMPTZOID);
+	col_init(&v->error, TEXTOID);
+	col_init(&v->provider_id, TEXTOID);
+	col_init(&v->uncount, INT4OID);
+}
+
+static void
+verdicts_add(Verdicts *v, int64 id, int attempt, const char *status,
+			 TimestampTz next_at, TimestampTz sent_at, const char *error,
+			 const char *provider_id, bool uncount)
+{
+	v->n++;
+	col_add(&v->id, Int64GetDatum(id), false);
+	col_add(&v->attempt, Int32GetDatum(attempt), false);
+	col_add_text(&v->status, status);
+	col_add(&v->next_at, TimestampTzGetDatum(next_at), next_at == 0);
+	col_add(&v->sent_at, TimestampTzGetDatum(sent_at), sent_at == 0);
+	col_add_text(&v->error, error);
+	col_add_text(&v->provider_id, provider_id);
+	col_add(&v->uncount, Int32GetDatum(uncount ? 1 : 0), false);
+}
+
+static void
+verdicts_apply(Verdicts *v)
+{
+	Datum		values[8];
+
+	if (v->n == 0)
+		return;
+	if (update_plan == NULL)
+	{
+		Oid			argtypes[8] = {INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID,
+			TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+		INT4ARRAYOID};
+
+		update_plan = prepare_kept("UPDATE reminder.message m "
+								   "SET status = u.status, "
+								   "attempts = m.attempts - u.uncount, "
+								   "next_attempt_at = coalesce(u.next_at, m.next_attempt_at), "
+								   "sent_at = coalesce(u.sent_at, m.sent_at), "
+								   "lease_until = NULL, "
+								   "last_error = u.error, "
+								   "provider_message_id = coalesce(u.provider_id, m.provider_message_id), "
+								   "updated_at = now() "
+								   "FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) "
+								   "AS u(id, attempt, status, next_at, sent_at, error, provider_id, uncount) "
+								   "WHERE m.id = u.id AND m.status = 'sending' AND m.attempts = u.attempt",
+								   8, argtypes);
+	}
+	values[0] = col_done(&v->id);
+	values[1] = col_done(&v->attempt);
+	values[2] = col_done(&v->status);
+	values[3] = col_done(&v->next_at);
+	values[4] = col_done(&v->sent_at);
+	values[5] = col_done(&v->error);
+	values[6] = col_done(&v->provider_id);
+	values[7] = col_done(&v->uncount);
+	if (SPI_execute_plan(update_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not record message outcomes");
+}
+
+/*
+ * Gate, channel, render and build for one claimed message, inside a
+ * subtransaction: an error fails this message alone.  Returns the
+ * delivery to send (or to record at once), or NULL after a gate verdict.
+ */
+static Delivery *
+prepare_one(ClaimedMessage *m, List **cache, MemoryContext parent,
+			Verdicts *verdicts)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	Delivery   *volatile d = NULL;
+	ChannelConfig *volatile cc = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		GateMessage gm;
+		GateResult	gr;
+
+		cc = cached_channel(cache, m->channel, cxt);
+
+		gm.id = m->id;
+		gm.channel = cc;
+		gm.recipient = m->recipient;
+		gm.data = m->data;
+		gm.template_name = m->template_name;
+		gm.due_at = m->due_at;
+		gm.rule_id = m->rule_id;
+		gm.source_key = m->source_key;
+		gate_check(&gm, &gr);
+
+		switch (gr.verdict)
+		{
+			case GATE_SEND:
+				{
+					RenderedMessage *r = render_message(cc, m->template_name,
+														m->recipient, m->data, m->id);
+					MemoryContext old;
+
+					d = new_delivery(m, cc, parent);
+					d->ops = transport_for_kind(cc->kind);
+					if (d->ops == NULL)
+						ereport(ERROR,
+								(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+								 errmsg("channels of kind %s are not delivered by this version",
+										channel_kind_name(cc->kind))));
+					old = MemoryContextSwitchTo(d->cxt);
+					d->ops->build(d, cc, m, r);
+					MemoryContextSwitchTo(old);
+					break;
+				}
+			case GATE_DEFER:
+				verdicts_add(verdicts, m->id, m->attempt, "scheduled",
+							 gr.defer_until, 0, gr.reason, NULL, true);
+				break;
+			case GATE_SUPPRESS:
+				verdicts_add(verdicts, m->id, m->attempt, "suppressed",
+							 0, 0, gr.reason, NULL, true);
+				break;
+			case GATE_CANCEL:
+				verdicts_add(verdicts, m->id, m->attempt, "cancelled",
+							 0, 0, gr.reason, NULL, true);
+				break;
+		}
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+
+		if (d)
+			delivery_free(d);
+
+		/* the message cannot go out: it fails now, as a permanent error */
+		d = new_delivery(m, cc, parent);
+		d->ops = NULL;
+		d->started_at = d->finished_at = GetCurrentTimestamp();
+		d->outcome = OUTCOME_PERMANENT;
+		d->error = MemoryContextStrdup(d->cxt, edata->message);
+		queue_decide(d);
+		ereport(LOG,
+				(errmsg("reminder: message " INT64_FORMAT " cannot be delivered: %s",
+						m->id, edata->message)));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+
+	return d;
+}
+
+/*
+ * Claim up to limit due messages and prepare them.  Deliveries to carry
+ * out go to *to_send; those already finished (log channel, messages that
+ * cannot be delivered) go to *done, to be recorded.  Runs inside a
+ * transaction with SPI connected.
+ */
+void
+queue_claim(int limit, dlist_head *to_send, dlist_head *done,
+			MemoryContext delivery_parent, ClaimResult *result)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	List	   *excluded;
+	List	   *rows = NIL;
+	List	   *cache = NIL;
+	ListCell   *lc;
+	Verdicts	verdicts;
+	int			remaining = limit;
+	bool		isnull;
+	Datum		next;
+
+	result->claimed = 0;
+	result->more = false;
+	result->next_due = DT_NOEND;
+	result->next_token = DT_NOEND;
+
+	excluded = load_channels(now);
+
+	/* channels without a rate limit */
+	(void) claim_all(remaining, excluded);
+	rows = claimed_rows(rows, CurrentMemoryContext);
+	remaining -= list_length(rows);
+	result->more = (remaining == 0);
+
+	/* rate-limited channels, as far as their tokens go */
+	foreach(lc, buckets)
+	{
+		Bucket	   *b = lfirst(lc);
+		int			want = (int) Min((double) remaining, floor(b->tokens));
+		uint64		got = 0;
+
+		if (want > 0)
+		{
+			got = claim_channel(want, b->channel);
+			rows = claimed_rows(rows, CurrentMemoryContext);
+			remaining -= got;
+			b->tokens -= got;
+		}
+		/* it may have more waiting: look again once a token is back */
+		b->backlog = (want == 0 || got == want);
+		if (b->backlog)
+		{
+			TimestampTz at = b->refilled_at +
+				(TimestampTz) ((1.0 - Min(b->tokens, 1.0)) / b->rate * 1000000.0);
+
+			result->next_token = Min(result->next_token, at);
+		}
+	}
+
+	verdicts_init(&verdicts);
+	foreach(lc, rows)
+	{
+		ClaimedMessage *m = lfirst(lc);
+		Delivery   *d = prepare_one(m, &cache, delivery_parent, &verdicts);
+
+		result->claimed++;
+		if (d == NULL)
+			continue;
+		if (d->ops && d->ops->network)
+			dlist_push_tail(to_send, &d->node);
+		else
+		{
+			if (d->ops)
+			{
+				d->started_at = d->finished_at = GetCurrentTimestamp();
+				d->ops->classify(d);
+				queue_decide(d);
+			}
+			dlist_push_tail(done, &d->node);
+		}
+	}
+	verdicts_apply(&verdicts);
+
+	/* when the next message falls due, to sleep until then at most */
+	if (next_due_plan == NULL)
+		next_due_plan = prepare_kept("SELECT min(next_attempt_at) FROM reminder.message "
+									 "WHERE status IN ('scheduled', 'retrying') "
+									 "AND next_attempt_at > now()", 0, NULL);
+	if (SPI_execute_plan(next_due_plan, NULL, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up the next due message");
+	next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull)
+		result->next_due = DatumGetTimestampTz(next);
+}
+
+/* ----------------------------------------------------------------
+ * Outcomes
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Backoff before attempt n + 1: "decorrelated" jitter, uniform between
+ * the base delay and base * 3^(n-1), capped.  Never less than the base, so
+ * a retry is always visibly later; spread out so that messages failing
+ * together do not come back together.
+ */
+static int64
+backoff_ms(int n, int base, int cap)
+{
+	double		upper = base * pow(3.0, Max(n - 1, 0));
+
+	upper = Min(upper, (double) cap);
+	if (upper <= base)
+		return Min(base, cap);
+	return (int64) (base + pg_prng_double(&pg_global_prng_state) * (upper - base));
+}
+
+/*
+ * What becomes of the message after this attempt: sent, retrying at
+ * next_attempt_at, or failed.  No transaction needed.
+ */
+void
+queue_decide(Delivery *d)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	d->next_attempt_at = 0;
+	switch (d->outcome)
+	{
+		case OUTCOME_SENT:
+			d->status = "sent";
+			break;
+		case OUTCOME_TRANSIENT:
+			if (d->attempt < d->max_attempts)
+			{
+				int64		delay = backoff_ms(d->attempt, d->retry_delay_ms,
+											   d->retry_max_delay_ms);
+
+				if (d->retry_after_s > 0 && d->retry_after_s <= RETRY_AFTER_MAX_S)
+					delay = Max(delay, (int64) d->retry_after_s * 1000);
+				d->status = "retrying";
+				d->next_attempt_at = TimestampTzPlusMilliseconds(now, delay);
+				break;
+			}
+			/* the last attempt: give up */
+			d->outcome = OUTCOME_PERMANENT;
+			d->status = "failed";
+			break;
+		case OUTCOME_PERMANENT:
+			d->status = "failed";
+			break;
+	}
+}
+
+static const char *
+outcome_name(DeliveryOutcome o)
+{
+	switch (o)
+	{
+		case OUTCOME_SENT:
+			return "sent";
+		case OUTCOME_TRANSIENT:
+			return "transient";
+		case OUTCOME_PERMANENT:
+			return "permanent";
+	}
+	return NULL;
+}
+
+/* Valid text of the database encoding: the response may be anything. */
+static char *
+clean_text(const char *s, size_t len)
+{
+	int			ok;
+
+	if (s == NULL)
+		return NULL;
+	ok = pg_encoding_verifymbstr(GetDatabaseEncoding(), s, (int) len);
+	return pnstrdup(s, ok);
+}
+
+/*
+ * Schedule the fallback of a message that failed for good.  Returns NULL,
+ * or why there is none, to be added to last_error.
+ */
+static char *
+schedule_fallback(Delivery *d)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	char	   *problem = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		ScheduleRequest req = {0};
+		int64		id;
+		Datum		values[2];
+
+		req.channel = d->fallback;
+		req.recipient = d->recipient;
+		req.template_name = d->template_name;
+		req.due_at = GetCurrentTimestamp();
+		req.data = d->data;
+		req.idempotency_key = psprintf("%s:fallback", d->idempotency_key);
+		id = schedule_message(&req);
+
+		if (fallback_of_plan == NULL)
+		{
+			Oid			argtypes[2] = {INT8OID, INT8OID};
+
+			fallback_of_plan = prepare_kept("UPDATE reminder.message SET fallback_of = $2 "
+											"WHERE id = $1 AND fallback_of IS NULL",
+											2, argtypes);
+		}
+		values[0] = Int64GetDatum(id);
+		values[1] = Int64GetDatum(d->message_id);
+		if (SPI_execute_plan(fallback_of_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not link fallback message");
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		problem = psprintf("no fallback to channel \"%s\": %s", d->fallback, edata->message);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	return problem;
+}
+
+/*
+ * Record the outcome and attempt row of every delivery in *done, the log
+ * rows of the log channel, and fallbacks.  Runs inside a transaction with
+ * SPI connected; the caller frees the deliveries after commit.
+ */
+void
+queue_record(dlist_head *done, int64 *sent, int64 *failed, int64 *retried)
+{
+	dlist_iter	iter;
+	Verdicts	v;
+	Column		a_id,
+				a_attempt,
+				a_started,
+				a_ms,
+				a_outcome,
+				a_status,
+				a_smtp,
+				a_error,
+				a_response;
+	Column		l_id,
+				l_channel,
+				l_recipient,
+				l_subject,
+				l_body,
+				l_html;
+	int			nlog = 0;
+	Datum		values[9];
+
+	*sent = *failed = *retried = 0;
+	verdicts_init(&v);
+	col_init(&a_id, INT8OID);
+	col_init(&a_attempt, INT4OID);
+	col_init(&a_started, TIMESTAMPTZOID);
+	col_init(&a_ms, FLOAT8OID);
+	col_init(&a_outcome, TEXTOID);
+	col_init(&a_status, INT4OID);
+	col_init(&a_smtp, TEXTOID);
+	col_init(&a_error, TEXTOID);
+	col_init(&a_response, TEXTOID);
+	col_init(&l_id, INT8OID);
+	col_init(&l_channel, TEXTOID);
+	col_init(&l_recipient, JSONBOID);
+	col_init(&l_subject, TEXTOID);
+	col_init(&l_body, TEXTOID);
+	col_init(&l_html, TEXTOID);
+
+	dlist_foreach(iter, done)
+	{
+		Delivery   *d = dlist_container(Delivery, node, iter.cur);
+		char	   *error = clean_text(d->error, d->error ? strlen(d->error) : 0);
+		char	   *last_error = error;
+
+		if (strcmp(d->status, "failed") == 0)
+		{
+			(*failed)++;
+			if (d->attempt >= d->max_attempts && d->attempt > 1)
+				last_error = psprintf("gave up after %d attempts: %s", d->attempt,
+									  error ? error : "");
+			if (d->fallback && !d->is_fallback)
+			{
+				char	   *problem = schedule_fallback(d);
+
+				if (problem)
+					last_error = psprintf("%s; %s", last_error ? last_error : "", problem);
+			}
+		}
+		else if (strcmp(d->status, "retrying") == 0)
+			(*retried)++;
+		else
+			(*sent)++;
+
+		verdicts_add(&v, d->message_id, d->attempt, d->status, d->next_attempt_at,
+					 strcmp(d->status, "sent") == 0 ? d->finished_at : 0,
+					 last_error, d->provider_id, false);
+
+		col_add(&a_id, Int64GetDatum(d->message_id), false);
+		col_add(&a_attempt, Int32GetDatum(d->attempt), false);
+		col_add(&a_started, TimestampTzGetDatum(d->started_at), false);
+		col_add(&a_ms, Float8GetDatum((d->finished_at - d->started_at) / 1000.0), false);
+		col_add_text(&a_outcome, outcome_name(d->outcome));
+		col_add(&a_status, Int32GetDatum((int32) d->http_status), d->http_status == 0);
+		col_add_text(&a_smtp, d->smtp_reply);
+		col_add_text(&a_error, error);
+		col_add_text(&a_response, d->response_len > 0 ?
+					 clean_text(d->response, d->response_len) : NULL);
+
+		if (d->ops == &transport_log_ops && d->outcome == OUTCOME_SENT)
+		{
+			nlog++;
+			col_add(&l_id, Int64GetDatum(d->message_id), false);
+			col_add_text(&l_channel, d->channel);
+			col_add(&l_recipient, JsonbPGetDatum(d->recipient), false);
+			col_add_text(&l_subject, d->subject);
+			col_add_text(&l_body, d->body);
+			col_add_text(&l_html, d->html);
+		}
+	}
+
+	verdicts_apply(&v);
+
+	if (attempt_plan == NULL)
+	{
+		Oid			argtypes[9] = {INT8ARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID,
+			FLOAT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+		TEXTARRAYOID};
+
+		/* skip messages deleted meanwhile (drop_channel cascade, purge) */
+		attempt_plan = prepare_kept("INSERT INTO reminder.attempt "
+									"(message_id, attempt, started_at, duration, outcome, "
+									" http_status, smtp_reply, error, response) "
+									"SELECT u.id, u.attempt, u.started_at, "
+									"u.ms * interval '1 millisecond', u.outcome, "
+									"u.http_status, u.smtp_reply, u.error, u.response "
+									"FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+									"AS u(id, attempt, started_at, ms, outcome, http_status, "
+									"smtp_reply, error, response) "
+									"WHERE EXISTS (SELECT FROM reminder.message m WHERE m.id = u.id)",
+									9, argtypes);
+	}
+	values[0] = col_done(&a_id);
+	values[1] = col_done(&a_attempt);
+	values[2] = col_done(&a_started);
+	values[3] = col_done(&a_ms);
+	values[4] = col_done(&a_outcome);
+	values[5] = col_done(&a_status);
+	values[6] = col_done(&a_smtp);
+	values[7] = col_done(&a_error);
+	values[8] = col_done(&a_response);
+	if (SPI_execute_plan(attempt_plan, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not record attempts");
+
+	if (nlog > 0)
+	{
+		if (log_plan == NULL)
+		{
+			Oid			argtypes[6] = {INT8ARRAYOID, TEXTARRAYOID, JSONBARRAYOID,
+			TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+
+			log_plan = prepare_kept("INSERT INTO reminder.log "
+									"(message_id, channel, recipient, subject, body, html) "
+									"SELECT * FROM unnest($1, $2, $3, $4, $5, $6)",
+									6, argtypes);
+		}
+		values[0] = col_done(&l_id);
+		values[1] = col_done(&l_channel);
+		values[2] = col_done(&l_recipient);
+		values[3] = col_done(&l_subject);
+		values[4] = col_done(&l_body);
+		values[5] = col_done(&l_html);
+		if (SPI_execute_plan(log_plan, values, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not write the log channel's messages");
+	}
+}
+
+/*
+ * Retention: call reminder.purge(interval) if this version of the schema
+ * has it.  Runs inside a transaction with SPI connected.
+ */
+void
+queue_purge(void)
+{
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1];
+	bool		isnull;
+	Datum		exists;
+
+	if (SPI_execute("SELECT to_regprocedure('reminder.purge(interval)') IS NOT NULL",
+					true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up reminder.purge");
+	exists = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!DatumGetBool(exists))
+		return;
+
+	values[0] = Int32GetDatum(reminder_retention);
+	if (SPI_execute_with_args("SELECT reminder.purge(make_interval(mins => $1))",
+							  1, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not purge old messages");
+}

@@ -1,0 +1,172 @@
+/*-------------------------------------------------------------------------
+ *
+ * transport.h
+ *	  The delivery of one claimed message, and the transports that carry it:
+ *	  a libcurl multi driver (transport.c) and one small vtable per channel
+ *	  kind (transport_http.c for webhooks, transport_log.c for the log
+ *	  channel; SMTP, SMS and Slack plug in the same way).
+ *
+ *	  A Delivery is built inside the claim transaction (build: everything
+ *	  that reads the database or may raise an error: channel secrets, the
+ *	  rendered body, the signature), carried out with no transaction open
+ *	  (setup configures a curl easy handle, then the multi handle runs it)
+ *	  and classified when the transfer ends (classify: sent, transient or
+ *	  permanent, never raising an error), then recorded in one transaction
+ *	  per batch of completions.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef REMINDER_TRANSPORT_H
+#define REMINDER_TRANSPORT_H
+
+#include <curl/curl.h>
+
+#include "lib/ilist.h"
+#include "lib/stringinfo.h"
+
+#include "reminder.h"
+
+#define DELIVERY_RESPONSE_MAX	1024	/* first bytes of a response kept */
+#define DELIVERY_WHY_MAX		256
+
+typedef enum DeliveryOutcome
+{
+	OUTCOME_SENT,
+	OUTCOME_TRANSIENT,
+	OUTCOME_PERMANENT
+} DeliveryOutcome;
+
+struct TransportOps;
+
+/* A message as the claim returns it. */
+typedef struct ClaimedMessage
+{
+	int64		id;
+	char	   *channel;
+	Jsonb	   *recipient;
+	char	   *template_name;
+	Jsonb	   *data;
+	int			attempt;		/* this attempt's number, from 1 */
+	char	   *idempotency_key;
+	TimestampTz due_at;
+	int64		rule_id;
+	char	   *source_key;
+	bool		is_fallback;	/* fallback_of is set: never falls back again */
+} ClaimedMessage;
+
+typedef struct Delivery
+{
+	dlist_node	node;
+	MemoryContext cxt;			/* owns the delivery and all it points to */
+	const struct TransportOps *ops;
+
+	/* the message */
+	int64		message_id;
+	int			attempt;
+	char	   *idempotency_key;
+	Jsonb	   *recipient;
+	char	   *template_name;
+	Jsonb	   *data;
+	bool		is_fallback;
+
+	/* the channel's policy */
+	char	   *channel;
+	int			timeout_ms;
+	int			max_attempts;
+	int			retry_delay_ms;
+	int			retry_max_delay_ms;
+	char	   *fallback;
+
+	/* the request, for network kinds */
+	char	   *url;
+	char	   *host;			/* the URL's host, for the host policy */
+	char	   *method;
+	char	   *body;
+	size_t		body_len;
+	List	   *headers;		/* "Name: value" */
+
+	/* the rendered message, for the log kind */
+	char	   *subject;
+	char	   *html;
+
+	/* the transfer, owned by transport.c while in flight */
+	CURL	   *easy;
+	struct curl_slist *slist;
+	TimestampTz started_at;
+	TimestampTz finished_at;
+	CURLcode	curl_code;
+	long		http_status;
+	long		retry_after_s;	/* from Retry-After, 0 if none */
+	char		errbuf[CURL_ERROR_SIZE];
+	char		denied[DELIVERY_WHY_MAX];	/* set when the host policy refused */
+	char		response[DELIVERY_RESPONSE_MAX + 1];
+	size_t		response_len;
+
+	/* the verdict, set by classify */
+	DeliveryOutcome outcome;
+	char	   *error;			/* NULL when sent */
+	char	   *provider_id;
+	char	   *smtp_reply;
+
+	/* what the record transaction writes */
+	const char *status;			/* sent, retrying, failed */
+	TimestampTz next_attempt_at;
+} Delivery;
+
+/* One per channel kind. */
+typedef struct TransportOps
+{
+	ChannelKind kind;
+	bool		network;		/* false: completes at once, no transfer */
+
+	/* In the claim transaction: fill in the request.  May raise an error. */
+	void		(*build) (Delivery *d, ChannelConfig *cc, ClaimedMessage *m,
+						  RenderedMessage *r);
+
+	/* No transaction: configure the easy handle (URL, body, headers). */
+	void		(*setup) (Delivery *d, CURL *easy);
+
+	/* After the transfer: set outcome, error, provider_id.  Never raises. */
+	void		(*classify) (Delivery *d);
+} TransportOps;
+
+/* in transport.c: the multi driver */
+extern const TransportOps *transport_for_kind(ChannelKind kind);
+extern Delivery *delivery_create(MemoryContext parent);
+extern void delivery_free(Delivery *d);
+extern void transport_init(void);
+extern void transport_configure(void);
+extern pgsocket transport_socket(void);
+extern long transport_timeout_ms(void);
+extern void transport_start(Delivery *d);
+extern void transport_perform(bool sockets_ready);
+extern int	transport_in_flight(void);
+extern bool transport_take_done(dlist_head *into);
+extern void transport_abandon_all(void);
+extern void transport_set_common_options(Delivery *d, CURL *easy);
+extern void transport_classify_curl(Delivery *d);
+
+/* in transport_http.c */
+extern const TransportOps transport_webhook_ops;
+
+/* in transport_log.c */
+extern const TransportOps transport_log_ops;
+
+/* in queue.c: claim and record */
+typedef struct ClaimResult
+{
+	int			claimed;		/* rows claimed (sent or not) */
+	bool		more;			/* the limit was reached: more may be due */
+	TimestampTz next_due;		/* next future due time, or DT_NOEND */
+	TimestampTz next_token;		/* when a throttled channel may go on, or DT_NOEND */
+} ClaimResult;
+
+extern bool queue_extension_present(void);
+extern void queue_claim(int limit, dlist_head *to_send, dlist_head *done,
+						MemoryContext delivery_parent, ClaimResult *result);
+extern void queue_record(dlist_head *done, int64 *sent, int64 *failed,
+						 int64 *retried);
+extern void queue_decide(Delivery *d);
+extern void queue_purge(void);
+
+#endif							/* REMINDER_TRANSPORT_H */

@@ -1,0 +1,184 @@
+/*-------------------------------------------------------------------------
+ *
+ * transport_http.c
+ *	  Webhooks: an HTTP request (POST unless the channel says PUT or PATCH)
+ *	  with a JSON body, the message's idempotency key, an optional
+ *	  HMAC-SHA256 signature of the exact body and an optional bearer token.
+ *
+ *	  2xx is sent; 408, 429 and 5xx are transient (Retry-After honoured);
+ *	  any other status is permanent.  Redirects are not followed: a webhook
+ *	  that moved is a configuration error, and following one could lead a
+ *	  request somewhere the channel's owner never named.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+
+#include "reminder.h"
+#include "transport.h"
+
+#ifndef REMINDER_VERSION
+#define REMINDER_VERSION "unknown"
+#endif
+
+#define ERROR_EXCERPT	200		/* response bytes quoted in last_error */
+
+static bool
+is_blank(const char *s)
+{
+	if (s == NULL)
+		return true;
+	for (; *s; s++)
+		if (!isspace((unsigned char) *s))
+			return false;
+	return true;
+}
+
+/* The host part of url, for the host policy; errors if url is not one. */
+static char *
+url_host(const char *url)
+{
+	CURLU	   *u = curl_url();
+	char	   *host = NULL;
+	char	   *result;
+	CURLUcode	rc;
+
+	if (u == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	rc = curl_url_set(u, CURLUPART_URL, url, 0);
+	if (rc == CURLUE_OK)
+		rc = curl_url_get(u, CURLUPART_HOST, &host, 0);
+	if (rc != CURLUE_OK)
+	{
+		curl_url_cleanup(u);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid webhook URL \"%s\": %s", url, curl_url_strerror(rc))));
+	}
+	/* IPv6 literals come back bracketed */
+	if (host[0] == '[')
+		result = pnstrdup(host + 1, strlen(host) - 2);
+	else
+		result = pstrdup(host);
+	curl_free(host);
+	curl_url_cleanup(u);
+	return result;
+}
+
+/* {"message_id":..,"channel":..,"recipient":{..},"data":{..}} */
+static char *
+default_body(ClaimedMessage *m)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"message_id\":" INT64_FORMAT ",\"channel\":", m->id);
+	escape_json(&buf, m->channel);
+	appendStringInfoString(&buf, ",\"recipient\":");
+	appendStringInfoString(&buf, JsonbToCString(NULL, &m->recipient->root, VARSIZE(m->recipient)));
+	appendStringInfoString(&buf, ",\"data\":");
+	appendStringInfoString(&buf, JsonbToCString(NULL, &m->data->root, VARSIZE(m->data)));
+	appendStringInfoChar(&buf, '}');
+	return buf.data;
+}
+
+static void
+webhook_build(Delivery *d, ChannelConfig *cc, ClaimedMessage *m, RenderedMessage *r)
+{
+	char	   *recipient_url = jsonb_get_text(m->recipient, "url");
+	char	   *signing_secret = jsonb_get_text(cc->secrets, "signing_secret");
+	char	   *bearer_token = jsonb_get_text(cc->secrets, "bearer_token");
+	ListCell   *lc;
+
+	d->url = recipient_url && *recipient_url ? recipient_url : pstrdup(cc->url);
+	d->host = url_host(d->url);
+	d->method = pstrdup(cc->method ? cc->method : "POST");
+	d->body = is_blank(r->body) ? default_body(m) : pstrdup(r->body);
+	d->body_len = strlen(d->body);
+	validate_payload_size(d->body_len, "webhook body");
+
+	d->headers = lappend(d->headers, "Content-Type: application/json");
+	d->headers = lappend(d->headers, psprintf("Idempotency-Key: %s", m->idempotency_key));
+	d->headers = lappend(d->headers, "User-Agent: reminder/" REMINDER_VERSION);
+	/* no "Expect: 100-continue" round trip for large bodies */
+	d->headers = lappend(d->headers, "Expect:");
+	if (signing_secret && *signing_secret)
+		d->headers = lappend(d->headers,
+							 psprintf("X-Reminder-Signature: sha256=%s",
+									  hmac_sha256_hex(signing_secret, strlen(signing_secret),
+													  d->body, d->body_len)));
+	if (bearer_token && *bearer_token)
+		d->headers = lappend(d->headers, psprintf("Authorization: Bearer %s", bearer_token));
+	foreach(lc, cc->headers)
+		d->headers = lappend(d->headers, pstrdup(lfirst(lc)));
+}
+
+static void
+webhook_setup(Delivery *d, CURL *easy)
+{
+	ListCell   *lc;
+
+	foreach(lc, d->headers)
+	{
+		struct curl_slist *next = curl_slist_append(d->slist, lfirst(lc));
+
+		if (next == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory")));
+		d->slist = next;
+	}
+	curl_easy_setopt(easy, CURLOPT_URL, d->url);
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, d->slist);
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, d->body);
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) d->body_len);
+	if (strcmp(d->method, "POST") != 0)
+		curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, d->method);
+}
+
+static void
+webhook_classify(Delivery *d)
+{
+	long		status = d->http_status;
+	MemoryContext old;
+
+	if (d->curl_code != CURLE_OK)
+	{
+		transport_classify_curl(d);
+		return;
+	}
+
+	if (status >= 200 && status < 300)
+	{
+		d->outcome = OUTCOME_SENT;
+		return;
+	}
+	if (status == 408 || status == 429 || status >= 500)
+		d->outcome = OUTCOME_TRANSIENT;
+	else
+		d->outcome = OUTCOME_PERMANENT;
+
+	old = MemoryContextSwitchTo(d->cxt);
+	if (d->response_len > 0)
+		d->error = psprintf("HTTP status %ld: %.*s", status,
+							(int) pg_mbcliplen(d->response, d->response_len, ERROR_EXCERPT),
+							d->response);
+	else
+		d->error = psprintf("HTTP status %ld", status);
+	MemoryContextSwitchTo(old);
+}
+
+const TransportOps transport_webhook_ops = {
+	.kind = CHANNEL_WEBHOOK,
+	.network = true,
+	.build = webhook_build,
+	.setup = webhook_setup,
+	.classify = webhook_classify,
+};

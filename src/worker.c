@@ -1,0 +1,655 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  The per-database delivery worker, started by the launcher.
+ *
+ *	  One loop, one thread:
+ *
+ *		1. let libcurl work on ready sockets and timers, collect finished
+ *		   transfers;
+ *		2. record finished deliveries in one transaction per batch;
+ *		3. if transfer slots are free and something may be due, claim up to
+ *		   that many messages in one short transaction (gate, render and
+ *		   build the requests inside it), commit, then start the transfers;
+ *		4. publish when it will next look for due messages (so a commit of
+ *		   something due sooner sets its latch, see wakeup.c) and wait on
+ *		   the latch and curl's sockets together (see transport.c).
+ *
+ *	  No transaction is open while waiting or transferring.  Free slots are
+ *	  refilled as transfers finish, so the pipe never drains between
+ *	  batches.  An error in a claim or record transaction is logged and the
+ *	  loop goes on; a record that fails is retried one message at a time,
+ *	  so one bad message cannot block the others.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "commands/dbcommands.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "reminder.h"
+#include "transport.h"
+
+#define SHUTDOWN_GRACE_MS	500		/* in-flight transfers may finish in this */
+#define RECORD_DELAY_MS		10		/* longest a finished delivery waits to be recorded */
+#define PURGE_INTERVAL_MS	(10 * 60 * 1000)
+
+static WorkerSlot *my_slot = NULL;
+static volatile sig_atomic_t in_transaction = false;
+
+/* Slot counters, published every iteration. */
+static int64 n_sent = 0;
+static int64 n_failed = 0;
+static int64 n_retried = 0;
+
+/*
+ * SIGTERM: finish the current step and leave.  Inside a transaction, a
+ * lock wait could last; there act as die() does so it is interrupted.
+ */
+static void
+worker_sigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	ShutdownRequestPending = true;
+	if (in_transaction)
+	{
+		InterruptPending = true;
+		ProcDiePending = true;
+	}
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+/* ----------------------------------------------------------------
+ * The slot in shared memory
+ * ----------------------------------------------------------------
+ */
+
+static void
+detach_slot(int code, Datum arg)
+{
+	LWLockAcquire(reminder_shared->lock, LW_EXCLUSIVE);
+	my_slot->pid = 0;
+	my_slot->latch = NULL;
+	my_slot->in_flight = 0;
+	LWLockRelease(reminder_shared->lock);
+}
+
+static void
+attach_slot(int slotno, Oid dboid)
+{
+	WorkerSlot *slot;
+
+	if (slotno < 0 || slotno >= reminder_shared->nslots)
+		elog(ERROR, "invalid reminder worker slot %d", slotno);
+
+	LWLockAcquire(reminder_shared->lock, LW_EXCLUSIVE);
+	slot = &reminder_shared->slots[slotno];
+	if (slot->dboid != dboid || slot->state != WORKER_STARTING || slot->pid != 0)
+	{
+		LWLockRelease(reminder_shared->lock);
+		ereport(LOG,
+				(errmsg("reminder worker slot %d is not waiting for database %u; exiting",
+						slotno, dboid)));
+		proc_exit(0);
+	}
+	slot->pid = MyProcPid;
+	slot->latch = MyLatch;
+	slot->started_at = GetCurrentTimestamp();
+	slot->next_wake = 0;
+	LWLockRelease(reminder_shared->lock);
+
+	my_slot = slot;
+	before_shmem_exit(detach_slot, (Datum) 0);
+}
+
+static void
+set_state(WorkerState state)
+{
+	LWLockAcquire(reminder_shared->lock, LW_EXCLUSIVE);
+	if (my_slot->state != WORKER_STOPPING)
+		my_slot->state = state;
+	LWLockRelease(reminder_shared->lock);
+}
+
+/*
+ * Start of an iteration: publish progress, and say that any message
+ * committed from now on should wake us, until publish_next_wake() says
+ * when we will look by ourselves.  Returns true if asked to stop.
+ */
+static bool
+begin_iteration(void)
+{
+	bool		stop;
+
+	LWLockAcquire(reminder_shared->lock, LW_EXCLUSIVE);
+	my_slot->last_loop = GetCurrentTimestamp();
+	my_slot->next_wake = DT_NOEND;
+	my_slot->in_flight = transport_in_flight();
+	my_slot->sent = n_sent;
+	my_slot->failed = n_failed;
+	my_slot->retried = n_retried;
+	stop = (my_slot->state == WORKER_STOPPING);
+	LWLockRelease(reminder_shared->lock);
+	return stop;
+}
+
+static void
+publish_next_wake(TimestampTz next_wake)
+{
+	LWLockAcquire(reminder_shared->lock, LW_EXCLUSIVE);
+	my_slot->next_wake = next_wake;
+	my_slot->in_flight = transport_in_flight();
+	LWLockRelease(reminder_shared->lock);
+}
+
+/* ----------------------------------------------------------------
+ * Transactions
+ * ----------------------------------------------------------------
+ */
+
+static void
+begin_tx(const char *activity)
+{
+	in_transaction = true;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+static void
+end_tx(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	in_transaction = false;
+}
+
+/* After an error inside begin_tx/end_tx: log it, roll back, carry on. */
+static void
+abort_tx(MemoryContext cxt, const char *what)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	AbortCurrentTransaction();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	in_transaction = false;
+	MemoryContextSwitchTo(cxt);
+
+	ereport(LOG,
+			(errmsg("reminder worker: error while %s: %s", what, edata->message),
+			 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
+	FreeErrorData(edata);
+
+	/* a die() during the transaction still ends the process */
+	CHECK_FOR_INTERRUPTS();
+}
+
+static void
+free_all(dlist_head *list)
+{
+	while (!dlist_is_empty(list))
+		delivery_free(dlist_container(Delivery, node, dlist_pop_head_node(list)));
+}
+
+static void
+count(int64 sent, int64 failed, int64 retried)
+{
+	n_sent += sent;
+	n_failed += failed;
+	n_retried += retried;
+}
+
+/*
+ * Record one delivery on its own; if even that fails, record it as failed
+ * with the reason; if that fails too, leave it to the lease.
+ */
+static void
+record_alone(Delivery *d)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	dlist_head	one;
+	int64		s,
+				f,
+				r;
+
+	for (int round = 0; round < 2; round++)
+	{
+		dlist_init(&one);
+		dlist_push_tail(&one, &d->node);
+		PG_TRY();
+		{
+			begin_tx("recording a delivery");
+			queue_record(&one, &s, &f, &r);
+			end_tx();
+			count(s, f, r);
+			return;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			abort_tx(cxt, "recording a delivery");
+			if (round == 0)
+			{
+				d->outcome = OUTCOME_PERMANENT;
+				d->status = "failed";
+				d->next_attempt_at = 0;
+				d->fallback = NULL;
+				d->error = MemoryContextStrdup(d->cxt,
+											   psprintf("could not record the outcome: %s",
+														edata->message));
+			}
+			else
+				ereport(WARNING,
+						(errmsg("reminder worker: leaving message " INT64_FORMAT " to be retried after its lease",
+								d->message_id)));
+			FreeErrorData(edata);
+		}
+		PG_END_TRY();
+	}
+}
+
+static void
+record_done(dlist_head *done)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile bool ok = false;
+	int64		s,
+				f,
+				r;
+
+	if (dlist_is_empty(done))
+		return;
+
+	PG_TRY();
+	{
+		begin_tx("recording deliveries");
+		queue_record(done, &s, &f, &r);
+		end_tx();
+		count(s, f, r);
+		ok = true;
+	}
+	PG_CATCH();
+	{
+		abort_tx(cxt, "recording deliveries");
+	}
+	PG_END_TRY();
+
+	if (ok)
+		free_all(done);
+	else
+	{
+		/* find the bad one(s): one message per transaction */
+		while (!dlist_is_empty(done))
+		{
+			Delivery   *d = dlist_container(Delivery, node, dlist_pop_head_node(done));
+
+			record_alone(d);
+			delivery_free(d);
+		}
+	}
+}
+
+/*
+ * Claim and prepare up to limit messages.  Returns false if the extension
+ * is gone from this database.
+ */
+static bool
+claim(int limit, dlist_head *to_send, dlist_head *done,
+	  MemoryContext delivery_parent, ClaimResult *result)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile bool present = true;
+	dlist_head	new_send;
+	dlist_head	new_done;
+
+	dlist_init(&new_send);
+	dlist_init(&new_done);
+	result->claimed = 0;
+	result->more = false;
+	result->next_due = DT_NOEND;
+	result->next_token = DT_NOEND;
+
+	PG_TRY();
+	{
+		begin_tx("claiming due messages");
+		present = queue_extension_present();
+		if (present)
+			queue_claim(limit, &new_send, &new_done, delivery_parent, result);
+		end_tx();
+	}
+	PG_CATCH();
+	{
+		abort_tx(cxt, "claiming due messages");
+		/* the claim rolled back: none of these is ours */
+		free_all(&new_send);
+		free_all(&new_done);
+		result->claimed = 0;
+		result->more = false;
+		result->next_due = DT_NOEND;
+		result->next_token = DT_NOEND;
+	}
+	PG_END_TRY();
+
+	while (!dlist_is_empty(&new_send))
+		dlist_push_tail(to_send, dlist_pop_head_node(&new_send));
+	while (!dlist_is_empty(&new_done))
+		dlist_push_tail(done, dlist_pop_head_node(&new_done));
+	return present;
+}
+
+static void
+purge(void)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		begin_tx("purging old messages");
+		queue_purge();
+		end_tx();
+	}
+	PG_CATCH();
+	{
+		abort_tx(cxt, "purging old messages");
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Start the transfers of claimed deliveries.  One that cannot even start
+ * fails at once.
+ */
+static void
+start_all(dlist_head *to_send, dlist_head *done)
+{
+	while (!dlist_is_empty(to_send))
+	{
+		Delivery   *d = dlist_container(Delivery, node, dlist_pop_head_node(to_send));
+		MemoryContext cxt = CurrentMemoryContext;
+
+		PG_TRY();
+		{
+			transport_start(d);
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			d->started_at = d->finished_at = GetCurrentTimestamp();
+			d->outcome = OUTCOME_TRANSIENT;
+			d->error = MemoryContextStrdup(d->cxt, edata->message);
+			FreeErrorData(edata);
+			queue_decide(d);
+			dlist_push_tail(done, &d->node);
+		}
+		PG_END_TRY();
+	}
+}
+
+static long
+ms_until(TimestampTz t, TimestampTz now)
+{
+	long		secs;
+	int			usecs;
+
+	if (t <= now)
+		return 0;
+	if (t == DT_NOEND)
+		return LONG_MAX;
+	TimestampDifference(now, t, &secs, &usecs);
+	return secs * 1000 + (usecs + 999) / 1000;
+}
+
+static void
+reload_config(void)
+{
+	ConfigReloadPending = false;
+	ProcessConfigFile(PGC_SIGHUP);
+	transport_configure();
+	hostpolicy_load();
+}
+
+/* ----------------------------------------------------------------
+ * The loop
+ * ----------------------------------------------------------------
+ */
+
+static void
+deliver(void)
+{
+	MemoryContext loop_cxt;
+	MemoryContext delivery_cxt;
+	WaitEventSet *wes;
+	dlist_head	to_send;
+	dlist_head	done;
+	TimestampTz next_claim = 0;
+	TimestampTz first_done_at = 0;
+	TimestampTz last_purge = 0;
+	TimestampTz grace_until = 0;
+	bool		latch_fired = true;
+	bool		sockets_ready = false;
+	bool		more = false;
+	bool		gone = false;
+
+	dlist_init(&to_send);
+	dlist_init(&done);
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "reminder worker loop",
+									 ALLOCSET_DEFAULT_SIZES);
+	delivery_cxt = AllocSetContextCreate(TopMemoryContext, "reminder deliveries",
+										 ALLOCSET_DEFAULT_SIZES);
+
+	hostpolicy_load();
+	transport_init();
+	wes = CreateWaitEventSet(TopMemoryContext, 3);
+	AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	AddWaitEventToSet(wes, WL_SOCKET_READABLE, transport_socket(), NULL, NULL);
+
+	for (;;)
+	{
+		TimestampTz now;
+		long		timeout;
+		int			free_slots;
+		int			threshold;
+		WaitEvent	events[3];
+		int			nevents;
+		bool		stopping;
+
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+			reload_config();
+
+		MemoryContextReset(loop_cxt);
+		MemoryContextSwitchTo(loop_cxt);
+		stopping = begin_iteration() || ShutdownRequestPending || gone;
+		if (stopping && grace_until == 0)
+			grace_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), SHUTDOWN_GRACE_MS);
+
+		/* 1. transfers */
+		transport_perform(sockets_ready);
+		if (transport_take_done(&done) && first_done_at == 0)
+			first_done_at = GetCurrentTimestamp();
+
+		/* 2. record, in batches unless things are quiet */
+		now = GetCurrentTimestamp();
+		threshold = Max(1, Min(reminder_batch_size, reminder_max_concurrent / 4));
+		if (!dlist_is_empty(&done))
+		{
+			int			n = 0;
+			dlist_iter	iter;
+
+			dlist_foreach(iter, &done)
+				n++;
+			if (n >= threshold || transport_in_flight() == 0 || stopping ||
+				now >= TimestampTzPlusMilliseconds(first_done_at, RECORD_DELAY_MS))
+			{
+				record_done(&done);
+				first_done_at = 0;
+			}
+		}
+
+		if (stopping)
+		{
+			if (transport_in_flight() == 0 || now >= grace_until)
+				break;
+		}
+		else if (RecoveryInProgress())
+		{
+			/* a standby: touch nothing, look again after promotion */
+			set_state(WORKER_STANDBY);
+			next_claim = TimestampTzPlusMilliseconds(now, reminder_poll_interval);
+		}
+		else if (!reminder_enabled)
+		{
+			set_state(WORKER_DISABLED);
+			next_claim = TimestampTzPlusMilliseconds(now, reminder_poll_interval);
+		}
+		else
+		{
+			/* 3. claim, refilling free slots in batches while busy */
+			set_state(WORKER_RUNNING);
+			free_slots = reminder_max_concurrent - transport_in_flight();
+			if (free_slots > 0 && (latch_fired || now >= next_claim) &&
+				!(more && free_slots < threshold && transport_in_flight() > 0))
+			{
+				ClaimResult res;
+
+				if (!claim(Min(free_slots, reminder_batch_size), &to_send, &done,
+						   delivery_cxt, &res))
+				{
+					ereport(LOG,
+							(errmsg("reminder worker: extension \"%s\" is no longer installed in this database; exiting",
+									REMINDER_EXTENSION)));
+					gone = true;
+					continue;
+				}
+				start_all(&to_send, &done);
+				if (!dlist_is_empty(&done) && first_done_at == 0)
+					first_done_at = GetCurrentTimestamp();
+
+				now = GetCurrentTimestamp();
+				more = res.more;
+				next_claim = more ? now :
+					Min(Min(res.next_due, res.next_token),
+						TimestampTzPlusMilliseconds(now, reminder_poll_interval));
+			}
+
+			if (reminder_retention > 0 &&
+				now >= TimestampTzPlusMilliseconds(last_purge, PURGE_INTERVAL_MS))
+			{
+				purge();
+				last_purge = now;
+			}
+		}
+
+		/* 4. sleep until something happens */
+		now = GetCurrentTimestamp();
+		free_slots = reminder_max_concurrent - transport_in_flight();
+		timeout = reminder_poll_interval;
+		if (stopping)
+			timeout = ms_until(grace_until, now);
+		else if (free_slots > 0)
+			timeout = Min(timeout, ms_until(next_claim, now));
+		if (transport_timeout_ms() >= 0)
+			timeout = Min(timeout, transport_timeout_ms());
+		if (!dlist_is_empty(&done))
+			timeout = Min(timeout, ms_until(TimestampTzPlusMilliseconds(first_done_at, RECORD_DELAY_MS), now));
+		publish_next_wake(free_slots > 0 && !stopping ? next_claim : DT_NOEND);
+
+		pgstat_report_wait_start(PG_WAIT_EXTENSION);
+		nevents = WaitEventSetWait(wes, timeout, events, lengthof(events), PG_WAIT_EXTENSION);
+		pgstat_report_wait_end();
+		latch_fired = sockets_ready = false;
+		for (int i = 0; i < nevents; i++)
+		{
+			if (events[i].events & WL_LATCH_SET)
+				latch_fired = true;
+			if (events[i].events & WL_SOCKET_READABLE)
+				sockets_ready = true;
+		}
+	}
+
+	/* what has not finished is left to its lease */
+	transport_abandon_all();
+	record_done(&done);
+	if (gone)
+		set_state(WORKER_NO_EXTENSION);
+}
+
+void
+reminder_worker_main(Datum main_arg)
+{
+	Oid			dboid = DatumGetObjectId(main_arg);
+	int			slotno;
+	bool		present;
+	char	   *dbname;
+
+	memcpy(&slotno, MyBgworkerEntry->bgw_extra, sizeof(int));
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, worker_sigterm);
+	BackgroundWorkerUnblockSignals();
+
+	if (reminder_shared == NULL)
+		elog(ERROR, "reminder shared memory is not initialized");
+	attach_slot(slotno, dboid);
+
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	pgstat_report_appname("reminder worker");
+
+	/*
+	 * Losing the last few commits in a crash only means sending those
+	 * messages again, which at-least-once allows: do not wait for WAL
+	 * flushes.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	present = queue_extension_present();
+	dbname = MemoryContextStrdup(TopMemoryContext, get_database_name(dboid));
+	CommitTransactionCommand();
+	if (!present)
+	{
+		set_state(WORKER_NO_EXTENSION);
+		proc_exit(0);
+	}
+
+	ereport(LOG,
+			(errmsg("reminder worker started for database \"%s\"", dbname)));
+	deliver();
+	proc_exit(0);
+}
