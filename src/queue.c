@@ -242,21 +242,21 @@ claim_all(int limit, List *excluded)
 		Oid			argtypes[3] = {INT4OID, TEXTARRAYOID, INT4OID};
 
 		claim_plan = prepare_kept(psprintf(
+										   "WITH due AS ("
+										   " SELECT id FROM reminder.message "
+										   " WHERE status IN ('scheduled', 'retrying') AND next_attempt_at <= now() "
+										   " AND channel <> ALL ($2) "
+										   " ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED), "
+										   "expired AS ("
+										   " SELECT id FROM reminder.message "
+										   " WHERE status = 'sending' AND lease_until < now() "
+										   " AND channel <> ALL ($2) "
+										   " ORDER BY lease_until LIMIT $1 FOR UPDATE SKIP LOCKED), "
+										   "c AS (SELECT id FROM due UNION ALL SELECT id FROM expired LIMIT $1) "
 										   "UPDATE reminder.message m "
 										   "SET status = 'sending', attempts = m.attempts + 1, "
 										   "lease_until = now() + make_interval(secs => $3), updated_at = now() "
-										   "FROM (SELECT id FROM ("
-										   "(SELECT id FROM reminder.message "
-										   " WHERE status IN ('scheduled', 'retrying') AND next_attempt_at <= now() "
-										   " AND channel <> ALL ($2) "
-										   " ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) "
-										   "UNION ALL "
-										   "(SELECT id FROM reminder.message "
-										   " WHERE status = 'sending' AND lease_until < now() "
-										   " AND channel <> ALL ($2) "
-										   " ORDER BY lease_until LIMIT $1 FOR UPDATE SKIP LOCKED)"
-										   ") due LIMIT $1) c "
-										   "WHERE m.id = c.id %s", claim_columns),
+										   "FROM c WHERE m.id = c.id %s", claim_columns),
 								  3, argtypes);
 	}
 
@@ -282,20 +282,20 @@ claim_channel(int limit, const char *channel)
 		Oid			argtypes[3] = {INT4OID, TEXTOID, INT4OID};
 
 		claim_channel_plan = prepare_kept(psprintf(
+												   "WITH due AS ("
+												   " SELECT id FROM reminder.message "
+												   " WHERE status IN ('scheduled', 'retrying') AND next_attempt_at <= now() "
+												   " AND channel = $2 "
+												   " ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED), "
+												   "expired AS ("
+												   " SELECT id FROM reminder.message "
+												   " WHERE status = 'sending' AND lease_until < now() AND channel = $2 "
+												   " ORDER BY lease_until LIMIT $1 FOR UPDATE SKIP LOCKED), "
+												   "c AS (SELECT id FROM due UNION ALL SELECT id FROM expired LIMIT $1) "
 												   "UPDATE reminder.message m "
 												   "SET status = 'sending', attempts = m.attempts + 1, "
 												   "lease_until = now() + make_interval(secs => $3), updated_at = now() "
-												   "FROM (SELECT id FROM ("
-												   "(SELECT id FROM reminder.message "
-												   " WHERE status IN ('scheduled', 'retrying') AND next_attempt_at <= now() "
-												   " AND channel = $2 "
-												   " ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) "
-												   "UNION ALL "
-												   "(SELECT id FROM reminder.message "
-												   " WHERE status = 'sending' AND lease_until < now() AND channel = $2 "
-												   " ORDER BY lease_until LIMIT $1 FOR UPDATE SKIP LOCKED)"
-												   ") due LIMIT $1) c "
-												   "WHERE m.id = c.id %s", claim_columns),
+												   "FROM c WHERE m.id = c.id %s", claim_columns),
 										  3, argtypes);
 	}
 	values[0] = Int32GetDatum(limit);
