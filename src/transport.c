@@ -41,6 +41,7 @@ static TimestampTz timer_at = 0;	/* curl wants a call then; 0: no timer */
 static dlist_head active = DLIST_STATIC_INIT(active);
 static dlist_head finished = DLIST_STATIC_INIT(finished);
 static int	n_active = 0;
+static bool stale_connections = false;	/* opened under an older host policy */
 
 const TransportOps *
 transport_for_kind(ChannelKind kind)
@@ -150,6 +151,19 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
  * ----------------------------------------------------------------
  */
 
+static void
+create_multi(void)
+{
+	multi = curl_multi_init();
+	if (multi == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not create a libcurl multi handle")));
+	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+	transport_configure(false);
+}
+
 void
 transport_init(void)
 {
@@ -157,25 +171,25 @@ transport_init(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_SYSTEM_ERROR),
 				 errmsg("could not initialize libcurl")));
-	multi = curl_multi_init();
-	if (multi == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("could not create a libcurl multi handle")));
 	epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (epfd < 0)
 		ereport(ERROR,
 				(errcode_for_socket_access(),
 				 errmsg("could not create epoll set: %m")));
-	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-	transport_configure();
+	create_multi();
 }
 
-/* Apply the connection limits; again after SIGHUP. */
+/*
+ * Apply the connection limits; again after SIGHUP.  When the host policy
+ * changed, connections in the cache were checked against the old one: new
+ * transfers open fresh connections until the cache can be dropped whole.
+ */
 void
-transport_configure(void)
+transport_configure(bool policy_changed)
 {
+	if (policy_changed)
+		stale_connections = true;
+
 	curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long) reminder_max_concurrent);
 	curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) reminder_max_host_connections);
 	/* keep as many idle connections as we may use at once */
@@ -236,9 +250,19 @@ transport_set_common_options(Delivery *d, CURL *easy)
 void
 transport_start(Delivery *d)
 {
-	CURL	   *easy = curl_easy_init();
+	CURL	   *easy;
 	CURLMcode	mrc;
 
+	if (stale_connections && n_active == 0)
+	{
+		/* nothing in flight: drop the multi handle and its cache */
+		curl_multi_cleanup(multi);
+		timer_at = 0;
+		create_multi();
+		stale_connections = false;
+	}
+
+	easy = curl_easy_init();
 	if (easy == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
@@ -247,6 +271,8 @@ transport_start(Delivery *d)
 	PG_TRY();
 	{
 		transport_set_common_options(d, easy);
+		if (stale_connections)
+			curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L);
 		d->ops->setup(d, easy);
 	}
 	PG_CATCH();

@@ -135,7 +135,7 @@ extern const TransportOps *transport_for_kind(ChannelKind kind);
 extern Delivery *delivery_create(MemoryContext parent);
 extern void delivery_free(Delivery *d);
 extern void transport_init(void);
-extern void transport_configure(void);
+extern void transport_configure(bool policy_changed);
 extern pgsocket transport_socket(void);
 extern long transport_timeout_ms(void);
 extern void transport_start(Delivery *d);

@@ -435,10 +435,19 @@ ms_until(TimestampTz t, TimestampTz now)
 static void
 reload_config(void)
 {
+	char	   *allowed = pstrdup(reminder_allowed_hosts);
+	char	   *denied = pstrdup(reminder_denied_hosts);
+	bool		changed;
+
 	ConfigReloadPending = false;
 	ProcessConfigFile(PGC_SIGHUP);
-	transport_configure();
-	hostpolicy_load();
+	changed = strcmp(allowed, reminder_allowed_hosts) != 0 ||
+		strcmp(denied, reminder_denied_hosts) != 0;
+	if (changed)
+		hostpolicy_load();
+	transport_configure(changed);
+	pfree(allowed);
+	pfree(denied);
 }
 
 /* ----------------------------------------------------------------
