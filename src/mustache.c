@@ -643,15 +643,16 @@ parse(Parser *p)
 					return parse_error(p, MUSTACHE_ERROR_DEPTH, tagstart,
 									   psprintf("sections nested more than %d levels deep",
 												MUSTACHE_MAX_NESTING),
-									   NULL);
+									   psprintf("Restructure the template so that at most %d sections are open at once.",
+												MUSTACHE_MAX_NESTING));
+				if (memchr(src + cstart, '|', cend - cstart) != NULL)
+					return parse_error(p, MUSTACHE_ERROR_SYNTAX, tagstart,
+									   "filters are allowed only in variable tags",
+									   "Apply the filter where the value is printed, for example {{ name | json }}.");
 				n = add_node(p, sigil == '#' ? NODE_SECTION : NODE_INVERTED,
 							 tagstart);
 				if (!set_name(p, n, cstart, cend, tagstart, "section tag"))
 					return false;
-				if (memchr(n->text, '|', n->len) != NULL)
-					return parse_error(p, MUSTACHE_ERROR_SYNTAX, tagstart,
-									   "filters are allowed only in variable tags",
-									   "Apply the filter where the value is printed, for example {{ name | json }}.");
 				p->open[p->depth++] = p->t->nnodes - 1;
 				break;
 
@@ -933,7 +934,7 @@ check_output(Renderer *r)
 {
 	if (r->env->max_output > 0 && (size_t) r->out->len > r->env->max_output)
 		return render_error(r, MUSTACHE_ERROR_LIMIT,
-							psprintf("rendered text exceeds the limit of %zu bytes",
+							psprintf("output exceeds the limit of %zu bytes",
 									 r->env->max_output),
 							"Check the template for loops over large arrays, or raise the output limit.",
 							NULL, NULL);
@@ -1245,6 +1246,16 @@ render_partial(Renderer *r, const MustacheTemplate *t, const MNode *n)
 }
 
 static bool
+steps_exceeded(Renderer *r, const MustacheTemplate *t, const MNode *n)
+{
+	return render_error(r, MUSTACHE_ERROR_LIMIT,
+						psprintf("rendering exceeds the limit of " UINT64_FORMAT " steps",
+								 r->env->max_steps),
+						"Check the template for nested loops over large arrays or recursive partials.",
+						t, n);
+}
+
+static bool
 render_nodes(Renderer *r, const MustacheTemplate *t, int from, int to)
 {
 	if (r->cb->check)
@@ -1256,11 +1267,7 @@ render_nodes(Renderer *r, const MustacheTemplate *t, int from, int to)
 		MustacheValue v;
 
 		if (r->env->max_steps > 0 && ++r->steps > r->env->max_steps)
-			return render_error(r, MUSTACHE_ERROR_LIMIT,
-								psprintf("rendering exceeds the limit of " UINT64_FORMAT " steps",
-										 r->env->max_steps),
-								"Check the template for nested loops or recursive partials.",
-								t, n);
+			return steps_exceeded(r, t, n);
 
 		switch (n->type)
 		{
@@ -1296,6 +1303,8 @@ render_nodes(Renderer *r, const MustacheTemplate *t, int from, int to)
 					{
 						MustacheValue elem;
 
+						if (r->env->max_steps > 0 && ++r->steps > r->env->max_steps)
+							return steps_exceeded(r, t, n);
 						r->cb->array_element(r->arg, &v, k, &elem);
 						push(r, &elem);
 						if (!render_nodes(r, t, i + 1, n->end))

@@ -231,8 +231,10 @@ filter_errdetail(const MustacheFilter *f, const RenderArg *ra)
 					 unit_name(f->partial, ra ? ra->what : NULL));
 }
 
+/* f: the filter whose tz= names the zone, or NULL for the render's */
 static pg_tz *
-lookup_time_zone(const char *name)
+lookup_time_zone(const char *name, const MustacheFilter *f,
+				 const RenderArg *ra)
 {
 	pg_tz	   *tz = pg_tzset(name);
 
@@ -240,6 +242,7 @@ lookup_time_zone(const char *name)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("time zone \"%s\" not recognized", name),
+				 f ? filter_errdetail(f, ra) : 0,
 				 errhint("Use a name from pg_timezone_names, such as \"Europe/Warsaw\" or \"UTC\".")));
 	return tz;
 }
@@ -465,7 +468,7 @@ prepare_filter(void *arg, MustacheFilter *f)
 						 errhint("The styles are short, medium, long and full; a to_char() pattern must be quoted.")));
 		}
 		else if (strcmp(a->key, "tz") == 0)
-			df->tz = lookup_time_zone(a->value);
+			df->tz = lookup_time_zone(a->value, f, ra);
 		else if (strcmp(a->key, "locale") == 0)
 			df->locale = find_locale(a->value);
 		else
@@ -1001,7 +1004,8 @@ template_render_compiled(const MustacheTemplate *tpl, Jsonb *data,
 
 	memset(&ra, 0, sizeof(ra));
 	ra.partials = opts->partials;
-	ra.tz = opts->time_zone ? lookup_time_zone(opts->time_zone) : session_timezone;
+	ra.tz = opts->time_zone ?
+		lookup_time_zone(opts->time_zone, NULL, NULL) : session_timezone;
 	ra.locale = find_locale(opts->locale);
 	ra.what = opts->what;
 
