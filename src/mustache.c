@@ -1194,7 +1194,8 @@ render_partial(Renderer *r, const MustacheTemplate *t, const MNode *n)
 	{
 		if (e->namelen == n->len && e->indentlen == n->indentlen &&
 			memcmp(e->name, n->text, n->len) == 0 &&
-			memcmp(e->indent, n->indent, n->indentlen) == 0)
+			(n->indentlen == 0 ||
+			 memcmp(e->indent, n->indent, n->indentlen) == 0))
 			break;
 	}
 
