@@ -68,6 +68,14 @@ struct MustacheTemplate
 	size_t		indentlen;		/* indentation added to a partial's lines */
 };
 
+/* a place in a source text: byte offset, 1-based line and column */
+typedef struct Position
+{
+	size_t		offset;
+	int			line;
+	int			column;			/* in characters */
+} Position;
+
 typedef struct Parser
 {
 	MustacheTemplate *t;
@@ -80,6 +88,7 @@ typedef struct Parser
 	char	   *triple_close;	/* "}" + ctag */
 	int			open[MUSTACHE_MAX_NESTING];
 	int			depth;
+	Position	cursor;			/* for line and column of tags */
 	const MustacheEnv *env;
 	MustacheError *err;
 	MemoryContext errcxt;		/* where error strings go */
@@ -171,35 +180,53 @@ has_space(const char *s, size_t len)
 	return false;
 }
 
-/* 1-based line and column (in characters) of offset in s */
+/*
+ * Move pos to offset.  The parser asks for increasing offsets, so counting
+ * on from the last answer keeps the whole parse linear.
+ */
 static void
-position(const char *s, size_t offset, int *line, int *column)
+advance(const char *s, Position *pos, size_t offset)
 {
-	int			l = 1;
-	int			c = 1;
-
-	for (size_t i = 0; i < offset; i++)
+	if (pos->line == 0 || offset < pos->offset)
+	{
+		pos->offset = 0;
+		pos->line = 1;
+		pos->column = 1;
+	}
+	for (size_t i = pos->offset; i < offset; i++)
 	{
 		if (s[i] == '\n')
 		{
-			l++;
-			c = 1;
+			pos->line++;
+			pos->column = 1;
 		}
 		else if ((s[i] & 0xC0) != 0x80)
-			c++;
+			pos->column++;
 	}
-	*line = l;
-	*column = c;
+	pos->offset = offset;
 }
 
 static void
-template_position(const MustacheTemplate *t, size_t offset,
+template_position(const MustacheTemplate *t, Position *pos, size_t offset,
 				  int *line, int *column)
 {
-	position(t->source, offset, line, column);
+	advance(t->source, pos, offset);
+	*line = pos->line;
+	*column = pos->column;
 	/* report columns of the partial as written, without the indentation */
 	if (t->indentlen > 0 && *column > (int) t->indentlen)
 		*column -= (int) t->indentlen;
+}
+
+/* bytes of the first at most max bytes of s that end on a UTF-8 boundary */
+static int
+utf8_clip(const char *s, size_t len, size_t max)
+{
+	if (len <= max)
+		return (int) len;
+	while (max > 0 && (s[max] & 0xC0) == 0x80)
+		max--;
+	return (int) max;
 }
 
 
@@ -218,7 +245,7 @@ parse_error(Parser *p, MustacheErrorCode code, size_t offset,
 	err->code = code;
 	err->message = MemoryContextStrdup(p->errcxt, msg);
 	err->hint = hint ? MemoryContextStrdup(p->errcxt, hint) : NULL;
-	template_position(p->t, offset, &err->line, &err->column);
+	template_position(p->t, &p->cursor, offset, &err->line, &err->column);
 	err->partial = p->t->partial ? MemoryContextStrdup(p->errcxt, p->t->partial) : NULL;
 	return false;
 }
@@ -371,7 +398,7 @@ parse_filters(Parser *p, MNode *n, size_t i, size_t end, size_t tagstart)
 	int			line;
 	int			column;
 
-	template_position(p->t, tagstart, &line, &column);
+	template_position(p->t, &p->cursor, tagstart, &line, &column);
 	n->first_filter = p->t->nfilters;
 	while (i < end)
 	{
@@ -578,7 +605,7 @@ parse(Parser *p)
 		if (e == NOT_FOUND)
 			return parse_error(p, MUSTACHE_ERROR_SYNTAX, tagstart,
 							   psprintf("unclosed tag \"%.*s\"",
-										(int) Min(len - tagstart, 20),
+										utf8_clip(src + tagstart, len - tagstart, 20),
 										src + tagstart),
 							   psprintf("Close the tag with \"%s\".",
 										sigil == '{' ? p->triple_close :
@@ -922,7 +949,10 @@ render_error(Renderer *r, MustacheErrorCode code, const char *msg,
 	err->partial = NULL;
 	if (t && n)
 	{
-		template_position(t, n->offset, &err->line, &err->column);
+		Position	pos;
+
+		memset(&pos, 0, sizeof(pos));
+		template_position(t, &pos, n->offset, &err->line, &err->column);
 		if (t->partial)
 			err->partial = MemoryContextStrdup(r->errcxt, t->partial);
 	}

@@ -21,6 +21,7 @@
 #include <math.h>
 
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgtime.h"
 #include "template.h"
@@ -515,7 +516,8 @@ not_a_timestamp(const MustacheFilter *f, const RenderArg *ra,
 			 errdetail("Filter \"%s\" at line %d, column %d of %s got \"%.*s\".",
 					   f->name, f->line, f->column,
 					   unit_name(f->partial, ra->what),
-					   (int) Min(v->len, 64), (const char *) v->ptr) :
+					   pg_mbcliplen(v->ptr, (int) Min(v->len, 1024), 64),
+					   (const char *) v->ptr) :
 			 errdetail("Filter \"%s\" at line %d, column %d of %s got %s.",
 					   f->name, f->line, f->column,
 					   unit_name(f->partial, ra->what), kind_name(v->kind)),
@@ -1012,7 +1014,18 @@ template_render_compiled(const MustacheTemplate *tpl, Jsonb *data,
 	memset(&env, 0, sizeof(env));
 	env.cb = &jsonb_callbacks;
 	env.arg = &ra;
-	env.escape = (MustacheEscape) opts->escape;
+	switch (opts->escape)
+	{
+		case RENDER_ESCAPE_HTML:
+			env.escape = MUSTACHE_ESCAPE_HTML;
+			break;
+		case RENDER_ESCAPE_NONE:
+			env.escape = MUSTACHE_ESCAPE_NONE;
+			break;
+		case RENDER_ESCAPE_JSON:
+			env.escape = MUSTACHE_ESCAPE_JSON;
+			break;
+	}
 	env.max_output = opts->max_output > 0 ?
 		Min(opts->max_output, MaxAllocSize / 2) : RENDER_DEFAULT_MAX_OUTPUT;
 	/* bound the work too: a loop can run long while printing nothing */
