@@ -591,7 +591,7 @@ parse(Parser *p)
 		{
 			while (s < len && is_space(src[s]))
 				s++;
-			if (s < len && strchr("#^/>!=&<$", src[s]) != NULL)
+			if (s < len && src[s] != '\0' && strchr("#^/>!=&<$", src[s]) != NULL)
 				sigil = src[s];
 			else
 				s = tagstart + p->olen;
