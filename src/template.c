@@ -185,6 +185,9 @@ unit_name(const char *partial, const char *what)
 	return what ? what : "the template";
 }
 
+static void report_error(const MustacheError *err, const char *what)
+			pg_attribute_noreturn();
+
 static void
 report_error(const MustacheError *err, const char *what)
 {
@@ -505,6 +508,9 @@ kind_name(MustacheKind kind)
 	return "?";
 }
 
+static void not_a_timestamp(const MustacheFilter *f, const RenderArg *ra,
+							const MustacheValue *v) pg_attribute_noreturn();
+
 static void
 not_a_timestamp(const MustacheFilter *f, const RenderArg *ra,
 				const MustacheValue *v)
@@ -575,7 +581,6 @@ value_to_timestamptz(const MustacheFilter *f, const RenderArg *ra,
 		}
 	}
 	not_a_timestamp(f, ra, v);
-	return 0;					/* keep compiler quiet */
 }
 
 /* UTF-8 aware case mapping, enough for the names in our tables */
