@@ -281,6 +281,8 @@ transport_start(Delivery *d)
 		curl_slist_free_all(d->slist);
 		d->easy = NULL;
 		d->slist = NULL;
+		if (d->ops->cleanup)
+			d->ops->cleanup(d);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -293,6 +295,8 @@ transport_start(Delivery *d)
 		curl_slist_free_all(d->slist);
 		d->easy = NULL;
 		d->slist = NULL;
+		if (d->ops->cleanup)
+			d->ops->cleanup(d);
 		ereport(ERROR,
 				(errcode(ERRCODE_SYSTEM_ERROR),
 				 errmsg("could not start a transfer: %s", curl_multi_strerror(mrc))));
@@ -310,6 +314,8 @@ release_transfer(Delivery *d)
 	curl_slist_free_all(d->slist);
 	d->easy = NULL;
 	d->slist = NULL;
+	if (d->ops->cleanup)
+		d->ops->cleanup(d);
 	dlist_delete(&d->node);
 	n_active--;
 }

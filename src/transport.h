@@ -92,6 +92,7 @@ typedef struct Delivery
 	/* the transfer, owned by transport.c while in flight */
 	CURL	   *easy;
 	struct curl_slist *slist;
+	void	   *state;			/* the transport's own, in cxt; see cleanup */
 	TimestampTz started_at;
 	TimestampTz finished_at;
 	CURLcode	curl_code;
@@ -128,6 +129,13 @@ typedef struct TransportOps
 
 	/* After the transfer: set outcome, error, provider_id.  Never raises. */
 	void		(*classify) (Delivery *d);
+
+	/*
+	 * No transaction: free what setup made outside cxt (curl_mime, lists),
+	 * once the easy handle is gone, whether the transfer ran or not.  May be
+	 * NULL.  Never raises.
+	 */
+	void		(*cleanup) (Delivery *d);
 } TransportOps;
 
 /* in transport.c: the multi driver */
