@@ -12,13 +12,19 @@
  */
 #include "postgres.h"
 
+#include <sys/stat.h>
+
+#include "catalog/pg_authid.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
 #include "reminder.h"
+#include "template.h"
 
 PG_FUNCTION_INFO_V1(reminder_create_channel);
 PG_FUNCTION_INFO_V1(reminder_set_channel_secrets);
@@ -38,13 +44,15 @@ static const char *const policy_keys[] = {
 	"fallback", "quiet_hours", NULL
 };
 
-static const char *const settings_keys[][16] = {
-	[CHANNEL_EMAIL] = {"url", "from", "reply_to", "bcc", "starttls", NULL},
+static const char *const settings_keys[][24] = {
+	[CHANNEL_EMAIL] = {"url", "from", "reply_to", "bcc", "starttls",
+	"tls_verify", "ca_file", "list_unsubscribe", NULL},
 	[CHANNEL_SMS] = {"provider", "from", "base_url", "default_country_code",
-	"account_sid", "messaging_service_sid",
-	"url", "method", "headers", "body", "content_type", NULL},
+	"account_sid", "messaging_service_sid", "unicode", "tls_verify", "ca_file",
+	"url", "method", "headers", "body", "content_type", "id_field", NULL},
 	[CHANNEL_WEBHOOK] = {"url", "method", "headers", NULL},
-	[CHANNEL_SLACK] = {"url", "username", "icon_emoji", "icon_url", "channel", NULL},
+	[CHANNEL_SLACK] = {"url", "username", "icon_emoji", "icon_url", "channel",
+	"tls_verify", "ca_file", NULL},
 	[CHANNEL_LOG] = {NULL},
 };
 
@@ -334,10 +342,41 @@ parse_quiet_hours(Jsonb *settings, ChannelConfig *cc)
 	}
 }
 
+/*
+ * "tls_verify" (default true) and "ca_file", for the kinds whose transports
+ * this extension owns.  Turning verification off is allowed only as an
+ * explicit setting, and create_channel() warns about it.
+ */
+static void
+parse_tls(Jsonb *settings, ChannelConfig *cc)
+{
+	JsonbValue *v = jsonb_get(settings, "tls_verify");
+
+	cc->tls_verify = true;
+	if (v != NULL && v->type != jbvNull)
+	{
+		if (v->type != jbvBool)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s must be true or false", what_setting("tls_verify", cc->name))));
+		cc->tls_verify = v->val.boolean;
+	}
+
+	cc->ca_file = get_string(settings, "ca_file", cc->name, false);
+	if (cc->ca_file && !is_absolute_path(cc->ca_file))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be an absolute path", what_setting("ca_file", cc->name)),
+				 errhint("Give the PEM file of the certificate authorities to trust, as the server sees it.")));
+	if (cc->ca_file)
+		validate_header_value(cc->ca_file, what_setting("ca_file", cc->name));
+}
+
 static void
 parse_email(Jsonb *settings, Jsonb *secrets, ChannelConfig *cc)
 {
 	char	   *starttls = get_string(settings, "starttls", cc->name, false);
+	char	   *unsubscribe = get_string(settings, "list_unsubscribe", cc->name, false);
 	char	   *user = get_string(secrets, "username", cc->name, true);
 	char	   *password = get_string(secrets, "password", cc->name, true);
 
@@ -366,6 +405,20 @@ parse_email(Jsonb *settings, Jsonb *secrets, ChannelConfig *cc)
 				 errmsg("invalid value \"%s\" for %s", starttls, what_setting("starttls", cc->name)),
 				 errhint("Valid values are: required, when_offered, never.")));
 
+	if (unsubscribe == NULL || strcmp(unsubscribe, "one_click") == 0)
+		cc->list_unsubscribe = LIST_UNSUBSCRIBE_ONE_CLICK;
+	else if (strcmp(unsubscribe, "link") == 0)
+		cc->list_unsubscribe = LIST_UNSUBSCRIBE_LINK;
+	else if (strcmp(unsubscribe, "never") == 0)
+		cc->list_unsubscribe = LIST_UNSUBSCRIBE_NEVER;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid value \"%s\" for %s", unsubscribe, what_setting("list_unsubscribe", cc->name)),
+				 errhint("Valid values are: one_click, link, never.")));
+
+	parse_tls(settings, cc);
+
 	if ((user == NULL) != (password == NULL))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -373,9 +426,65 @@ parse_email(Jsonb *settings, Jsonb *secrets, ChannelConfig *cc)
 				 errhint("SMTP authentication needs both, or neither.")));
 }
 
+/* A template setting of a generic SMS gateway: compiles, or an error. */
+static char *
+get_template(Jsonb *settings, const char *key, ChannelConfig *cc)
+{
+	char	   *source = get_string(settings, key, cc->name, false);
+
+	if (source)
+		template_check_syntax(source, what_setting(key, cc->name));
+	return source;
+}
+
+static void
+parse_sms_generic(Jsonb *settings, ChannelConfig *cc)
+{
+	ListCell   *lc;
+
+	cc->method = get_string(settings, "method", cc->name, false);
+	if (cc->method == NULL)
+		cc->method = pstrdup("POST");
+	else if (strcmp(cc->method, "GET") != 0 && strcmp(cc->method, "POST") != 0 &&
+			 strcmp(cc->method, "PUT") != 0 && strcmp(cc->method, "PATCH") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid %s: \"%s\"", what_setting("method", cc->name), cc->method),
+				 errhint("Valid methods are: GET, POST, PUT, PATCH.")));
+
+	cc->url = get_template(settings, "url", cc);
+	require(cc->url, "url", cc, "A generic SMS gateway needs the URL to call (a template).");
+	cc->body = get_template(settings, "body", cc);
+	if (strcmp(cc->method, "GET") == 0)
+	{
+		if (cc->body)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("channel \"%s\" sends GET requests, which carry no body", cc->name),
+					 errhint("Put the parameters into the \"url\" template, or use POST.")));
+	}
+	else
+		require(cc->body, "body", cc,
+				"A generic SMS gateway needs the request body (a template), or method GET.");
+
+	cc->content_type = get_string(settings, "content_type", cc->name, false);
+	if (cc->content_type)
+		validate_header_value(cc->content_type, what_setting("content_type", cc->name));
+	else
+		cc->content_type = pstrdup("application/x-www-form-urlencoded");
+
+	cc->headers = get_headers(settings, "headers", cc->name);
+	foreach(lc, cc->headers)
+		template_check_syntax(lfirst(lc), what_setting("headers", cc->name));
+
+	cc->id_field = get_string(settings, "id_field", cc->name, false);
+}
+
 static void
 parse_sms(Jsonb *settings, Jsonb *secrets, ChannelConfig *cc)
 {
+	char	   *unicode = get_string(settings, "unicode", cc->name, false);
+
 	cc->provider = get_string(settings, "provider", cc->name, false);
 	require(cc->provider, "provider", cc, "Valid providers are: twilio, smsapi, generic.");
 	cc->sender = get_string(settings, "from", cc->name, false);
@@ -399,6 +508,18 @@ parse_sms(Jsonb *settings, Jsonb *secrets, ChannelConfig *cc)
 	else if (reminder_default_country_code && *reminder_default_country_code)
 		cc->default_country_code = pstrdup(reminder_default_country_code);
 
+	if (unicode == NULL || strcmp(unicode, "allow") == 0)
+		cc->transliterate = false;
+	else if (strcmp(unicode, "transliterate") == 0)
+		cc->transliterate = true;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid value \"%s\" for %s", unicode, what_setting("unicode", cc->name)),
+				 errhint("Valid values are: allow, transliterate.")));
+
+	parse_tls(settings, cc);
+
 	if (strcmp(cc->provider, "twilio") == 0)
 	{
 		char	   *sid = get_string(settings, "account_sid", cc->name, false);
@@ -406,10 +527,16 @@ parse_sms(Jsonb *settings, Jsonb *secrets, ChannelConfig *cc)
 		if (sid == NULL)
 			sid = get_string(secrets, "account_sid", cc->name, true);
 		require(sid, "account_sid", cc, "Give the Twilio Account SID in settings or secrets.");
+		if (strspn(sid, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") != strlen(sid))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid Twilio Account SID \"%s\" for channel \"%s\"", sid, cc->name),
+					 errhint("An Account SID is \"AC\" followed by 32 hexadecimal digits.")));
+		cc->account_sid = sid;
 		require_secret(get_string(secrets, "auth_token", cc->name, true), "auth_token", cc,
 					   "Pass the Twilio auth token in the secrets argument.");
-		if (cc->sender == NULL &&
-			get_string(settings, "messaging_service_sid", cc->name, false) == NULL)
+		cc->messaging_service_sid = get_string(settings, "messaging_service_sid", cc->name, false);
+		if (cc->sender == NULL && cc->messaging_service_sid == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("channel \"%s\" needs setting \"from\" or \"messaging_service_sid\"", cc->name),
@@ -425,13 +552,7 @@ parse_sms(Jsonb *settings, Jsonb *secrets, ChannelConfig *cc)
 			cc->base_url = pstrdup("https://api.smsapi.pl");
 	}
 	else if (strcmp(cc->provider, "generic") == 0)
-	{
-		require(cc->url, "url", cc, "A generic SMS gateway needs the URL to call (a template).");
-		require(get_string(settings, "body", cc->name, false), "body", cc,
-				"A generic SMS gateway needs the request body (a template).");
-		cc->method = get_string(settings, "method", cc->name, false);
-		cc->headers = get_headers(settings, "headers", cc->name);
-	}
+		parse_sms_generic(settings, cc);
 	else
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -440,7 +561,7 @@ parse_sms(Jsonb *settings, Jsonb *secrets, ChannelConfig *cc)
 
 	if (strcmp(cc->provider, "generic") != 0)
 	{
-		static const char *const generic_only[] = {"url", "method", "headers", "body", "content_type", NULL};
+		static const char *const generic_only[] = {"url", "method", "headers", "body", "content_type", "id_field", NULL};
 
 		for (int i = 0; generic_only[i]; i++)
 			if (jsonb_get(settings, generic_only[i]))
@@ -527,6 +648,13 @@ channel_parse(const char *name, const char *kind, Jsonb *settings, Jsonb *secret
 			require(cc->url, "url", cc, "Give the Slack incoming webhook URL in settings or, better, in secrets.");
 			validate_url(cc->url, http_schemes, what_setting("url", name));
 			cc->method = pstrdup("POST");
+			cc->slack_username = get_string(settings, "username", name, false);
+			cc->slack_icon_emoji = get_string(settings, "icon_emoji", name, false);
+			cc->slack_icon_url = get_string(settings, "icon_url", name, false);
+			cc->slack_channel = get_string(settings, "channel", name, false);
+			if (cc->slack_icon_url)
+				validate_url(cc->slack_icon_url, http_schemes, what_setting("icon_url", name));
+			parse_tls(settings, cc);
 			break;
 		case CHANNEL_LOG:
 			break;
@@ -631,6 +759,42 @@ check_fallback_exists(ChannelConfig *cc)
 				 errhint("Create the fallback channel first.")));
 }
 
+/*
+ * What create_channel() checks beyond the parser, once: the CA file is a
+ * file the server can read, named by a role allowed to point the server
+ * at its files, and switching certificate verification off is said aloud.
+ */
+static void
+check_tls_settings(ChannelConfig *cc)
+{
+	struct stat st;
+
+	if (cc->ca_file)
+	{
+		if (!has_privs_of_role(GetOuterUserId(), ROLE_PG_READ_SERVER_FILES))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to set %s", what_setting("ca_file", cc->name)),
+					 errdetail("The server reads the file named there."),
+					 errhint("Only roles with the privileges of pg_read_server_files may name server files.")));
+		if (stat(cc->ca_file, &st) != 0)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not access CA file \"%s\" of channel \"%s\": %m",
+							cc->ca_file, cc->name)));
+		if (!S_ISREG(st.st_mode))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("CA file \"%s\" of channel \"%s\" is not a regular file",
+							cc->ca_file, cc->name)));
+	}
+	if (!cc->tls_verify)
+		ereport(WARNING,
+				(errmsg("channel \"%s\" does not verify TLS certificates", cc->name),
+				 errdetail("Anyone between the server and the channel's endpoint can read and alter its messages."),
+				 errhint("Use \"ca_file\" to trust a private certificate authority instead.")));
+}
+
 Datum
 reminder_create_channel(PG_FUNCTION_ARGS)
 {
@@ -669,6 +833,7 @@ reminder_create_channel(PG_FUNCTION_ARGS)
 	}
 
 	cc = channel_parse(name, kind, settings, effective);
+	check_tls_settings(cc);
 	check_fallback_exists(cc);
 	check_kind_change(name, kind);
 

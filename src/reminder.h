@@ -82,6 +82,14 @@ typedef enum StartTlsMode
 	STARTTLS_NEVER
 } StartTlsMode;
 
+/* Which List-Unsubscribe headers a message with an unsubscribe link gets */
+typedef enum ListUnsubscribe
+{
+	LIST_UNSUBSCRIBE_ONE_CLICK,	/* List-Unsubscribe and -Post (RFC 8058) */
+	LIST_UNSUBSCRIBE_LINK,		/* List-Unsubscribe only (RFC 2369) */
+	LIST_UNSUBSCRIBE_NEVER
+} ListUnsubscribe;
+
 /*
  * A channel's settings and secrets, parsed and checked.  The same parser
  * validates create_channel() input and loads channels for the worker, so a
@@ -105,17 +113,34 @@ typedef struct ChannelConfig
 	char	   *method;
 	List	   *headers;		/* "Name: value" strings */
 
+	/* TLS of the email, sms and slack kinds */
+	bool		tls_verify;		/* verify the server's certificate (default) */
+	char	   *ca_file;		/* certificate authorities to trust, or NULL */
+
 	/* email */
 	char	   *from;
 	char	   *reply_to;
 	List	   *bcc;			/* addresses copied on every message */
 	StartTlsMode starttls;
+	ListUnsubscribe list_unsubscribe;
 
 	/* sms */
 	char	   *provider;		/* twilio, smsapi, generic */
 	char	   *sender;			/* "from" of an SMS */
 	char	   *base_url;
 	char	   *default_country_code;
+	bool		transliterate;	/* "unicode": "transliterate" */
+	char	   *account_sid;	/* twilio */
+	char	   *messaging_service_sid;	/* twilio, instead of "from" */
+	char	   *body;			/* generic: templates are url, headers, body */
+	char	   *content_type;	/* generic: of the body, picks its escaping */
+	char	   *id_field;		/* generic: path of the id in the response */
+
+	/* slack */
+	char	   *slack_username;
+	char	   *slack_icon_emoji;
+	char	   *slack_icon_url;
+	char	   *slack_channel;
 
 	Jsonb	   *settings;		/* as stored, for kind-specific extras */
 	Jsonb	   *secrets;		/* as stored; never logged */
