@@ -220,6 +220,7 @@ typedef struct RenderedMessage
 	char	   *subject;		/* NULL when the template has none */
 	char	   *body;
 	char	   *html;			/* NULL when the template has none */
+	char	   *unsubscribe_url;	/* links.unsubscribe of the context, or NULL */
 } RenderedMessage;
 
 extern RenderedMessage *render_message(ChannelConfig *cc, const char *template_name,

@@ -169,13 +169,73 @@ render_context(Jsonb *data, Jsonb *recipient, int64 message_id)
 											  JsonbPGetDatum(JsonbValueToJsonb(res))));
 }
 
-/* How a channel kind's body is escaped: JSON bodies need JSON strings. */
+/*
+ * How a channel kind's body is escaped: JSON bodies need JSON strings;
+ * Slack text needs & < > as entities (see slack_text), so that values
+ * cannot smuggle in Slack's <!channel> or <url|label> syntax.
+ */
 static RenderEscape
 body_escape(ChannelConfig *cc)
 {
 	if (cc != NULL && cc->kind == CHANNEL_WEBHOOK)
 		return RENDER_ESCAPE_JSON;
+	if (cc != NULL && cc->kind == CHANNEL_SLACK)
+		return RENDER_ESCAPE_HTML;
 	return RENDER_ESCAPE_NONE;
+}
+
+/* Slack's html part holds Block Kit JSON: values go in as JSON strings. */
+static RenderEscape
+html_escape(ChannelConfig *cc)
+{
+	if (cc != NULL && cc->kind == CHANNEL_SLACK)
+		return RENDER_ESCAPE_JSON;
+	return RENDER_ESCAPE_HTML;
+}
+
+/*
+ * Slack decodes only &amp; &lt; &gt;: turn the quotes HTML escaping made of
+ * values back into characters, leaving exactly Slack's own escaping.
+ */
+static char *
+slack_text(char *s)
+{
+	char	   *out = s;
+
+	for (char *in = s; *in;)
+	{
+		if (strncmp(in, "&quot;", 6) == 0)
+		{
+			*out++ = '"';
+			in += 6;
+		}
+		else if (strncmp(in, "&#39;", 5) == 0)
+		{
+			*out++ = '\'';
+			in += 5;
+		}
+		else
+			*out++ = *in++;
+	}
+	*out = '\0';
+	return s;
+}
+
+/* links.unsubscribe of the template context, for List-Unsubscribe */
+static char *
+unsubscribe_url(Jsonb *context)
+{
+	JsonbValue *links = jsonb_get(context, "links");
+	JsonbValue *url;
+
+	if (links == NULL || links->type != jbvBinary ||
+		!JsonContainerIsObject(links->val.binary.data))
+		return NULL;
+	url = getKeyJsonValueFromContainer(links->val.binary.data, "unsubscribe",
+									   strlen("unsubscribe"), NULL);
+	if (url == NULL || url->type != jbvString || url->val.string.len == 0)
+		return NULL;
+	return pnstrdup(url->val.string.val, url->val.string.len);
 }
 
 /* A rendered header must stay one line, whatever the data held. */
@@ -228,12 +288,15 @@ render_with(TemplateRow *t, ChannelConfig *cc, Jsonb *recipient, Jsonb *data,
 	opts.escape = body_escape(cc);
 	opts.what = psprintf("body of template \"%s\"", t->name);
 	rm->body = template_render_compiled(ct->body, context, &opts);
+	if (cc != NULL && cc->kind == CHANNEL_SLACK)
+		rm->body = slack_text(rm->body);
 	if (ct->html)
 	{
-		opts.escape = RENDER_ESCAPE_HTML;
+		opts.escape = html_escape(cc);
 		opts.what = psprintf("html of template \"%s\"", t->name);
 		rm->html = template_render_compiled(ct->html, context, &opts);
 	}
+	rm->unsubscribe_url = unsubscribe_url(context);
 	return rm;
 }
 
