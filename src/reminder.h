@@ -151,6 +151,20 @@ extern ChannelConfig *channel_parse(const char *name, const char *kind,
 									Jsonb *settings, Jsonb *secrets);
 
 /* ----------------
+ * in sms_text.c: encoding, segments and transliteration of SMS texts (UTF-8)
+ * ----------------
+ */
+typedef struct SmsCount
+{
+	bool		gsm7;			/* fits GSM-7; else it goes as UCS-2 */
+	int			units;			/* septets, or UTF-16 code units */
+	int			segments;		/* SMS it costs */
+} SmsCount;
+
+extern void sms_count(const char *text, SmsCount *count);
+extern char *sms_transliterate(const char *text);
+
+/* ----------------
  * in crypto.c: HMAC-SHA256 and base64url
  * ----------------
  */
