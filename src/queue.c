@@ -52,6 +52,7 @@ static SPIPlanPtr update_plan = NULL;
 static SPIPlanPtr attempt_plan = NULL;
 static SPIPlanPtr log_plan = NULL;
 static SPIPlanPtr fallback_of_plan = NULL;
+static SPIPlanPtr segments_plan = NULL;
 
 /*
  * Token buckets of rate-limited channels, kept across claims.  A bucket
@@ -845,6 +846,9 @@ queue_record(dlist_head *done, int64 *sent, int64 *failed, int64 *retried)
 				l_body,
 				l_html;
 	int			nlog = 0;
+	Column		s_id,
+				s_segments;
+	int			nsegments = 0;
 	Datum		values[9];
 
 	*sent = *failed = *retried = 0;
@@ -864,6 +868,8 @@ queue_record(dlist_head *done, int64 *sent, int64 *failed, int64 *retried)
 	col_init(&l_subject, TEXTOID);
 	col_init(&l_body, TEXTOID);
 	col_init(&l_html, TEXTOID);
+	col_init(&s_id, INT8OID);
+	col_init(&s_segments, INT2OID);
 
 	dlist_foreach(iter, done)
 	{
@@ -904,6 +910,13 @@ queue_record(dlist_head *done, int64 *sent, int64 *failed, int64 *retried)
 		col_add_text(&a_error, error);
 		col_add_text(&a_response, d->response_len > 0 ?
 					 clean_text(d->response, d->response_len) : NULL);
+
+		if (d->sms_segments > 0 && d->outcome == OUTCOME_SENT)
+		{
+			nsegments++;
+			col_add(&s_id, Int64GetDatum(d->message_id), false);
+			col_add(&s_segments, Int16GetDatum((int16) Min(d->sms_segments, PG_INT16_MAX)), false);
+		}
 
 		if (d->ops == &transport_log_ops && d->outcome == OUTCOME_SENT)
 		{
@@ -970,6 +983,22 @@ queue_record(dlist_head *done, int64 *sent, int64 *failed, int64 *retried)
 		values[5] = col_done(&l_html);
 		if (SPI_execute_plan(log_plan, values, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not write the log channel's messages");
+	}
+
+	if (nsegments > 0)
+	{
+		if (segments_plan == NULL)
+		{
+			Oid			argtypes[2] = {INT8ARRAYOID, INT2ARRAYOID};
+
+			segments_plan = prepare_kept("UPDATE reminder.message m SET sms_segments = u.n "
+										 "FROM unnest($1, $2) AS u(id, n) WHERE m.id = u.id",
+										 2, argtypes);
+		}
+		values[0] = col_done(&s_id);
+		values[1] = col_done(&s_segments);
+		if (SPI_execute_plan(segments_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not record SMS segments");
 	}
 }
 

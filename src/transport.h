@@ -108,6 +108,7 @@ typedef struct Delivery
 	char	   *error;			/* NULL when sent */
 	char	   *provider_id;
 	char	   *smtp_reply;
+	int			sms_segments;	/* SMS: segments of the text sent; 0 otherwise */
 
 	/* what the record transaction writes */
 	const char *status;			/* sent, retrying, failed */
