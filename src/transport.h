@@ -161,6 +161,43 @@ extern const TransportOps transport_webhook_ops;
 /* in transport_log.c */
 extern const TransportOps transport_log_ops;
 
+/* in transport_util.c: shared by the SMTP, SMS and Slack transports */
+typedef struct ResponseBuffer
+{
+	Delivery   *d;
+	char	   *data;
+	size_t		len;
+	size_t		cap;
+} ResponseBuffer;
+
+extern char *transport_url_host(const char *url, const char *what,
+								bool may_hold_secrets);
+extern void transport_percent_encode(StringInfo buf, const char *s, bool form);
+extern void transport_form_field(StringInfo buf, const char *name,
+								 const char *value);
+extern char *transport_to_utf8(const char *s);
+extern void transport_add_http_headers(Delivery *d, const char *content_type);
+extern ResponseBuffer *transport_response_buffer(Delivery *d, size_t cap);
+extern size_t transport_response_cb(char *ptr, size_t size, size_t nmemb,
+									void *userdata);
+extern void transport_setup_http(Delivery *d, CURL *easy, ResponseBuffer *rb,
+								 bool tls_verify, const char *ca_file);
+extern void transport_set_tls(CURL *easy, bool verify, const char *ca_file);
+extern DeliveryOutcome transport_http_outcome(long status);
+extern void transport_set_error(Delivery *d, const char *prefix, const char *text);
+
+/* in json_scan.c: scalars out of a provider's JSON answer, never raising */
+typedef struct JsonScanField
+{
+	const char *path;			/* "sid", "list.0.id" */
+	char	   *value;			/* set by json_scan, or NULL */
+} JsonScanField;
+
+extern bool json_scan(const char *json, size_t len, JsonScanField *fields,
+					  int nfields);
+extern const char *json_scan_value(JsonScanField *fields, int nfields,
+								   const char *path);
+
 /* in queue.c: claim and record */
 typedef struct ClaimResult
 {
