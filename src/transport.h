@@ -161,6 +161,9 @@ extern const TransportOps transport_webhook_ops;
 /* in transport_log.c */
 extern const TransportOps transport_log_ops;
 
+/* in transport_smtp.c: email */
+extern const TransportOps transport_smtp_ops;
+
 /* in transport_util.c: shared by the SMTP, SMS and Slack transports */
 typedef struct ResponseBuffer
 {
@@ -185,6 +188,24 @@ extern void transport_setup_http(Delivery *d, CURL *easy, ResponseBuffer *rb,
 extern void transport_set_tls(CURL *easy, bool verify, const char *ca_file);
 extern DeliveryOutcome transport_http_outcome(long status);
 extern void transport_set_error(Delivery *d, const char *prefix, const char *text);
+
+/* in mail.c: RFC 5322 header fields (UTF-8 text) */
+typedef struct MailHeader
+{
+	StringInfoData buf;
+	int			line_start;		/* offset of the current line in buf */
+	int			tokens;
+} MailHeader;
+
+extern void mail_header_begin(MailHeader *h, const char *name);
+extern void mail_header_token(MailHeader *h, const char *sep, const char *token);
+extern char *mail_header_end(MailHeader *h);
+extern char *mail_unstructured(const char *name, const char *text);
+extern char *mail_mailbox(const char *name, const char *addr);
+extern void mail_split_mailbox(const char *mailbox, char **name, char **addr);
+extern const char *mail_address_domain(const char *addr);
+extern char *mail_message_id(const char *key, const char *domain);
+extern char *mail_date(TimestampTz t);
 
 /* in json_scan.c: scalars out of a provider's JSON answer, never raising */
 typedef struct JsonScanField
