@@ -164,6 +164,9 @@ extern const TransportOps transport_log_ops;
 /* in transport_smtp.c: email */
 extern const TransportOps transport_smtp_ops;
 
+/* in transport_sms.c: SMS through Twilio, SMSAPI or a generic gateway */
+extern const TransportOps transport_sms_ops;
+
 /* in transport_util.c: shared by the SMTP, SMS and Slack transports */
 typedef struct ResponseBuffer
 {
