@@ -167,6 +167,9 @@ extern const TransportOps transport_smtp_ops;
 /* in transport_sms.c: SMS through Twilio, SMSAPI or a generic gateway */
 extern const TransportOps transport_sms_ops;
 
+/* in transport_slack.c: Slack incoming webhooks */
+extern const TransportOps transport_slack_ops;
+
 /* in transport_util.c: shared by the SMTP, SMS and Slack transports */
 typedef struct ResponseBuffer
 {

@@ -1,0 +1,135 @@
+/*-------------------------------------------------------------------------
+ *
+ * transport_slack.c
+ *	  Slack incoming webhooks: a POST of {"text": ...} with the channel's
+ *	  username, icon_emoji, icon_url and channel, and "blocks" when the
+ *	  template's html part holds Block Kit JSON.
+ *
+ *	  Blocks: a template meant for Slack puts a JSON array of blocks in
+ *	  its html part (render.c renders it with JSON escaping for Slack).
+ *	  An html part that starts with "[" must be such an array, or the
+ *	  message fails; any other html part (a template shared with email)
+ *	  is left out.  The text body always goes too: Slack shows it in
+ *	  notifications and where blocks cannot be shown.
+ *
+ *	  Slack answers 200 "ok".  4xx (invalid_payload, no_service,
+ *	  channel_not_found, channel_is_archived, action_prohibited) is
+ *	  permanent; 408, 429 (Retry-After honoured by the worker) and 5xx are
+ *	  transient.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+
+#include "reminder.h"
+#include "transport.h"
+
+#define SLACK_RESPONSE_MAX	4096
+
+typedef struct SlackState
+{
+	bool		tls_verify;
+	char	   *ca_file;
+	ResponseBuffer *response;
+} SlackState;
+
+static void
+add_field(StringInfo buf, const char *key, const char *value)
+{
+	if (value == NULL)
+		return;
+	appendStringInfoChar(buf, ',');
+	escape_json(buf, key);
+	appendStringInfoChar(buf, ':');
+	escape_json(buf, value);
+}
+
+/* The html part as a blocks array, or NULL when it is not meant as one. */
+static char *
+blocks_json(const char *html, const char *template_name)
+{
+	const char *p = html;
+	Jsonb	   *blocks;
+
+	while (*p && isspace((unsigned char) *p))
+		p++;
+	if (*p != '[')
+		return NULL;
+	blocks = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(p)));
+	if (!JB_ROOT_IS_ARRAY(blocks) || JB_ROOT_IS_SCALAR(blocks))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the html part of template \"%s\" is not an array of Slack blocks",
+						template_name)));
+	return JsonbToCString(NULL, &blocks->root, VARSIZE(blocks));
+}
+
+static void
+slack_build(Delivery *d, ChannelConfig *cc, ClaimedMessage *m, RenderedMessage *r)
+{
+	SlackState *st = palloc0(sizeof(SlackState));
+	StringInfoData body;
+	char	   *blocks = r->html ? blocks_json(r->html, m->template_name) : NULL;
+
+	d->state = st;
+	d->url = pstrdup(cc->url);
+	d->host = transport_url_host(cc->url, psprintf("the URL of channel \"%s\"", cc->name), true);
+	d->method = "POST";
+
+	/* in the database encoding until the end, then UTF-8 as Slack wants */
+	initStringInfo(&body);
+	appendStringInfoString(&body, "{\"text\":");
+	escape_json(&body, r->body ? r->body : "");
+	add_field(&body, "username", cc->slack_username);
+	add_field(&body, "icon_emoji", cc->slack_icon_emoji);
+	add_field(&body, "icon_url", cc->slack_icon_url);
+	add_field(&body, "channel", cc->slack_channel);
+	if (blocks)
+		appendStringInfo(&body, ",\"blocks\":%s", blocks);
+	appendStringInfoChar(&body, '}');
+	d->body = transport_to_utf8(body.data);
+	d->body_len = strlen(d->body);
+	validate_payload_size(d->body_len, "Slack message");
+
+	transport_add_http_headers(d, "application/json; charset=utf-8");
+	st->tls_verify = cc->tls_verify;
+	st->ca_file = cc->ca_file ? pstrdup(cc->ca_file) : NULL;
+	st->response = transport_response_buffer(d, SLACK_RESPONSE_MAX);
+}
+
+static void
+slack_setup(Delivery *d, CURL *easy)
+{
+	SlackState *st = d->state;
+
+	transport_setup_http(d, easy, st->response, st->tls_verify, st->ca_file);
+}
+
+static void
+slack_classify(Delivery *d)
+{
+	SlackState *st = d->state;
+
+	if (d->curl_code != CURLE_OK)
+	{
+		transport_classify_curl(d);
+		return;
+	}
+	d->outcome = transport_http_outcome(d->http_status);
+	if (d->outcome != OUTCOME_SENT)
+		transport_set_error(d, psprintf("Slack: HTTP %ld", d->http_status),
+							st->response->data);
+}
+
+const TransportOps transport_slack_ops = {
+	.kind = CHANNEL_SLACK,
+	.network = true,
+	.build = slack_build,
+	.setup = slack_setup,
+	.classify = slack_classify,
+	.cleanup = NULL,
+};
