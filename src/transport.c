@@ -53,9 +53,11 @@ transport_for_kind(ChannelKind kind)
 		case CHANNEL_LOG:
 			return &transport_log_ops;
 		case CHANNEL_EMAIL:
+			return &transport_smtp_ops;
 		case CHANNEL_SMS:
+			return &transport_sms_ops;
 		case CHANNEL_SLACK:
-			break;
+			return &transport_slack_ops;
 	}
 	return NULL;				/* not delivered by this version */
 }
