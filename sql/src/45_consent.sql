@@ -74,3 +74,18 @@ GRANT SELECT ON reminder.consent_log TO reminder_admin;
 GRANT EXECUTE ON FUNCTION reminder.opt_out(jsonb, text, text, text),
                           reminder.opt_in(jsonb, text, text, text)
     TO reminder_user;
+
+-- ---------------------------------------------------------------------------
+-- The worker's last check before sending (opt-out, quiet hours, and what
+-- other parts add), asked for one message without sending it.
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION reminder.gate_check(message_id bigint,
+                                    OUT verdict text, OUT defer_until timestamptz,
+                                    OUT reason text)
+AS 'MODULE_PATHNAME', 'reminder_gate_check'
+LANGUAGE C STRICT VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION reminder.gate_check(bigint) IS
+'what the worker would decide about a message if it fell due now: send, defer (until defer_until), suppress or cancel, with the reason; sends and changes nothing';
+
+GRANT EXECUTE ON FUNCTION reminder.gate_check(bigint) TO reminder_user;
