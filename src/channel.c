@@ -114,7 +114,8 @@ check_keys(Jsonb *obj, const char *const *a, const char *const *b,
 	if (!JB_ROOT_IS_OBJECT(obj) || JB_ROOT_IS_SCALAR(obj))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s of channel \"%s\" must be a JSON object", what, channel)));
+				 errmsg("%ss of channel \"%s\" must be a JSON object", what, channel),
+				 errhint("Write {\"key\": \"value\", ...}.")));
 
 	it = JsonbIteratorInit(&obj->root);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
@@ -124,6 +125,12 @@ check_keys(Jsonb *obj, const char *const *a, const char *const *b,
 		if (tok != WJB_KEY)
 			continue;
 		key = pnstrdup(v.val.string.val, v.val.string.len);
+		if (*a == NULL && b == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown %s \"%s\" for channel \"%s\" of kind %s",
+							what, key, channel, kind),
+					 errdetail("Channels of kind %s take no %ss.", kind, what)));
 		if (!in_list(key, a) && (b == NULL || !in_list(key, b)))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -598,7 +605,9 @@ check_kind_change(const char *name, const char *kind)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("cannot change the kind of channel \"%s\" while it has pending messages", name),
-				 errdetail("%lld messages are scheduled, sending or retrying on it.", (long long) pending),
+				 errdetail_plural("%lld message is scheduled, sending or retrying on it.",
+								  "%lld messages are scheduled, sending or retrying on it.",
+								  pending, (long long) pending),
 				 errhint("Create a new channel, or cancel the pending messages first.")));
 }
 
@@ -759,7 +768,9 @@ reminder_drop_channel(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
 				 errmsg("cannot drop channel \"%s\" because messages use it", name),
-				 errdetail("%lld messages belong to the channel.", (long long) messages),
+				 errdetail_plural("%lld message belongs to the channel.",
+								  "%lld messages belong to the channel.",
+								  messages, (long long) messages),
 				 errhint("Use reminder.drop_channel(name, cascade => true) to delete them too.")));
 
 	if (SPI_execute_with_args("DELETE FROM reminder.message WHERE channel = $1",

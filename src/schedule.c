@@ -163,7 +163,15 @@ check_required_variables(TemplateRow *tmpl, Jsonb *data, Jsonb *recipient)
 		else
 			v = jsonb_get_path(data, name);
 
-		if (v == NULL || v->type == jbvNull)
+		if (v != NULL && v->type != jbvNull)
+			continue;
+		if (strncmp(name, "recipient.", 10) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("template \"%s\" requires variable \"%s\"", tmpl->name, name),
+					 errdetail("The recipient has no value for \"%s\".", name + 10),
+					 errhint("Give the recipient a \"%s\", inline or in reminder.recipient.", name + 10)));
+		else
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("template \"%s\" requires variable \"%s\"", tmpl->name, name),
