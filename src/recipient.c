@@ -144,12 +144,30 @@ reminder_recipient_check(PG_FUNCTION_ARGS)
 				 errmsg("recipient \"attributes\" must be a JSON object"),
 				 errhint("Write {\"company\": \"ACME\"}; templates see it as recipient.attributes.")));
 
-	/* phone numbers are stored in E.164, as messages carry them */
+	/*
+	 * Phone numbers in international form are stored in E.164, as messages
+	 * carry them.  A national number is stored as written when no
+	 * reminder.default_country_code is set: an SMS channel's own
+	 * default_country_code completes it when a message is scheduled.
+	 */
 	if ((s = column_text(tuple, desc, "phone", &attnum)) != NULL)
 	{
-		char	   *e164 = normalize_phone(s, reminder_default_country_code,
-										   "recipient \"phone\"");
+		const char *cc = reminder_default_country_code;
+		const char *p = s;
+		bool		international;
+		char	   *e164;
 
+		while (*p == ' ')
+			p++;
+		international = *p == '+' || strncmp(p, "00", 2) == 0;
+		if (international || (cc && *cc))
+			e164 = normalize_phone(s, cc, "recipient \"phone\"");
+		else
+		{
+			/* check it as if it had a country code; keep it as written */
+			(void) normalize_phone(s, "1", "recipient \"phone\"");
+			e164 = s;
+		}
 		if (strcmp(e164, s) != 0)
 		{
 			cols[ncols] = attnum;
