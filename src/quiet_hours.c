@@ -107,7 +107,7 @@ parse_days(JsonbValue *v, uint8 *days)
 				pg_strncasecmp(e.val.string.val, day_names[d], 3) == 0)
 				break;
 		if (d == 7)
-			return "a day is one of mon, tue, wed, thu, fri, sat, sun";
+			return "A day is one of mon, tue, wed, thu, fri, sat, sun";
 		*days |= 1 << d;
 	}
 	if (*days == 0)
@@ -160,10 +160,10 @@ parse_period(JsonbContainer *obj, QuietPeriod *p)
 				return err;
 		}
 		else
-			return psprintf("unknown key \"%s\"; a period has \"start\", \"end\" and optionally \"days\"", key);
+			return psprintf("Unknown key \"%s\"; a period has \"start\", \"end\" and optionally \"days\"", key);
 	}
 	if (!have_start || !have_end)
-		return "a period needs both \"start\" and \"end\"";
+		return "A period needs both \"start\" and \"end\"";
 	if (p->start == p->end)
 		return "\"start\" and \"end\" are equal; write \"00:00\" to \"24:00\" for a whole day";
 	return NULL;
@@ -228,18 +228,18 @@ quiet_hours_parse(JsonbValue *v, QuietHours *qh, const char *what, bool throw_er
 			if (tok != WJB_ELEM)
 				continue;
 			if (qh->nperiods == QUIET_MAX_PERIODS)
-				err = psprintf("at most %d periods are allowed", QUIET_MAX_PERIODS);
+				err = psprintf("At most %d periods are allowed", QUIET_MAX_PERIODS);
 			else if (e.type != jbvBinary || !JsonContainerIsObject(e.val.binary.data))
-				err = "each element must be an object such as {\"start\": \"21:00\", \"end\": \"08:00\"}";
+				err = "Each element must be an object such as {\"start\": \"21:00\", \"end\": \"08:00\"}";
 			else
 				err = parse_period(e.val.binary.data, &qh->periods[qh->nperiods++]);
 		}
 	}
 	else
-		err = "quiet hours must be an object such as {\"start\": \"21:00\", \"end\": \"08:00\"} or an array of them";
+		err = "Quiet hours must be an object such as {\"start\": \"21:00\", \"end\": \"08:00\"} or an array of them";
 
 	if (err == NULL && qh->nperiods > 0 && covers_whole_week(qh))
-		err = "they cover the whole week, so nothing could ever be sent";
+		err = "They cover the whole week, so nothing could ever be sent";
 
 	if (err == NULL)
 		return true;
