@@ -56,6 +56,7 @@ PG_FUNCTION_INFO_V1(reminder_link_token);
 PG_FUNCTION_INFO_V1(reminder_token_info);
 PG_FUNCTION_INFO_V1(reminder_record_event);
 PG_FUNCTION_INFO_V1(reminder_record_response);
+PG_FUNCTION_INFO_V1(reminder_preview_links);
 
 #define TOKEN_VERSION		1
 #define TOKEN_PAYLOAD		19
@@ -499,6 +500,32 @@ links_context(int64 message_id)
 	return JsonbValueToJsonb(res);
 }
 
+/*
+ * The template context with "links" set (replacing any "links" the data
+ * had), or unchanged when reminder.link_base_url is empty.  For render.c.
+ */
+Jsonb *
+links_add_to_context(Jsonb *context, int64 message_id)
+{
+	Jsonb	   *links = links_context(message_id);
+	JsonbParseState *state = NULL;
+	JsonbValue	v;
+	JsonbValue *res;
+
+	if (links == NULL)
+		return context;
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	push_key(&state, "links");
+	v.type = jbvBinary;
+	v.val.binary.data = &links->root;
+	v.val.binary.len = VARSIZE(links) - VARHDRSZ;
+	pushJsonbValue(&state, WJB_VALUE, &v);
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	return DatumGetJsonbP(DirectFunctionCall2(jsonb_concat,
+											  JsonbPGetDatum(context),
+											  JsonbPGetDatum(JsonbValueToJsonb(res))));
+}
+
 /* ----------------------------------------------------------------
  * SQL: link_token, token_info
  * ----------------------------------------------------------------
@@ -916,4 +943,25 @@ reminder_record_response(PG_FUNCTION_ARGS)
 	SPI_finish();
 
 	PG_RETURN_INT64(id);
+}
+
+/* ----------------------------------------------------------------
+ * SQL: preview_links
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * The "links" object a template would see for a message, with preview
+ * tokens (outside the worker tokens never verify).  NULL when
+ * reminder.link_base_url is empty.
+ */
+Datum
+reminder_preview_links(PG_FUNCTION_ARGS)
+{
+	int64		message_id = PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0);
+	Jsonb	   *links = links_context(message_id);
+
+	if (links == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_JSONB_P(links);
 }

@@ -298,6 +298,7 @@ typedef enum LinkAction
 extern char *links_token(int64 message_id, LinkAction action, int score,
 						 TimestampTz expires_at);
 extern Jsonb *links_context(int64 message_id);
+extern Jsonb *links_add_to_context(Jsonb *context, int64 message_id);
 
 /* ----------------
  * in wakeup.c: waking the worker at commit

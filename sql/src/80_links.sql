@@ -122,3 +122,12 @@ GRANT EXECUTE ON FUNCTION reminder.record_event(text, text, jsonb),
                           reminder.token_info(text)
     TO reminder_web, reminder_user;
 GRANT EXECUTE ON FUNCTION reminder.nps(text, bigint, timestamptz, timestamptz) TO reminder_user;
+
+CREATE FUNCTION reminder.preview_links(message_id bigint DEFAULT 0)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'reminder_preview_links'
+LANGUAGE C VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION reminder.preview_links(bigint) IS
+'the "links" object templates see (confirm, decline, reschedule, unsubscribe, survey, open, callback, scores, score), with preview tokens that never verify; NULL while reminder.link_base_url is empty';
+
+GRANT EXECUTE ON FUNCTION reminder.preview_links(bigint) TO reminder_user;

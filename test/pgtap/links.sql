@@ -9,7 +9,7 @@
 \set ON_ERROR_STOP true
 
 BEGIN;
-SELECT plan(35);
+SELECT plan(41);
 
 SELECT reminder.create_channel('ln_mail', 'email', '{"url": "smtp://127.0.0.1:2525", "from": "r@example.com"}');
 SELECT reminder.create_channel('ln_sms', 'sms', '{"provider": "smsapi"}', '{"token": "t"}');
@@ -97,6 +97,25 @@ SELECT lives_ok(format('SELECT reminder.record_event(%L)', :'old_tok'), 'links s
 SELECT reminder.rotate_signing_key(revoke_previous => true);
 SELECT throws_ok(format('SELECT reminder.record_event(%L)', :'old_tok'), '28000', 'link token is not valid', 'until it is revoked');
 SELECT is((SELECT count(*) FROM reminder.signing_keys), 1::bigint, 'revoking leaves one key');
+
+-- the links object templates see
+SELECT is(reminder.preview_links(:m), NULL, 'no links while reminder.link_base_url is empty');
+SET LOCAL reminder.link_base_url = 'https://example.com/r';
+SELECT is((SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(reminder.preview_links(:m)) k),
+          ARRAY['callback', 'confirm', 'decline', 'open', 'reschedule', 'score', 'scores', 'survey', 'unsubscribe'],
+          'links: confirm, decline, reschedule, unsubscribe, survey, open, callback, score, scores');
+SELECT ok((SELECT bool_and(u ~ '^https://example\.com/r/[A-Za-z0-9_-]{47}$')
+             FROM (SELECT value #>> '{}' u FROM jsonb_each(reminder.preview_links(:m)) WHERE jsonb_typeof(value) = 'string'
+                   UNION ALL SELECT value #>> '{}' FROM jsonb_each(reminder.preview_links(:m) -> 'score')
+                   UNION ALL SELECT e ->> 'url' FROM jsonb_array_elements(reminder.preview_links(:m) -> 'scores') e) x),
+          'every link is the base URL, a slash and a token');
+SELECT is((SELECT array_agg((e ->> 'score')::int) FROM jsonb_array_elements(reminder.preview_links(:m) -> 'scores') e),
+          ARRAY[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 'scores 0..10 in order, for {{#links.scores}}');
+SET LOCAL reminder.link_base_url = 'https://example.com/r?t=';
+SELECT matches(reminder.preview_links(:m) ->> 'confirm', '^https://example\.com/r\?t=[A-Za-z0-9_-]{47}$', 'a base ending in = gets the token appended as is');
+SELECT throws_ok(format('SELECT reminder.record_event(%L)', substr(reminder.preview_links(:m) ->> 'confirm', 25)), '28000', NULL,
+                 'preview tokens (outside the worker) never verify');
+RESET reminder.link_base_url;
 
 -- survey answers and NPS
 SELECT reminder.record_response(reminder.link_token(:m, 'score', 9)) AS a1 \gset

@@ -78,6 +78,7 @@ INSERT INTO fn VALUES
     ('reminder.opt_in(jsonb,text,text,text)', $$SELECT reminder.opt_in('{"email": "pm@example.com"}')$$, 'user'),
     ('reminder.gate_check(bigint)', format($$SELECT reminder.gate_check(%s)$$, :msg), 'user'),
     ('reminder.nps(text,bigint,timestamptz,timestamptz)', $$SELECT reminder.nps()$$, 'user'),
+    ('reminder.preview_links(bigint)', $$SELECT reminder.preview_links()$$, 'user'),
     ('reminder.record_event(text,text,jsonb)', $$SELECT reminder.record_event((SELECT t FROM tok WHERE a = 'open'))$$, 'web'),
     ('reminder.record_response(text,integer,text)', $$SELECT reminder.record_response((SELECT t FROM tok WHERE a = 'score'))$$, 'web'),
     ('reminder.token_info(text)', $$SELECT reminder.token_info((SELECT t FROM tok WHERE a = 'confirm'))$$, 'web'),
