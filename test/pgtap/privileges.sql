@@ -112,10 +112,24 @@ SELECT r, p, 'none'
   FROM (SELECT DISTINCT rel FROM rel) t(r), unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) p
  WHERE NOT EXISTS (SELECT FROM rel x WHERE x.rel = t.r AND x.priv = p);
 
+-- Settings that decide where messages go, what they may carry and who is
+-- opted out: no role below superuser may change them for its session.
+SELECT reminder.next_send_time('{}');	-- loads the library, defining them
+CREATE TEMP TABLE guc (name text, value text);
+INSERT INTO guc VALUES
+    ('reminder.allowed_hosts', '169.254.169.254'),
+    ('reminder.denied_hosts', ''),
+    ('reminder.link_base_url', 'https://evil.example/r'),
+    ('reminder.link_ttl', '100000d'),
+    ('reminder.max_recipients', '1000'),
+    ('reminder.max_payload_size', '64MB'),
+    ('reminder.bounce_opt_out', 'off');
+
 SELECT plan((SELECT count(*)::int * 2 FROM fn, roles)
             + (SELECT count(*)::int FROM rel, roles)
             + (SELECT count(DISTINCT rel)::int FROM rel) * 4
-            + 8);
+            + 8
+            + (SELECT count(*)::int FROM guc, roles));
 
 -- Functions: the catalog says so...
 SELECT is(has_function_privilege(r.role, f.sig, 'EXECUTE'),
@@ -148,6 +162,11 @@ SELECT is(pg_temp.sqlstate_as(r.role, format('SELECT count(*) FROM %s', t.rel)) 
                  CASE WHEN EXISTS (SELECT FROM role_audience a WHERE a.audience = t.audience AND a.role = r.role)
                       THEN 'allowed' ELSE 'refused' END))
   FROM rel t, roles r WHERE t.priv = 'SELECT' ORDER BY t.rel, r.role;
+
+-- Settings: refused as 42501 (superuser-only) or 55P02 (server-wide).
+SELECT ok(pg_temp.sqlstate_as(r.role, format('SET reminder.%s = %L', substr(g.name, 10), g.value)) IN ('42501', '55P02'),
+          format('as %s: SET %s is refused', r.role, g.name))
+  FROM guc g, roles r ORDER BY g.name, r.role;
 
 -- Whole-schema invariants, so a function added later cannot slip.
 SELECT set_eq($$ SELECT p.oid::regprocedure::text FROM pg_proc p
