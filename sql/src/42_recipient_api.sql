@@ -35,6 +35,10 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     rid bigint;
+    st text;
+    msg text;
+    det text;
+    hnt text;
 BEGIN
     IF upsert_recipient.external_id IS NULL THEN
         RAISE EXCEPTION 'external_id must not be null'
@@ -60,6 +64,19 @@ BEGIN
         url = coalesce(excluded.url, r.url)
     RETURNING r.id INTO rid;
     RETURN rid;
+EXCEPTION WHEN OTHERS THEN
+    -- the trigger's error, without the whole INSERT as context
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
+                            det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    IF det <> '' AND hnt <> '' THEN
+        RAISE EXCEPTION USING ERRCODE = st, MESSAGE = msg, DETAIL = det, HINT = hnt;
+    ELSIF det <> '' THEN
+        RAISE EXCEPTION USING ERRCODE = st, MESSAGE = msg, DETAIL = det;
+    ELSIF hnt <> '' THEN
+        RAISE EXCEPTION USING ERRCODE = st, MESSAGE = msg, HINT = hnt;
+    ELSE
+        RAISE EXCEPTION USING ERRCODE = st, MESSAGE = msg;
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION reminder.upsert_recipient(text, text, text, text, text, text, text, jsonb, jsonb, text) IS
