@@ -16,6 +16,7 @@
 #include "utils/timestamp.h"
 
 #include "reminder.h"
+#include "template.h"
 
 PG_FUNCTION_INFO_V1(reminder_create_template);
 PG_FUNCTION_INFO_V1(reminder_drop_template);
@@ -95,9 +96,16 @@ reminder_create_template(PG_FUNCTION_ARGS)
 	validate_locale(locale, "template locale");
 	validate_payload_size(strlen(body), "template body");
 	if (subject)
+	{
 		validate_header_value(subject, "template subject");
+		template_check_syntax(subject, psprintf("subject of template \"%s\"", name));
+	}
+	template_check_syntax(body, psprintf("body of template \"%s\"", name));
 	if (html)
+	{
 		validate_payload_size(strlen(html), "template html");
+		template_check_syntax(html, psprintf("html of template \"%s\"", name));
+	}
 	if (PG_ARGISNULL(5))
 		required = construct_empty_array(TEXTOID);
 	else

@@ -145,7 +145,6 @@ extern int	base64url_decode(const char *text, size_t len, uint8 *out);
  * ----------------
  */
 extern JsonbValue *jsonb_get(Jsonb *obj, const char *key);
-extern JsonbValue *jsonb_get_path(Jsonb *obj, const char *path);
 extern char *jsonb_get_text(Jsonb *obj, const char *key);
 extern char *jsonb_value_text(JsonbValue *v);
 extern Jsonb *jsonb_set_text(Jsonb *obj, const char *key, const char *value);

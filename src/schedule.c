@@ -21,6 +21,7 @@
 #include "utils/timestamp.h"
 
 #include "reminder.h"
+#include "template.h"
 
 PG_FUNCTION_INFO_V1(reminder_schedule);
 
@@ -156,16 +157,13 @@ check_required_variables(TemplateRow *tmpl, Jsonb *data, Jsonb *recipient)
 	foreach(lc, tmpl->required)
 	{
 		const char *name = lfirst(lc);
-		JsonbValue *v;
+		bool		is_recipient = strncmp(name, "recipient.", 10) == 0;
 
-		if (strncmp(name, "recipient.", 10) == 0)
-			v = jsonb_get_path(recipient, name + 10);
-		else
-			v = jsonb_get_path(data, name);
-
-		if (v != NULL && v->type != jbvNull)
+		/* resolved as the template engine resolves names when rendering */
+		if (is_recipient ? template_data_has(recipient, name + 10) :
+			template_data_has(data, name))
 			continue;
-		if (strncmp(name, "recipient.", 10) == 0)
+		if (is_recipient)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("template \"%s\" requires variable \"%s\"", tmpl->name, name),
