@@ -487,10 +487,8 @@ links_context(int64 message_id)
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	for (int s = 0; s <= 10; s++)
 	{
-		char		name[4];
-
-		snprintf(name, sizeof(name), "%d", s);
-		push_key(&state, name);
+		/* the parse state keeps the pointer until the object ends */
+		push_key(&state, psprintf("%d", s));
 		push_string(&state, WJB_VALUE, link_url(key, message_id, LINK_SCORE, s, expires_at));
 	}
 	pushJsonbValue(&state, WJB_END_OBJECT, NULL);

@@ -9,7 +9,7 @@
 \set ON_ERROR_STOP true
 
 BEGIN;
-SELECT plan(41);
+SELECT plan(42);
 
 SELECT reminder.create_channel('ln_mail', 'email', '{"url": "smtp://127.0.0.1:2525", "from": "r@example.com"}');
 SELECT reminder.create_channel('ln_sms', 'sms', '{"provider": "smsapi"}', '{"token": "t"}');
@@ -111,6 +111,8 @@ SELECT ok((SELECT bool_and(u ~ '^https://example\.com/r/[A-Za-z0-9_-]{47}$')
           'every link is the base URL, a slash and a token');
 SELECT is((SELECT array_agg((e ->> 'score')::int) FROM jsonb_array_elements(reminder.preview_links(:m) -> 'scores') e),
           ARRAY[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 'scores 0..10 in order, for {{#links.scores}}');
+SELECT is((SELECT array_agg(k::int ORDER BY k::int) FROM jsonb_object_keys(reminder.preview_links(:m) -> 'score') k),
+          ARRAY[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 'score.0 .. score.10, for {{links.score.9}}');
 SET LOCAL reminder.link_base_url = 'https://example.com/r?t=';
 SELECT matches(reminder.preview_links(:m) ->> 'confirm', '^https://example\.com/r\?t=[A-Za-z0-9_-]{47}$', 'a base ending in = gets the token appended as is');
 SELECT throws_ok(format('SELECT reminder.record_event(%L)', substr(reminder.preview_links(:m) ->> 'confirm', 25)), '28000', NULL,
