@@ -29,17 +29,6 @@ text_arg_or_null(FunctionCallInfo fcinfo, int n)
 	return PG_ARGISNULL(n) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(n));
 }
 
-static void
-check_template_name(const char *name)
-{
-	if (!((*name >= 'A' && *name <= 'Z') || (*name >= 'a' && *name <= 'z')) || strlen(name) > 63 ||
-		strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") != strlen(name))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid template name \"%s\"", name),
-				 errhint("A name starts with a letter and has at most 63 letters, digits, \"_\", \".\" or \"-\".")));
-}
-
 /* A required variable is a dotted name: "name", "row.starts_at". */
 static void
 check_required_names(ArrayType *arr)
@@ -92,7 +81,7 @@ reminder_create_template(PG_FUNCTION_ARGS)
 				 errmsg("template name and body must not be null")));
 	if (locale == NULL)
 		locale = pstrdup("en");
-	check_template_name(name);
+	validate_name(name, "template");
 	validate_locale(locale, "template locale");
 	validate_payload_size(strlen(body), "template body");
 	if (subject)

@@ -147,20 +147,13 @@ what_setting(const char *key, const char *channel)
 	return psprintf("setting \"%s\" of channel \"%s\"", key, channel);
 }
 
-/* A string setting, or NULL when absent or null. */
+/* A string setting or secret, or NULL when absent or null. */
 static char *
 get_string(Jsonb *obj, const char *key, const char *channel, bool secret)
 {
-	JsonbValue *v = jsonb_get(obj, key);
-
-	if (v == NULL || v->type == jbvNull)
-		return NULL;
-	if (v->type != jbvString)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s \"%s\" of channel \"%s\" must be a string",
-						secret ? "secret" : "setting", key, channel)));
-	return pnstrdup(v->val.string.val, v->val.string.len);
+	return jsonb_get_string(obj, key,
+							psprintf("%s \"%s\" of channel \"%s\"",
+									 secret ? "secret" : "setting", key, channel));
 }
 
 static double
@@ -539,19 +532,6 @@ is_empty_object(Jsonb *j)
 	return JB_ROOT_IS_OBJECT(j) && JB_ROOT_COUNT(j) == 0;
 }
 
-static void
-check_channel_name(const char *name)
-{
-	const char *p = name;
-
-	if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z')) || strlen(name) > 63 ||
-		strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") != strlen(name))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid channel name \"%s\"", name),
-				 errhint("A name starts with a letter and has at most 63 letters, digits, \"_\", \".\" or \"-\".")));
-}
-
 /* The stored secrets of a channel, or NULL when it has none. Needs SPI. */
 static Jsonb *
 stored_secrets(const char *name)
@@ -653,7 +633,7 @@ reminder_create_channel(PG_FUNCTION_ARGS)
 	settings = PG_ARGISNULL(2) ? empty_object() : PG_GETARG_JSONB_P(2);
 	secrets = PG_ARGISNULL(3) ? empty_object() : PG_GETARG_JSONB_P(3);
 
-	check_channel_name(name);
+	validate_name(name, "channel");
 	validate_payload_size(VARSIZE(settings), "channel settings");
 	validate_payload_size(VARSIZE(secrets), "channel secrets");
 

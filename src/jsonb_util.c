@@ -53,6 +53,24 @@ jsonb_value_text(JsonbValue *v)
 	return NULL;				/* keep compiler quiet */
 }
 
+/*
+ * The string under key, or NULL when absent or null; any other type is an
+ * error naming the value as "what" (e.g. "recipient \"email\"").
+ */
+char *
+jsonb_get_string(Jsonb *obj, const char *key, const char *what)
+{
+	JsonbValue *v = jsonb_get(obj, key);
+
+	if (v == NULL || v->type == jbvNull)
+		return NULL;
+	if (v->type != jbvString)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a string", what)));
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
 char *
 jsonb_get_text(Jsonb *obj, const char *key)
 {

@@ -63,6 +63,7 @@ extern void validate_header_value(const char *value, const char *what);
 extern void validate_header_name(const char *name, const char *what);
 extern void validate_time_zone(const char *tz, const char *what);
 extern void validate_locale(const char *locale, const char *what);
+extern void validate_name(const char *name, const char *kind);
 extern void validate_payload_size(Size size, const char *what);
 extern int	parse_duration_ms(const char *text, const char *what);
 
@@ -146,6 +147,7 @@ extern int	base64url_decode(const char *text, size_t len, uint8 *out);
  */
 extern JsonbValue *jsonb_get(Jsonb *obj, const char *key);
 extern char *jsonb_get_text(Jsonb *obj, const char *key);
+extern char *jsonb_get_string(Jsonb *obj, const char *key, const char *what);
 extern char *jsonb_value_text(JsonbValue *v);
 extern Jsonb *jsonb_set_text(Jsonb *obj, const char *key, const char *value);
 

@@ -31,15 +31,7 @@ static SPIPlanPtr existing_plan = NULL;
 static char *
 recipient_string(Jsonb *recipient, const char *key)
 {
-	JsonbValue *v = jsonb_get(recipient, key);
-
-	if (v == NULL || v->type == jbvNull)
-		return NULL;
-	if (v->type != jbvString)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("recipient \"%s\" must be a string", key)));
-	return pnstrdup(v->val.string.val, v->val.string.len);
+	return jsonb_get_string(recipient, key, psprintf("recipient \"%s\"", key));
 }
 
 static void
