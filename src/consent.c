@@ -93,15 +93,7 @@ typedef struct Subject
 static char *
 subject_string(Jsonb *recipient, const char *key)
 {
-	JsonbValue *v = jsonb_get(recipient, key);
-
-	if (v == NULL || v->type == jbvNull)
-		return NULL;
-	if (v->type != jbvString)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("recipient \"%s\" must be a string", key)));
-	return pnstrdup(v->val.string.val, v->val.string.len);
+	return jsonb_get_string(recipient, key, psprintf("recipient \"%s\"", key));
 }
 
 /*
@@ -182,16 +174,11 @@ check_channel_scope(const char *channel)
 				 errhint("Name a channel, a channel kind (email, sms, webhook, slack, log), or pass NULL for every channel.")));
 }
 
+/* A category has the shape of a template name, which is its default. */
 static void
 check_category(const char *category)
 {
-	if (!((*category >= 'A' && *category <= 'Z') || (*category >= 'a' && *category <= 'z')) ||
-		strlen(category) > 63 ||
-		strspn(category, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") != strlen(category))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid category \"%s\"", category),
-				 errhint("A category is a name such as \"marketing\" or a template name: a letter, then at most 62 letters, digits, \"_\", \".\" or \"-\".")));
+	validate_name(category, "category");
 }
 
 static void
