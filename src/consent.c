@@ -61,6 +61,16 @@ prepare_kept(const char *sql, int nargs, Oid *argtypes)
 	return plan;
 }
 
+static SPIPlanPtr
+prepare_kept_generic(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
+
+	if (plan == NULL || SPI_keepplan(plan) != 0)
+		elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+	return plan;
+}
+
 static char *
 lower_text(const char *s)
 {
@@ -343,7 +353,8 @@ consent_gate(const GateMessage *msg, GateResult *result)
 	{
 		Oid			argtypes[5] = {INT8OID, TEXTARRAYOID, TEXTOID, TEXTOID, TEXTOID};
 
-		gate_plan = prepare_kept("SELECT c.opted_out, c.channel, c.category, c.source, c.changed_at "
+		/* run for every message sent: plan once (a generic plan), not each time */
+		gate_plan = prepare_kept_generic("SELECT c.opted_out, c.channel, c.category, c.source, c.changed_at "
 								 "FROM reminder.consent c "
 								 "WHERE (c.recipient_id = $1 OR c.address = ANY ($2) "
 								 "       OR c.recipient_id IN (SELECT r.id FROM reminder.recipient r "
