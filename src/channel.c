@@ -313,33 +313,14 @@ require_secret(const char *value, const char *key, ChannelConfig *cc, const char
 				 errhint("%s", hint)));
 }
 
+/* The same grammar as a recipient's quiet hours (quiet_hours.c). */
 static void
 parse_quiet_hours(Jsonb *settings, ChannelConfig *cc)
 {
-	JsonbValue *v = jsonb_get(settings, "quiet_hours");
-	char	   *what = what_setting("quiet_hours", cc->name);
+	QuietHours	qh;
 
-	if (v == NULL || v->type == jbvNull)
-		return;
-	if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be an object such as {\"start\": \"21:00\", \"end\": \"08:00\"}", what)));
-	for (int i = 0; i < 2; i++)
-	{
-		const char *key = i ? "end" : "start";
-		JsonbValue *t = getKeyJsonValueFromContainer(v->val.binary.data, key, strlen(key), NULL);
-		int			hh,
-					mm;
-		char		extra;
-
-		if (t == NULL || t->type != jbvString ||
-			sscanf(pnstrdup(t->val.string.val, t->val.string.len), "%d:%d%c", &hh, &mm, &extra) != 2 ||
-			hh < 0 || hh > 24 || mm < 0 || mm > 59 || (hh == 24 && mm != 0))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("%s needs \"%s\" as a time of day such as \"08:00\"", what, key)));
-	}
+	quiet_hours_parse(jsonb_get(settings, "quiet_hours"), &qh,
+					  what_setting("quiet_hours", cc->name), true);
 }
 
 /*

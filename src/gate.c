@@ -19,6 +19,8 @@
 typedef void (*GateCheck) (const GateMessage *msg, GateResult *result);
 
 static const GateCheck checks[] = {
+	consent_gate,				/* consent.c: opted out -> suppress */
+	quiet_hours_gate,			/* quiet_hours.c: inside quiet hours -> defer */
 	NULL						/* end of list */
 };
 

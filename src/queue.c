@@ -72,9 +72,9 @@ typedef struct Bucket
 static List *buckets = NIL;		/* of Bucket *, in TopMemoryContext */
 
 static SPIPlanPtr
-prepare_kept(const char *sql, int nargs, Oid *argtypes)
+prepare_kept_opts(const char *sql, int nargs, Oid *argtypes, int options)
 {
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, options);
 
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
@@ -82,6 +82,12 @@ prepare_kept(const char *sql, int nargs, Oid *argtypes)
 	if (SPI_keepplan(plan) != 0)
 		elog(ERROR, "SPI_keepplan failed");
 	return plan;
+}
+
+static SPIPlanPtr
+prepare_kept(const char *sql, int nargs, Oid *argtypes)
+{
+	return prepare_kept_opts(sql, nargs, argtypes, 0);
 }
 
 bool
@@ -443,17 +449,23 @@ verdicts_add(Verdicts *v, int64 id, int attempt, const char *status,
 static void
 verdicts_apply(Verdicts *v)
 {
-	Datum		values[8];
+	Datum		values[9];
 
 	if (v->n == 0)
 		return;
 	if (update_plan == NULL)
 	{
-		Oid			argtypes[8] = {INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID,
+		Oid			argtypes[9] = {INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID,
 			TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-		INT4ARRAYOID};
+		INT4ARRAYOID, TEXTOID};
 
-		update_plan = prepare_kept("UPDATE reminder.message m "
+		/*
+		 * One generic plan: a nested loop over the arrays probing the
+		 * primary key.  The status is a parameter ($9) so that the planner
+		 * cannot pick message_lease_idx, whose dead entries a busy worker
+		 * leaves behind faster than vacuum removes them.
+		 */
+		update_plan = prepare_kept_opts("UPDATE reminder.message m "
 								   "SET status = u.status, "
 								   "attempts = m.attempts - u.uncount, "
 								   "next_attempt_at = coalesce(u.next_at, m.next_attempt_at), "
@@ -464,8 +476,8 @@ verdicts_apply(Verdicts *v)
 								   "updated_at = now() "
 								   "FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) "
 								   "AS u(id, attempt, status, next_at, sent_at, error, provider_id, uncount) "
-								   "WHERE m.id = u.id AND m.status = 'sending' AND m.attempts = u.attempt",
-								   8, argtypes);
+										"WHERE m.id = u.id AND m.status = $9 AND m.attempts = u.attempt",
+										9, argtypes, CURSOR_OPT_GENERIC_PLAN);
 	}
 	values[0] = col_done(&v->id);
 	values[1] = col_done(&v->attempt);
@@ -475,6 +487,7 @@ verdicts_apply(Verdicts *v)
 	values[5] = col_done(&v->error);
 	values[6] = col_done(&v->provider_id);
 	values[7] = col_done(&v->uncount);
+	values[8] = CStringGetTextDatum("sending");
 	if (SPI_execute_plan(update_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not record message outcomes");
 }

@@ -13,6 +13,7 @@
 
 #include "datatype/timestamp.h"
 #include "nodes/pg_list.h"
+#include "pgtime.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "utils/jsonb.h"
@@ -43,6 +44,10 @@ extern char *reminder_denied_hosts;
 extern int	reminder_max_payload_size;	/* bytes */
 extern char *reminder_default_locale;
 extern char *reminder_default_country_code;
+extern char *reminder_link_base_url;
+extern int	reminder_link_ttl;			/* min */
+extern int	reminder_max_recipients;
+extern bool reminder_bounce_opt_out;
 
 /* ----------------
  * in validate.c: checks on user input, each ereport(ERROR)s on failure
@@ -273,6 +278,68 @@ typedef struct GateResult
 } GateResult;
 
 extern void gate_check(const GateMessage *msg, GateResult *result);
+
+/* ----------------
+ * in recipient.c: stored recipients and per-message recipient limits
+ * ----------------
+ */
+extern void recipient_check_message(Jsonb *recipient);
+
+/* ----------------
+ * in quiet_hours.c: quiet hours and send windows in the recipient's zone
+ * ----------------
+ */
+#define QUIET_MAX_PERIODS	16
+
+typedef struct QuietPeriod
+{
+	int			start;			/* minutes after local midnight, 0..1439 */
+	int			end;			/* minutes after local midnight, 1..1440 */
+	uint8		days;			/* bit n: applies when it starts on tm_wday n */
+} QuietPeriod;
+
+typedef struct QuietHours
+{
+	int			nperiods;
+	QuietPeriod periods[QUIET_MAX_PERIODS];
+} QuietHours;
+
+extern bool quiet_hours_parse(JsonbValue *v, QuietHours *qh, const char *what,
+							  bool throw_error);
+extern TimestampTz quiet_hours_next_allowed(const QuietHours *qh,
+											pg_tz *zone, TimestampTz at);
+extern void quiet_hours_gate(const GateMessage *msg, GateResult *result);
+
+/* ----------------
+ * in consent.c: opt-out and opt-in
+ * ----------------
+ */
+extern char *message_category(Jsonb *data, const char *template_name);
+extern void consent_record(int64 recipient_id, const char *address,
+						   const char *channel, const char *category,
+						   bool opt_out, const char *source);
+extern void consent_gate(const GateMessage *msg, GateResult *result);
+
+/* ----------------
+ * in links.c: signed action links and the events they record
+ * ----------------
+ */
+typedef enum LinkAction
+{
+	LINK_CONFIRM = 1,
+	LINK_DECLINE,
+	LINK_RESCHEDULE,
+	LINK_UNSUBSCRIBE,
+	LINK_SCORE,					/* carries a score 0..10 */
+	LINK_SURVEY,				/* a survey form: the score comes with the answer */
+	LINK_OPEN,
+	LINK_CALLBACK				/* provider callbacks: delivered, bounced, ... */
+} LinkAction;
+
+extern char *links_token(int64 message_id, LinkAction action, int score,
+						 TimestampTz expires_at);
+extern Jsonb *links_context(int64 message_id);
+extern Jsonb *links_add_to_context(Jsonb *context, int64 message_id);
 
 /* ----------------
  * in wakeup.c: waking the worker at commit

@@ -5,9 +5,9 @@
  *	  rendered over the message data with the escaping the channel needs,
  *	  timestamps in the recipient's time zone.
  *
- *	  The template context is the message data with "recipient" and
- *	  "message" added: rule-made messages carry "row" and "old" in their
- *	  data already.
+ *	  The template context is the message data with "recipient",
+ *	  "message" and the signed "links" (links.c) added: rule-made messages
+ *	  carry "row" and "old" in their data already.
  *
  *	  Compiled templates are cached per backend and reused while the
  *	  stored source is unchanged, so the worker compiles a template once,
@@ -272,7 +272,8 @@ render_with(TemplateRow *t, ChannelConfig *cc, Jsonb *recipient, Jsonb *data,
 	CompiledTemplate *ct = compiled_template(t);
 	RenderedMessage *rm = palloc0(sizeof(RenderedMessage));
 	RenderOptions opts = {0};
-	Jsonb	   *context = render_context(data, recipient, message_id);
+	Jsonb	   *context = links_add_to_context(render_context(data, recipient, message_id),
+											   message_id);
 
 	opts.time_zone = jsonb_get_text(recipient, "time_zone");
 	opts.locale = dates_locale(t->locale, jsonb_get_text(recipient, "locale"));

@@ -111,6 +111,8 @@ recipient_for_channel(Jsonb *recipient, ChannelConfig *cc)
 		validate_url(s, http_schemes, "recipient \"url\"");
 	}
 
+	recipient_check_message(recipient);
+
 	switch (cc->kind)
 	{
 		case CHANNEL_EMAIL:

@@ -565,6 +565,9 @@ deliver(void)
 					gone = true;
 					continue;
 				}
+				if (res.claimed > 0)
+					elog(DEBUG1, "reminder worker: claimed %d messages (limit %d)",
+						 res.claimed, Min(free_slots, reminder_batch_size));
 				start_all(&to_send, &done);
 				if (!dlist_is_empty(&done) && first_done_at == 0)
 					first_done_at = GetCurrentTimestamp();
@@ -638,13 +641,6 @@ reminder_worker_main(Datum main_arg)
 
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("reminder worker");
-
-	/*
-	 * Losing the last few commits in a crash only means sending those
-	 * messages again, which at-least-once allows: do not wait for WAL
-	 * flushes.
-	 */
-	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
