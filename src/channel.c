@@ -580,6 +580,7 @@ channel_parse(const char *name, const char *kind, Jsonb *settings, Jsonb *secret
 
 	cc->name = pstrdup(name);
 	cc->kind = parse_kind(kind);
+	cc->tls_verify = true;
 	cc->settings = settings;
 	cc->secrets = secrets;
 
