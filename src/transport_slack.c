@@ -21,6 +21,8 @@
  */
 #include "postgres.h"
 
+#include "common/jsonapi.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -55,16 +57,23 @@ blocks_json(const char *html, const char *template_name)
 	const char *p = html;
 	Jsonb	   *blocks;
 
+	JsonLexContext *lex;
+	JsonParseErrorType rc;
+
 	while (*p && isspace((unsigned char) *p))
 		p++;
 	if (*p != '[')
 		return NULL;
-	blocks = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(p)));
-	if (!JB_ROOT_IS_ARRAY(blocks) || JB_ROOT_IS_SCALAR(blocks))
+	lex = makeJsonLexContextCstringLen((char *) p, strlen(p), GetDatabaseEncoding(), false);
+	rc = pg_parse_json(lex, &nullSemAction);
+	if (rc != JSON_SUCCESS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("the html part of template \"%s\" is not an array of Slack blocks",
-						template_name)));
+						template_name),
+				 errdetail("%s", json_errdetail(rc, lex)),
+				 errhint("An html part that starts with \"[\" is sent to Slack as Block Kit JSON.")));
+	blocks = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(p)));
 	return JsonbToCString(NULL, &blocks->root, VARSIZE(blocks));
 }
 
