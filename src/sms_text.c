@@ -80,7 +80,7 @@ static const struct
 	{0x00AB, "\""}, {0x00BB, "\""},
 	{0x2010, "-"}, {0x2011, "-"}, {0x2012, "-"}, {0x2013, "-"}, {0x2014, "-"},
 	{0x2015, "-"}, {0x2212, "-"},
-	{0x2026, "..."},
+	{0x2026, "..."}, {0x2044, "/"},
 	{0x2022, "*"},
 	{0x0009, " "}, {0x00A0, " "}, {0x2007, " "}, {0x202F, " "},
 	{0x2002, " "}, {0x2003, " "}, {0x2004, " "}, {0x2005, " "}, {0x2006, " "},
@@ -174,12 +174,29 @@ append_char(StringInfo buf, pg_wchar c)
 	appendBinaryStringInfo(buf, (char *) utf8, pg_utf_mblen(utf8));
 }
 
+/* The replacement of a character from the table above, or NULL. */
+static const char *
+table_transliteration(pg_wchar c)
+{
+	for (int t = 0; t < lengthof(transliterations); t++)
+		if (transliterations[t].from == c)
+			return transliterations[t].to;
+	return NULL;
+}
+
+static bool
+is_combining_mark(pg_wchar c)
+{
+	return c >= 0x0300 && c <= 0x036F;
+}
+
 /*
  * Replace characters outside GSM-7 by the nearest text inside it where
  * there is one: letters lose their diacritics ("Zażółć" -> "Zazolc"),
- * typographic quotes and dashes become plain ones.  Characters of GSM-7
- * stay as they are ("é", "ü", "ñ" are in it); what has no equivalent (an
- * emoji, Cyrillic) stays too, and the text then goes as UCS-2.
+ * compatibility forms decompose ("½" -> "1/2"), typographic quotes and
+ * dashes become plain ones.  Characters of GSM-7 stay as they are ("é",
+ * "ü", "ñ" are in it); what has no equivalent (an emoji, Cyrillic) stays
+ * too, and the text then goes as UCS-2.
  */
 char *
 sms_transliterate(const char *text)
@@ -192,48 +209,55 @@ sms_transliterate(const char *text)
 	for (int i = 0; i < n; i++)
 	{
 		pg_wchar	c = chars[i];
-		bool		done = false;
+		const char *to;
+		pg_wchar	one[2] = {c, 0};
+		pg_wchar   *decomposed;
+		bool		all_gsm;
 
 		if (gsm7_width(c) > 0)
 		{
 			append_char(&buf, c);
 			continue;
 		}
-		for (int t = 0; t < lengthof(transliterations) && !done; t++)
-			if (transliterations[t].from == c)
-			{
-				appendStringInfoString(&buf, transliterations[t].to);
-				done = true;
-			}
-		if (!done)
+		if ((to = table_transliteration(c)) != NULL)
 		{
-			/* a letter with diacritics: keep the base letters, drop marks */
-			pg_wchar	one[2] = {c, 0};
-			pg_wchar   *decomposed = unicode_normalize(UNICODE_NFKD, one);
-			bool		all_gsm = decomposed != NULL && decomposed[0] != 0;
-
-			for (pg_wchar *d = decomposed; all_gsm && *d; d++)
-				if (gsm7_width(*d) == 0 && !(*d >= 0x0300 && *d <= 0x036F))
-					all_gsm = false;
-			if (all_gsm)
-			{
-				for (pg_wchar *d = decomposed; *d; d++)
-					if (!(*d >= 0x0300 && *d <= 0x036F))
-						append_char(&buf, *d);
-			}
-			else
-				append_char(&buf, c);
-			if (decomposed)
-				pfree(decomposed);
+			appendStringInfoString(&buf, to);
+			continue;
 		}
+
+		/* decompose: keep base characters, drop marks, if all can go */
+		decomposed = unicode_normalize(UNICODE_NFKD, one);
+		all_gsm = decomposed != NULL && decomposed[0] != 0 &&
+			!(decomposed[0] == c && decomposed[1] == 0);	/* it did change */
+		for (pg_wchar *d = decomposed; all_gsm && *d; d++)
+			if (gsm7_width(*d) == 0 && !is_combining_mark(*d) &&
+				table_transliteration(*d) == NULL)
+				all_gsm = false;
+		if (all_gsm)
+		{
+			for (pg_wchar *d = decomposed; *d; d++)
+			{
+				if (is_combining_mark(*d))
+					continue;
+				if (gsm7_width(*d) > 0)
+					append_char(&buf, *d);
+				else
+					appendStringInfoString(&buf, table_transliteration(*d));
+			}
+		}
+		else
+			append_char(&buf, c);
+		if (decomposed)
+			pfree(decomposed);
 	}
 	pfree(chars);
 	return buf.data;
 }
 
 /*
- * reminder.sms_segments(text, transliterate) -> (encoding, units, segments):
- * what a text would cost as an SMS, as the worker counts it.
+ * reminder.sms_segments(text, transliterate) -> (encoding, units, segments,
+ * sms_text): what a text would cost as an SMS, as the worker counts it,
+ * and the text that would go (transliterated or not).
  */
 Datum
 reminder_sms_segments(PG_FUNCTION_ARGS)
@@ -244,8 +268,8 @@ reminder_sms_segments(PG_FUNCTION_ARGS)
 	char	   *utf8 = (char *) pg_server_to_any(s, strlen(s), PG_UTF8);
 	SmsCount	count;
 	TupleDesc	tupdesc;
-	Datum		values[3];
-	bool		nulls[3] = {false, false, false};
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -256,5 +280,6 @@ reminder_sms_segments(PG_FUNCTION_ARGS)
 	values[0] = CStringGetTextDatum(count.gsm7 ? "GSM-7" : "UCS-2");
 	values[1] = Int32GetDatum(count.units);
 	values[2] = Int32GetDatum(count.segments);
+	values[3] = CStringGetTextDatum(pg_any_to_server(utf8, strlen(utf8), PG_UTF8));
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
 }
