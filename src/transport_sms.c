@@ -350,7 +350,7 @@ build_generic(Delivery *d, ChannelConfig *cc, ClaimedMessage *m, const char *to,
 		d->body_len = 0;
 	}
 
-	transport_add_http_headers(d, cc->content_type);
+	transport_add_http_headers(d, cc->body ? cc->content_type : NULL);
 	foreach(lc, cc->headers)
 	{
 		char	   *header = render(lfirst(lc), data, RENDER_ESCAPE_NONE,

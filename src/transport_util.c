@@ -115,11 +115,12 @@ transport_to_utf8(const char *s)
 	return (char *) pg_server_to_any(s, strlen(s), PG_UTF8);
 }
 
-/* The headers every HTTP request of these transports carries. */
+/* The headers every HTTP request of these transports carries (no body: no type). */
 void
 transport_add_http_headers(Delivery *d, const char *content_type)
 {
-	d->headers = lappend(d->headers, psprintf("Content-Type: %s", content_type));
+	if (content_type)
+		d->headers = lappend(d->headers, psprintf("Content-Type: %s", content_type));
 	d->headers = lappend(d->headers, psprintf("Idempotency-Key: %s", d->idempotency_key));
 	d->headers = lappend(d->headers, "User-Agent: reminder/" REMINDER_VERSION);
 	/* no "Expect: 100-continue" round trip */

@@ -244,6 +244,7 @@ my ($get) = grep { $_->{path} =~ m{^/gw/get} } @g;
 is($get->{method}, 'GET', 'method GET');
 is_deeply(form_fields((split /\?/, $get->{path}, 2)[1]), { to => '+48601234567', msg => $text }, '... parameters in the URL, no body');
 is($get->{body}, '', '... and an empty body');
+ok(!exists $get->{headers}{'Content-Type'}, '... so no Content-Type');
 my %gs = map { my @f = split /\|/; ($f[0] => "$f[1]/$f[2]/$f[3]") } split /\n/, $node->safe_psql('app', q{
 	SELECT idempotency_key, status, attempts, coalesce(provider_message_id, last_error, '')
 	FROM reminder.message WHERE idempotency_key LIKE 'gw-%'});
