@@ -351,6 +351,7 @@ typedef struct CompiledRule
 	bool		send_past;
 	Interval	throttle;
 	List	   *exprs;			/* planned Expr, evaluated as owner */
+	bool		deterministic;	/* no expression calls a mutable function */
 	Expr	   *data_new;		/* {"row": new} */
 	Expr	   *data_old;		/* {"row": new, "old": old} */
 	FmgrInfo	column_out;		/* on_change/survey: output of column */

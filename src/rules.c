@@ -105,6 +105,7 @@ typedef struct RuleRun
 	int			sec_context;
 	TimestampTz now;
 	const char *row_key;		/* for error context */
+	bool		keys_only;		/* evaluating an old row: only its keys */
 
 	ExprContext *econtext;
 	ExprState **states;
@@ -123,10 +124,14 @@ typedef struct RuleRun
 	Datum	   *old_keys;
 	int			nold;
 	int			maxold;
+	List	   *old_wanted;		/* Desired: what the old rows called for */
 } RuleRun;
 
 static TupleDesc batch_desc = NULL;
 static SPIPlanPtr upsert_plan = NULL;
+static SPIPlanPtr update_plan = NULL;
+static SPIPlanPtr insert_missing_plan = NULL;
+static SPIPlanPtr cancel_by_key_plan = NULL;
 static SPIPlanPtr pending_plan = NULL;
 static SPIPlanPtr cancel_ids_plan = NULL;
 static SPIPlanPtr cancel_keys_plan = NULL;
@@ -211,6 +216,61 @@ prepare_upsert(void)
 					   2, argtypes);
 }
 
+/*
+ * Move the pending messages of updated rows, by key, straight from the
+ * batch, with the same rules as the upsert: only a moved due time puts a
+ * message back to scheduled, a message the rule cancelled comes back, any
+ * other state is left alone.
+ */
+static void
+prepare_update(void)
+{
+	Oid			argtypes[2] = {INT8OID, TEXTOID};
+
+	update_plan = keep(
+					   "UPDATE reminder.message AS m SET "
+					   "  channel = b.channel, "
+					   "  recipient_id = b.recipient_id, "
+					   "  recipient = b.recipient, "
+					   "  template = b.template, "
+					   "  data = b.data, "
+					   "  source_table = $2, "
+					   "  status = CASE WHEN m.status = 'cancelled' OR m.due_at <> b.due_at "
+					   "           THEN 'scheduled' ELSE m.status END, "
+					   "  next_attempt_at = CASE WHEN m.status = 'cancelled' OR m.due_at <> b.due_at "
+					   "           THEN b.due_at ELSE m.next_attempt_at END, "
+					   "  last_error = CASE WHEN m.status = 'cancelled' THEN NULL ELSE m.last_error END, "
+					   "  due_at = b.due_at, "
+					   "  updated_at = now() "
+					   "FROM " BATCH_NAME " AS b "
+					   "WHERE m.idempotency_key = b.key AND m.rule_id = $1 "
+					   "  AND (m.status IN ('scheduled', 'retrying') "
+					   "       OR (m.status = 'cancelled' AND m.last_error LIKE '" RULE_CANCEL_PREFIX "%')) "
+					   "  AND (m.status = 'cancelled' "
+					   "       OR (m.due_at, m.channel, m.template, m.recipient, m.data) IS DISTINCT FROM "
+					   "          (b.due_at, b.channel, b.template, b.recipient, b.data))",
+					   2, argtypes);
+}
+
+/* ...and insert those whose key has no message at all. */
+static void
+prepare_insert_missing(void)
+{
+	Oid			argtypes[2] = {INT8OID, TEXTOID};
+
+	insert_missing_plan = keep(
+							   "INSERT INTO reminder.message "
+							   "  (channel, recipient_id, recipient, template, data, due_at, next_attempt_at, "
+							   "   idempotency_key, rule_id, source_table, source_key) "
+							   "SELECT channel, recipient_id, recipient, template, data, due_at, due_at, "
+							   "       key, $1, $2, source_key "
+							   "  FROM " BATCH_NAME " AS b "
+							   " WHERE NOT EXISTS (SELECT FROM reminder.message m "
+							   "                    WHERE m.idempotency_key = b.key) "
+							   "ON CONFLICT (idempotency_key) DO NOTHING",
+							   2, argtypes);
+}
+
 static void
 prepare_plans(void)
 {
@@ -241,6 +301,16 @@ prepare_plans(void)
 								"WHERE rule_id = $1 AND source_key = ANY ($2) "
 								"AND status IN ('scheduled', 'retrying')",
 								3, argtypes);
+	}
+	if (cancel_by_key_plan == NULL)
+	{
+		Oid			argtypes[3] = {INT8OID, TEXTARRAYOID, TEXTOID};
+
+		cancel_by_key_plan = keep("UPDATE reminder.message SET status = 'cancelled', "
+								  "last_error = $3, updated_at = now() "
+								  "WHERE idempotency_key = ANY ($2) AND rule_id = $1 "
+								  "AND status IN ('scheduled', 'retrying')",
+								  3, argtypes);
 	}
 	if (cancel_rule_plan == NULL)
 	{
@@ -388,6 +458,7 @@ batch_start(RuleRun *run)
 	run->maxold = 64;
 	run->old_keys = palloc(sizeof(Datum) * run->maxold);
 	run->desired = NULL;
+	run->old_wanted = NIL;
 	if (run->follow_state && run->event == RUN_UPDATE)
 	{
 		ctl.keysize = sizeof(char *);
@@ -442,60 +513,127 @@ add_old_key(RuleRun *run, const char *row_key)
 }
 
 /*
- * Cancel the pending messages of the old rows that the new rows no longer
- * call for (UPDATE), or all of them (DELETE).
+ * Run a plan over the batch registered as BATCH_NAME; returns the number
+ * of rows processed.  The planner is told the batch holds one row whatever
+ * its size: a nested loop over it with index lookups into reminder.message
+ * suits any batch, while a kept plan made for a large batch (a hash join
+ * scanning the outbox) would be very wrong for the single-row statements
+ * that follow.
+ */
+static uint64
+run_on_batch(RuleRun *run, SPIPlanPtr *plan, void (*prepare) (void), Datum *values,
+			 int expect)
+{
+	EphemeralNamedRelation enr = palloc0(sizeof(EphemeralNamedRelationData));
+	uint64		n;
+
+	enr->md.name = BATCH_NAME;
+	enr->md.reliddesc = InvalidOid;
+	enr->md.tupdesc = get_batch_desc();
+	enr->md.enrtype = ENR_NAMED_TUPLESTORE;
+	enr->md.enrtuples = 1;
+	enr->reldata = run->batch;
+	if (SPI_register_relation(enr) != SPI_OK_REL_REGISTER)
+		elog(ERROR, "could not register the message batch");
+	if (*plan == NULL)
+		prepare();				/* the plan refers to the batch: prepare it now */
+	if (SPI_execute_plan(*plan, values, NULL, false, 0) != expect)
+		elog(ERROR, "could not write rule messages");
+	n = SPI_processed;
+	if (SPI_unregister_relation(BATCH_NAME) != SPI_OK_REL_UNREGISTER)
+		elog(ERROR, "could not unregister the message batch");
+	return n;
+}
+
+static void
+cancel_ids(Datum *ids, int n, const char *reason, SPIPlanPtr plan, Datum rule_id)
+{
+	Datum		args[3];
+
+	if (n == 0)
+		return;
+	if (plan == cancel_ids_plan)
+	{
+		args[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		args[1] = CStringGetTextDatum(reason);
+	}
+	else
+	{
+		args[0] = rule_id;
+		args[1] = PointerGetDatum(construct_array(ids, n, TEXTOID, -1, false, TYPALIGN_INT));
+		args[2] = CStringGetTextDatum(reason);
+	}
+	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not cancel messages of updated rows");
+}
+
+/*
+ * UPDATE of a rule that follows the row's state: cancel the pending
+ * messages the old rows called for and the new rows do not, then move the
+ * ones both call for (by key, from the batch) and insert the new ones.
+ *
+ * What the old rows called for is worked out from the old rows themselves
+ * when every expression of the rule is immutable, so the same row gives
+ * the same answer now as when it was written.  Otherwise (now(), a STABLE
+ * function reading another table) the pending messages of the old rows are
+ * read back and compared.
  */
 static void
-cancel_old(RuleRun *run)
+flush_update(RuleRun *run, Datum *values)
 {
-	ArrayType  *keys = construct_array(run->old_keys, run->nold, TEXTOID, -1, false, TYPALIGN_INT);
-	Datum		values[3];
-	Datum	   *ids;
-	int			nids = 0;
+	Datum	   *cancel;
+	int			ncancel = 0;
+	ListCell   *lc;
 
-	if (run->event == RUN_DELETE)
+	if (run->rule->deterministic)
 	{
-		values[0] = Int64GetDatum(run->rule->id);
-		values[1] = PointerGetDatum(keys);
-		values[2] = CStringGetTextDatum(RULE_CANCEL_PREFIX "row deleted");
-		if (SPI_execute_plan(cancel_keys_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "could not cancel messages of deleted rows");
-		return;
+		cancel = palloc(sizeof(Datum) * Max(list_length(run->old_wanted), 1));
+		foreach(lc, run->old_wanted)
+		{
+			Desired    *o = lfirst(lc);
+			Desired    *d = hash_search(run->desired, &o->key, HASH_FIND, NULL);
+
+			if (d == NULL || (!d->written && d->due_at != o->due_at))
+				cancel[ncancel++] = CStringGetTextDatum(o->key);
+		}
+		cancel_ids(cancel, ncancel, RULE_CANCEL_PREFIX "row changed", cancel_by_key_plan, values[0]);
+	}
+	else
+	{
+		Datum		args[2];
+		uint64		n;
+
+		args[0] = values[0];
+		args[1] = PointerGetDatum(construct_array(run->old_keys, run->nold, TEXTOID, -1, false, TYPALIGN_INT));
+		if (SPI_execute_plan(pending_plan, args, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read pending messages of updated rows");
+		n = SPI_processed;
+		cancel = palloc(sizeof(Datum) * Max(n, 1));
+		for (uint64 i = 0; i < n; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		isnull;
+			char	   *key = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
+			TimestampTz due = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
+			Desired    *d = hash_search(run->desired, &key, HASH_FIND, NULL);
+
+			if (d == NULL || (!d->written && d->due_at != due))
+				cancel[ncancel++] = SPI_getbinval(tup, desc, 1, &isnull);
+		}
+		cancel_ids(cancel, ncancel, RULE_CANCEL_PREFIX "row changed", cancel_ids_plan, values[0]);
 	}
 
-	values[0] = Int64GetDatum(run->rule->id);
-	values[1] = PointerGetDatum(keys);
-	if (SPI_execute_plan(pending_plan, values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read pending messages of updated rows");
-	if (SPI_processed == 0)
-		return;
-
-	ids = palloc(sizeof(Datum) * SPI_processed);
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		char	   *key = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
-		TimestampTz due = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
-		Desired    *d = hash_search(run->desired, &key, HASH_FIND, NULL);
-
-		if (d == NULL || (!d->written && d->due_at != due))
-			ids[nids++] = SPI_getbinval(tup, desc, 1, &isnull);
-	}
-	if (nids == 0)
-		return;
-
-	values[0] = PointerGetDatum(construct_array(ids, nids, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	values[1] = CStringGetTextDatum(RULE_CANCEL_PREFIX "row changed");
-	if (SPI_execute_plan(cancel_ids_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not cancel messages of updated rows");
+	if (run->nbatch > 0 &&
+		run_on_batch(run, &update_plan, prepare_update, values, SPI_OK_UPDATE) < run->nbatch)
+		(void) run_on_batch(run, &insert_missing_plan, prepare_insert_missing, values, SPI_OK_INSERT);
 }
 
 static void
 flush(RuleRun *run)
 {
 	MemoryContext old;
+	Datum		values[3];
 
 	if (run->nbatch == 0 && run->nold == 0)
 		return;
@@ -503,32 +641,23 @@ flush(RuleRun *run)
 	old = MemoryContextSwitchTo(run->batch_cxt);
 	SPI_connect();
 	prepare_plans();
+	values[0] = Int64GetDatum(run->rule->id);
+	values[1] = CStringGetTextDatum(run->rule->source_table);
 
-	if (run->nold > 0)
-		cancel_old(run);
+	if (run->event == RUN_DELETE)
+	{
+		values[1] = PointerGetDatum(construct_array(run->old_keys, run->nold, TEXTOID, -1, false, TYPALIGN_INT));
+		values[2] = CStringGetTextDatum(RULE_CANCEL_PREFIX "row deleted");
+		if (SPI_execute_plan(cancel_keys_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not cancel messages of deleted rows");
+	}
+	else if (run->event == RUN_UPDATE && run->follow_state)
+		flush_update(run, values);
+	else if (run->nbatch > 0)
+		(void) run_on_batch(run, &upsert_plan, prepare_upsert, values, SPI_OK_INSERT);
 
 	if (run->nbatch > 0)
-	{
-		EphemeralNamedRelation enr = palloc0(sizeof(EphemeralNamedRelationData));
-		Datum		values[2];
-
-		enr->md.name = BATCH_NAME;
-		enr->md.reliddesc = InvalidOid;
-		enr->md.tupdesc = get_batch_desc();
-		enr->md.enrtype = ENR_NAMED_TUPLESTORE;
-		enr->md.enrtuples = run->nbatch;
-		enr->reldata = run->batch;
-		if (SPI_register_relation(enr) != SPI_OK_REL_REGISTER)
-			elog(ERROR, "could not register the message batch");
-		if (upsert_plan == NULL)
-			prepare_upsert();
-
-		values[0] = Int64GetDatum(run->rule->id);
-		values[1] = CStringGetTextDatum(run->rule->source_table);
-		if (SPI_execute_plan(upsert_plan, values, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not write rule messages");
 		wakeup_at_commit(run->min_due);
-	}
 	SPI_finish();
 	MemoryContextSwitchTo(old);
 
@@ -734,7 +863,11 @@ build_recipient(RuleRun *run, RuleRecipient *r, ChannelConfig *cc, int64 *recipi
 	}
 
 	if (jsonb_get(rcpt, "id") || jsonb_get(rcpt, "external_id"))
+	{
+		if (run->keys_only)
+			return rcpt;		/* a stored recipient: assume it has one */
 		rcpt = catalog_resolve_recipient(rcpt, recipient_id);
+	}
 
 	/* no address for the channel: this row gets no message of it */
 	if (cc->kind == CHANNEL_EMAIL || cc->kind == CHANNEL_SMS)
@@ -744,6 +877,8 @@ build_recipient(RuleRun *run, RuleRecipient *r, ChannelConfig *cc, int64 *recipi
 			return NULL;
 	}
 
+	if (run->keys_only)
+		return rcpt;
 	rcpt = recipient_for_channel(rcpt, cc);
 
 	if (r->constant)
@@ -819,7 +954,7 @@ emit(RuleRun *run, RuleRecipient *r, const char *row_key, TimestampTz anchor,
 	if (noffsets == 0)
 		return;
 
-	if (*data == NULL)
+	if (*data == NULL && !run->keys_only)
 		*data = eval_data(run, has_old ? run->data_old : run->data_new);
 	locale = jsonb_get_text(rcpt, "locale");
 
@@ -841,10 +976,22 @@ emit(RuleRun *run, RuleRecipient *r, const char *row_key, TimestampTz anchor,
 						   rule->business_days ? rule->calendar : NULL, rule->tz);
 		if ((template = template_for(run, r, value, i)) == NULL)
 			continue;
+		key = message_key(rule->id, r->index, i, value, row_key);
+		if (run->keys_only)
+		{
+			MemoryContext old = MemoryContextSwitchTo(run->batch_cxt);
+			Desired    *o = palloc(sizeof(Desired));
+
+			o->key = pstrdup(key);
+			o->due_at = due;
+			o->written = due >= run->now || rule->send_past;
+			run->old_wanted = lappend(run->old_wanted, o);
+			MemoryContextSwitchTo(old);
+			continue;
+		}
 		tmpl = rule_cache_template(template, locale);
 		check_required_variables(tmpl, *data, rcpt);
 
-		key = message_key(rule->id, r->index, i, value, row_key);
 		if (due < run->now && !rule->send_past)
 		{
 			if (run->desired)
@@ -856,16 +1003,14 @@ emit(RuleRun *run, RuleRecipient *r, const char *row_key, TimestampTz anchor,
 }
 
 /*
- * The messages one row calls for.  oldslot is the row before an UPDATE,
- * or NULL.
+ * What the row in slot calls for, given the row before (oldslot, for an
+ * UPDATE of an on_change or survey rule) or NULL.
  */
 static void
-process_row(RuleRun *run, TupleTableSlot *newslot, TupleTableSlot *oldslot)
+wanted_for_row(RuleRun *run, TupleTableSlot *slot, TupleTableSlot *oldslot,
+			   const char *row_key)
 {
 	CompiledRule *rule = run->rule;
-	ExprContext *econtext = run->econtext;
-	MemoryContext old;
-	char	   *row_key;
 	char	   *value = NULL;
 	TimestampTz anchor;
 	bool		isnull;
@@ -873,23 +1018,13 @@ process_row(RuleRun *run, TupleTableSlot *newslot, TupleTableSlot *oldslot)
 	Jsonb	   *data = NULL;
 	ListCell   *lc;
 
-	ResetExprContext(econtext);
-	old = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
-	econtext->ecxt_scantuple = newslot;
-	econtext->ecxt_outertuple = oldslot;
-
-	row_key = rule_source_key(rule, newslot);
-	run->row_key = row_key;
-	if (oldslot && run->follow_state)
-		add_old_key(run, rule_source_key(rule, oldslot));
-
-	d = slot_getattr(newslot, rule->column, &isnull);
+	d = slot_getattr(slot, rule->column, &isnull);
 	if (isnull)
-		goto done;
+		return;
 	if (run->follow_state)
 	{
 		if (!anchor_time(rule, d, &anchor))
-			goto done;
+			return;
 	}
 	else
 	{
@@ -900,7 +1035,7 @@ process_row(RuleRun *run, TupleTableSlot *newslot, TupleTableSlot *oldslot)
 			Datum		o = slot_getattr(oldslot, rule->column, &isnull);
 
 			if (!isnull && strcmp(OutputFunctionCall(&rule->column_out, o), value) == 0)
-				goto done;
+				return;
 		}
 		if (rule->nchanges > 0)
 		{
@@ -910,20 +1045,57 @@ process_row(RuleRun *run, TupleTableSlot *newslot, TupleTableSlot *oldslot)
 				if (rule->changes_to[i] && strcmp(rule->changes_to[i], value) == 0)
 					break;
 			if (i == rule->nchanges)
-				goto done;
+				return;
 		}
 		anchor = run->now;
 	}
 
 	if (rule->condition >= 0 && !eval_bool(run, rule->condition))
-		goto done;
+		return;
 	if (rule->stop >= 0 && eval_bool(run, rule->stop))
-		goto done;
+		return;
 
 	foreach(lc, rule->recipients)
 		emit(run, lfirst(lc), row_key, anchor, value, &data, oldslot != NULL);
+}
 
-done:
+/*
+ * The messages one row calls for.  oldslot is the row before an UPDATE,
+ * or NULL.
+ */
+static void
+process_row(RuleRun *run, TupleTableSlot *newslot, TupleTableSlot *oldslot)
+{
+	ExprContext *econtext = run->econtext;
+	MemoryContext old;
+	char	   *row_key;
+
+	ResetExprContext(econtext);
+	old = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
+
+	if (oldslot && run->follow_state)
+	{
+		/* a rule following the row's state: what did the old row call for? */
+		row_key = rule_source_key(run->rule, oldslot);
+		add_old_key(run, row_key);
+		if (run->rule->deterministic)
+		{
+			econtext->ecxt_scantuple = oldslot;
+			econtext->ecxt_outertuple = NULL;
+			run->row_key = row_key;
+			run->keys_only = true;
+			wanted_for_row(run, oldslot, NULL, row_key);
+			run->keys_only = false;
+		}
+		oldslot = NULL;
+	}
+
+	econtext->ecxt_scantuple = newslot;
+	econtext->ecxt_outertuple = oldslot;
+	row_key = rule_source_key(run->rule, newslot);
+	run->row_key = row_key;
+	wanted_for_row(run, newslot, oldslot, row_key);
+
 	MemoryContextSwitchTo(old);
 	run->row_key = NULL;
 	if (run->nbatch >= BATCH_ROWS || run->nold >= BATCH_ROWS)

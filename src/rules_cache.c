@@ -682,6 +682,7 @@ compile_rule(int64 id)
 									   compile_recipient(rule, rel,
 														 getIthJsonbValueFromContainer(&recipients->root, i),
 														 i));
+		rule->deterministic = !contain_mutable_functions((Node *) rule->exprs);
 		rule->data_new = expression_planner(make_data_expr(rel, false));
 		rule->data_old = expression_planner(make_data_expr(rel, true));
 
