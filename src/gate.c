@@ -19,6 +19,9 @@
 typedef void (*GateCheck) (const GateMessage *msg, GateResult *result);
 
 static const GateCheck checks[] = {
+	rule_stop_check,			/* rules_gate.c: stop condition of the rule */
+	survey_throttle_check,		/* rules_gate.c: one survey per person per
+								 * throttle interval; keep last, it logs */
 	NULL						/* end of list */
 };
 
