@@ -1,5 +1,7 @@
 # Throwaway PostgreSQL clusters for tests and the demo; sourced, not run.
 #
+#   private_install DIR      copy of the PostgreSQL installation with this
+#                            tree's build installed into it; sets PGBIN
 #   cluster_start DIR PORT [postgresql.conf lines...]
 #   cluster_stop DIR
 #   cluster_psql DIR PORT [psql args...]
@@ -14,6 +16,24 @@ if [ "$(id -u)" = 0 ]; then
 else
 	AS_PG=()
 fi
+
+# Tests run against a private copy of the installation, so a concurrent
+# "make install" from another checkout cannot swap the extension under them.
+# PostgreSQL finds its share and lib directories relative to its binaries,
+# as with "make check".
+private_install() {
+	local dir=$1 pg_config=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+	local bindir sharedir
+	bindir=$("$pg_config" --bindir)
+	sharedir=$("$pg_config" --sharedir)
+	rm -rf "$dir"
+	mkdir -p "$dir$(dirname "$(dirname "$bindir")")" "$dir$(dirname "$sharedir")"
+	cp -a "$(dirname "$bindir")" "$dir$(dirname "$(dirname "$bindir")")/"
+	cp -a "$sharedir" "$dir$(dirname "$sharedir")/"
+	make -s PG_CONFIG="$pg_config" install DESTDIR="$dir" >/dev/null
+	chmod -R a+rX "$dir"
+	PGBIN=$dir$bindir
+}
 
 cluster_start() {
 	local dir=$1 port=$2

@@ -16,6 +16,7 @@
 #include "utils/timestamp.h"
 
 #include "reminder.h"
+#include "template.h"
 
 PG_FUNCTION_INFO_V1(reminder_create_template);
 PG_FUNCTION_INFO_V1(reminder_drop_template);
@@ -26,17 +27,6 @@ static char *
 text_arg_or_null(FunctionCallInfo fcinfo, int n)
 {
 	return PG_ARGISNULL(n) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(n));
-}
-
-static void
-check_template_name(const char *name)
-{
-	if (!((*name >= 'A' && *name <= 'Z') || (*name >= 'a' && *name <= 'z')) || strlen(name) > 63 ||
-		strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") != strlen(name))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid template name \"%s\"", name),
-				 errhint("A name starts with a letter and has at most 63 letters, digits, \"_\", \".\" or \"-\".")));
 }
 
 /* A required variable is a dotted name: "name", "row.starts_at". */
@@ -91,13 +81,20 @@ reminder_create_template(PG_FUNCTION_ARGS)
 				 errmsg("template name and body must not be null")));
 	if (locale == NULL)
 		locale = pstrdup("en");
-	check_template_name(name);
+	validate_name(name, "template");
 	validate_locale(locale, "template locale");
 	validate_payload_size(strlen(body), "template body");
 	if (subject)
+	{
 		validate_header_value(subject, "template subject");
+		template_check_syntax(subject, psprintf("subject of template \"%s\"", name));
+	}
+	template_check_syntax(body, psprintf("body of template \"%s\"", name));
 	if (html)
+	{
 		validate_payload_size(strlen(html), "template html");
+		template_check_syntax(html, psprintf("html of template \"%s\"", name));
+	}
 	if (PG_ARGISNULL(5))
 		required = construct_empty_array(TEXTOID);
 	else

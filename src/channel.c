@@ -114,7 +114,8 @@ check_keys(Jsonb *obj, const char *const *a, const char *const *b,
 	if (!JB_ROOT_IS_OBJECT(obj) || JB_ROOT_IS_SCALAR(obj))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s of channel \"%s\" must be a JSON object", what, channel)));
+				 errmsg("%ss of channel \"%s\" must be a JSON object", what, channel),
+				 errhint("Write {\"key\": \"value\", ...}.")));
 
 	it = JsonbIteratorInit(&obj->root);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
@@ -124,6 +125,12 @@ check_keys(Jsonb *obj, const char *const *a, const char *const *b,
 		if (tok != WJB_KEY)
 			continue;
 		key = pnstrdup(v.val.string.val, v.val.string.len);
+		if (*a == NULL && b == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown %s \"%s\" for channel \"%s\" of kind %s",
+							what, key, channel, kind),
+					 errdetail("Channels of kind %s take no %ss.", kind, what)));
 		if (!in_list(key, a) && (b == NULL || !in_list(key, b)))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -140,20 +147,13 @@ what_setting(const char *key, const char *channel)
 	return psprintf("setting \"%s\" of channel \"%s\"", key, channel);
 }
 
-/* A string setting, or NULL when absent or null. */
+/* A string setting or secret, or NULL when absent or null. */
 static char *
 get_string(Jsonb *obj, const char *key, const char *channel, bool secret)
 {
-	JsonbValue *v = jsonb_get(obj, key);
-
-	if (v == NULL || v->type == jbvNull)
-		return NULL;
-	if (v->type != jbvString)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s \"%s\" of channel \"%s\" must be a string",
-						secret ? "secret" : "setting", key, channel)));
-	return pnstrdup(v->val.string.val, v->val.string.len);
+	return jsonb_get_string(obj, key,
+							psprintf("%s \"%s\" of channel \"%s\"",
+									 secret ? "secret" : "setting", key, channel));
 }
 
 static double
@@ -305,33 +305,14 @@ require_secret(const char *value, const char *key, ChannelConfig *cc, const char
 				 errhint("%s", hint)));
 }
 
+/* The same grammar as a recipient's quiet hours (quiet_hours.c). */
 static void
 parse_quiet_hours(Jsonb *settings, ChannelConfig *cc)
 {
-	JsonbValue *v = jsonb_get(settings, "quiet_hours");
-	char	   *what = what_setting("quiet_hours", cc->name);
+	QuietHours	qh;
 
-	if (v == NULL || v->type == jbvNull)
-		return;
-	if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be an object such as {\"start\": \"21:00\", \"end\": \"08:00\"}", what)));
-	for (int i = 0; i < 2; i++)
-	{
-		const char *key = i ? "end" : "start";
-		JsonbValue *t = getKeyJsonValueFromContainer(v->val.binary.data, key, strlen(key), NULL);
-		int			hh,
-					mm;
-		char		extra;
-
-		if (t == NULL || t->type != jbvString ||
-			sscanf(pnstrdup(t->val.string.val, t->val.string.len), "%d:%d%c", &hh, &mm, &extra) != 2 ||
-			hh < 0 || hh > 24 || mm < 0 || mm > 59 || (hh == 24 && mm != 0))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("%s needs \"%s\" as a time of day such as \"08:00\"", what, key)));
-	}
+	quiet_hours_parse(jsonb_get(settings, "quiet_hours"), &qh,
+					  what_setting("quiet_hours", cc->name), true);
 }
 
 static void
@@ -551,19 +532,6 @@ is_empty_object(Jsonb *j)
 	return JB_ROOT_IS_OBJECT(j) && JB_ROOT_COUNT(j) == 0;
 }
 
-static void
-check_channel_name(const char *name)
-{
-	const char *p = name;
-
-	if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z')) || strlen(name) > 63 ||
-		strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") != strlen(name))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid channel name \"%s\"", name),
-				 errhint("A name starts with a letter and has at most 63 letters, digits, \"_\", \".\" or \"-\".")));
-}
-
 /* The stored secrets of a channel, or NULL when it has none. Needs SPI. */
 static Jsonb *
 stored_secrets(const char *name)
@@ -617,7 +585,9 @@ check_kind_change(const char *name, const char *kind)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("cannot change the kind of channel \"%s\" while it has pending messages", name),
-				 errdetail("%lld messages are scheduled, sending or retrying on it.", (long long) pending),
+				 errdetail_plural("%lld message is scheduled, sending or retrying on it.",
+								  "%lld messages are scheduled, sending or retrying on it.",
+								  pending, (long long) pending),
 				 errhint("Create a new channel, or cancel the pending messages first.")));
 }
 
@@ -663,7 +633,7 @@ reminder_create_channel(PG_FUNCTION_ARGS)
 	settings = PG_ARGISNULL(2) ? empty_object() : PG_GETARG_JSONB_P(2);
 	secrets = PG_ARGISNULL(3) ? empty_object() : PG_GETARG_JSONB_P(3);
 
-	check_channel_name(name);
+	validate_name(name, "channel");
 	validate_payload_size(VARSIZE(settings), "channel settings");
 	validate_payload_size(VARSIZE(secrets), "channel secrets");
 
@@ -778,7 +748,9 @@ reminder_drop_channel(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
 				 errmsg("cannot drop channel \"%s\" because messages use it", name),
-				 errdetail("%lld messages belong to the channel.", (long long) messages),
+				 errdetail_plural("%lld message belongs to the channel.",
+								  "%lld messages belong to the channel.",
+								  messages, (long long) messages),
 				 errhint("Use reminder.drop_channel(name, cascade => true) to delete them too.")));
 
 	if (SPI_execute_with_args("DELETE FROM reminder.message WHERE channel = $1",

@@ -53,6 +53,24 @@ jsonb_value_text(JsonbValue *v)
 	return NULL;				/* keep compiler quiet */
 }
 
+/*
+ * The string under key, or NULL when absent or null; any other type is an
+ * error naming the value as "what" (e.g. "recipient \"email\"").
+ */
+char *
+jsonb_get_string(Jsonb *obj, const char *key, const char *what)
+{
+	JsonbValue *v = jsonb_get(obj, key);
+
+	if (v == NULL || v->type == jbvNull)
+		return NULL;
+	if (v->type != jbvString)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a string", what)));
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
 char *
 jsonb_get_text(Jsonb *obj, const char *key)
 {
@@ -90,47 +108,4 @@ jsonb_set_text(Jsonb *obj, const char *key, const char *value)
 	return DatumGetJsonbP(DirectFunctionCall2(jsonb_concat,
 											  JsonbPGetDatum(obj),
 											  JsonbPGetDatum(pair)));
-}
-
-/*
- * The value at a dotted path ("row.customer.email") in a jsonb object, or
- * NULL.  Array elements are addressed by index ("items.0.name"), as
- * Mustache does.
- */
-JsonbValue *
-jsonb_get_path(Jsonb *obj, const char *path)
-{
-	JsonbContainer *c;
-	JsonbValue *v = NULL;
-	const char *p = path;
-
-	if (obj == NULL || JB_ROOT_IS_SCALAR(obj))
-		return NULL;
-	c = &obj->root;
-
-	for (;;)
-	{
-		const char *dot = strchr(p, '.');
-		int			len = dot ? dot - p : strlen(p);
-
-		if (JsonContainerIsObject(c))
-			v = getKeyJsonValueFromContainer(c, p, len, NULL);
-		else if (JsonContainerIsArray(c))
-		{
-			char	   *end;
-			long		idx = strtol(p, &end, 10);
-
-			v = (end == p + len && len > 0 && idx >= 0) ?
-				getIthJsonbValueFromContainer(c, (uint32) idx) : NULL;
-		}
-		else
-			v = NULL;
-
-		if (v == NULL || dot == NULL)
-			return v;
-		if (v->type != jbvBinary)
-			return NULL;
-		c = v->val.binary.data;
-		p = dot + 1;
-	}
 }

@@ -38,6 +38,10 @@ char	   *reminder_denied_hosts = NULL;
 int			reminder_max_payload_size = 256 * 1024;
 char	   *reminder_default_locale = NULL;
 char	   *reminder_default_country_code = NULL;
+char	   *reminder_link_base_url = NULL;
+int			reminder_link_ttl = 30 * 24 * 60;
+int			reminder_max_recipients = 50;
+bool		reminder_bounce_opt_out = true;
 
 static bool
 check_default_locale(char **newval, void **extra, GucSource source)
@@ -68,6 +72,27 @@ check_country_code(char **newval, void **extra, GucSource source)
 		GUC_check_errdetail("A country calling code is one to three digits, such as \"48\" or \"+1\".");
 		return false;
 	}
+	return true;
+}
+
+static bool
+check_link_base_url(char **newval, void **extra, GucSource source)
+{
+	const char *url = *newval;
+
+	if (url == NULL || *url == '\0')
+		return true;
+	if (pg_strncasecmp(url, "https://", 8) != 0 && pg_strncasecmp(url, "http://", 7) != 0)
+	{
+		GUC_check_errdetail("The link base URL must start with https:// or http://.");
+		return false;
+	}
+	for (const char *p = url; *p; p++)
+		if ((unsigned char) *p <= ' ' || *p == 0x7f || *p == '"' || *p == '<' || *p == '>')
+		{
+			GUC_check_errdetail("The link base URL must not contain white space, control characters, quotes or angle brackets.");
+			return false;
+		}
 	return true;
 }
 
@@ -175,6 +200,30 @@ define_gucs(void)
 							   "An SMS channel's \"default_country_code\" setting overrides it; empty requires numbers in international form.",
 							   &reminder_default_country_code, "",
 							   PGC_SUSET, 0, check_country_code, NULL, NULL);
+
+	DefineCustomStringVariable("reminder.link_base_url",
+							   "Base URL of signed action links in messages; the token is appended as a path segment.",
+							   "Empty: templates get no links.  Point it at the web endpoint that passes tokens to reminder.record_event() and reminder.record_response().",
+							   &reminder_link_base_url, "",
+							   PGC_SUSET, 0, check_link_base_url, NULL, NULL);
+
+	DefineCustomIntVariable("reminder.link_ttl",
+							"How long signed action links stay valid after a message is sent.",
+							NULL,
+							&reminder_link_ttl, 30 * 24 * 60, 1, INT_MAX,
+							PGC_SUSET, GUC_UNIT_MIN, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("reminder.max_recipients",
+							"Most addresses one message may go to: the recipient plus its cc and bcc.",
+							NULL,
+							&reminder_max_recipients, 50, 1, 1000,
+							PGC_SUSET, 0, NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("reminder.bounce_opt_out",
+							 "Whether a hard bounce or a complaint opts the address out of every message.",
+							 "Recorded in reminder.consent_log with source \"hard bounce\" or \"complaint\".",
+							 &reminder_bounce_opt_out, true,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("reminder");
 }

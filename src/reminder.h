@@ -16,6 +16,7 @@
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "nodes/pg_list.h"
+#include "pgtime.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "utils/date.h"
@@ -48,6 +49,10 @@ extern char *reminder_denied_hosts;
 extern int	reminder_max_payload_size;	/* bytes */
 extern char *reminder_default_locale;
 extern char *reminder_default_country_code;
+extern char *reminder_link_base_url;
+extern int	reminder_link_ttl;			/* min */
+extern int	reminder_max_recipients;
+extern bool reminder_bounce_opt_out;
 
 /* ----------------
  * in validate.c: checks on user input, each ereport(ERROR)s on failure
@@ -63,6 +68,7 @@ extern void validate_header_value(const char *value, const char *what);
 extern void validate_header_name(const char *name, const char *what);
 extern void validate_time_zone(const char *tz, const char *what);
 extern void validate_locale(const char *locale, const char *what);
+extern void validate_name(const char *name, const char *kind);
 extern void validate_payload_size(Size size, const char *what);
 extern int	parse_duration_ms(const char *text, const char *what);
 
@@ -145,8 +151,8 @@ extern int	base64url_decode(const char *text, size_t len, uint8 *out);
  * ----------------
  */
 extern JsonbValue *jsonb_get(Jsonb *obj, const char *key);
-extern JsonbValue *jsonb_get_path(Jsonb *obj, const char *path);
 extern char *jsonb_get_text(Jsonb *obj, const char *key);
+extern char *jsonb_get_string(Jsonb *obj, const char *key, const char *what);
 extern char *jsonb_value_text(JsonbValue *v);
 extern Jsonb *jsonb_set_text(Jsonb *obj, const char *key, const char *value);
 
@@ -237,6 +243,68 @@ typedef struct GateResult
 } GateResult;
 
 extern void gate_check(const GateMessage *msg, GateResult *result);
+
+/* ----------------
+ * in recipient.c: stored recipients and per-message recipient limits
+ * ----------------
+ */
+extern void recipient_check_message(Jsonb *recipient);
+
+/* ----------------
+ * in quiet_hours.c: quiet hours and send windows in the recipient's zone
+ * ----------------
+ */
+#define QUIET_MAX_PERIODS	16
+
+typedef struct QuietPeriod
+{
+	int			start;			/* minutes after local midnight, 0..1439 */
+	int			end;			/* minutes after local midnight, 1..1440 */
+	uint8		days;			/* bit n: applies when it starts on tm_wday n */
+} QuietPeriod;
+
+typedef struct QuietHours
+{
+	int			nperiods;
+	QuietPeriod periods[QUIET_MAX_PERIODS];
+} QuietHours;
+
+extern bool quiet_hours_parse(JsonbValue *v, QuietHours *qh, const char *what,
+							  bool throw_error);
+extern TimestampTz quiet_hours_next_allowed(const QuietHours *qh,
+											pg_tz *zone, TimestampTz at);
+extern void quiet_hours_gate(const GateMessage *msg, GateResult *result);
+
+/* ----------------
+ * in consent.c: opt-out and opt-in
+ * ----------------
+ */
+extern char *message_category(Jsonb *data, const char *template_name);
+extern void consent_record(int64 recipient_id, const char *address,
+						   const char *channel, const char *category,
+						   bool opt_out, const char *source);
+extern void consent_gate(const GateMessage *msg, GateResult *result);
+
+/* ----------------
+ * in links.c: signed action links and the events they record
+ * ----------------
+ */
+typedef enum LinkAction
+{
+	LINK_CONFIRM = 1,
+	LINK_DECLINE,
+	LINK_RESCHEDULE,
+	LINK_UNSUBSCRIBE,
+	LINK_SCORE,					/* carries a score 0..10 */
+	LINK_SURVEY,				/* a survey form: the score comes with the answer */
+	LINK_OPEN,
+	LINK_CALLBACK				/* provider callbacks: delivered, bounced, ... */
+} LinkAction;
+
+extern char *links_token(int64 message_id, LinkAction action, int score,
+						 TimestampTz expires_at);
+extern Jsonb *links_context(int64 message_id);
+extern Jsonb *links_add_to_context(Jsonb *context, int64 message_id);
 
 /* ----------------
  * in calendar.c: business days and day arithmetic in a time zone

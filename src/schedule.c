@@ -21,6 +21,7 @@
 #include "utils/timestamp.h"
 
 #include "reminder.h"
+#include "template.h"
 
 PG_FUNCTION_INFO_V1(reminder_schedule);
 
@@ -30,15 +31,7 @@ static SPIPlanPtr existing_plan = NULL;
 static char *
 recipient_string(Jsonb *recipient, const char *key)
 {
-	JsonbValue *v = jsonb_get(recipient, key);
-
-	if (v == NULL || v->type == jbvNull)
-		return NULL;
-	if (v->type != jbvString)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("recipient \"%s\" must be a string", key)));
-	return pnstrdup(v->val.string.val, v->val.string.len);
+	return jsonb_get_string(recipient, key, psprintf("recipient \"%s\"", key));
 }
 
 static void
@@ -118,6 +111,8 @@ recipient_for_channel(Jsonb *recipient, ChannelConfig *cc)
 		validate_url(s, http_schemes, "recipient \"url\"");
 	}
 
+	recipient_check_message(recipient);
+
 	switch (cc->kind)
 	{
 		case CHANNEL_EMAIL:
@@ -154,14 +149,19 @@ check_required_variables(TemplateRow *tmpl, Jsonb *data, Jsonb *recipient)
 	foreach(lc, tmpl->required)
 	{
 		const char *name = lfirst(lc);
-		JsonbValue *v;
+		bool		is_recipient = strncmp(name, "recipient.", 10) == 0;
 
-		if (strncmp(name, "recipient.", 10) == 0)
-			v = jsonb_get_path(recipient, name + 10);
+		/* resolved as the template engine resolves names when rendering */
+		if (is_recipient ? template_data_has(recipient, name + 10) :
+			template_data_has(data, name))
+			continue;
+		if (is_recipient)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("template \"%s\" requires variable \"%s\"", tmpl->name, name),
+					 errdetail("The recipient has no value for \"%s\".", name + 10),
+					 errhint("Give the recipient a \"%s\", inline or in reminder.recipient.", name + 10)));
 		else
-			v = jsonb_get_path(data, name);
-
-		if (v == NULL || v->type == jbvNull)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("template \"%s\" requires variable \"%s\"", tmpl->name, name),

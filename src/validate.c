@@ -340,6 +340,23 @@ validate_time_zone(const char *tz, const char *what)
 				 errhint("Use an IANA time zone name such as \"Europe/Warsaw\"; see the pg_timezone_names view.")));
 }
 
+/*
+ * The name of a channel, template or rule: a letter, then up to 62
+ * letters, digits, "_", "." or "-", so it can appear in logs, URLs and
+ * settings without quoting.  "kind" says what is named.
+ */
+void
+validate_name(const char *name, const char *kind)
+{
+	if (!((*name >= 'A' && *name <= 'Z') || (*name >= 'a' && *name <= 'z')) ||
+		strlen(name) > 63 ||
+		strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") != strlen(name))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid %s name \"%s\"", kind, name),
+				 errhint("A name starts with a letter and has at most 63 letters, digits, \"_\", \".\" or \"-\".")));
+}
+
 /* A BCP 47 language tag, as far as templates need: "pl", "pl-PL". */
 void
 validate_locale(const char *locale, const char *what)

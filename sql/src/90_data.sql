@@ -1,0 +1,199 @@
+-- ---------------------------------------------------------------------------
+-- Personal data: erasure on request (forget) and ageing out (purge).  See
+-- docs/data.md.
+-- ---------------------------------------------------------------------------
+
+-- A recipient jsonb without the given addresses in its cc and bcc.
+CREATE FUNCTION reminder._strip_copies(recipient jsonb, emails text[])
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+RETURN recipient || coalesce((
+    SELECT jsonb_object_agg(k, coalesce((
+               SELECT jsonb_agg(e)
+                 FROM jsonb_array_elements(CASE jsonb_typeof(recipient -> k)
+                                                WHEN 'array' THEN recipient -> k
+                                                ELSE jsonb_build_array(recipient -> k) END) e
+                WHERE lower(e #>> '{}') <> ALL (emails)), '[]'))
+      FROM unnest(ARRAY['cc', 'bcc']) k
+     WHERE recipient ? k), '{}');
+COMMENT ON FUNCTION reminder._strip_copies(jsonb, text[]) IS
+'internal: the recipient with the given (lower-case) addresses removed from cc and bcc';
+
+CREATE FUNCTION reminder.forget(recipient jsonb)
+RETURNS TABLE (object text, erased bigint)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    subj         record;
+    rids         bigint[];
+    emails       text[];
+    phones       text[];
+    more_ids     bigint[];
+    more_emails  text[];
+    more_phones  text[];
+    mids         bigint[];
+    n_recipients bigint;
+    n_messages   bigint;
+    n_cancelled  bigint;
+    n_attempts   bigint;
+    n_events     bigint;
+    n_log        bigint;
+    n_copies     bigint;
+    n_log_copies bigint;
+    n_consent    bigint;
+    n_consent_log bigint;
+BEGIN
+    IF forget.recipient IS NULL THEN
+        RAISE EXCEPTION 'recipient must not be null'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass {"external_id": "client-42"}, {"email": "ada@example.com"} or {"phone": "+48601234567"}.';
+    END IF;
+
+    -- Who: the stored recipient or raw addresses given, every stored
+    -- recipient sharing one of those addresses, and their addresses.
+    SELECT * INTO subj FROM reminder._recipient_subject(forget.recipient);
+    rids := CASE WHEN subj.recipient_id IS NULL THEN '{}'::bigint[] ELSE ARRAY[subj.recipient_id] END;
+    emails := subj.emails;
+    phones := subj.phones;
+    FOR i IN 1..2 LOOP
+        SELECT coalesce(array_agg(r.id), '{}'),
+               coalesce(array_agg(lower(r.email)) FILTER (WHERE r.email IS NOT NULL), '{}'),
+               coalesce(array_agg(r.phone) FILTER (WHERE r.phone IS NOT NULL), '{}')
+          INTO more_ids, more_emails, more_phones
+          FROM reminder.recipient r
+         WHERE r.id = ANY (rids) OR lower(r.email) = ANY (emails) OR r.phone = ANY (phones);
+        rids := ARRAY(SELECT DISTINCT unnest(rids || more_ids));
+        emails := ARRAY(SELECT DISTINCT unnest(emails || more_emails));
+        phones := ARRAY(SELECT DISTINCT unnest(phones || more_phones));
+    END LOOP;
+
+    -- Their messages: by stored recipient or by address.
+    mids := ARRAY(SELECT m.id FROM reminder.message m
+                   WHERE m.recipient_id = ANY (rids)
+                      OR lower(m.recipient ->> 'email') = ANY (emails)
+                      OR m.recipient ->> 'phone' = ANY (phones)
+                   ORDER BY m.id
+                   FOR UPDATE);
+
+    -- Personal data goes; ids, channel, template, states, times and
+    -- counts stay, so statistics still add up.
+    UPDATE reminder.message
+       SET recipient = '{"forgotten": true}', data = '{}', recipient_id = NULL,
+           last_error = NULL, provider_message_id = NULL, source_key = NULL,
+           idempotency_key = 'forgotten:' || id
+     WHERE id = ANY (mids);
+    GET DIAGNOSTICS n_messages = ROW_COUNT;
+
+    -- Nothing can be delivered to no one.
+    UPDATE reminder.message
+       SET status = 'cancelled', last_error = 'recipient forgotten', updated_at = now()
+     WHERE id = ANY (mids) AND status IN ('scheduled', 'retrying');
+    GET DIAGNOSTICS n_cancelled = ROW_COUNT;
+
+    UPDATE reminder.attempt SET error = NULL, response = NULL, smtp_reply = NULL
+     WHERE message_id = ANY (mids);
+    GET DIAGNOSTICS n_attempts = ROW_COUNT;
+
+    UPDATE reminder.event SET comment = NULL, detail = '{}'
+     WHERE message_id = ANY (mids);
+    GET DIAGNOSTICS n_events = ROW_COUNT;
+
+    UPDATE reminder.log SET recipient = '{"forgotten": true}', subject = NULL, body = '', html = NULL
+     WHERE message_id = ANY (mids);
+    GET DIAGNOSTICS n_log = ROW_COUNT;
+
+    -- Copies to them on other people's messages.
+    UPDATE reminder.message m SET recipient = reminder._strip_copies(m.recipient, emails)
+     WHERE m.recipient ?| ARRAY['cc', 'bcc'] AND NOT (m.id = ANY (mids))
+       AND m.recipient IS DISTINCT FROM reminder._strip_copies(m.recipient, emails);
+    GET DIAGNOSTICS n_copies = ROW_COUNT;
+    UPDATE reminder.log l SET recipient = reminder._strip_copies(l.recipient, emails)
+     WHERE l.recipient ?| ARRAY['cc', 'bcc'] AND NOT (l.message_id = ANY (mids))
+       AND l.recipient IS DISTINCT FROM reminder._strip_copies(l.recipient, emails);
+    GET DIAGNOSTICS n_log_copies = ROW_COUNT;
+
+    -- Consent: the current statements go, the log keeps what was done
+    -- and when, without whom.
+    DELETE FROM reminder.consent
+     WHERE recipient_id = ANY (rids) OR address = ANY (emails || phones);
+    GET DIAGNOSTICS n_consent = ROW_COUNT;
+    UPDATE reminder.consent_log SET recipient_id = NULL, address = NULL
+     WHERE recipient_id = ANY (rids) OR address = ANY (emails || phones);
+    GET DIAGNOSTICS n_consent_log = ROW_COUNT;
+
+    DELETE FROM reminder.recipient WHERE id = ANY (rids);
+    GET DIAGNOSTICS n_recipients = ROW_COUNT;
+
+    RETURN QUERY VALUES
+        ('recipients', n_recipients),
+        ('messages', n_messages),
+        ('cancelled', n_cancelled),
+        ('attempts', n_attempts),
+        ('events', n_events),
+        ('log', n_log),
+        ('copies', n_copies + n_log_copies),
+        ('consent', n_consent),
+        ('consent_log', n_consent_log);
+END
+$$;
+COMMENT ON FUNCTION reminder.forget(jsonb) IS
+'GDPR erasure: deletes the stored recipient(s) and erases the personal data of a recipient ({"id"}, {"external_id"}, {"email"}, {"phone"}) from messages, attempts, events, log rows and consent, keeping anonymous counts; cancels their pending messages; returns rows erased per object';
+
+CREATE FUNCTION reminder.purge(older_than interval)
+RETURNS TABLE (object text, purged bigint)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cutoff      timestamptz;
+    mids        bigint[];
+    n_messages  bigint;
+    n_attempts  bigint;
+    n_events    bigint;
+    n_log       bigint;
+BEGIN
+    IF older_than IS NULL THEN
+        RAISE EXCEPTION 'older_than must not be null'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass an interval such as ''90 days''.';
+    END IF;
+    IF older_than < interval '0' THEN
+        RAISE EXCEPTION 'older_than must not be negative'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('It is %s.', older_than),
+                  HINT = 'Pass an interval such as ''90 days''.';
+    END IF;
+    cutoff := now() - older_than;
+
+    -- Finished messages whose last change and last event are older than
+    -- the cutoff; rows the worker holds are left for the next run.
+    SELECT coalesce(array_agg(d.id), '{}') INTO mids
+      FROM (SELECT m.id FROM reminder.message m
+             WHERE m.status IN ('sent', 'failed', 'cancelled', 'suppressed')
+               AND greatest(m.updated_at, m.sent_at) < cutoff
+               AND NOT EXISTS (SELECT FROM reminder.event e
+                                WHERE e.message_id = m.id AND e.occurred_at >= cutoff)
+             FOR UPDATE SKIP LOCKED) d;
+
+    DELETE FROM reminder.attempt WHERE message_id = ANY (mids);
+    GET DIAGNOSTICS n_attempts = ROW_COUNT;
+    DELETE FROM reminder.event WHERE message_id = ANY (mids);
+    GET DIAGNOSTICS n_events = ROW_COUNT;
+    DELETE FROM reminder.log WHERE message_id = ANY (mids);
+    GET DIAGNOSTICS n_log = ROW_COUNT;
+    DELETE FROM reminder.message WHERE id = ANY (mids);
+    GET DIAGNOSTICS n_messages = ROW_COUNT;
+
+    RETURN QUERY VALUES
+        ('messages', n_messages),
+        ('attempts', n_attempts),
+        ('events', n_events),
+        ('log', n_log);
+END
+$$;
+COMMENT ON FUNCTION reminder.purge(interval) IS
+'deletes finished messages (sent, failed, cancelled, suppressed) not changed and without events for older_than, with their attempts, events and log rows; returns rows deleted per object. The worker runs it for reminder.retention';
+
+GRANT EXECUTE ON FUNCTION reminder.forget(jsonb), reminder.purge(interval) TO reminder_admin;

@@ -1,0 +1,432 @@
+/*-------------------------------------------------------------------------
+ *
+ * consent.c
+ *	  Opt-out and opt-in, and the gate check that honours them at send
+ *	  time (so an opt-out also stops messages scheduled before it).
+ *
+ *	  A consent statement names a subject -- a stored recipient, or a raw
+ *	  address (email, or phone in E.164) -- and a scope: a channel (by name
+ *	  or by kind, "sms"), a category, both, or neither (everything).  One
+ *	  row per subject and scope holds the latest statement in
+ *	  reminder.consent; every call is also appended to reminder.consent_log
+ *	  with its time, source and the session user who made it.
+ *
+ *	  A message is suppressed when, among the statements that cover it (its
+ *	  recipient id or any of its addresses; its channel or channel kind or
+ *	  any channel; its category or any category), the most recent one is an
+ *	  opt-out.  So "opt out of everything, then opt back in to SMS" sends
+ *	  SMS and nothing else, and a later "opt out of everything" wins again.
+ *
+ *	  A message's category is data->>'category' when the message data has
+ *	  one, else the name of its template.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_collation.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/formatting.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+#include "reminder.h"
+
+PG_FUNCTION_INFO_V1(reminder_opt_out);
+PG_FUNCTION_INFO_V1(reminder_opt_in);
+PG_FUNCTION_INFO_V1(reminder_recipient_subject);
+
+#define MAX_SOURCE_LENGTH	200
+
+static SPIPlanPtr upsert_plan = NULL;
+static SPIPlanPtr log_plan = NULL;
+static SPIPlanPtr gate_plan = NULL;
+static SPIPlanPtr channel_plan = NULL;
+
+static const char *const kind_names[] = {"email", "sms", "webhook", "slack", "log", NULL};
+
+static SPIPlanPtr
+prepare_kept(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+	if (plan == NULL || SPI_keepplan(plan) != 0)
+		elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+	return plan;
+}
+
+static char *
+lower_text(const char *s)
+{
+	return str_tolower(s, strlen(s), DEFAULT_COLLATION_OID);
+}
+
+/* The category a message belongs to, for consent scopes. */
+char *
+message_category(Jsonb *data, const char *template_name)
+{
+	JsonbValue *v = jsonb_get(data, "category");
+
+	if (v != NULL && v->type == jbvString && v->val.string.len > 0)
+		return pnstrdup(v->val.string.val, v->val.string.len);
+	return template_name ? pstrdup(template_name) : NULL;
+}
+
+/* ----------------------------------------------------------------
+ * Subjects: who a consent statement is about
+ * ----------------------------------------------------------------
+ */
+
+typedef struct Subject
+{
+	int64		recipient_id;	/* 0: none */
+	List	   *emails;			/* lowercased */
+	List	   *phones;			/* E.164 */
+} Subject;
+
+static char *
+subject_string(Jsonb *recipient, const char *key)
+{
+	return jsonb_get_string(recipient, key, psprintf("recipient \"%s\"", key));
+}
+
+/*
+ * {"id": n} or {"external_id": "..."} name a stored recipient, which must
+ * exist; otherwise "email" and/or "phone" name raw addresses.  With
+ * with_addresses, a stored recipient's own addresses are included too.
+ */
+static void
+resolve_subject(Jsonb *recipient, Subject *subj, bool with_addresses)
+{
+	char	   *s;
+
+	memset(subj, 0, sizeof(Subject));
+	if (!JB_ROOT_IS_OBJECT(recipient) || JB_ROOT_IS_SCALAR(recipient))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("recipient must be a JSON object"),
+				 errhint("Write {\"external_id\": \"client-42\"} or {\"email\": \"ada@example.com\"}.")));
+
+	if ((jsonb_get(recipient, "id") && jsonb_get(recipient, "id")->type != jbvNull) ||
+		(jsonb_get(recipient, "external_id") && jsonb_get(recipient, "external_id")->type != jbvNull))
+	{
+		Jsonb	   *stored = catalog_resolve_recipient(recipient, &subj->recipient_id);
+
+		if (!with_addresses)
+			return;
+		if ((s = subject_string(stored, "email")) != NULL)
+			subj->emails = lappend(subj->emails, lower_text(s));
+		if ((s = subject_string(stored, "phone")) != NULL)
+			subj->phones = lappend(subj->phones, s);
+		return;
+	}
+
+	if ((s = subject_string(recipient, "email")) != NULL)
+	{
+		validate_email(s, "recipient \"email\"");
+		subj->emails = lappend(subj->emails, lower_text(s));
+	}
+	if ((s = subject_string(recipient, "phone")) != NULL)
+		subj->phones = lappend(subj->phones,
+							   normalize_phone(s, reminder_default_country_code,
+											   "recipient \"phone\""));
+	if (subj->emails == NIL && subj->phones == NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("recipient names no one"),
+				 errdetail("It has none of the keys id, external_id, email, phone."),
+				 errhint("Write {\"external_id\": \"client-42\"} or {\"email\": \"ada@example.com\"}.")));
+}
+
+/* ----------------------------------------------------------------
+ * Recording statements
+ * ----------------------------------------------------------------
+ */
+
+/* A channel scope is a channel's name or a channel kind.  Needs SPI. */
+static void
+check_channel_scope(const char *channel)
+{
+	Datum		values[1];
+
+	for (int i = 0; kind_names[i]; i++)
+		if (strcmp(channel, kind_names[i]) == 0)
+			return;
+	if (channel_plan == NULL)
+	{
+		Oid			argtypes[1] = {TEXTOID};
+
+		channel_plan = prepare_kept("SELECT 1 FROM reminder.channel WHERE name = $1", 1, argtypes);
+	}
+	values[0] = CStringGetTextDatum(channel);
+	if (SPI_execute_plan(channel_plan, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up channel");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("channel \"%s\" does not exist", channel),
+				 errhint("Name a channel, a channel kind (email, sms, webhook, slack, log), or pass NULL for every channel.")));
+}
+
+/* A category has the shape of a template name, which is its default. */
+static void
+check_category(const char *category)
+{
+	validate_name(category, "category");
+}
+
+static void
+check_source(const char *source)
+{
+	if (strlen(source) > MAX_SOURCE_LENGTH)
+		ereport(ERROR,
+				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+				 errmsg("consent source is too long"),
+				 errdetail("It has %zu bytes; the limit is %d.", strlen(source), MAX_SOURCE_LENGTH)));
+	for (const char *p = source; *p; p++)
+		if ((unsigned char) *p < ' ' || *p == 0x7f)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("consent source contains a control character"),
+					 errhint("Describe where the request came from, such as \"preferences page\".")));
+}
+
+/*
+ * Store one statement and log it.  Exactly one of recipient_id (non-zero)
+ * and address is given.  Needs SPI.
+ */
+static void
+record_statement(int64 recipient_id, const char *address, const char *channel,
+				 const char *category, bool opt_out, const char *source)
+{
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+
+	if (upsert_plan == NULL)
+	{
+		Oid			argtypes[6] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, BOOLOID, TEXTOID};
+
+		upsert_plan = prepare_kept("INSERT INTO reminder.consent AS c "
+								   "(recipient_id, address, channel, category, opted_out, source, changed_at) "
+								   "VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp()) "
+								   "ON CONFLICT (recipient_id, address, channel, category) DO UPDATE "
+								   "SET opted_out = excluded.opted_out, source = excluded.source, "
+								   "changed_at = excluded.changed_at", 6, argtypes);
+		log_plan = prepare_kept("INSERT INTO reminder.consent_log "
+								"(recipient_id, address, channel, category, action, source) "
+								"VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN 'opt_out' ELSE 'opt_in' END, $6)",
+								6, argtypes);
+	}
+
+	values[0] = Int64GetDatum(recipient_id);
+	nulls[0] = recipient_id ? ' ' : 'n';
+	values[1] = address ? CStringGetTextDatum(address) : (Datum) 0;
+	nulls[1] = address ? ' ' : 'n';
+	values[2] = channel ? CStringGetTextDatum(channel) : (Datum) 0;
+	nulls[2] = channel ? ' ' : 'n';
+	values[3] = category ? CStringGetTextDatum(category) : (Datum) 0;
+	nulls[3] = category ? ' ' : 'n';
+	values[4] = BoolGetDatum(opt_out);
+	values[5] = source ? CStringGetTextDatum(source) : (Datum) 0;
+	nulls[5] = source ? ' ' : 'n';
+
+	if (SPI_execute_plan(upsert_plan, values, nulls, false, 0) != SPI_OK_INSERT ||
+		SPI_execute_plan(log_plan, values, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not record consent");
+}
+
+/*
+ * For callers inside the extension (unsubscribe links, hard bounces):
+ * record a statement without the checks the SQL functions make on user
+ * input.  Opens its own SPI connection.
+ */
+void
+consent_record(int64 recipient_id, const char *address, const char *channel,
+			   const char *category, bool opt_out, const char *source)
+{
+	SPI_connect();
+	record_statement(recipient_id, address, channel, category, opt_out, source);
+	SPI_finish();
+}
+
+static Datum
+opt_change(FunctionCallInfo fcinfo, bool opt_out)
+{
+	Jsonb	   *recipient;
+	char	   *channel = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char	   *category = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	char	   *source = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
+	Subject		subj;
+	ListCell   *lc;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("recipient must not be null")));
+	recipient = PG_GETARG_JSONB_P(0);
+
+	/* check everything before writing anything */
+	if (category)
+		check_category(category);
+	if (source)
+		check_source(source);
+	resolve_subject(recipient, &subj, false);
+
+	SPI_connect();
+	if (channel)
+		check_channel_scope(channel);
+
+	if (subj.recipient_id)
+		record_statement(subj.recipient_id, NULL, channel, category, opt_out, source);
+	foreach(lc, subj.emails)
+		record_statement(0, lfirst(lc), channel, category, opt_out, source);
+	foreach(lc, subj.phones)
+		record_statement(0, lfirst(lc), channel, category, opt_out, source);
+	SPI_finish();
+
+	PG_RETURN_VOID();
+}
+
+Datum
+reminder_opt_out(PG_FUNCTION_ARGS)
+{
+	return opt_change(fcinfo, true);
+}
+
+Datum
+reminder_opt_in(PG_FUNCTION_ARGS)
+{
+	return opt_change(fcinfo, false);
+}
+
+/* ----------------------------------------------------------------
+ * The gate check
+ * ----------------------------------------------------------------
+ */
+
+static void
+add_address(Jsonb *recipient, const char *key, bool lower, Datum *elems, int *n)
+{
+	JsonbValue *v = jsonb_get(recipient, key);
+	char	   *s;
+
+	if (v == NULL || v->type != jbvString || v->val.string.len == 0)
+		return;
+	s = pnstrdup(v->val.string.val, v->val.string.len);
+	elems[(*n)++] = CStringGetTextDatum(lower ? lower_text(s) : s);
+}
+
+/*
+ * Suppress a message whose recipient's latest covering consent statement
+ * is an opt-out.
+ */
+void
+consent_gate(const GateMessage *msg, GateResult *result)
+{
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	Datum		addrs[2];
+	int			naddrs = 0;
+	JsonbValue *id = jsonb_get(msg->recipient, "id");
+	char	   *category = message_category(msg->data, msg->template_name);
+	MemoryContext cxt = CurrentMemoryContext;
+	bool		isnull;
+
+	SPI_connect();
+	if (gate_plan == NULL)
+	{
+		Oid			argtypes[5] = {INT8OID, TEXTARRAYOID, TEXTOID, TEXTOID, TEXTOID};
+
+		gate_plan = prepare_kept("SELECT c.opted_out, c.channel, c.category, c.source, c.changed_at "
+								 "FROM reminder.consent c "
+								 "WHERE (c.recipient_id = $1 OR c.address = ANY ($2) "
+								 "       OR c.recipient_id IN (SELECT r.id FROM reminder.recipient r "
+								 "                             WHERE lower(r.email) = ANY ($2) OR r.phone = ANY ($2))) "
+								 "  AND (c.channel IS NULL OR c.channel = $3 OR c.channel = $4) "
+								 "  AND (c.category IS NULL OR c.category = $5) "
+								 "ORDER BY c.changed_at DESC, c.id DESC LIMIT 1", 5, argtypes);
+	}
+
+	if (id != NULL && id->type == jbvNumeric)
+		values[0] = DirectFunctionCall1(numeric_int8, NumericGetDatum(id->val.numeric));
+	else
+		nulls[0] = 'n';
+	add_address(msg->recipient, "email", true, addrs, &naddrs);
+	add_address(msg->recipient, "phone", false, addrs, &naddrs);
+	values[1] = PointerGetDatum(construct_array(addrs, naddrs, TEXTOID, -1, false, TYPALIGN_INT));
+	values[2] = CStringGetTextDatum(msg->channel->name);
+	values[3] = CStringGetTextDatum(channel_kind_name(msg->channel->kind));
+	if (category)
+		values[4] = CStringGetTextDatum(category);
+	else
+		nulls[4] = 'n';
+
+	if (SPI_execute_plan(gate_plan, values, nulls, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not check consent");
+	if (SPI_processed == 1 &&
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+	{
+		char	   *ch = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+		char	   *cat = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+		char	   *src = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
+		char	   *at = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5);
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+
+		result->verdict = GATE_SUPPRESS;
+		result->reason = psprintf("recipient opted out of %s%s%s at %s%s%s",
+								  ch ? "channel " : "every channel",
+								  ch ? ch : "",
+								  cat ? psprintf(", category %s", cat) : "",
+								  at,
+								  src ? " via " : "", src ? src : "");
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+}
+
+/* ----------------------------------------------------------------
+ * reminder._recipient_subject(recipient jsonb): for forget()
+ * ----------------------------------------------------------------
+ */
+
+static Datum
+text_list_array(List *l)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(list_length(l), 1));
+	int			n = 0;
+	ListCell   *lc;
+
+	foreach(lc, l)
+		elems[n++] = CStringGetTextDatum(lfirst(lc));
+	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+Datum
+reminder_recipient_subject(PG_FUNCTION_ARGS)
+{
+	Subject		subj;
+	TupleDesc	desc;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("recipient must not be null")));
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	resolve_subject(PG_GETARG_JSONB_P(0), &subj, true);
+	values[0] = Int64GetDatum(subj.recipient_id);
+	nulls[0] = subj.recipient_id == 0;
+	values[1] = text_list_array(subj.emails);
+	values[2] = text_list_array(subj.phones);
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}
