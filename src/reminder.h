@@ -233,6 +233,7 @@ typedef struct GateMessage
 	TimestampTz due_at;
 	int64		rule_id;		/* 0: not made by a rule */
 	const char *source_key;
+	bool		dry_run;		/* reminder.gate_check(): decide, change nothing */
 } GateMessage;
 
 typedef struct GateResult

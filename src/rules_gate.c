@@ -109,6 +109,30 @@ gate_plan(CompiledRule *rule)
 	return rule->gate_plan;
 }
 
+/* The rest of the sequence: the rule's other pending messages for the row. */
+static void
+cancel_rest(const GateMessage *msg)
+{
+	Datum		values[3];
+
+	if (cancel_rest_plan == NULL)
+	{
+		Oid			types[3] = {INT8OID, TEXTOID, INT8OID};
+
+		cancel_rest_plan = keep("UPDATE reminder.message SET status = 'cancelled', "
+								"last_error = '" RULE_CANCEL_PREFIX "stop condition holds', "
+								"updated_at = now() "
+								"WHERE rule_id = $1 AND source_key = $2 AND id <> $3 "
+								"AND status IN ('scheduled', 'retrying')",
+								3, types);
+	}
+	values[0] = Int64GetDatum(msg->rule_id);
+	values[1] = CStringGetTextDatum(msg->source_key);
+	values[2] = Int64GetDatum(msg->id);
+	if (SPI_execute_plan(cancel_rest_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not cancel the rest of the sequence");
+}
+
 void
 rule_stop_check(const GateMessage *msg, GateResult *result)
 {
@@ -155,25 +179,9 @@ rule_stop_check(const GateMessage *msg, GateResult *result)
 			else if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) &&
 					 !isnull)
 			{
-				Datum		values[3];
-
 				set_result(result, GATE_SUPPRESS, RULE_CANCEL_PREFIX "stop condition holds");
-				if (cancel_rest_plan == NULL)
-				{
-					Oid			types[3] = {INT8OID, TEXTOID, INT8OID};
-
-					cancel_rest_plan = keep("UPDATE reminder.message SET status = 'cancelled', "
-											"last_error = '" RULE_CANCEL_PREFIX "stop condition holds', "
-											"updated_at = now() "
-											"WHERE rule_id = $1 AND source_key = $2 AND id <> $3 "
-											"AND status IN ('scheduled', 'retrying')",
-											3, types);
-				}
-				values[0] = Int64GetDatum(msg->rule_id);
-				values[1] = CStringGetTextDatum(msg->source_key);
-				values[2] = Int64GetDatum(msg->id);
-				if (SPI_execute_plan(cancel_rest_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
-					elog(ERROR, "could not cancel the rest of the sequence");
+				if (!msg->dry_run)
+					cancel_rest(msg);
 			}
 		}
 		SPI_finish();
@@ -275,7 +283,7 @@ survey_throttle_check(const GateMessage *msg, GateResult *result)
 			set_result(result, GATE_SUPPRESS,
 					   psprintf("survey throttle: surveyed within %s", iv));
 		}
-		else
+		else if (!msg->dry_run)
 		{
 			values[1] = Int64GetDatum(msg->id);
 			values[2] = Int64GetDatum(msg->rule_id);

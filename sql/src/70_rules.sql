@@ -190,12 +190,6 @@ CREATE EVENT TRIGGER reminder_watch_ddl_end ON ddl_command_end
     WHEN TAG IN ('ALTER TABLE')
     EXECUTE FUNCTION reminder.watch_ddl_end();
 
--- Rules and calendars are user data: pg_dump keeps them.
-SELECT pg_catalog.pg_extension_config_dump('reminder.rule', '');
-SELECT pg_catalog.pg_extension_config_dump('reminder.rule_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('reminder.calendar', '');
-SELECT pg_catalog.pg_extension_config_dump('reminder.holiday', '');
-
 REVOKE ALL ON reminder.survey_log FROM PUBLIC;
 GRANT SELECT ON reminder.rule, reminder.calendar, reminder.holiday TO reminder_user;
 GRANT INSERT, UPDATE, DELETE ON reminder.calendar, reminder.holiday TO reminder_admin;
