@@ -346,6 +346,7 @@ extern char *rule_expr_canonical(Relation rel, const char *text, RuleExprType ty
 extern char *rule_expr_rename(Relation rel, const char *text, const char *oldname,
 							  const char *newname, bool table);
 extern int	rule_pin_search_path(void);
+extern void rule_pin_styles(void);
 
 /* ----------------
  * in rules_cache.c: rules compiled per backend, dropped when a rule,

@@ -1082,6 +1082,7 @@ reminder_watch(PG_FUNCTION_ARGS)
 	/* the function runs as the extension owner; checks use the caller */
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	level = rule_pin_search_path();
+	rule_pin_styles();
 	SPI_connect();
 
 	w.rel = try_relation_open(relid, ShareRowExclusiveLock);

@@ -82,6 +82,20 @@ rule_pin_search_path(void)
 	return level;
 }
 
+/*
+ * Within a level from rule_pin_search_path(): dates and intervals in
+ * stored rules are written the same way whatever the session's styles,
+ * and ISO dates read back the same under any DateStyle.
+ */
+void
+rule_pin_styles(void)
+{
+	(void) set_config_option("DateStyle", "ISO, YMD", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("IntervalStyle", "postgres", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+}
+
 /* The one expression of text, raw, or an error. */
 static Node *
 raw_expression(const char *text, const char *what)
@@ -280,6 +294,7 @@ rule_expr_deparse(Node *expr, Relation rel)
 	int			level = rule_pin_search_path();
 	char	   *text;
 
+	rule_pin_styles();
 	text = deparse_expression(expr,
 							  deparse_context_for(RelationGetRelationName(rel),
 												  RelationGetRelid(rel)),
