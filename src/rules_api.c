@@ -543,12 +543,10 @@ push_offsets(WatchSpec *w, JsonbParseState **st, JsonbValue *v, const char *what
 	else
 	{
 		/* after, on_change, survey: at the time itself */
-		Interval	zero = {0};
-
 		n = 1;
 		elems = palloc(sizeof(Datum));
 		nulls = palloc0(sizeof(bool));
-		elems[0] = IntervalPGetDatum(&zero);
+		elems[0] = IntervalPGetDatum(palloc0(sizeof(Interval)));
 	}
 	if (n == 0)
 		ereport(ERROR,

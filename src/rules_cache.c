@@ -594,15 +594,12 @@ compile_rule(int64 id)
 			if (rule_plan == NULL || SPI_keepplan(rule_plan) != 0)
 				elog(ERROR, "could not prepare rule lookup");
 		}
-		if (SPI_execute_plan(rule_plan, values, NULL, true, 1) != SPI_OK_SELECT)
+		if (SPI_execute_plan(rule_plan, values, NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not read rule " INT64_FORMAT, id);
 		if (SPI_processed == 0)
 		{
 			SPI_finish();
-			SetUserIdAndSecContext(save_userid, save_sec);
-			MemoryContextSwitchTo(old);
-			MemoryContextDelete(cxt);
-			return NULL;
+			goto missing;
 		}
 		tup = SPI_copytuple(SPI_tuptable->vals[0]);
 		desc = CreateTupleDescCopy(SPI_tuptable->tupdesc);
@@ -639,12 +636,7 @@ compile_rule(int64 id)
 
 		rel = try_relation_open(rule->relid, AccessShareLock);
 		if (rel == NULL)
-		{
-			SetUserIdAndSecContext(save_userid, save_sec);
-			MemoryContextSwitchTo(old);
-			MemoryContextDelete(cxt);
-			return NULL;
-		}
+			goto missing;
 		rule->owner = rel->rd_rel->relowner;
 		rule->source_table = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 														RelationGetRelationName(rel));
@@ -687,6 +679,7 @@ compile_rule(int64 id)
 		rule->data_old = expression_planner(make_data_expr(rel, true));
 
 		relation_close(rel, AccessShareLock);
+missing:
 		SetUserIdAndSecContext(save_userid, save_sec);
 	}
 	PG_CATCH();
@@ -698,6 +691,12 @@ compile_rule(int64 id)
 	PG_END_TRY();
 
 	MemoryContextSwitchTo(old);
+	if (rule->relid == InvalidOid || rule->owner == InvalidOid)
+	{
+		/* the rule or its table is gone */
+		MemoryContextDelete(cxt);
+		return NULL;
+	}
 	return rule;
 }
 
