@@ -737,7 +737,12 @@ rule_cache_get(int64 id, bool missing_ok)
 								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
 
-	/* take in invalidations that arrived since the last command */
+	/*
+	 * Know which relation's invalidation means "everything changed" (it
+	 * is forgotten when that relation itself goes, e.g. DROP EXTENSION),
+	 * then take in invalidations that arrived since the last command.
+	 */
+	(void) rule_relation_oid();
 	AcceptInvalidationMessages();
 
 	entry = hash_search(rule_cache, &id, HASH_FIND, NULL);
