@@ -635,7 +635,7 @@ flush(RuleRun *run)
 	MemoryContext old;
 	Datum		values[3];
 
-	if (run->nbatch == 0 && run->nold == 0)
+	if (run->nbatch == 0 && run->nold == 0 && run->old_wanted == NIL)
 		return;
 
 	old = MemoryContextSwitchTo(run->batch_cxt);
@@ -1077,8 +1077,9 @@ process_row(RuleRun *run, TupleTableSlot *newslot, TupleTableSlot *oldslot)
 	{
 		/* a rule following the row's state: what did the old row call for? */
 		row_key = rule_source_key(run->rule, oldslot);
-		add_old_key(run, row_key);
-		if (run->rule->deterministic)
+		if (!run->rule->deterministic)
+			add_old_key(run, row_key);	/* its pending messages are read back */
+		else
 		{
 			econtext->ecxt_scantuple = oldslot;
 			econtext->ecxt_outertuple = NULL;
@@ -1098,7 +1099,8 @@ process_row(RuleRun *run, TupleTableSlot *newslot, TupleTableSlot *oldslot)
 
 	MemoryContextSwitchTo(old);
 	run->row_key = NULL;
-	if (run->nbatch >= BATCH_ROWS || run->nold >= BATCH_ROWS)
+	if (run->nbatch >= BATCH_ROWS || run->nold >= BATCH_ROWS ||
+		list_length(run->old_wanted) >= BATCH_ROWS)
 		flush(run);
 }
 
