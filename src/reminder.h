@@ -410,8 +410,8 @@ typedef struct CompiledRule
 	Oid		   *key_types;
 	int			condition;		/* expression index, or -1 */
 	int			stop;			/* expression index, or -1 */
-	char		*stop_text;
-	char		*condition_text;
+	char	   *stop_text;		/* canonical, for the send-time check */
+	char	   *condition_text;
 	int			nchanges;		/* on_change/survey: values, 0 = any */
 	char	  **changes_to;
 	List	   *recipients;		/* RuleRecipient */

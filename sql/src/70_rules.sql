@@ -162,6 +162,11 @@ CREATE TRIGGER rule_cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCAT
     FOR EACH STATEMENT EXECUTE FUNCTION reminder.invalidate_rule_cache();
 CREATE TRIGGER rule_cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON reminder.holiday
     FOR EACH STATEMENT EXECUTE FUNCTION reminder.invalidate_rule_cache();
+COMMENT ON TRIGGER rule_cache_invalidate ON reminder.rule IS 'backends recompile rules after a change';
+COMMENT ON TRIGGER rule_cache_invalidate ON reminder.channel IS 'backends reload channels used by rules after a change';
+COMMENT ON TRIGGER rule_cache_invalidate ON reminder.template IS 'backends reload templates used by rules after a change';
+COMMENT ON TRIGGER rule_cache_invalidate ON reminder.calendar IS 'backends reload business calendars after a change';
+COMMENT ON TRIGGER rule_cache_invalidate ON reminder.holiday IS 'backends reload business calendars after a change';
 
 -- ---------------------------------------------------------------------------
 -- DDL on watched tables.  DROP TABLE (or dropping a rule's trigger) removes
@@ -189,6 +194,8 @@ CREATE EVENT TRIGGER reminder_watch_sql_drop ON sql_drop
 CREATE EVENT TRIGGER reminder_watch_ddl_end ON ddl_command_end
     WHEN TAG IN ('ALTER TABLE')
     EXECUTE FUNCTION reminder.watch_ddl_end();
+COMMENT ON EVENT TRIGGER reminder_watch_sql_drop IS 'removes rules whose table or trigger was dropped';
+COMMENT ON EVENT TRIGGER reminder_watch_ddl_end IS 'keeps rules in step with renamed tables and columns';
 
 REVOKE ALL ON reminder.survey_log FROM PUBLIC;
 GRANT SELECT ON reminder.rule, reminder.calendar, reminder.holiday TO reminder_user;
