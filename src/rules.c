@@ -863,11 +863,7 @@ build_recipient(RuleRun *run, RuleRecipient *r, ChannelConfig *cc, int64 *recipi
 	}
 
 	if (jsonb_get(rcpt, "id") || jsonb_get(rcpt, "external_id"))
-	{
-		if (run->keys_only)
-			return rcpt;		/* a stored recipient: assume it has one */
 		rcpt = catalog_resolve_recipient(rcpt, recipient_id);
-	}
 
 	/* no address for the channel: this row gets no message of it */
 	if (cc->kind == CHANNEL_EMAIL || cc->kind == CHANNEL_SMS)
@@ -877,8 +873,6 @@ build_recipient(RuleRun *run, RuleRecipient *r, ChannelConfig *cc, int64 *recipi
 			return NULL;
 	}
 
-	if (run->keys_only)
-		return rcpt;
 	rcpt = recipient_for_channel(rcpt, cc);
 
 	if (r->constant)
@@ -932,9 +926,23 @@ emit(RuleRun *run, RuleRecipient *r, const char *row_key, TimestampTz anchor,
 		return;
 	if ((channel = eval_text(run, &r->channel)) == NULL)
 		return;
-	cc = rule_cache_channel(channel);
-	if ((rcpt = build_recipient(run, r, cc, &recipient_id)) == NULL)
-		return;
+	if (run->keys_only)
+	{
+		/*
+		 * The old row's keys may include some it had no address for:
+		 * cancelling a key without a pending message does nothing, and
+		 * its channel may not even exist any more.
+		 */
+		cc = NULL;
+		rcpt = NULL;
+		recipient_id = 0;
+	}
+	else
+	{
+		cc = rule_cache_channel(channel);
+		if ((rcpt = build_recipient(run, r, cc, &recipient_id)) == NULL)
+			return;
+	}
 
 	if (r->offsets_expr >= 0)
 	{
@@ -956,7 +964,7 @@ emit(RuleRun *run, RuleRecipient *r, const char *row_key, TimestampTz anchor,
 
 	if (*data == NULL && !run->keys_only)
 		*data = eval_data(run, has_old ? run->data_old : run->data_new);
-	locale = jsonb_get_text(rcpt, "locale");
+	locale = rcpt ? jsonb_get_text(rcpt, "locale") : NULL;
 
 	for (int i = 0; i < noffsets; i++)
 	{

@@ -11,7 +11,7 @@
 \set ON_ERROR_STOP true
 
 BEGIN;
-SELECT plan(76);
+SELECT plan(77);
 
 SET LOCAL TimeZone = 'UTC';
 SELECT reminder.create_channel('ru_sms', 'sms', '{"provider": "smsapi", "base_url": "http://127.0.0.1:9"}', '{"token": "t"}');
@@ -306,6 +306,12 @@ SELECT results_eq($$SELECT channel, recipient->>'email', status FROM reminder.me
     $$VALUES ('ru_mail', 'client@example.com', 'scheduled')$$, 'switching the client to email reschedules by email');
 SELECT throws_ok($$UPDATE ru_task SET client_channel = 'ru_nosuch' WHERE id = 1$$, '42704', NULL,
     'a row naming a channel that does not exist is refused');
+SELECT reminder.create_channel('ru_tmp', 'log');
+INSERT INTO ru_task VALUES (4, 'Temp', now() + interval '2 days', true, 'ru_tmp', 'x@example.com', '1 hour', false, NULL, NULL, NULL);
+SELECT reminder.drop_channel('ru_tmp', true);
+UPDATE ru_task SET client_channel = 'ru_mail' WHERE id = 4;
+SELECT results_eq($$SELECT channel, status FROM reminder.message WHERE rule_id = $$ || :task_rule || $$ AND source_key = '4'$$,
+    $$VALUES ('ru_mail', 'scheduled')$$, 'a row whose channel was dropped can be moved to another one');
 
 -- ---------------------------------------------------------------------------
 -- Caches see changes to channels, templates and rules.
