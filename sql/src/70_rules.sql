@@ -203,6 +203,8 @@ GRANT INSERT, UPDATE, DELETE ON reminder.calendar, reminder.holiday TO reminder_
 GRANT EXECUTE ON FUNCTION reminder.is_business_day(date, text),
                           reminder.add_business_days(timestamptz, integer, text, text)
     TO reminder_user;
+-- A table owner restoring a dump creates the triggers again.
+GRANT EXECUTE ON FUNCTION reminder.watch_trigger() TO reminder_admin;
 GRANT EXECUTE ON FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean),
                           reminder.unwatch(text, boolean)
     TO reminder_admin;
