@@ -519,11 +519,12 @@ prepare_one(ClaimedMessage *m, List **cache, MemoryContext parent,
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
-		GateMessage gm;
+		GateMessage gm = {0};	/* fields added later default to zero */
 		GateResult	gr;
 
 		cc = cached_channel(cache, m->channel, cxt);
 
+		gm.dry_run = false;
 		gm.id = m->id;
 		gm.channel = cc;
 		gm.recipient = m->recipient;
