@@ -65,6 +65,7 @@ reminder_gate_check(PG_FUNCTION_ARGS)
 	old = MemoryContextSwitchTo(cxt);
 	channel = SPI_getvalue(tup, SPI_tuptable->tupdesc, 1);
 	msg.id = id;
+	msg.dry_run = true;
 	msg.recipient = DatumGetJsonbPCopy(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
 	msg.data = DatumGetJsonbPCopy(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
 	msg.template_name = SPI_getvalue(tup, SPI_tuptable->tupdesc, 4);

@@ -26,7 +26,7 @@
 
 #define JSON_SCAN_MAX_DEPTH	32
 
-typedef struct ScanState
+typedef struct JsonScanState
 {
 	JsonScanField *fields;
 	int			nfields;
@@ -34,7 +34,7 @@ typedef struct ScanState
 	int			depth;
 	int			path_len[JSON_SCAN_MAX_DEPTH + 1];	/* path length per level */
 	int			index[JSON_SCAN_MAX_DEPTH + 1];	/* next array index per level */
-} ScanState;
+} JsonScanState;
 
 /* Nesting depth of a JSON text, counting brackets outside strings. */
 static int
@@ -66,7 +66,7 @@ nesting_depth(const char *s, size_t len)
 }
 
 static void
-push_level(ScanState *st)
+push_level(JsonScanState *st)
 {
 	st->depth++;
 	st->path_len[st->depth] = st->path.len;
@@ -76,26 +76,26 @@ push_level(ScanState *st)
 static void
 scan_object_start(void *state)
 {
-	push_level((ScanState *) state);
+	push_level((JsonScanState *) state);
 }
 
 static void
 scan_array_start(void *state)
 {
-	push_level((ScanState *) state);
+	push_level((JsonScanState *) state);
 }
 
 static void
 scan_end(void *state)
 {
-	ScanState  *st = state;
+	JsonScanState  *st = state;
 
 	st->depth--;
 }
 
 /* The path of a member or element: the container's path, a dot, the name. */
 static void
-set_member(ScanState *st, const char *name)
+set_member(JsonScanState *st, const char *name)
 {
 	st->path.len = st->path_len[st->depth];
 	st->path.data[st->path.len] = '\0';
@@ -107,13 +107,13 @@ set_member(ScanState *st, const char *name)
 static void
 scan_field_start(void *state, char *fname, bool isnull)
 {
-	set_member((ScanState *) state, fname);
+	set_member((JsonScanState *) state, fname);
 }
 
 static void
 scan_element_start(void *state, bool isnull)
 {
-	ScanState  *st = state;
+	JsonScanState  *st = state;
 	char		num[16];
 
 	snprintf(num, sizeof(num), "%d", st->index[st->depth]++);
@@ -123,7 +123,7 @@ scan_element_start(void *state, bool isnull)
 static void
 scan_scalar(void *state, char *token, JsonTokenType tokentype)
 {
-	ScanState  *st = state;
+	JsonScanState  *st = state;
 
 	if (tokentype == JSON_TOKEN_NULL)
 		return;
@@ -141,7 +141,7 @@ scan_scalar(void *state, char *token, JsonTokenType tokentype)
 bool
 json_scan(const char *json, size_t len, JsonScanField *fields, int nfields)
 {
-	ScanState	st;
+	JsonScanState	st;
 	JsonSemAction sem;
 	JsonLexContext *lex;
 	JsonParseErrorType rc;

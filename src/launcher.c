@@ -528,27 +528,38 @@ static bool create_pending = false;
 static void
 on_create_xact_callback(XactEvent event, void *arg)
 {
-	if (event == XACT_EVENT_COMMIT && create_pending)
-		shmem_wake_launcher_for(MyDatabaseId);
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT)
-		create_pending = false;
+	if (!create_pending)
+		return;
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+			/* CREATE EXTENSION hides notices of its script: say it now */
+			if (!reminder_preloaded)
+				ereport(NOTICE,
+						(errmsg("reminder messages will not be delivered until the library is preloaded"),
+						 errhint("Add reminder to shared_preload_libraries in postgresql.conf and restart the server.")));
+			break;
+		case XACT_EVENT_COMMIT:
+			if (reminder_preloaded)
+				shmem_wake_launcher_for(MyDatabaseId);
+			create_pending = false;
+			break;
+		case XACT_EVENT_ABORT:
+			create_pending = false;
+			break;
+		default:
+			break;
+	}
 }
 
 /*
- * Called by the install script.  Without the library preloaded there is no
- * worker: say so.  Otherwise ask the launcher, once CREATE EXTENSION
- * commits, to serve this database.
+ * Called by the install script.  When CREATE EXTENSION commits: without
+ * the library preloaded there is no worker, so say so; otherwise ask the
+ * launcher to serve this database.
  */
 Datum
 reminder_on_create(PG_FUNCTION_ARGS)
 {
-	if (!reminder_preloaded)
-	{
-		ereport(NOTICE,
-				(errmsg("reminder messages will not be delivered until the library is preloaded"),
-				 errhint("Add reminder to shared_preload_libraries in postgresql.conf and restart the server.")));
-		PG_RETURN_VOID();
-	}
 	if (!create_callback_registered)
 	{
 		RegisterXactCallback(on_create_xact_callback, NULL);

@@ -5,8 +5,8 @@
  *	  what became of them.  Both run inside short transactions the worker
  *	  opens (worker.c); neither ever waits on the network.
  *
- *	  Claim: one UPDATE ... FROM (SELECT ... FOR UPDATE SKIP LOCKED LIMIT n)
- *	  marks due messages (and sending ones whose lease ran out) as sending,
+ *	  Claim: one UPDATE ... WHERE id = ANY (SELECT ... FOR UPDATE SKIP LOCKED
+ *	  LIMIT n) marks due messages (and sending ones whose lease ran out) as sending,
  *	  counts the attempt and sets the lease.  Each claimed message then goes
  *	  through gate_check(), the channel and the renderer inside its own
  *	  subtransaction, so one bad message fails alone.  Verdicts other than
@@ -46,6 +46,7 @@
 
 static SPIPlanPtr channels_plan = NULL;
 static SPIPlanPtr claim_plan = NULL;
+static SPIPlanPtr claim_excluding_plan = NULL;
 static SPIPlanPtr claim_channel_plan = NULL;
 static SPIPlanPtr next_due_plan = NULL;
 static SPIPlanPtr update_plan = NULL;
@@ -232,9 +233,32 @@ load_channels(TimestampTz now)
 	return excluded;
 }
 
-static const char claim_columns[] =
-"RETURNING m.id, m.channel, m.recipient, m.template, m.data, m.attempts, "
-"m.idempotency_key, m.due_at, m.rule_id, m.source_key, m.fallback_of IS NOT NULL";
+/*
+ * The claim: due messages first, then those whose lease ran out, locked
+ * with SKIP LOCKED so that concurrent claims never wait on each other.
+ * The ids go through an array so that the UPDATE probes the primary key,
+ * whatever the planner guesses of LIMIT $1.  "filter" narrows the channels
+ * ($3); parameters: $1 limit, $2 lease in seconds.
+ */
+static char *
+claim_sql(const char *filter)
+{
+	return psprintf("WITH due AS ("
+					" SELECT id FROM reminder.message "
+					" WHERE status IN ('scheduled', 'retrying') AND next_attempt_at <= now() %s "
+					" ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED), "
+					"expired AS ("
+					" SELECT id FROM reminder.message "
+					" WHERE status = 'sending' AND lease_until < now() %s "
+					" ORDER BY lease_until LIMIT $1 FOR UPDATE SKIP LOCKED) "
+					"UPDATE reminder.message m "
+					"SET status = 'sending', attempts = m.attempts + 1, "
+					"lease_until = now() + make_interval(secs => $2), updated_at = now() "
+					"WHERE m.id = ANY (ARRAY(SELECT id FROM due UNION ALL SELECT id FROM expired LIMIT $1)) "
+					"RETURNING m.id, m.channel, m.recipient, m.template, m.data, m.attempts, "
+					"m.idempotency_key, m.due_at, m.rule_id, m.source_key, m.fallback_of IS NOT NULL",
+					filter, filter);
+}
 
 /* Claim up to limit messages, of every channel but the excluded ones. */
 static uint64
@@ -243,37 +267,38 @@ claim_all(int limit, List *excluded)
 	Datum		values[3];
 	ListCell   *lc;
 	Column		names;
+	SPIPlanPtr	plan;
 
-	if (claim_plan == NULL)
-	{
-		Oid			argtypes[3] = {INT4OID, TEXTARRAYOID, INT4OID};
-
-		claim_plan = prepare_kept(psprintf(
-										   "WITH due AS ("
-										   " SELECT id FROM reminder.message "
-										   " WHERE status IN ('scheduled', 'retrying') AND next_attempt_at <= now() "
-										   " AND channel <> ALL ($2) "
-										   " ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED), "
-										   "expired AS ("
-										   " SELECT id FROM reminder.message "
-										   " WHERE status = 'sending' AND lease_until < now() "
-										   " AND channel <> ALL ($2) "
-										   " ORDER BY lease_until LIMIT $1 FOR UPDATE SKIP LOCKED), "
-										   "c AS (SELECT id FROM due UNION ALL SELECT id FROM expired LIMIT $1) "
-										   "UPDATE reminder.message m "
-										   "SET status = 'sending', attempts = m.attempts + 1, "
-										   "lease_until = now() + make_interval(secs => $3), updated_at = now() "
-										   "FROM c WHERE m.id = c.id %s", claim_columns),
-								  3, argtypes);
-	}
-
-	col_init(&names, TEXTOID);
-	foreach(lc, excluded)
-		col_add_text(&names, lfirst(lc));
 	values[0] = Int32GetDatum(limit);
-	values[1] = col_done(&names);
-	values[2] = Int32GetDatum(reminder_lease_timeout);
-	if (SPI_execute_plan(claim_plan, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+	values[1] = Int32GetDatum(reminder_lease_timeout);
+	if (excluded == NIL)
+	{
+		/* the usual case, run all the time: one generic plan */
+		if (claim_plan == NULL)
+		{
+			Oid			argtypes[2] = {INT4OID, INT4OID};
+
+			claim_plan = prepare_kept_opts(claim_sql(""), 2, argtypes,
+										   CURSOR_OPT_GENERIC_PLAN);
+		}
+		plan = claim_plan;
+	}
+	else
+	{
+		if (claim_excluding_plan == NULL)
+		{
+			Oid			argtypes[3] = {INT4OID, INT4OID, TEXTARRAYOID};
+
+			claim_excluding_plan = prepare_kept(claim_sql("AND channel <> ALL ($3)"),
+												3, argtypes);
+		}
+		col_init(&names, TEXTOID);
+		foreach(lc, excluded)
+			col_add_text(&names, lfirst(lc));
+		values[2] = col_done(&names);
+		plan = claim_excluding_plan;
+	}
+	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim messages");
 	return SPI_processed;
 }
@@ -286,28 +311,13 @@ claim_channel(int limit, const char *channel)
 
 	if (claim_channel_plan == NULL)
 	{
-		Oid			argtypes[3] = {INT4OID, TEXTOID, INT4OID};
+		Oid			argtypes[3] = {INT4OID, INT4OID, TEXTOID};
 
-		claim_channel_plan = prepare_kept(psprintf(
-												   "WITH due AS ("
-												   " SELECT id FROM reminder.message "
-												   " WHERE status IN ('scheduled', 'retrying') AND next_attempt_at <= now() "
-												   " AND channel = $2 "
-												   " ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED), "
-												   "expired AS ("
-												   " SELECT id FROM reminder.message "
-												   " WHERE status = 'sending' AND lease_until < now() AND channel = $2 "
-												   " ORDER BY lease_until LIMIT $1 FOR UPDATE SKIP LOCKED), "
-												   "c AS (SELECT id FROM due UNION ALL SELECT id FROM expired LIMIT $1) "
-												   "UPDATE reminder.message m "
-												   "SET status = 'sending', attempts = m.attempts + 1, "
-												   "lease_until = now() + make_interval(secs => $3), updated_at = now() "
-												   "FROM c WHERE m.id = c.id %s", claim_columns),
-										  3, argtypes);
+		claim_channel_plan = prepare_kept(claim_sql("AND channel = $3"), 3, argtypes);
 	}
 	values[0] = Int32GetDatum(limit);
-	values[1] = CStringGetTextDatum(channel);
-	values[2] = Int32GetDatum(reminder_lease_timeout);
+	values[1] = Int32GetDatum(reminder_lease_timeout);
+	values[2] = CStringGetTextDatum(channel);
 	if (SPI_execute_plan(claim_channel_plan, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim messages");
 	return SPI_processed;
@@ -510,11 +520,12 @@ prepare_one(ClaimedMessage *m, List **cache, MemoryContext parent,
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
-		GateMessage gm;
+		GateMessage gm = {0};	/* fields added later default to zero */
 		GateResult	gr;
 
 		cc = cached_channel(cache, m->channel, cxt);
 
+		gm.dry_run = false;
 		gm.id = m->id;
 		gm.channel = cc;
 		gm.recipient = m->recipient;

@@ -12,11 +12,16 @@
 #include "postgres.h"
 
 #include "datatype/timestamp.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "fmgr.h"
 #include "nodes/pg_list.h"
 #include "pgtime.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
+#include "utils/date.h"
 #include "utils/jsonb.h"
+#include "utils/rel.h"
 
 #define REMINDER_SCHEMA			"reminder"
 #define REMINDER_EXTENSION		"reminder"
@@ -268,6 +273,7 @@ typedef struct GateMessage
 	TimestampTz due_at;
 	int64		rule_id;		/* 0: not made by a rule */
 	const char *source_key;
+	bool		dry_run;		/* reminder.gate_check(): decide, change nothing */
 } GateMessage;
 
 typedef struct GateResult
@@ -340,6 +346,158 @@ extern char *links_token(int64 message_id, LinkAction action, int score,
 						 TimestampTz expires_at);
 extern Jsonb *links_context(int64 message_id);
 extern Jsonb *links_add_to_context(Jsonb *context, int64 message_id);
+
+/* ----------------
+ * in calendar.c: business days and day arithmetic in a time zone
+ * ----------------
+ */
+typedef struct BusinessCalendar
+{
+	char	   *name;
+	uint8		weekend;		/* bit n set: ISO day n (1 = Monday) is off */
+	int			nholidays;
+	DateADT    *holidays;		/* sorted */
+} BusinessCalendar;
+
+extern BusinessCalendar *calendar_load(const char *name);
+extern bool calendar_is_business_day(const BusinessCalendar *cal, DateADT day);
+extern TimestampTz calendar_add(TimestampTz ts, const Interval *offset, int sign,
+								const BusinessCalendar *cal, struct pg_tz *tz);
+
+/* ----------------
+ * in rules_expr.c: SQL expressions over the row of a watched table
+ * ----------------
+ */
+typedef enum RuleExprType
+{
+	REXPR_BOOL,					/* condition, stop_condition, when */
+	REXPR_TEXT,					/* channel, template, recipient fields */
+	REXPR_JSONB,				/* a whole recipient */
+	REXPR_ANY_JSONB,			/* bcc: any type, passed through to_jsonb() */
+	REXPR_INTERVALS				/* offsets: interval or interval[] */
+} RuleExprType;
+
+extern Node *rule_expr_parse(Relation rel, const char *text, RuleExprType type,
+							 const char *what, const char *rule_name);
+extern char *rule_expr_deparse(Node *expr, Relation rel);
+extern char *rule_expr_canonical(Relation rel, const char *text, RuleExprType type,
+								 const char *what, const char *rule_name,
+								 Node **expr);
+extern char *rule_expr_rename(Relation rel, const char *text, const char *oldname,
+							  const char *newname, bool table);
+extern int	rule_pin_search_path(void);
+extern void rule_pin_styles(void);
+
+/* ----------------
+ * in rules_cache.c: rules compiled per backend, dropped when a rule,
+ * channel, template or calendar changes
+ * ----------------
+ */
+typedef enum RuleKind
+{
+	RULE_BEFORE,
+	RULE_AFTER,
+	RULE_ON_CHANGE,
+	RULE_FOLLOW_UP,
+	RULE_SURVEY
+} RuleKind;
+
+/* A setting that is a constant or an expression over the row. */
+typedef struct RuleValue
+{
+	int			expr;			/* index into CompiledRule.exprs, or -1 */
+	bool		isnull;			/* constant NULL (or absent) */
+	Datum		value;			/* the constant, when expr < 0 */
+} RuleValue;
+
+typedef struct RuleField
+{
+	char	   *key;			/* recipient key: email, phone, name ... */
+	int			expr;			/* its expression (text) */
+} RuleField;
+
+typedef struct RuleRecipient
+{
+	int			index;			/* position in the rule; part of message keys */
+	char	   *role;			/* NULL when none */
+	RuleValue	channel;		/* constant: C string */
+	RuleValue	template;		/* constant: C string; unused with templates */
+	Jsonb	   *templates;		/* {value: template} or [template per step] */
+	int			offsets_expr;	/* interval[] expression, or -1 */
+	int			noffsets;		/* constant offsets */
+	Interval   *offsets;
+	Jsonb	   *to_const;		/* the constant part of the address */
+	List	   *to_fields;		/* RuleField: keys computed per row */
+	int			to_expr;		/* jsonb expression: the whole address, or -1 */
+	RuleValue	bcc;			/* constant: Jsonb */
+	int			when;			/* boolean expression, or -1 */
+	bool		constant;		/* nothing about the address varies per row */
+} RuleRecipient;
+
+typedef struct CompiledRule
+{
+	int64		id;
+	char	   *name;
+	RuleKind	kind;
+	Oid			relid;
+	Oid			owner;			/* table owner: user expressions run as it */
+	char	   *source_table;	/* qualified name, for message.source_table */
+	AttrNumber	column;			/* anchor or watched column */
+	Oid			column_type;
+	int			nkeys;
+	AttrNumber *key_columns;
+	FmgrInfo   *key_out;
+	Oid		   *key_types;
+	int			condition;		/* expression index, or -1 */
+	int			stop;			/* expression index, or -1 */
+	char	   *stop_text;		/* canonical, for the send-time check */
+	char	   *condition_text;
+	int			nchanges;		/* on_change/survey: values, 0 = any */
+	char	  **changes_to;
+	List	   *recipients;		/* RuleRecipient */
+	bool		business_days;
+	BusinessCalendar *calendar;
+	struct pg_tz *tz;
+	bool		send_past;
+	Interval	throttle;
+	List	   *exprs;			/* planned Expr, evaluated as owner */
+	bool		deterministic;	/* no expression calls a mutable function */
+	Expr	   *data_new;		/* {"row": new} */
+	Expr	   *data_old;		/* {"row": new, "old": old} */
+	FmgrInfo	column_out;		/* on_change/survey: output of column */
+
+	/* bookkeeping */
+	MemoryContext cxt;
+	int			refcount;
+	bool		stale;
+	SPIPlanPtr	gate_plan;		/* rules_gate.c: row lookup at send time */
+} CompiledRule;
+
+extern CompiledRule *rule_cache_get(int64 rule_id, bool missing_ok);
+extern void rule_cache_release(CompiledRule *rule);
+extern ChannelConfig *rule_cache_channel(const char *name);
+extern TemplateRow *rule_cache_template(const char *name, const char *locale);
+extern Oid	extension_owner(void);
+extern Oid	rule_relation_oid(void);
+extern RuleKind rule_kind_from_name(const char *kind);
+extern const char *rule_kind_name(RuleKind kind);
+extern char *rule_source_key(CompiledRule *rule, TupleTableSlot *slot);
+
+/* ----------------
+ * in rules.c: the watch trigger
+ * ----------------
+ */
+#define RULE_CANCEL_PREFIX	"rule: "
+
+extern void rules_backfill(CompiledRule *rule);
+extern int64 rules_cancel_pending(int64 rule_id, const char *reason);
+
+/* ----------------
+ * in rules_gate.c: send-time checks of rule-made messages
+ * ----------------
+ */
+extern void rule_stop_check(const GateMessage *msg, GateResult *result);
+extern void survey_throttle_check(const GateMessage *msg, GateResult *result);
 
 /* ----------------
  * in wakeup.c: waking the worker at commit

@@ -432,6 +432,19 @@ ms_until(TimestampTz t, TimestampTz now)
 	return secs * 1000 + (usecs + 999) / 1000;
 }
 
+/*
+ * Whether to claim now, given free transfer slots.  While busy with a
+ * backlog, wait until a quarter of the slots is free so that claims and
+ * records come in batches, not one message at a time.
+ */
+static bool
+may_claim(int free_slots, int threshold, bool more)
+{
+	if (free_slots <= 0)
+		return false;
+	return !(more && free_slots < threshold && transport_in_flight() > 0);
+}
+
 static void
 reload_config(void)
 {
@@ -467,7 +480,7 @@ deliver(void)
 	TimestampTz first_done_at = 0;
 	TimestampTz last_purge = 0;
 	TimestampTz grace_until = 0;
-	bool		latch_fired = true;
+	bool		claim_wanted = true;	/* woken for new work, not yet claimed */
 	bool		sockets_ready = false;
 	bool		more = false;
 	bool		gone = false;
@@ -551,8 +564,8 @@ deliver(void)
 			/* 3. claim, refilling free slots in batches while busy */
 			set_state(WORKER_RUNNING);
 			free_slots = reminder_max_concurrent - transport_in_flight();
-			if (free_slots > 0 && (latch_fired || now >= next_claim) &&
-				!(more && free_slots < threshold && transport_in_flight() > 0))
+			if (may_claim(free_slots, threshold, more) &&
+				(claim_wanted || now >= next_claim))
 			{
 				ClaimResult res;
 
@@ -574,6 +587,7 @@ deliver(void)
 
 				now = GetCurrentTimestamp();
 				more = res.more;
+				claim_wanted = false;
 				next_claim = more ? now :
 					Min(Min(res.next_due, res.next_token),
 						TimestampTzPlusMilliseconds(now, reminder_poll_interval));
@@ -593,22 +607,23 @@ deliver(void)
 		timeout = reminder_poll_interval;
 		if (stopping)
 			timeout = ms_until(grace_until, now);
-		else if (free_slots > 0)
-			timeout = Min(timeout, ms_until(next_claim, now));
+		else if (may_claim(free_slots, threshold, more))
+			timeout = Min(timeout, ms_until(claim_wanted ? now : next_claim, now));
 		if (transport_timeout_ms() >= 0)
 			timeout = Min(timeout, transport_timeout_ms());
 		if (!dlist_is_empty(&done))
 			timeout = Min(timeout, ms_until(TimestampTzPlusMilliseconds(first_done_at, RECORD_DELAY_MS), now));
-		publish_next_wake(free_slots > 0 && !stopping ? next_claim : DT_NOEND);
+		publish_next_wake(may_claim(free_slots, threshold, more) && !stopping ?
+						  next_claim : DT_NOEND);
 
 		pgstat_report_wait_start(PG_WAIT_EXTENSION);
 		nevents = WaitEventSetWait(wes, timeout, events, lengthof(events), PG_WAIT_EXTENSION);
 		pgstat_report_wait_end();
-		latch_fired = sockets_ready = false;
+		sockets_ready = false;
 		for (int i = 0; i < nevents; i++)
 		{
 			if (events[i].events & WL_LATCH_SET)
-				latch_fired = true;
+				claim_wanted = true;
 			if (events[i].events & WL_SOCKET_READABLE)
 				sockets_ready = true;
 		}
@@ -616,7 +631,8 @@ deliver(void)
 
 	/* what has not finished is left to its lease */
 	transport_abandon_all();
-	record_done(&done);
+	if (!gone)
+		record_done(&done);
 	if (gone)
 		set_state(WORKER_NO_EXTENSION);
 }

@@ -4,8 +4,8 @@
 -- docs/worker.md.
 -- ---------------------------------------------------------------------------
 
--- Called once below: says (NOTICE) that nothing will be delivered unless the
--- library is preloaded, or asks the launcher, when CREATE EXTENSION commits,
+-- Called once below: when CREATE EXTENSION commits, says (NOTICE) that nothing
+-- will be delivered unless the library is preloaded, or asks the launcher
 -- to start this database's worker.
 CREATE FUNCTION reminder._on_create()
 RETURNS void

@@ -18,11 +18,12 @@ DECLARE
 BEGIN
     FOREACH t IN ARRAY ARRAY['channel', 'channel_secret', 'template', 'recipient',
                              'message', 'attempt', 'event', 'log',
-                             'consent', 'consent_log', 'signing_key'] LOOP
+                             'consent', 'consent_log', 'signing_key',
+                             'rule', 'calendar', 'holiday', 'survey_log'] LOOP
         PERFORM pg_catalog.pg_extension_config_dump(('reminder.' || t)::regclass, '');
     END LOOP;
     FOREACH t IN ARRAY ARRAY['recipient', 'message', 'attempt', 'event', 'log',
-                             'consent', 'consent_log'] LOOP
+                             'consent', 'consent_log', 'rule'] LOOP
         PERFORM pg_catalog.pg_extension_config_dump(
             pg_catalog.pg_get_serial_sequence('reminder.' || t, 'id')::regclass, '');
     END LOOP;

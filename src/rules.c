@@ -1,0 +1,1396 @@
+/*-------------------------------------------------------------------------
+ *
+ * rules.c
+ *	  The watch trigger: the rows one statement wrote to a watched table
+ *	  become messages in reminder.message, in the same transaction.
+ *
+ *	  watch() puts four statement-level AFTER triggers on the table, for
+ *	  INSERT, UPDATE and DELETE with transition tables and for TRUNCATE,
+ *	  each carrying the rule id.  One firing handles the whole statement:
+ *
+ *	  1. For every row, as the table owner, evaluate the rule's compiled
+ *	     expressions (condition, per-recipient channel, address, offsets)
+ *	     and work out the messages the row calls for; each has a key made
+ *	     of rule, recipient, step (and, for on_change, the new value) and
+ *	     the row's key, so writing the same row again yields the same
+ *	     keys.
+ *	  2. As the extension owner, write a batch of them with one
+ *	     INSERT ... SELECT from an ephemeral named relation, ON CONFLICT on
+ *	     the key: a new key is a new message; a pending message with the
+ *	     key is rescheduled or updated; a message the rule cancelled comes
+ *	     back; one sent, failed or suppressed is left alone.
+ *	  3. For UPDATE (rules whose messages follow the row's state: before,
+ *	     after, follow_up) and DELETE, cancel the pending messages of the
+ *	     old rows that the new rows no longer call for.
+ *
+ *	  Nothing is planned per row and the extension's tables are not read
+ *	  per row: rules, channels and templates come from rules_cache.c.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "common/cryptohash.h"
+#include "common/hashfn.h"
+#include "common/sha2.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgtime.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/queryenvironment.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+
+#include "reminder.h"
+
+PG_FUNCTION_INFO_V1(reminder_watch_trigger);
+
+/* Messages written per INSERT ... SELECT; bounds memory for huge statements. */
+#define BATCH_ROWS		10000
+
+/* Row keys longer than this are hashed in message keys. */
+#define MAX_KEY_TEXT	128
+
+#define BATCH_NAME		"reminder_batch"
+
+enum
+{
+	B_KEY,
+	B_SOURCE_KEY,
+	B_CHANNEL,
+	B_RECIPIENT_ID,
+	B_RECIPIENT,
+	B_TEMPLATE,
+	B_DATA,
+	B_DUE_AT,
+	B_NCOLS
+};
+
+typedef enum RunEvent
+{
+	RUN_INSERT,
+	RUN_UPDATE,
+	RUN_DELETE
+} RunEvent;
+
+/* a message key the new rows call for */
+typedef struct Desired
+{
+	char	   *key;			/* hash key */
+	TimestampTz due_at;
+	bool		written;		/* false: skipped as past, keep if unchanged */
+} Desired;
+
+/* One statement's worth of work for one rule. */
+typedef struct RuleRun
+{
+	CompiledRule *rule;
+	RunEvent	event;
+	bool		follow_state;	/* before/after/follow_up: cancel what the
+								 * updated rows no longer call for */
+	Oid			ext_owner;
+	int			sec_context;
+	TimestampTz now;
+	const char *row_key;		/* for error context */
+	bool		keys_only;		/* evaluating an old row: only its keys */
+
+	ExprContext *econtext;
+	ExprState **states;
+	ExprState  *data_new;
+	ExprState  *data_old;
+	Jsonb	  **fixed;			/* per recipient: the checked address when
+								 * constant, once per statement */
+	int64	   *fixed_id;
+
+	/* the batch */
+	MemoryContext batch_cxt;
+	Tuplestorestate *batch;
+	int			nbatch;
+	TimestampTz min_due;
+	HTAB	   *desired;
+	Datum	   *old_keys;
+	int			nold;
+	int			maxold;
+	List	   *old_wanted;		/* Desired: what the old rows called for */
+} RuleRun;
+
+static TupleDesc batch_desc = NULL;
+static SPIPlanPtr upsert_plan = NULL;
+static SPIPlanPtr update_plan = NULL;
+static SPIPlanPtr insert_missing_plan = NULL;
+static SPIPlanPtr cancel_by_key_plan = NULL;
+static SPIPlanPtr pending_plan = NULL;
+static SPIPlanPtr cancel_ids_plan = NULL;
+static SPIPlanPtr cancel_keys_plan = NULL;
+static SPIPlanPtr cancel_rule_plan = NULL;
+
+/* ----------------------------------------------------------------
+ *		Plans and the batch relation
+ * ----------------------------------------------------------------
+ */
+
+static TupleDesc
+get_batch_desc(void)
+{
+	if (batch_desc == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+		TupleDesc	d = CreateTemplateTupleDesc(B_NCOLS);
+
+		TupleDescInitEntry(d, B_KEY + 1, "key", TEXTOID, -1, 0);
+		TupleDescInitEntry(d, B_SOURCE_KEY + 1, "source_key", TEXTOID, -1, 0);
+		TupleDescInitEntry(d, B_CHANNEL + 1, "channel", TEXTOID, -1, 0);
+		TupleDescInitEntry(d, B_RECIPIENT_ID + 1, "recipient_id", INT8OID, -1, 0);
+		TupleDescInitEntry(d, B_RECIPIENT + 1, "recipient", JSONBOID, -1, 0);
+		TupleDescInitEntry(d, B_TEMPLATE + 1, "template", TEXTOID, -1, 0);
+		TupleDescInitEntry(d, B_DATA + 1, "data", JSONBOID, -1, 0);
+		TupleDescInitEntry(d, B_DUE_AT + 1, "due_at", TIMESTAMPTZOID, -1, 0);
+		batch_desc = BlessTupleDesc(d);
+		MemoryContextSwitchTo(old);
+	}
+	return batch_desc;
+}
+
+static SPIPlanPtr
+keep(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+	if (plan == NULL || SPI_keepplan(plan) != 0)
+		elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+	return plan;
+}
+
+/*
+ * Write the batch.  A pending message with the same key takes the new
+ * values, and only goes back to scheduled (resetting next_attempt_at) when
+ * its due time moved; a message the rule cancelled is scheduled again;
+ * anything sent, sending, failed, suppressed or cancelled by someone else
+ * stays as it is.  Needs the batch registered as an ENR.
+ */
+static void
+prepare_upsert(void)
+{
+	Oid			argtypes[2] = {INT8OID, TEXTOID};
+
+	upsert_plan = keep(
+					   "INSERT INTO reminder.message AS m "
+					   "  (channel, recipient_id, recipient, template, data, due_at, next_attempt_at, "
+					   "   idempotency_key, rule_id, source_table, source_key) "
+					   "SELECT channel, recipient_id, recipient, template, data, due_at, due_at, "
+					   "       key, $1, $2, source_key "
+					   "  FROM " BATCH_NAME " "
+					   "ON CONFLICT (idempotency_key) DO UPDATE SET "
+					   "  channel = excluded.channel, "
+					   "  recipient_id = excluded.recipient_id, "
+					   "  recipient = excluded.recipient, "
+					   "  template = excluded.template, "
+					   "  data = excluded.data, "
+					   "  source_table = excluded.source_table, "
+					   "  status = CASE WHEN m.status = 'cancelled' OR m.due_at <> excluded.due_at "
+					   "           THEN 'scheduled' ELSE m.status END, "
+					   "  next_attempt_at = CASE WHEN m.status = 'cancelled' OR m.due_at <> excluded.due_at "
+					   "           THEN excluded.due_at ELSE m.next_attempt_at END, "
+					   "  last_error = CASE WHEN m.status = 'cancelled' THEN NULL ELSE m.last_error END, "
+					   "  due_at = excluded.due_at, "
+					   "  updated_at = now() "
+					   "WHERE m.rule_id = excluded.rule_id "
+					   "  AND (m.status IN ('scheduled', 'retrying') "
+					   "       OR (m.status = 'cancelled' AND m.last_error LIKE '" RULE_CANCEL_PREFIX "%')) "
+					   "  AND (m.status = 'cancelled' "
+					   "       OR (m.due_at, m.channel, m.template, m.recipient, m.data) IS DISTINCT FROM "
+					   "          (excluded.due_at, excluded.channel, excluded.template, excluded.recipient, excluded.data))",
+					   2, argtypes);
+}
+
+/*
+ * Move the pending messages of updated rows, by key, straight from the
+ * batch, with the same rules as the upsert: only a moved due time puts a
+ * message back to scheduled, a message the rule cancelled comes back, any
+ * other state is left alone.
+ */
+static void
+prepare_update(void)
+{
+	Oid			argtypes[2] = {INT8OID, TEXTOID};
+
+	update_plan = keep(
+					   "UPDATE reminder.message AS m SET "
+					   "  channel = b.channel, "
+					   "  recipient_id = b.recipient_id, "
+					   "  recipient = b.recipient, "
+					   "  template = b.template, "
+					   "  data = b.data, "
+					   "  source_table = $2, "
+					   "  status = CASE WHEN m.status = 'cancelled' OR m.due_at <> b.due_at "
+					   "           THEN 'scheduled' ELSE m.status END, "
+					   "  next_attempt_at = CASE WHEN m.status = 'cancelled' OR m.due_at <> b.due_at "
+					   "           THEN b.due_at ELSE m.next_attempt_at END, "
+					   "  last_error = CASE WHEN m.status = 'cancelled' THEN NULL ELSE m.last_error END, "
+					   "  due_at = b.due_at, "
+					   "  updated_at = now() "
+					   "FROM " BATCH_NAME " AS b "
+					   "WHERE m.idempotency_key = b.key AND m.rule_id = $1 "
+					   "  AND (m.status IN ('scheduled', 'retrying') "
+					   "       OR (m.status = 'cancelled' AND m.last_error LIKE '" RULE_CANCEL_PREFIX "%')) "
+					   "  AND (m.status = 'cancelled' "
+					   "       OR (m.due_at, m.channel, m.template, m.recipient, m.data) IS DISTINCT FROM "
+					   "          (b.due_at, b.channel, b.template, b.recipient, b.data))",
+					   2, argtypes);
+}
+
+/* ...and insert those whose key has no message at all. */
+static void
+prepare_insert_missing(void)
+{
+	Oid			argtypes[2] = {INT8OID, TEXTOID};
+
+	insert_missing_plan = keep(
+							   "INSERT INTO reminder.message "
+							   "  (channel, recipient_id, recipient, template, data, due_at, next_attempt_at, "
+							   "   idempotency_key, rule_id, source_table, source_key) "
+							   "SELECT channel, recipient_id, recipient, template, data, due_at, due_at, "
+							   "       key, $1, $2, source_key "
+							   "  FROM " BATCH_NAME " AS b "
+							   " WHERE NOT EXISTS (SELECT FROM reminder.message m "
+							   "                    WHERE m.idempotency_key = b.key) "
+							   "ON CONFLICT (idempotency_key) DO NOTHING",
+							   2, argtypes);
+}
+
+static void
+prepare_plans(void)
+{
+	if (pending_plan == NULL)
+	{
+		Oid			argtypes[2] = {INT8OID, TEXTARRAYOID};
+
+		pending_plan = keep("SELECT id, idempotency_key, due_at FROM reminder.message "
+							"WHERE rule_id = $1 AND source_key = ANY ($2) "
+							"AND status IN ('scheduled', 'retrying')",
+							2, argtypes);
+	}
+	if (cancel_ids_plan == NULL)
+	{
+		Oid			argtypes[2] = {INT8ARRAYOID, TEXTOID};
+
+		cancel_ids_plan = keep("UPDATE reminder.message SET status = 'cancelled', "
+							   "last_error = $2, updated_at = now() "
+							   "WHERE id = ANY ($1) AND status IN ('scheduled', 'retrying')",
+							   2, argtypes);
+	}
+	if (cancel_keys_plan == NULL)
+	{
+		Oid			argtypes[3] = {INT8OID, TEXTARRAYOID, TEXTOID};
+
+		cancel_keys_plan = keep("UPDATE reminder.message SET status = 'cancelled', "
+								"last_error = $3, updated_at = now() "
+								"WHERE rule_id = $1 AND source_key = ANY ($2) "
+								"AND status IN ('scheduled', 'retrying')",
+								3, argtypes);
+	}
+	if (cancel_by_key_plan == NULL)
+	{
+		Oid			argtypes[3] = {INT8OID, TEXTARRAYOID, TEXTOID};
+
+		cancel_by_key_plan = keep("UPDATE reminder.message SET status = 'cancelled', "
+								  "last_error = $3, updated_at = now() "
+								  "WHERE idempotency_key = ANY ($2) AND rule_id = $1 "
+								  "AND status IN ('scheduled', 'retrying')",
+								  3, argtypes);
+	}
+	if (cancel_rule_plan == NULL)
+	{
+		Oid			argtypes[2] = {INT8OID, TEXTOID};
+
+		cancel_rule_plan = keep("UPDATE reminder.message SET status = 'cancelled', "
+								"last_error = $2, updated_at = now() "
+								"WHERE rule_id = $1 AND status IN ('scheduled', 'retrying')",
+								2, argtypes);
+	}
+}
+
+/*
+ * Cancel every pending message of a rule; returns how many.  Runs as the
+ * current user: callers switch to the extension owner.
+ */
+int64
+rules_cancel_pending(int64 rule_id, const char *reason)
+{
+	Datum		values[2];
+	int64		n;
+
+	SPI_connect();
+	prepare_plans();
+	values[0] = Int64GetDatum(rule_id);
+	values[1] = CStringGetTextDatum(reason);
+	if (SPI_execute_plan(cancel_rule_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not cancel messages of rule " INT64_FORMAT, rule_id);
+	n = SPI_processed;
+	SPI_finish();
+	return n;
+}
+
+/* ----------------------------------------------------------------
+ *		Keys
+ * ----------------------------------------------------------------
+ */
+
+static void
+append_encoded(StringInfo buf, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (const unsigned char *p = (const unsigned char *) s; *p; p++)
+	{
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			(*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.' || *p == '~')
+			appendStringInfoChar(buf, *p);
+		else
+		{
+			appendStringInfoChar(buf, '%');
+			appendStringInfoChar(buf, hex[*p >> 4]);
+			appendStringInfoChar(buf, hex[*p & 15]);
+		}
+	}
+}
+
+static void
+append_key_part(StringInfo buf, const char *s)
+{
+	if (strlen(s) <= MAX_KEY_TEXT)
+		append_encoded(buf, s);
+	else
+	{
+		pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+		uint8		digest[PG_SHA256_DIGEST_LENGTH];
+
+		if (ctx == NULL || pg_cryptohash_init(ctx) < 0 ||
+			pg_cryptohash_update(ctx, (const uint8 *) s, strlen(s)) < 0 ||
+			pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
+			elog(ERROR, "could not compute SHA-256");
+		pg_cryptohash_free(ctx);
+		appendStringInfoString(buf, "sha256.");
+		for (int i = 0; i < PG_SHA256_DIGEST_LENGTH; i++)
+			appendStringInfo(buf, "%02x", digest[i]);
+	}
+}
+
+/*
+ * rule:<rule>:<recipient>:<step>[:<value>]:<row key>, parts encoded so
+ * that the key is plain ASCII without separators inside parts: it goes
+ * into HTTP headers and SMTP Message-IDs.
+ */
+static char *
+message_key(int64 rule_id, int recipient, int step, const char *value,
+			const char *row_key)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "rule:" INT64_FORMAT ":%d:%d:", rule_id, recipient, step);
+	if (value)
+	{
+		append_key_part(&buf, value);
+		appendStringInfoChar(&buf, ':');
+	}
+	append_key_part(&buf, row_key);
+	return buf.data;
+}
+
+static uint32
+desired_hash(const void *key, Size keysize)
+{
+	const char *s = *(char *const *) key;
+
+	return hash_bytes((const unsigned char *) s, strlen(s));
+}
+
+static int
+desired_match(const void *a, const void *b, Size keysize)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+static void
+want(RuleRun *run, const char *key, TimestampTz due_at, bool written)
+{
+	Desired    *d;
+	char	   *k = MemoryContextStrdup(run->batch_cxt, key);
+	bool		found;
+
+	d = hash_search(run->desired, &k, HASH_ENTER, &found);
+	if (!found || written)
+	{
+		d->due_at = due_at;
+		d->written = written || (found && d->written);
+	}
+}
+
+/* ----------------------------------------------------------------
+ *		The batch
+ * ----------------------------------------------------------------
+ */
+
+static void
+batch_start(RuleRun *run)
+{
+	MemoryContext old = MemoryContextSwitchTo(run->batch_cxt);
+	HASHCTL		ctl;
+
+	run->batch = tuplestore_begin_heap(false, false, work_mem);
+	run->nbatch = 0;
+	run->min_due = DT_NOEND;
+	run->nold = 0;
+	run->maxold = 64;
+	run->old_keys = palloc(sizeof(Datum) * run->maxold);
+	run->desired = NULL;
+	run->old_wanted = NIL;
+	if (run->follow_state && run->event == RUN_UPDATE)
+	{
+		ctl.keysize = sizeof(char *);
+		ctl.entrysize = sizeof(Desired);
+		ctl.hash = desired_hash;
+		ctl.match = desired_match;
+		ctl.hcxt = run->batch_cxt;
+		run->desired = hash_create("reminder desired messages", 256, &ctl,
+								   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	}
+	MemoryContextSwitchTo(old);
+}
+
+static void
+batch_add(RuleRun *run, const char *key, const char *row_key, const char *channel,
+		  int64 recipient_id, Jsonb *recipient, const char *template, Jsonb *data,
+		  TimestampTz due_at)
+{
+	Datum		values[B_NCOLS];
+	bool		nulls[B_NCOLS] = {0};
+
+	values[B_KEY] = CStringGetTextDatum(key);
+	values[B_SOURCE_KEY] = CStringGetTextDatum(row_key);
+	values[B_CHANNEL] = CStringGetTextDatum(channel);
+	values[B_RECIPIENT_ID] = Int64GetDatum(recipient_id);
+	nulls[B_RECIPIENT_ID] = recipient_id == 0;
+	values[B_RECIPIENT] = JsonbPGetDatum(recipient);
+	values[B_TEMPLATE] = CStringGetTextDatum(template);
+	values[B_DATA] = JsonbPGetDatum(data);
+	values[B_DUE_AT] = TimestampTzGetDatum(due_at);
+	tuplestore_putvalues(run->batch, get_batch_desc(), values, nulls);
+
+	run->nbatch++;
+	if (due_at < run->min_due)
+		run->min_due = due_at;
+	if (run->desired)
+		want(run, key, due_at, true);
+}
+
+static void
+add_old_key(RuleRun *run, const char *row_key)
+{
+	MemoryContext old = MemoryContextSwitchTo(run->batch_cxt);
+
+	if (run->nold == run->maxold)
+	{
+		run->maxold *= 2;
+		run->old_keys = repalloc(run->old_keys, sizeof(Datum) * run->maxold);
+	}
+	run->old_keys[run->nold++] = CStringGetTextDatum(row_key);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Run a plan over the batch registered as BATCH_NAME; returns the number
+ * of rows processed.  The planner is told the batch holds one row whatever
+ * its size: a nested loop over it with index lookups into reminder.message
+ * suits any batch, while a kept plan made for a large batch (a hash join
+ * scanning the outbox) would be very wrong for the single-row statements
+ * that follow.
+ */
+static uint64
+run_on_batch(RuleRun *run, SPIPlanPtr *plan, void (*prepare) (void), Datum *values,
+			 int expect)
+{
+	EphemeralNamedRelation enr = palloc0(sizeof(EphemeralNamedRelationData));
+	uint64		n;
+
+	enr->md.name = BATCH_NAME;
+	enr->md.reliddesc = InvalidOid;
+	enr->md.tupdesc = get_batch_desc();
+	enr->md.enrtype = ENR_NAMED_TUPLESTORE;
+	enr->md.enrtuples = 1;
+	enr->reldata = run->batch;
+	if (SPI_register_relation(enr) != SPI_OK_REL_REGISTER)
+		elog(ERROR, "could not register the message batch");
+	if (*plan == NULL)
+		prepare();				/* the plan refers to the batch: prepare it now */
+	if (SPI_execute_plan(*plan, values, NULL, false, 0) != expect)
+		elog(ERROR, "could not write rule messages");
+	n = SPI_processed;
+	if (SPI_unregister_relation(BATCH_NAME) != SPI_OK_REL_UNREGISTER)
+		elog(ERROR, "could not unregister the message batch");
+	return n;
+}
+
+static void
+cancel_ids(Datum *ids, int n, const char *reason, SPIPlanPtr plan, Datum rule_id)
+{
+	Datum		args[3];
+
+	if (n == 0)
+		return;
+	if (plan == cancel_ids_plan)
+	{
+		args[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		args[1] = CStringGetTextDatum(reason);
+	}
+	else
+	{
+		args[0] = rule_id;
+		args[1] = PointerGetDatum(construct_array(ids, n, TEXTOID, -1, false, TYPALIGN_INT));
+		args[2] = CStringGetTextDatum(reason);
+	}
+	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not cancel messages of updated rows");
+}
+
+/*
+ * UPDATE of a rule that follows the row's state: cancel the pending
+ * messages the old rows called for and the new rows do not, then move the
+ * ones both call for (by key, from the batch) and insert the new ones.
+ *
+ * What the old rows called for is worked out from the old rows themselves
+ * when every expression of the rule is immutable, so the same row gives
+ * the same answer now as when it was written.  Otherwise (now(), a STABLE
+ * function reading another table) the pending messages of the old rows are
+ * read back and compared.
+ */
+static void
+flush_update(RuleRun *run, Datum *values)
+{
+	Datum	   *cancel;
+	int			ncancel = 0;
+	ListCell   *lc;
+
+	if (run->rule->deterministic)
+	{
+		cancel = palloc(sizeof(Datum) * Max(list_length(run->old_wanted), 1));
+		foreach(lc, run->old_wanted)
+		{
+			Desired    *o = lfirst(lc);
+			Desired    *d = hash_search(run->desired, &o->key, HASH_FIND, NULL);
+
+			if (d == NULL || (!d->written && d->due_at != o->due_at))
+				cancel[ncancel++] = CStringGetTextDatum(o->key);
+		}
+		cancel_ids(cancel, ncancel, RULE_CANCEL_PREFIX "row changed", cancel_by_key_plan, values[0]);
+	}
+	else
+	{
+		Datum		args[2];
+		uint64		n;
+
+		args[0] = values[0];
+		args[1] = PointerGetDatum(construct_array(run->old_keys, run->nold, TEXTOID, -1, false, TYPALIGN_INT));
+		if (SPI_execute_plan(pending_plan, args, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read pending messages of updated rows");
+		n = SPI_processed;
+		cancel = palloc(sizeof(Datum) * Max(n, 1));
+		for (uint64 i = 0; i < n; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		isnull;
+			char	   *key = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
+			TimestampTz due = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
+			Desired    *d = hash_search(run->desired, &key, HASH_FIND, NULL);
+
+			if (d == NULL || (!d->written && d->due_at != due))
+				cancel[ncancel++] = SPI_getbinval(tup, desc, 1, &isnull);
+		}
+		cancel_ids(cancel, ncancel, RULE_CANCEL_PREFIX "row changed", cancel_ids_plan, values[0]);
+	}
+
+	if (run->nbatch > 0 &&
+		run_on_batch(run, &update_plan, prepare_update, values, SPI_OK_UPDATE) < run->nbatch)
+		(void) run_on_batch(run, &insert_missing_plan, prepare_insert_missing, values, SPI_OK_INSERT);
+}
+
+static void
+flush(RuleRun *run)
+{
+	MemoryContext old;
+	Datum		values[3];
+
+	if (run->nbatch == 0 && run->nold == 0 && run->old_wanted == NIL)
+		return;
+
+	old = MemoryContextSwitchTo(run->batch_cxt);
+	SPI_connect();
+	prepare_plans();
+	values[0] = Int64GetDatum(run->rule->id);
+	values[1] = CStringGetTextDatum(run->rule->source_table);
+
+	if (run->event == RUN_DELETE)
+	{
+		values[1] = PointerGetDatum(construct_array(run->old_keys, run->nold, TEXTOID, -1, false, TYPALIGN_INT));
+		values[2] = CStringGetTextDatum(RULE_CANCEL_PREFIX "row deleted");
+		if (SPI_execute_plan(cancel_keys_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not cancel messages of deleted rows");
+	}
+	else if (run->event == RUN_UPDATE && run->follow_state)
+		flush_update(run, values);
+	else if (run->nbatch > 0)
+		(void) run_on_batch(run, &upsert_plan, prepare_upsert, values, SPI_OK_INSERT);
+
+	if (run->nbatch > 0)
+		wakeup_at_commit(run->min_due);
+	SPI_finish();
+	MemoryContextSwitchTo(old);
+
+	tuplestore_end(run->batch);
+	MemoryContextReset(run->batch_cxt);
+	batch_start(run);
+}
+
+/* ----------------------------------------------------------------
+ *		Evaluating the rule for a row
+ * ----------------------------------------------------------------
+ */
+
+/* Evaluate expression i of the rule as the table owner. */
+static Datum
+eval(RuleRun *run, int i, bool *isnull)
+{
+	Datum		d;
+
+	SetUserIdAndSecContext(run->rule->owner, run->sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	d = ExecEvalExpr(run->states[i], run->econtext, isnull);
+	SetUserIdAndSecContext(run->ext_owner, run->sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	return d;
+}
+
+static bool
+eval_bool(RuleRun *run, int i)
+{
+	bool		isnull;
+	Datum		d = eval(run, i, &isnull);
+
+	return !isnull && DatumGetBool(d);
+}
+
+static char *
+eval_text(RuleRun *run, RuleValue *v)
+{
+	bool		isnull;
+	Datum		d;
+
+	if (v->expr < 0)
+		return v->isnull ? NULL : DatumGetPointer(v->value);
+	d = eval(run, v->expr, &isnull);
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+static Jsonb *
+eval_data(RuleRun *run, ExprState *state)
+{
+	bool		isnull;
+	Datum		d;
+
+	SetUserIdAndSecContext(run->rule->owner, run->sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	d = ExecEvalExpr(state, run->econtext, &isnull);
+	SetUserIdAndSecContext(run->ext_owner, run->sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	return DatumGetJsonbP(d);
+}
+
+/* A local date or time in the rule's zone as a point in time. */
+static bool
+anchor_time(CompiledRule *rule, Datum d, TimestampTz *result)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+	Timestamp	ts;
+	int			tz;
+
+	switch (rule->column_type)
+	{
+		case TIMESTAMPTZOID:
+			*result = DatumGetTimestampTz(d);
+			return !TIMESTAMP_NOT_FINITE(*result);
+		case DATEOID:
+			if (DATE_NOT_FINITE(DatumGetDateADT(d)))
+				return false;
+			ts = date2timestamp_no_overflow(DatumGetDateADT(d));
+			break;
+		default:
+			ts = DatumGetTimestamp(d);
+			break;
+	}
+	if (TIMESTAMP_NOT_FINITE(ts) || timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
+		return false;
+	tz = DetermineTimeZoneOffset(&tm, rule->tz);
+	return tm2timestamp(&tm, fsec, &tz, result) == 0;
+}
+
+static bool
+blank(const char *s)
+{
+	return s == NULL || s[strspn(s, " \t\r\n")] == '\0';
+}
+
+/*
+ * The recipient of r for this row, checked for channel cc; NULL when the
+ * row gives no address for the channel (no message then).  *recipient_id
+ * is the stored recipient's id, or 0.
+ */
+static Jsonb *
+build_recipient(RuleRun *run, RuleRecipient *r, ChannelConfig *cc, int64 *recipient_id)
+{
+	Jsonb	   *rcpt;
+	char	   *addr;
+
+	*recipient_id = 0;
+	if (r->constant && run->fixed[r->index] != NULL)
+	{
+		*recipient_id = run->fixed_id[r->index];
+		return run->fixed[r->index];
+	}
+
+	if (r->to_expr >= 0)
+	{
+		bool		isnull;
+		Datum		d = eval(run, r->to_expr, &isnull);
+
+		if (isnull)
+			return NULL;
+		rcpt = DatumGetJsonbP(d);
+		if (!JB_ROOT_IS_OBJECT(rcpt) || JB_ROOT_IS_SCALAR(rcpt))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("\"to\" of recipient %d must give a JSON object", r->index + 1),
+					 errhint("Build it with jsonb_build_object('email', ...).")));
+	}
+	else
+		rcpt = r->to_const;
+
+	/* one pass adds the per-row fields, role and bcc */
+	if (r->to_fields != NIL || r->role != NULL || r->bcc.expr >= 0 || !r->bcc.isnull)
+	{
+		JsonbParseState *state = NULL;
+		JsonbIterator *it = JsonbIteratorInit(&rcpt->root);
+		JsonbValue	v;
+		JsonbValue	k;
+		JsonbIteratorToken tok;
+		ListCell   *lc;
+
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		{
+			if (tok == WJB_END_OBJECT)
+				break;
+			pushJsonbValue(&state, tok, tok < WJB_BEGIN_ARRAY ? &v : NULL);
+		}
+		foreach(lc, r->to_fields)
+		{
+			RuleField  *f = lfirst(lc);
+			bool		isnull;
+			Datum		d = eval(run, f->expr, &isnull);
+
+			if (isnull)
+				continue;
+			k.type = jbvString;
+			k.val.string.val = f->key;
+			k.val.string.len = strlen(f->key);
+			v.type = jbvString;
+			v.val.string.val = TextDatumGetCString(d);
+			v.val.string.len = strlen(v.val.string.val);
+			pushJsonbValue(&state, WJB_KEY, &k);
+			pushJsonbValue(&state, WJB_VALUE, &v);
+		}
+		if (r->role)
+		{
+			k.type = jbvString;
+			k.val.string.val = "role";
+			k.val.string.len = 4;
+			v.type = jbvString;
+			v.val.string.val = r->role;
+			v.val.string.len = strlen(r->role);
+			pushJsonbValue(&state, WJB_KEY, &k);
+			pushJsonbValue(&state, WJB_VALUE, &v);
+		}
+		if (r->bcc.expr >= 0 || !r->bcc.isnull)
+		{
+			Jsonb	   *bcc;
+			bool		isnull = r->bcc.isnull;
+
+			bcc = r->bcc.expr >= 0 ? DatumGetJsonbP(eval(run, r->bcc.expr, &isnull)) :
+				DatumGetJsonbP(r->bcc.value);
+			if (!isnull)
+			{
+				k.type = jbvString;
+				k.val.string.val = "bcc";
+				k.val.string.len = 3;
+				pushJsonbValue(&state, WJB_KEY, &k);
+				if (JB_ROOT_IS_SCALAR(bcc))
+				{
+					JsonbValue	scalar;
+
+					(void) JsonbExtractScalar(&bcc->root, &scalar);
+					pushJsonbValue(&state, WJB_VALUE, &scalar);
+				}
+				else
+				{
+					v.type = jbvBinary;
+					v.val.binary.data = &bcc->root;
+					v.val.binary.len = VARSIZE(bcc) - VARHDRSZ;
+					pushJsonbValue(&state, WJB_VALUE, &v);
+				}
+			}
+		}
+		rcpt = JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+	}
+
+	if (jsonb_get(rcpt, "id") || jsonb_get(rcpt, "external_id"))
+		rcpt = catalog_resolve_recipient(rcpt, recipient_id);
+
+	/* no address for the channel: this row gets no message of it */
+	if (cc->kind == CHANNEL_EMAIL || cc->kind == CHANNEL_SMS)
+	{
+		addr = jsonb_get_text(rcpt, cc->kind == CHANNEL_EMAIL ? "email" : "phone");
+		if (blank(addr))
+			return NULL;
+	}
+
+	rcpt = recipient_for_channel(rcpt, cc);
+
+	if (r->constant)
+	{
+		MemoryContext old = MemoryContextSwitchTo(run->econtext->ecxt_per_query_memory);
+
+		run->fixed[r->index] = DatumGetJsonbPCopy(JsonbPGetDatum(rcpt));
+		run->fixed_id[r->index] = *recipient_id;
+		MemoryContextSwitchTo(old);
+	}
+	return rcpt;
+}
+
+/* The template of step for a transition to value; NULL: no message. */
+static char *
+template_for(RuleRun *run, RuleRecipient *r, const char *value, int step)
+{
+	if (r->templates && JB_ROOT_IS_OBJECT(r->templates) && value != NULL)
+	{
+		char	   *t = jsonb_get_text(r->templates, value);
+
+		if (t)
+			return t;
+	}
+	else if (r->templates && JB_ROOT_IS_ARRAY(r->templates))
+	{
+		int			n = JsonContainerSize(&r->templates->root);
+		JsonbValue *v = getIthJsonbValueFromContainer(&r->templates->root, Min(step, n - 1));
+
+		return jsonb_value_text(v);
+	}
+	return eval_text(run, &r->template);
+}
+
+static void
+emit(RuleRun *run, RuleRecipient *r, const char *row_key, TimestampTz anchor,
+	 const char *value, Jsonb **data, bool has_old)
+{
+	CompiledRule *rule = run->rule;
+	char	   *channel;
+	ChannelConfig *cc;
+	Jsonb	   *rcpt;
+	int64		recipient_id;
+	Interval   *offsets = r->offsets;
+	int			noffsets = r->noffsets;
+	bool	   *offnulls = NULL;
+	char	   *locale;
+	int			sign = rule->kind == RULE_BEFORE ? -1 : 1;
+
+	if (r->when >= 0 && !eval_bool(run, r->when))
+		return;
+	if ((channel = eval_text(run, &r->channel)) == NULL)
+		return;
+	if (run->keys_only)
+	{
+		/*
+		 * The old row's keys may include some it had no address for:
+		 * cancelling a key without a pending message does nothing, and
+		 * its channel may not even exist any more.
+		 */
+		cc = NULL;
+		rcpt = NULL;
+		recipient_id = 0;
+	}
+	else
+	{
+		cc = rule_cache_channel(channel);
+		if ((rcpt = build_recipient(run, r, cc, &recipient_id)) == NULL)
+			return;
+	}
+
+	if (r->offsets_expr >= 0)
+	{
+		bool		isnull;
+		Datum		d = eval(run, r->offsets_expr, &isnull);
+		Datum	   *elems;
+
+		if (isnull)
+			return;
+		deconstruct_array(DatumGetArrayTypeP(d), INTERVALOID, sizeof(Interval), false,
+						  TYPALIGN_DOUBLE, &elems, &offnulls, &noffsets);
+		offsets = palloc(sizeof(Interval) * Max(noffsets, 1));
+		for (int i = 0; i < noffsets; i++)
+			if (!offnulls[i])
+				offsets[i] = *DatumGetIntervalP(elems[i]);
+	}
+	if (noffsets == 0)
+		return;
+
+	if (*data == NULL && !run->keys_only)
+		*data = eval_data(run, has_old ? run->data_old : run->data_new);
+	locale = rcpt ? jsonb_get_text(rcpt, "locale") : NULL;
+
+	for (int i = 0; i < noffsets; i++)
+	{
+		TimestampTz due;
+		char	   *template;
+		TemplateRow *tmpl;
+		char	   *key;
+
+		if (offnulls && offnulls[i])
+			continue;
+		if (rule->business_days && offsets[i].month != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("offset of rule \"%s\" has months, which cannot be counted in business days",
+							rule->name)));
+		due = calendar_add(anchor, &offsets[i], sign,
+						   rule->business_days ? rule->calendar : NULL, rule->tz);
+		if ((template = template_for(run, r, value, i)) == NULL)
+			continue;
+		key = message_key(rule->id, r->index, i, value, row_key);
+		if (run->keys_only)
+		{
+			MemoryContext old = MemoryContextSwitchTo(run->batch_cxt);
+			Desired    *o = palloc(sizeof(Desired));
+
+			o->key = pstrdup(key);
+			o->due_at = due;
+			o->written = due >= run->now || rule->send_past;
+			run->old_wanted = lappend(run->old_wanted, o);
+			MemoryContextSwitchTo(old);
+			continue;
+		}
+		tmpl = rule_cache_template(template, locale);
+		check_required_variables(tmpl, *data, rcpt);
+
+		if (due < run->now && !rule->send_past)
+		{
+			if (run->desired)
+				want(run, key, due, false);
+			continue;
+		}
+		batch_add(run, key, row_key, channel, recipient_id, rcpt, template, *data, due);
+	}
+}
+
+/*
+ * What the row in slot calls for, given the row before (oldslot, for an
+ * UPDATE of an on_change or survey rule) or NULL.
+ */
+static void
+wanted_for_row(RuleRun *run, TupleTableSlot *slot, TupleTableSlot *oldslot,
+			   const char *row_key)
+{
+	CompiledRule *rule = run->rule;
+	char	   *value = NULL;
+	TimestampTz anchor;
+	bool		isnull;
+	Datum		d;
+	Jsonb	   *data = NULL;
+	ListCell   *lc;
+
+	d = slot_getattr(slot, rule->column, &isnull);
+	if (isnull)
+		return;
+	if (run->follow_state)
+	{
+		if (!anchor_time(rule, d, &anchor))
+			return;
+	}
+	else
+	{
+		/* on_change, survey: a change of the column to a value of interest */
+		value = OutputFunctionCall(&rule->column_out, d);
+		if (oldslot)
+		{
+			Datum		o = slot_getattr(oldslot, rule->column, &isnull);
+
+			if (!isnull && strcmp(OutputFunctionCall(&rule->column_out, o), value) == 0)
+				return;
+		}
+		if (rule->nchanges > 0)
+		{
+			int			i;
+
+			for (i = 0; i < rule->nchanges; i++)
+				if (rule->changes_to[i] && strcmp(rule->changes_to[i], value) == 0)
+					break;
+			if (i == rule->nchanges)
+				return;
+		}
+		anchor = run->now;
+	}
+
+	if (rule->condition >= 0 && !eval_bool(run, rule->condition))
+		return;
+	if (rule->stop >= 0 && eval_bool(run, rule->stop))
+		return;
+
+	foreach(lc, rule->recipients)
+		emit(run, lfirst(lc), row_key, anchor, value, &data, oldslot != NULL);
+}
+
+/*
+ * The messages one row calls for.  oldslot is the row before an UPDATE,
+ * or NULL.
+ */
+static void
+process_row(RuleRun *run, TupleTableSlot *newslot, TupleTableSlot *oldslot)
+{
+	ExprContext *econtext = run->econtext;
+	MemoryContext old;
+	char	   *row_key;
+
+	ResetExprContext(econtext);
+	old = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
+
+	if (oldslot && run->follow_state)
+	{
+		/* a rule following the row's state: what did the old row call for? */
+		row_key = rule_source_key(run->rule, oldslot);
+		if (!run->rule->deterministic)
+			add_old_key(run, row_key);	/* its pending messages are read back */
+		else
+		{
+			econtext->ecxt_scantuple = oldslot;
+			econtext->ecxt_outertuple = NULL;
+			run->row_key = row_key;
+			run->keys_only = true;
+			wanted_for_row(run, oldslot, NULL, row_key);
+			run->keys_only = false;
+		}
+		oldslot = NULL;
+	}
+
+	econtext->ecxt_scantuple = newslot;
+	econtext->ecxt_outertuple = oldslot;
+	row_key = rule_source_key(run->rule, newslot);
+	run->row_key = row_key;
+	wanted_for_row(run, newslot, oldslot, row_key);
+
+	MemoryContextSwitchTo(old);
+	run->row_key = NULL;
+	if (run->nbatch >= BATCH_ROWS || run->nold >= BATCH_ROWS ||
+		list_length(run->old_wanted) >= BATCH_ROWS)
+		flush(run);
+}
+
+static void
+run_error_callback(void *arg)
+{
+	RuleRun    *run = arg;
+
+	if (run->row_key)
+		errcontext("reminder rule \"%s\", row %s", run->rule->name, run->row_key);
+	else
+		errcontext("reminder rule \"%s\"", run->rule->name);
+}
+
+/*
+ * Set up a run: executor states of the rule's expressions, built as the
+ * table owner (that is when EXECUTE privileges are checked).
+ */
+static void
+run_begin(RuleRun *run, CompiledRule *rule, RunEvent event)
+{
+	Oid			save_userid;
+	int			n = list_length(rule->exprs);
+	int			nrecipients = list_length(rule->recipients);
+	ListCell   *lc;
+	int			i = 0;
+
+	memset(run, 0, sizeof(RuleRun));
+	run->rule = rule;
+	run->event = event;
+	run->follow_state = rule->kind == RULE_BEFORE || rule->kind == RULE_AFTER ||
+		rule->kind == RULE_FOLLOW_UP;
+	run->ext_owner = extension_owner();
+	GetUserIdAndSecContext(&save_userid, &run->sec_context);
+	run->now = GetCurrentTransactionStartTimestamp();
+
+	run->econtext = CreateStandaloneExprContext();
+	run->fixed = palloc0(sizeof(Jsonb *) * Max(nrecipients, 1));
+	run->fixed_id = palloc0(sizeof(int64) * Max(nrecipients, 1));
+
+	if (event != RUN_DELETE)
+	{
+		MemoryContext old = MemoryContextSwitchTo(run->econtext->ecxt_per_query_memory);
+
+		SetUserIdAndSecContext(rule->owner, run->sec_context | SECURITY_LOCAL_USERID_CHANGE);
+		run->states = palloc(sizeof(ExprState *) * Max(n, 1));
+		foreach(lc, rule->exprs)
+			run->states[i++] = ExecInitExpr(lfirst(lc), NULL);
+		run->data_new = ExecInitExpr(rule->data_new, NULL);
+		run->data_old = ExecInitExpr(rule->data_old, NULL);
+		SetUserIdAndSecContext(save_userid, run->sec_context);
+		MemoryContextSwitchTo(old);
+	}
+
+	run->batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "reminder batch",
+										   ALLOCSET_DEFAULT_SIZES);
+	batch_start(run);
+}
+
+static void
+run_end(RuleRun *run)
+{
+	flush(run);
+	tuplestore_end(run->batch);
+	MemoryContextDelete(run->batch_cxt);
+	FreeExprContext(run->econtext, true);
+}
+
+/* Read a transition table from the start with a read pointer of our own. */
+static int
+start_reading(Tuplestorestate *ts)
+{
+	int			ptr = tuplestore_alloc_read_pointer(ts, EXEC_FLAG_REWIND);
+
+	tuplestore_select_read_pointer(ts, ptr);
+	tuplestore_rescan(ts);
+	return ptr;
+}
+
+static bool
+next_row(Tuplestorestate *ts, int ptr, TupleTableSlot *slot)
+{
+	tuplestore_select_read_pointer(ts, ptr);
+	return tuplestore_gettupleslot(ts, true, false, slot);
+}
+
+/*
+ * Apply rule to the rows of one statement.  Runs as the extension owner,
+ * with search_path pinned.
+ */
+static void
+apply_rule(CompiledRule *rule, RunEvent event, TupleDesc desc,
+		   Tuplestorestate *newtab, Tuplestorestate *oldtab)
+{
+	RuleRun		run;
+	ErrorContextCallback errcb;
+	TupleTableSlot *newslot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+	TupleTableSlot *oldslot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+	int			newptr = newtab ? start_reading(newtab) : -1;
+	int			oldptr = oldtab ? start_reading(oldtab) : -1;
+
+	run_begin(&run, rule, event);
+	errcb.callback = run_error_callback;
+	errcb.arg = &run;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+
+	switch (event)
+	{
+		case RUN_INSERT:
+			while (next_row(newtab, newptr, newslot))
+				process_row(&run, newslot, NULL);
+			break;
+		case RUN_UPDATE:
+			/* old and new rows come in the same order, pair by pair */
+			while (next_row(newtab, newptr, newslot))
+			{
+				if (!next_row(oldtab, oldptr, oldslot))
+					elog(ERROR, "transition tables of an update differ in length");
+				process_row(&run, newslot, oldslot);
+			}
+			break;
+		case RUN_DELETE:
+			while (next_row(oldtab, oldptr, oldslot))
+			{
+				MemoryContext old = MemoryContextSwitchTo(run.econtext->ecxt_per_tuple_memory);
+
+				add_old_key(&run, rule_source_key(rule, oldslot));
+				MemoryContextSwitchTo(old);
+				ResetExprContext(run.econtext);
+				if (run.nold >= BATCH_ROWS)
+					flush(&run);
+			}
+			break;
+	}
+	run_end(&run);
+
+	error_context_stack = errcb.previous;
+	ExecDropSingleTupleTableSlot(newslot);
+	ExecDropSingleTupleTableSlot(oldslot);
+}
+
+/*
+ * Schedule what the rows already in the table call for, as if they had
+ * just been inserted (watch(..., backfill => true)).  Runs as the
+ * extension owner with search_path pinned; reads the table as its owner.
+ */
+void
+rules_backfill(CompiledRule *rule)
+{
+	Relation	rel = relation_open(rule->relid, AccessShareLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	TupleTableSlot *slot = MakeSingleTupleTableSlot(desc, &TTSOpsHeapTuple);
+	RuleRun		run;
+	ErrorContextCallback errcb;
+	Portal		portal;
+	SPIPlanPtr	plan;
+	char	   *sql;
+	Oid			save_userid;
+	int			save_sec;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	sql = psprintf("SELECT t FROM %s%s AS t",
+				   rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ",
+				   rule->source_table);
+
+	run_begin(&run, rule, RUN_INSERT);
+	errcb.callback = run_error_callback;
+	errcb.arg = &run;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+
+	SPI_connect();
+	SetUserIdAndSecContext(rule->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	plan = SPI_prepare(sql, 0, NULL);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare \"%s\"", sql);
+	portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
+	SetUserIdAndSecContext(save_userid, save_sec);
+
+	for (;;)
+	{
+		SetUserIdAndSecContext(rule->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+		SPI_cursor_fetch(portal, true, 1000);
+		SetUserIdAndSecContext(save_userid, save_sec);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+			HeapTupleHeader th = DatumGetHeapTupleHeader(SPI_getbinval(SPI_tuptable->vals[i],
+																	   SPI_tuptable->tupdesc, 1, &isnull));
+			HeapTupleData tuple;
+
+			tuple.t_len = HeapTupleHeaderGetDatumLength(th);
+			ItemPointerSetInvalid(&tuple.t_self);
+			tuple.t_tableOid = rule->relid;
+			tuple.t_data = th;
+			ExecStoreHeapTuple(&tuple, slot, false);
+			process_row(&run, slot, NULL);
+			ExecClearTuple(slot);
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+	SPI_finish();
+
+	run_end(&run);
+	error_context_stack = errcb.previous;
+	ExecDropSingleTupleTableSlot(slot);
+	relation_close(rel, AccessShareLock);
+}
+
+/* ----------------------------------------------------------------
+ *		The trigger function
+ * ----------------------------------------------------------------
+ */
+
+Datum
+reminder_watch_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	TriggerEvent ev;
+	int64		rule_id;
+	CompiledRule *rule;
+	Oid			save_userid;
+	int			save_sec;
+	int			level;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("reminder.watch_trigger() must be called as a trigger")));
+	ev = td->tg_event;
+	if (!TRIGGER_FIRED_AFTER(ev) || !TRIGGER_FIRED_FOR_STATEMENT(ev) ||
+		td->tg_trigger->tgnargs != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("reminder.watch_trigger() must be an AFTER ... FOR EACH STATEMENT trigger with a rule id"),
+				 errhint("Create rules with reminder.watch().")));
+	rule_id = pg_strtoint64(td->tg_trigger->tgargs[0]);
+
+	level = rule_pin_search_path();
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(extension_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	rule = rule_cache_get(rule_id, false);
+
+	PG_TRY();
+	{
+		TupleDesc	desc = RelationGetDescr(td->tg_relation);
+
+		if (rule->relid != RelationGetRelid(td->tg_relation))
+			ereport(ERROR,
+					(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+					 errmsg("trigger \"%s\" belongs to reminder rule \"%s\" on another table",
+							td->tg_trigger->tgname, rule->name)));
+
+		if (TRIGGER_FIRED_BY_TRUNCATE(ev))
+			(void) rules_cancel_pending(rule->id, RULE_CANCEL_PREFIX "table truncated");
+		else if (TRIGGER_FIRED_BY_INSERT(ev))
+		{
+			if (td->tg_newtable)
+				apply_rule(rule, RUN_INSERT, desc, td->tg_newtable, NULL);
+		}
+		else if (TRIGGER_FIRED_BY_UPDATE(ev))
+		{
+			if (td->tg_newtable && td->tg_oldtable)
+				apply_rule(rule, RUN_UPDATE, desc, td->tg_newtable, td->tg_oldtable);
+		}
+		else if (TRIGGER_FIRED_BY_DELETE(ev))
+		{
+			if (td->tg_oldtable)
+				apply_rule(rule, RUN_DELETE, desc, NULL, td->tg_oldtable);
+		}
+	}
+	PG_FINALLY();
+	{
+		rule_cache_release(rule);
+		SetUserIdAndSecContext(save_userid, save_sec);
+	}
+	PG_END_TRY();
+
+	AtEOXact_GUC(true, level);
+	return PointerGetDatum(NULL);
+}
