@@ -48,6 +48,12 @@ SELECT pg_temp.try($$SELECT reminder.create_channel('x2', 'email', '{"url": "smt
 RESET ROLE;
 DROP ROLE tr_admin;
 
+-- a default country code may be written with its "+"
+SELECT reminder.create_channel('tr_plus', 'sms', '{"provider": "smsapi", "default_country_code": "+48"}', '{"token": "t"}');
+SELECT reminder.create_template('tr_t', 'x');
+SELECT reminder.schedule('tr_plus', '{"phone": "0601 234 567"}', 'tr_t', now() + interval '1 day') AS plus_id \gset
+SELECT recipient->>'phone' FROM reminder.message WHERE id = :plus_id;
+
 -- SMS segments: GSM-7 160 / 153 per part, extension characters count
 -- twice, anything else makes it UCS-2 at 70 / 67 UTF-16 units
 SELECT t, encoding, units, segments FROM (VALUES
@@ -77,4 +83,5 @@ SELECT (reminder.sms_segments('Przypomnienie: spotkanie o 15:00 — Łódź, ż�
 SELECT (reminder.sms_segments('„Cytat” – ½ ﬁrmy, émigré Ærø', true)).*;
 SELECT (reminder.sms_segments('Привет', true)).*;
 
-SELECT reminder.drop_channel(name) FROM reminder.channel WHERE name LIKE 'tr\_%';
+SELECT reminder.drop_channel(name, cascade => true) FROM reminder.channel WHERE name LIKE 'tr\_%';
+SELECT reminder.drop_template('tr_t');
