@@ -113,6 +113,7 @@ my ($plain) = grep { $_->{rcpt_tos}[0] eq 'ola@example.com' } smtp_messages($smt
 my $pm = inspect_mail($plain->{data});
 is_deeply([ map { $_->{content_type} } @{ $pm->{parts} } ], ['text/plain'], 'a text-only template gives one text/plain part');
 is($pm->{plain}, "Tylko tekst: zażółć gęślą jaźń.", '... which decodes intact');
+is($pm->{parts}[0]{cte}, 'base64', '... sent as base64, a third of its bytes not being ASCII');
 ok(!defined $pm->{html}, '... and no HTML');
 ok(!exists $pm->{headers}{'list-unsubscribe'}, 'no List-Unsubscribe without an unsubscribe link');
 is($pm->{headers}{'message-id'}[0], '<order%2042/%C5%BC%3Ax@example.com>',
