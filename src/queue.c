@@ -476,16 +476,16 @@ verdicts_apply(Verdicts *v)
 		 * leaves behind faster than vacuum removes them.
 		 */
 		update_plan = prepare_kept_opts("UPDATE reminder.message m "
-								   "SET status = u.status, "
-								   "attempts = m.attempts - u.uncount, "
-								   "next_attempt_at = coalesce(u.next_at, m.next_attempt_at), "
-								   "sent_at = coalesce(u.sent_at, m.sent_at), "
-								   "lease_until = NULL, "
-								   "last_error = u.error, "
-								   "provider_message_id = coalesce(u.provider_id, m.provider_message_id), "
-								   "updated_at = now() "
-								   "FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) "
-								   "AS u(id, attempt, status, next_at, sent_at, error, provider_id, uncount) "
+										"SET status = u.status, "
+										"attempts = m.attempts - u.uncount, "
+										"next_attempt_at = coalesce(u.next_at, m.next_attempt_at), "
+										"sent_at = coalesce(u.sent_at, m.sent_at), "
+										"lease_until = NULL, "
+										"last_error = u.error, "
+										"provider_message_id = coalesce(u.provider_id, m.provider_message_id), "
+										"updated_at = now() "
+										"FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) "
+										"AS u(id, attempt, status, next_at, sent_at, error, provider_id, uncount) "
 										"WHERE m.id = u.id AND m.status = $9 AND m.attempts = u.attempt",
 										9, argtypes, CURSOR_OPT_GENERIC_PLAN);
 	}
