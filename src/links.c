@@ -562,8 +562,10 @@ message_must_exist(int64 id)
 	{
 		Oid			argtypes[1] = {INT8OID};
 
-		message_plan = prepare_kept("SELECT m.recipient_id, m.recipient, m.template, m.data, c.kind "
-									"FROM reminder.message m JOIN reminder.channel c ON c.name = m.channel "
+		/* message.channel has no foreign key: the channel may be gone */
+		message_plan = prepare_kept("SELECT m.recipient_id, m.recipient, m.template, m.data, "
+									"coalesce(c.kind, '') "
+									"FROM reminder.message m LEFT JOIN reminder.channel c ON c.name = m.channel "
 									"WHERE m.id = $1 FOR KEY SHARE OF m", 1, argtypes);
 	}
 	if (SPI_execute_plan(message_plan, values, NULL, false, 1) != SPI_OK_SELECT)

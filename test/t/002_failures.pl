@@ -136,6 +136,19 @@ like($node->safe_psql('app', "SELECT last_error FROM reminder.message WHERE idem
 ok(query_until($node, 'app', "SELECT count(*) = 5 FROM reminder.message WHERE idempotency_key LIKE 'after-poison-%' AND status = 'sent'"),
 	'... and the messages claimed with it are sent');
 
+# reminder.message.channel has no foreign key: a message whose channel
+# vanished (here deleted behind drop_channel()'s back) fails clearly
+$node->safe_psql('app', q{
+	SELECT reminder.create_channel('gone', 'log');
+	INSERT INTO reminder.message (channel, recipient, template, due_at, next_attempt_at, idempotency_key)
+	VALUES ('gone', '{}', 't', now() + interval '1 hour', now() + interval '1 hour', 'orphan-1');
+	DELETE FROM reminder.channel WHERE name = 'gone';
+	UPDATE reminder.message SET due_at = now(), next_attempt_at = now() WHERE idempotency_key = 'orphan-1';
+});
+ok(wait_status('orphan-1', 'failed'), 'a message whose channel is gone fails');
+is($node->safe_psql('app', "SELECT attempts || ': ' || last_error FROM reminder.message WHERE idempotency_key = 'orphan-1'"),
+	'1: channel "gone" does not exist', '... at the first attempt, saying why');
+
 # Fallback after the last failure
 $node->safe_psql('app', "SELECT reminder.send('down', '{\"name\": \"Ada\"}', 't', '{\"x\": 1}', 'down-1')");
 ok(wait_status('down-1', 'failed'), 'a failing channel gives up');
