@@ -14,6 +14,9 @@
 -- channel exists, drop_channel() deletes its messages, and no role but the
 -- extension owner may write reminder.channel.  A message whose channel is
 -- gone anyway fails at send time with "channel ... does not exist".
+-- fallback_of has none either: the worker only asks whether it is set, and
+-- ON DELETE SET NULL made purge() scan the whole table once per deleted
+-- message (2,000 out of 200,000: 40 s instead of 0.08 s).
 -- ---------------------------------------------------------------------------
 
 CREATE TABLE reminder.message (
@@ -37,7 +40,7 @@ CREATE TABLE reminder.message (
     rule_id             bigint,
     source_table        text,
     source_key          text,
-    fallback_of         bigint REFERENCES reminder.message ON DELETE SET NULL,
+    fallback_of         bigint,
     created_at          timestamptz NOT NULL DEFAULT now(),
     updated_at          timestamptz NOT NULL DEFAULT now()
 );
@@ -51,7 +54,7 @@ COMMENT ON COLUMN reminder.message.next_attempt_at IS 'when the worker may next 
 COMMENT ON COLUMN reminder.message.lease_until IS 'while sending: when another worker may reclaim the message (crash recovery)';
 COMMENT ON COLUMN reminder.message.idempotency_key IS 'unique; sent as the Idempotency-Key header and in the SMTP Message-ID so a receiver can drop duplicates';
 COMMENT ON COLUMN reminder.message.provider_message_id IS 'the id the provider returned (Twilio sid, SMSAPI id, SMTP queue id)';
-COMMENT ON COLUMN reminder.message.fallback_of IS 'the failed message this one replaces on a fallback channel';
+COMMENT ON COLUMN reminder.message.fallback_of IS 'the failed message this one replaces on a fallback channel (which purge() may since have deleted)';
 
 -- The due scan touches only rows that can still be sent; the lease scan only
 -- rows in flight.  Both stay small however large the history grows.
