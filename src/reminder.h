@@ -491,6 +491,8 @@ extern char *rule_source_key(CompiledRule *rule, TupleTableSlot *slot);
 
 extern void rules_backfill(CompiledRule *rule);
 extern int64 rules_cancel_pending(int64 rule_id, const char *reason);
+extern char *rule_key_prefix(int64 rule_id, const char *row_key);
+extern char *rule_key_prefix_end(const char *prefix);
 
 /* ----------------
  * in rules_gate.c: send-time checks of rule-made messages

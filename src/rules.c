@@ -105,6 +105,7 @@ typedef struct RuleRun
 	int			sec_context;
 	TimestampTz now;
 	const char *row_key;		/* for error context */
+	const char *key_prefix;		/* rule_key_prefix() of the row */
 	bool		keys_only;		/* evaluating an old row: only its keys */
 
 	ExprContext *econtext;
@@ -121,7 +122,7 @@ typedef struct RuleRun
 	int			nbatch;
 	TimestampTz min_due;
 	HTAB	   *desired;
-	Datum	   *old_keys;
+	Datum	   *old_keys;		/* key prefixes of old rows to look up */
 	int			nold;
 	int			maxold;
 	List	   *old_wanted;		/* Desired: what the old rows called for */
@@ -271,17 +272,28 @@ prepare_insert_missing(void)
 							   2, argtypes);
 }
 
+/*
+ * The pending messages of rule $1 whose keys lie in the range r.lo, r.hi:
+ * the messages of one row (see rule_key_prefix).  A subquery the planner
+ * may not flatten, so that it probes the key's index once per range: as a
+ * join, both bounds unknown, it would guess a ninth of the table per range
+ * and scan the whole table instead.
+ */
+#define PENDING_IN_RANGE \
+	"LATERAL (SELECT m.id, m.idempotency_key, m.due_at FROM reminder.message m " \
+	"         WHERE m.idempotency_key >= r.lo AND m.idempotency_key < r.hi " \
+	"           AND m.rule_id = $1 AND m.status IN ('scheduled', 'retrying') OFFSET 0)"
+
 static void
 prepare_plans(void)
 {
 	if (pending_plan == NULL)
 	{
-		Oid			argtypes[2] = {INT8OID, TEXTARRAYOID};
+		Oid			argtypes[3] = {INT8OID, TEXTARRAYOID, TEXTARRAYOID};
 
-		pending_plan = keep("SELECT id, idempotency_key, due_at FROM reminder.message "
-							"WHERE rule_id = $1 AND source_key = ANY ($2) "
-							"AND status IN ('scheduled', 'retrying')",
-							2, argtypes);
+		pending_plan = keep("SELECT p.id, p.idempotency_key, p.due_at "
+							"FROM unnest($2, $3) AS r(lo, hi), " PENDING_IN_RANGE " p",
+							3, argtypes);
 	}
 	if (cancel_ids_plan == NULL)
 	{
@@ -294,13 +306,13 @@ prepare_plans(void)
 	}
 	if (cancel_keys_plan == NULL)
 	{
-		Oid			argtypes[3] = {INT8OID, TEXTARRAYOID, TEXTOID};
+		Oid			argtypes[4] = {INT8OID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID};
 
-		cancel_keys_plan = keep("UPDATE reminder.message SET status = 'cancelled', "
-								"last_error = $3, updated_at = now() "
-								"WHERE rule_id = $1 AND source_key = ANY ($2) "
-								"AND status IN ('scheduled', 'retrying')",
-								3, argtypes);
+		cancel_keys_plan = keep("UPDATE reminder.message m SET status = 'cancelled', "
+								"last_error = $4, updated_at = now() "
+								"FROM unnest($2, $3) AS r(lo, hi), " PENDING_IN_RANGE " p "
+								"WHERE m.id = p.id",
+								4, argtypes);
 	}
 	if (cancel_by_key_plan == NULL)
 	{
@@ -318,7 +330,9 @@ prepare_plans(void)
 
 		cancel_rule_plan = keep("UPDATE reminder.message SET status = 'cancelled', "
 								"last_error = $2, updated_at = now() "
-								"WHERE rule_id = $1 AND status IN ('scheduled', 'retrying')",
+								"WHERE idempotency_key >= 'rule:' || $1 || ':' "
+								"AND idempotency_key < 'rule:' || $1 || ';' "
+								"AND rule_id = $1 AND status IN ('scheduled', 'retrying')",
 								2, argtypes);
 	}
 }
@@ -390,24 +404,51 @@ append_key_part(StringInfo buf, const char *s)
 }
 
 /*
- * rule:<rule>:<recipient>:<step>[:<value>]:<row key>, parts encoded so
- * that the key is plain ASCII without separators inside parts: it goes
- * into HTTP headers and SMTP Message-IDs.
+ * Message keys are rule:<rule>:<row key>:<recipient>:<step>[:<value>],
+ * parts encoded so that the key is plain ASCII without separators inside
+ * parts: it goes into HTTP headers and SMTP Message-IDs.  The row's part
+ * comes first so that the keys of one row's messages share a prefix: its
+ * messages are a range of the key's unique index (byte-wise, the column is
+ * COLLATE "C"), which reminder.message needs no other index for.
+ *
+ * rule_key_prefix() is "rule:<rule>:<row key>:", the start of the keys of
+ * every message of the row; they all sort before the same text ending in
+ * ';' instead (rule_key_prefix_end()).
  */
-static char *
-message_key(int64 rule_id, int recipient, int step, const char *value,
-			const char *row_key)
+char *
+rule_key_prefix(int64 rule_id, const char *row_key)
 {
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "rule:" INT64_FORMAT ":%d:%d:", rule_id, recipient, step);
+	appendStringInfo(&buf, "rule:" INT64_FORMAT ":", rule_id);
+	append_key_part(&buf, row_key);
+	appendStringInfoChar(&buf, ':');
+	return buf.data;
+}
+
+char *
+rule_key_prefix_end(const char *prefix)
+{
+	char	   *end = pstrdup(prefix);
+
+	Assert(end[strlen(end) - 1] == ':');
+	end[strlen(end) - 1] = ';';
+	return end;
+}
+
+static char *
+message_key(const char *prefix, int recipient, int step, const char *value)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "%s%d:%d", prefix, recipient, step);
 	if (value)
 	{
-		append_key_part(&buf, value);
 		appendStringInfoChar(&buf, ':');
+		append_key_part(&buf, value);
 	}
-	append_key_part(&buf, row_key);
 	return buf.data;
 }
 
@@ -498,8 +539,9 @@ batch_add(RuleRun *run, const char *key, const char *row_key, const char *channe
 		want(run, key, due_at, true);
 }
 
+/* An old row whose pending messages are looked up: its key prefix. */
 static void
-add_old_key(RuleRun *run, const char *row_key)
+add_old_key(RuleRun *run, const char *prefix)
 {
 	MemoryContext old = MemoryContextSwitchTo(run->batch_cxt);
 
@@ -508,8 +550,20 @@ add_old_key(RuleRun *run, const char *row_key)
 		run->maxold *= 2;
 		run->old_keys = repalloc(run->old_keys, sizeof(Datum) * run->maxold);
 	}
-	run->old_keys[run->nold++] = CStringGetTextDatum(row_key);
+	run->old_keys[run->nold++] = CStringGetTextDatum(prefix);
 	MemoryContextSwitchTo(old);
+}
+
+/* The key ranges of the old rows' messages, as arrays of lower and upper bounds. */
+static void
+old_key_ranges(RuleRun *run, Datum *lo, Datum *hi)
+{
+	Datum	   *ends = palloc(sizeof(Datum) * Max(run->nold, 1));
+
+	for (int i = 0; i < run->nold; i++)
+		ends[i] = CStringGetTextDatum(rule_key_prefix_end(TextDatumGetCString(run->old_keys[i])));
+	*lo = PointerGetDatum(construct_array(run->old_keys, run->nold, TEXTOID, -1, false, TYPALIGN_INT));
+	*hi = PointerGetDatum(construct_array(ends, run->nold, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
 /*
@@ -600,11 +654,11 @@ flush_update(RuleRun *run, Datum *values)
 	}
 	else
 	{
-		Datum		args[2];
+		Datum		args[3];
 		uint64		n;
 
 		args[0] = values[0];
-		args[1] = PointerGetDatum(construct_array(run->old_keys, run->nold, TEXTOID, -1, false, TYPALIGN_INT));
+		old_key_ranges(run, &args[1], &args[2]);
 		if (SPI_execute_plan(pending_plan, args, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not read pending messages of updated rows");
 		n = SPI_processed;
@@ -633,7 +687,7 @@ static void
 flush(RuleRun *run)
 {
 	MemoryContext old;
-	Datum		values[3];
+	Datum		values[4];
 
 	if (run->nbatch == 0 && run->nold == 0 && run->old_wanted == NIL)
 		return;
@@ -646,8 +700,8 @@ flush(RuleRun *run)
 
 	if (run->event == RUN_DELETE)
 	{
-		values[1] = PointerGetDatum(construct_array(run->old_keys, run->nold, TEXTOID, -1, false, TYPALIGN_INT));
-		values[2] = CStringGetTextDatum(RULE_CANCEL_PREFIX "row deleted");
+		old_key_ranges(run, &values[1], &values[2]);
+		values[3] = CStringGetTextDatum(RULE_CANCEL_PREFIX "row deleted");
 		if (SPI_execute_plan(cancel_keys_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not cancel messages of deleted rows");
 	}
@@ -984,7 +1038,7 @@ emit(RuleRun *run, RuleRecipient *r, const char *row_key, TimestampTz anchor,
 						   rule->business_days ? rule->calendar : NULL, rule->tz);
 		if ((template = template_for(run, r, value, i)) == NULL)
 			continue;
-		key = message_key(rule->id, r->index, i, value, row_key);
+		key = message_key(run->key_prefix, r->index, i, value);
 		if (run->keys_only)
 		{
 			MemoryContext old = MemoryContextSwitchTo(run->batch_cxt);
@@ -1085,8 +1139,10 @@ process_row(RuleRun *run, TupleTableSlot *newslot, TupleTableSlot *oldslot)
 	{
 		/* a rule following the row's state: what did the old row call for? */
 		row_key = rule_source_key(run->rule, oldslot);
+		run->key_prefix = rule_key_prefix(run->rule->id, row_key);
 		if (!run->rule->deterministic)
-			add_old_key(run, row_key);	/* its pending messages are read back */
+			add_old_key(run, run->key_prefix);	/* its pending messages are
+												 * read back */
 		else
 		{
 			econtext->ecxt_scantuple = oldslot;
@@ -1103,10 +1159,12 @@ process_row(RuleRun *run, TupleTableSlot *newslot, TupleTableSlot *oldslot)
 	econtext->ecxt_outertuple = oldslot;
 	row_key = rule_source_key(run->rule, newslot);
 	run->row_key = row_key;
+	run->key_prefix = rule_key_prefix(run->rule->id, row_key);
 	wanted_for_row(run, newslot, oldslot, row_key);
 
 	MemoryContextSwitchTo(old);
 	run->row_key = NULL;
+	run->key_prefix = NULL;
 	if (run->nbatch >= BATCH_ROWS || run->nold >= BATCH_ROWS ||
 		list_length(run->old_wanted) >= BATCH_ROWS)
 		flush(run);
@@ -1236,7 +1294,7 @@ apply_rule(CompiledRule *rule, RunEvent event, TupleDesc desc,
 			{
 				MemoryContext old = MemoryContextSwitchTo(run.econtext->ecxt_per_tuple_memory);
 
-				add_old_key(&run, rule_source_key(rule, oldslot));
+				add_old_key(&run, rule_key_prefix(rule->id, rule_source_key(rule, oldslot)));
 				MemoryContextSwitchTo(old);
 				ResetExprContext(run.econtext);
 				if (run.nold >= BATCH_ROWS)

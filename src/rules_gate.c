@@ -113,22 +113,26 @@ gate_plan(CompiledRule *rule)
 static void
 cancel_rest(const GateMessage *msg)
 {
-	Datum		values[3];
+	Datum		values[4];
+	char	   *prefix = rule_key_prefix(msg->rule_id, msg->source_key);
 
 	if (cancel_rest_plan == NULL)
 	{
-		Oid			types[3] = {INT8OID, TEXTOID, INT8OID};
+		Oid			types[4] = {INT8OID, TEXTOID, TEXTOID, INT8OID};
 
+		/* the row's messages are a range of keys: see rule_key_prefix() */
 		cancel_rest_plan = keep("UPDATE reminder.message SET status = 'cancelled', "
 								"last_error = '" RULE_CANCEL_PREFIX "stop condition holds', "
 								"updated_at = now() "
-								"WHERE rule_id = $1 AND source_key = $2 AND id <> $3 "
+								"WHERE idempotency_key >= $2 AND idempotency_key < $3 "
+								"AND rule_id = $1 AND id <> $4 "
 								"AND status IN ('scheduled', 'retrying')",
-								3, types);
+								4, types);
 	}
 	values[0] = Int64GetDatum(msg->rule_id);
-	values[1] = CStringGetTextDatum(msg->source_key);
-	values[2] = Int64GetDatum(msg->id);
+	values[1] = CStringGetTextDatum(prefix);
+	values[2] = CStringGetTextDatum(rule_key_prefix_end(prefix));
+	values[3] = Int64GetDatum(msg->id);
 	if (SPI_execute_plan(cancel_rest_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not cancel the rest of the sequence");
 }

@@ -36,7 +36,7 @@ CREATE TABLE reminder.message (
     sent_at             timestamptz,
     last_error          text,
     provider_message_id text,
-    idempotency_key     text NOT NULL UNIQUE DEFAULT gen_random_uuid()::text,
+    idempotency_key     text COLLATE "C" NOT NULL UNIQUE DEFAULT gen_random_uuid()::text,
     rule_id             bigint,
     source_table        text,
     source_key          text,
@@ -52,18 +52,21 @@ COMMENT ON COLUMN reminder.message.status IS 'scheduled, sending, sent, retrying
 COMMENT ON COLUMN reminder.message.due_at IS 'when the message should go out';
 COMMENT ON COLUMN reminder.message.next_attempt_at IS 'when the worker may next try: due_at, or later after a transient failure or deferral';
 COMMENT ON COLUMN reminder.message.lease_until IS 'while sending: when another worker may reclaim the message (crash recovery)';
-COMMENT ON COLUMN reminder.message.idempotency_key IS 'unique; sent as the Idempotency-Key header and in the SMTP Message-ID so a receiver can drop duplicates';
+COMMENT ON COLUMN reminder.message.idempotency_key IS 'unique; sent as the Idempotency-Key header and in the SMTP Message-ID so a receiver can drop duplicates; rule-made messages have rule:<rule>:<row key>:<recipient>:<step>[:<value>]';
+COMMENT ON COLUMN reminder.message.source_key IS 'rule-made messages: the key of the row that made them, as text (a JSON array of texts for several key columns)';
 COMMENT ON COLUMN reminder.message.provider_message_id IS 'the id the provider returned (Twilio sid, SMSAPI id, SMTP queue id)';
 COMMENT ON COLUMN reminder.message.fallback_of IS 'the failed message this one replaces on a fallback channel (which purge() may since have deleted)';
 
 -- The due scan touches only rows that can still be sent; the lease scan only
 -- rows in flight.  Both stay small however large the history grows.
+-- Keys are compared byte-wise (COLLATE "C": the database's collation would
+-- cost a strcoll() per comparison).  A rule-made message's key starts with
+-- rule:<rule>:<row key>:, so the messages of a rule, or of one row, are a
+-- range of the key's unique index, and need no index of their own.
 CREATE INDEX message_due_idx ON reminder.message (next_attempt_at)
     WHERE status IN ('scheduled', 'retrying');
 CREATE INDEX message_lease_idx ON reminder.message (lease_until)
     WHERE status = 'sending';
-CREATE INDEX message_source_idx ON reminder.message (rule_id, source_key)
-    WHERE rule_id IS NOT NULL;
 CREATE INDEX message_recipient_idx ON reminder.message (recipient_id)
     WHERE recipient_id IS NOT NULL;
 

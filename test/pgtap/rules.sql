@@ -11,7 +11,7 @@
 \set ON_ERROR_STOP true
 
 BEGIN;
-SELECT plan(77);
+SELECT plan(78);
 
 SET LOCAL TimeZone = 'UTC';
 SELECT reminder.create_channel('ru_sms', 'sms', '{"provider": "smsapi", "base_url": "http://127.0.0.1:9"}', '{"token": "t"}');
@@ -62,7 +62,7 @@ SELECT is((SELECT data->'row'->>'title' FROM reminder.message WHERE rule_id = :m
     'Kickoff', 'template data has the row');
 SELECT is((SELECT string_agg(DISTINCT source_table || ' ' || source_key, ',') FROM reminder.message WHERE rule_id = :meeting_rule),
     'public.ru_meeting 1', 'messages record their source table and row key');
-SELECT ok(NOT EXISTS (SELECT FROM reminder.message WHERE rule_id = :meeting_rule AND idempotency_key NOT LIKE 'rule:' || :meeting_rule || ':%:1'),
+SELECT ok(NOT EXISTS (SELECT FROM reminder.message WHERE rule_id = :meeting_rule AND idempotency_key NOT LIKE 'rule:' || :meeting_rule || ':1:%'),
     'keys are derived from rule, recipient, step and row');
 
 SELECT array_agg(id ORDER BY id) AS ids FROM reminder.message WHERE rule_id = :meeting_rule \gset first_
@@ -82,7 +82,7 @@ SELECT is((SELECT count(*) FROM reminder.message WHERE rule_id = :meeting_rule A
 
 -- a sent reminder is not sent again when the meeting moves
 UPDATE reminder.message SET status = 'sent', sent_at = now()
- WHERE rule_id = :meeting_rule AND idempotency_key LIKE 'rule:%:0:0:1';
+ WHERE rule_id = :meeting_rule AND idempotency_key LIKE 'rule:%:1:0:0';
 SELECT due_at AS sent_due FROM reminder.message WHERE rule_id = :meeting_rule AND status = 'sent' \gset
 UPDATE ru_meeting SET starts_at = starts_at + interval '2 hours' WHERE id = 1;
 SELECT results_eq($$SELECT status, due_at FROM reminder.message WHERE rule_id = $$ || :meeting_rule || $$ AND status = 'sent'$$,
@@ -126,6 +126,10 @@ INSERT INTO ru_meeting SELECT g, 'Bulk', now() + interval '3 days', '+48601' || 
   FROM generate_series(10, 59) g;
 SELECT is((SELECT count(*) FROM reminder.message WHERE rule_id = :meeting_rule AND source_key::int BETWEEN 10 AND 59),
     150::bigint, 'one INSERT ... SELECT of 50 rows: 150 reminders');
+DELETE FROM ru_meeting WHERE id = 1;
+SELECT is((SELECT count(*) FILTER (WHERE source_key = '1') || '/' || count(*) FILTER (WHERE source_key::int BETWEEN 10 AND 19)
+             FROM reminder.message WHERE rule_id = :meeting_rule AND status = 'scheduled'),
+    '0/30', 'a row''s messages are found by their key prefix: deleting row 1 leaves those of rows 10 to 19');
 TRUNCATE ru_meeting;
 SELECT is((SELECT count(*) FROM reminder.message WHERE rule_id = :meeting_rule AND status IN ('scheduled', 'retrying')),
     0::bigint, 'TRUNCATE cancels every pending reminder of the table');

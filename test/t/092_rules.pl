@@ -96,11 +96,11 @@ $node->safe_psql('src', q{
 });
 ok($node->poll_query_until('src', q{
 	SELECT status = 'suppressed' FROM reminder.message m JOIN reminder.rule r ON r.id = m.rule_id
-	 WHERE r.name = 'followup' AND m.idempotency_key LIKE '%:0:0:1'}),
+	 WHERE r.name = 'followup' AND m.idempotency_key LIKE '%:1:0:0'}),
 	'a follow-up whose stop condition holds at send time is suppressed');
 is($node->safe_psql('src', q{
 	SELECT status || ' ' || last_error FROM reminder.message m JOIN reminder.rule r ON r.id = m.rule_id
-	 WHERE r.name = 'followup' AND m.idempotency_key LIKE '%:0:1:1'}),
+	 WHERE r.name = 'followup' AND m.idempotency_key LIKE '%:1:0:1'}),
 	'cancelled rule: stop condition holds', 'and the rest of the sequence is cancelled');
 ok($node->poll_query_until('src', q{
 	SELECT count(*) FILTER (WHERE status IN ('scheduled', 'sending', 'retrying')) = 0
