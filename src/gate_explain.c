@@ -77,7 +77,14 @@ reminder_gate_check(PG_FUNCTION_ARGS)
 	SPI_finish();
 
 	msg.channel = catalog_channel(channel);
-	gate_check(&msg, &res);
+	/* rules that follow their row: the worker reads it first */
+	if (!rule_message_data(msg.rule_id, msg.source_key, &msg.data, &res.reason))
+	{
+		res.verdict = GATE_CANCEL;
+		res.defer_until = 0;
+	}
+	else
+		gate_check(&msg, &res);
 
 	values[0] = CStringGetTextDatum(verdict_names[res.verdict]);
 	values[1] = TimestampTzGetDatum(res.defer_until);

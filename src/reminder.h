@@ -462,6 +462,11 @@ typedef struct CompiledRule
 	Interval	throttle;
 	List	   *exprs;			/* planned Expr, evaluated as owner */
 	bool		deterministic;	/* no expression calls a mutable function */
+	bool		live_row;		/* before/after/follow_up: messages store no
+								 * copy of the row; it is read at send time */
+	Bitmapset  *columns;		/* attnos (offset by
+								 * FirstLowInvalidHeapAttributeNumber) of the
+								 * columns the rule reads */
 	Expr	   *data_new;		/* {"row": new} */
 	Expr	   *data_old;		/* {"row": new, "old": old} */
 	FmgrInfo	column_out;		/* on_change/survey: output of column */
@@ -471,6 +476,7 @@ typedef struct CompiledRule
 	int			refcount;
 	bool		stale;
 	SPIPlanPtr	gate_plan;		/* rules_gate.c: row lookup at send time */
+	SPIPlanPtr	rows_plan;		/* rules_gate.c: rows read at send time */
 } CompiledRule;
 
 extern CompiledRule *rule_cache_get(int64 rule_id, bool missing_ok);
@@ -482,6 +488,7 @@ extern Oid	rule_relation_oid(void);
 extern RuleKind rule_kind_from_name(const char *kind);
 extern const char *rule_kind_name(RuleKind kind);
 extern char *rule_source_key(CompiledRule *rule, TupleTableSlot *slot);
+extern char *rule_source_key_of(CompiledRule *rule, Datum *values, bool *nulls);
 
 /* ----------------
  * in rules.c: the watch trigger
@@ -500,6 +507,11 @@ extern char *rule_key_prefix_end(const char *prefix);
  */
 extern void rule_stop_check(const GateMessage *msg, GateResult *result);
 extern void survey_throttle_check(const GateMessage *msg, GateResult *result);
+extern void rule_prefetch_rows(int n, const int64 *rule_ids, char *const *source_keys,
+							   Jsonb *const *data);
+extern bool rule_message_data(int64 rule_id, const char *source_key, Jsonb **data,
+							  char **reason);
+extern void rule_keep_rows(int64 rule_id);
 
 /* ----------------
  * in wakeup.c: waking the worker at commit

@@ -6,8 +6,10 @@
  *	  timestamps in the recipient's time zone.
  *
  *	  The template context is the message data with "recipient",
- *	  "message" and the signed "links" (links.c) added: rule-made messages
- *	  carry "row" and "old" in their data already.
+ *	  "message" and the signed "links" (links.c) added.  Rule-made messages
+ *	  of on_change and survey rules carry "row" and "old" in their data;
+ *	  those of rules that follow their row get it from rule_message_data()
+ *	  (rules_gate.c) before they come here.
  *
  *	  Compiled templates are cached per backend and reused while the
  *	  stored source is unchanged, so the worker compiles a template once,
@@ -393,11 +395,16 @@ reminder_render_message(PG_FUNCTION_ARGS)
 	Jsonb	   *recipient;
 	Jsonb	   *data;
 	bool		isnull;
+	Datum		d;
+	int64		rule_id;
+	char	   *source_key;
+	char	   *reason;
 	MemoryContext old;
 	ChannelConfig *cc;
 
 	SPI_connect();
-	if (SPI_execute_with_args("SELECT channel, template, recipient, data FROM reminder.message WHERE id = $1",
+	if (SPI_execute_with_args("SELECT channel, template, recipient, data, rule_id, source_key "
+							  "FROM reminder.message WHERE id = $1",
 							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read message");
 	if (SPI_processed == 0)
@@ -409,8 +416,18 @@ reminder_render_message(PG_FUNCTION_ARGS)
 	template_name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 	recipient = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
 	data = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull);
+	rule_id = isnull ? 0 : DatumGetInt64(d);
+	source_key = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6);
 	MemoryContextSwitchTo(old);
 	SPI_finish();
+
+	/* the data the worker would send: the row as it is now, for some rules */
+	if (!rule_message_data(rule_id, source_key, &data, &reason))
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("message %lld would not be sent: %s", (long long) id, reason),
+				 errhint("The worker cancels it when it comes due; reminder.gate_check() says so too.")));
 
 	cc = catalog_channel(channel);
 	return rendered_tuple(fcinfo, render_message(cc, template_name, recipient, data, id));

@@ -1345,6 +1345,10 @@ reminder_unwatch(PG_FUNCTION_ARGS)
 					 errhint("Only the owner of the watched table can remove its rules.")));
 	}
 
+	/* pending messages that stay must not need the rule to be rendered */
+	if (!cancel)
+		rule_keep_rows(id);
+
 	/* the rule goes first, so dropping its triggers finds nothing to do */
 	{
 		Oid			t[1] = {INT8OID};

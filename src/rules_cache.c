@@ -24,6 +24,7 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/relation.h"
+#include "access/sysattr.h"
 #include "access/table.h"
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
@@ -610,6 +611,8 @@ compile_rule(int64 id)
 		rule->kind = rule_kind_from_name(TextDatumGetCString(heap_getattr(tup, 3, desc, &isnull)));
 		column = TextDatumGetCString(heap_getattr(tup, 4, desc, &isnull));
 		keys = text_array(heap_getattr(tup, 5, desc, &isnull), &rule->nkeys);
+		if (rule->nkeys < 1 || rule->nkeys > INDEX_MAX_KEYS)
+			elog(ERROR, "rule \"%s\" has %d key columns", rule->name, rule->nkeys);
 		recipients = DatumGetJsonbPCopy(heap_getattr(tup, 6, desc, &isnull));
 		d = heap_getattr(tup, 7, desc, &isnull);
 		rule->condition_text = isnull ? NULL : TextDatumGetCString(d);
@@ -675,6 +678,14 @@ compile_rule(int64 id)
 														 getIthJsonbValueFromContainer(&recipients->root, i),
 														 i));
 		rule->deterministic = !contain_mutable_functions((Node *) rule->exprs);
+		rule->live_row = rule->kind == RULE_BEFORE || rule->kind == RULE_AFTER ||
+			rule->kind == RULE_FOLLOW_UP;
+		pull_varattnos((Node *) rule->exprs, 1, &rule->columns);
+		rule->columns = bms_add_member(rule->columns,
+									   rule->column - FirstLowInvalidHeapAttributeNumber);
+		for (int i = 0; i < rule->nkeys; i++)
+			rule->columns = bms_add_member(rule->columns,
+										   rule->key_columns[i] - FirstLowInvalidHeapAttributeNumber);
 		rule->data_new = expression_planner(make_data_expr(rel, false));
 		rule->data_old = expression_planner(make_data_expr(rel, true));
 
@@ -710,6 +721,8 @@ free_rule(CompiledRule *rule)
 {
 	if (rule->gate_plan)
 		SPI_freeplan(rule->gate_plan);
+	if (rule->rows_plan)
+		SPI_freeplan(rule->rows_plan);
 	MemoryContextDelete(rule->cxt);
 }
 
@@ -796,36 +809,41 @@ rule_cache_release(CompiledRule *rule)
 }
 
 /*
- * The key of the row in slot: the text of the key column, or for several
- * columns a JSON array of their texts.
+ * The key of a row given the values of its key columns: the text of the key
+ * column, or for several columns a JSON array of their texts.
  */
 char *
-rule_source_key(CompiledRule *rule, TupleTableSlot *slot)
+rule_source_key_of(CompiledRule *rule, Datum *values, bool *nulls)
 {
 	StringInfoData buf;
 
 	if (rule->nkeys == 1)
-	{
-		bool		isnull;
-		Datum		d = slot_getattr(slot, rule->key_columns[0], &isnull);
-
-		return isnull ? pstrdup("") : OutputFunctionCall(&rule->key_out[0], d);
-	}
+		return nulls[0] ? pstrdup("") : OutputFunctionCall(&rule->key_out[0], values[0]);
 
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '[');
 	for (int i = 0; i < rule->nkeys; i++)
 	{
-		bool		isnull;
-		Datum		d = slot_getattr(slot, rule->key_columns[i], &isnull);
-
 		if (i > 0)
 			appendStringInfoString(&buf, ", ");
-		if (isnull)
+		if (nulls[i])
 			appendStringInfoString(&buf, "null");
 		else
-			escape_json(&buf, OutputFunctionCall(&rule->key_out[i], d));
+			escape_json(&buf, OutputFunctionCall(&rule->key_out[i], values[i]));
 	}
 	appendStringInfoChar(&buf, ']');
 	return buf.data;
+}
+
+/* The key of the row in slot. */
+char *
+rule_source_key(CompiledRule *rule, TupleTableSlot *slot)
+{
+	Datum		values[INDEX_MAX_KEYS];
+	bool		nulls[INDEX_MAX_KEYS];
+
+	Assert(rule->nkeys <= INDEX_MAX_KEYS);
+	for (int i = 0; i < rule->nkeys; i++)
+		values[i] = slot_getattr(slot, rule->key_columns[i], &nulls[i]);
+	return rule_source_key_of(rule, values, nulls);
 }

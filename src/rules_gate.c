@@ -16,23 +16,38 @@
  *	  within the claim transaction, so a second survey in the same batch is
  *	  caught too; a throttled survey is suppressed, never retried.
  *
+ *	  rule_message_data: messages of rules that follow their row (before,
+ *	  after, follow_up) store no copy of it; the row they are rendered with
+ *	  is read when they are sent, as the table owner.  The worker reads a
+ *	  whole batch's rows at once first (rule_prefetch_rows); what it read
+ *	  is kept until the end of the transaction.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/pg_collation.h"
+#include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
 #include "common/cryptohash.h"
 #include "common/sha2.h"
 #include "executor/spi.h"
+#include "common/hashfn.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/formatting.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
+#include "utils/typcache.h"
 
 #include "reminder.h"
 
@@ -303,4 +318,485 @@ survey_throttle_check(const GateMessage *msg, GateResult *result)
 	}
 	PG_END_TRY();
 	AtEOXact_GUC(true, level);
+}
+
+/* ----------------------------------------------------------------
+ *		The row at send time
+ * ----------------------------------------------------------------
+ */
+
+/* A row read for a message: by rule and row key, for this transaction. */
+typedef struct RowEntry
+{
+	char	   *key;			/* "<rule id> <row key>"; hash key */
+	Jsonb	   *data;			/* {"row": ...}, or NULL: no such row */
+} RowEntry;
+
+static HTAB *row_cache = NULL;
+static MemoryContext row_cache_cxt = NULL;
+static MemoryContextCallback row_cache_gone;
+
+static uint32
+row_entry_hash(const void *key, Size keysize)
+{
+	const char *s = *(char *const *) key;
+
+	return hash_bytes((const unsigned char *) s, strlen(s));
+}
+
+static int
+row_entry_match(const void *a, const void *b, Size keysize)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+static void
+forget_rows_read(void *arg)
+{
+	row_cache = NULL;
+	row_cache_cxt = NULL;
+}
+
+/* A table of rows read, in cxt. */
+static HTAB *
+row_table(MemoryContext cxt)
+{
+	HASHCTL		ctl;
+
+	ctl.keysize = sizeof(char *);
+	ctl.entrysize = sizeof(RowEntry);
+	ctl.hash = row_entry_hash;
+	ctl.match = row_entry_match;
+	ctl.hcxt = cxt;
+	return hash_create("reminder rows read", 64, &ctl,
+					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+}
+
+/*
+ * The rows the worker read ahead in this transaction; they go with its
+ * memory.  Only the claim reads ahead, which changes no business rows
+ * before it renders.
+ */
+static HTAB *
+rows_read_ahead(void)
+{
+	if (row_cache != NULL)
+		return row_cache;
+	row_cache_cxt = AllocSetContextCreate(TopTransactionContext, "reminder rows read ahead",
+										  ALLOCSET_DEFAULT_SIZES);
+	row_cache = row_table(row_cache_cxt);
+	row_cache_gone.func = forget_rows_read;
+	row_cache_gone.arg = NULL;
+	MemoryContextRegisterResetCallback(row_cache_cxt, &row_cache_gone);
+	return row_cache;
+}
+
+static char *
+row_entry_key(int64 rule_id, const char *source_key)
+{
+	return psprintf(INT64_FORMAT " %s", rule_id, source_key);
+}
+
+/* Whether a message's data lacks the row it is rendered with. */
+static bool
+needs_row(int64 rule_id, const char *source_key, Jsonb *data)
+{
+	return rule_id != 0 && source_key != NULL && jsonb_get(data, "row") == NULL;
+}
+
+/* OPERATOR(schema.name) */
+static char *
+qualified_operator(Oid opno)
+{
+	HeapTuple	tup = SearchSysCache1(OPEROID, ObjectIdGetDatum(opno));
+	Form_pg_operator op;
+	char	   *result;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for operator %u", opno);
+	op = (Form_pg_operator) GETSTRUCT(tup);
+	result = psprintf("OPERATOR(%s.%s)", quote_identifier(get_namespace_name(op->oprnamespace)),
+					  NameStr(op->oprname));
+	ReleaseSysCache(tup);
+	return result;
+}
+
+/*
+ * SELECT k.n, to_jsonb(t) FROM unnest($1, ...) WITH ORDINALITY AS k(...)
+ * JOIN the table t ON its key columns equal k's: the rows with the given
+ * keys, each with the position of its key.  The equality operators are
+ * named by schema: the search_path is pg_catalog.
+ */
+static SPIPlanPtr
+rows_plan(CompiledRule *rule)
+{
+	StringInfoData sql;
+	Oid		   *types = palloc(sizeof(Oid) * rule->nkeys);
+	char		relkind = get_rel_relkind(rule->relid);
+
+	if (rule->rows_plan)
+		return rule->rows_plan;
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT k.n, pg_catalog.to_jsonb(t) FROM pg_catalog.unnest(");
+	for (int i = 0; i < rule->nkeys; i++)
+	{
+		types[i] = get_array_type(rule->key_types[i]);
+		if (!OidIsValid(types[i]))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("key column type %s of rule \"%s\" has no array type",
+							format_type_be(rule->key_types[i]), rule->name)));
+		appendStringInfo(&sql, "%s$%d", i > 0 ? ", " : "", i + 1);
+	}
+	appendStringInfoString(&sql, ") WITH ORDINALITY AS k(");
+	for (int i = 0; i < rule->nkeys; i++)
+		appendStringInfo(&sql, "k%d, ", i);
+	appendStringInfo(&sql, "n) JOIN %s%s AS t ON ",
+					 relkind == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ", rule->source_table);
+	for (int i = 0; i < rule->nkeys; i++)
+	{
+		TypeCacheEntry *tc = lookup_type_cache(rule->key_types[i], TYPECACHE_EQ_OPR);
+
+		if (!OidIsValid(tc->eq_opr))
+			elog(ERROR, "no equality operator for type %s", format_type_be(rule->key_types[i]));
+		appendStringInfo(&sql, "%st.%s %s k.k%d", i > 0 ? " AND " : "",
+						 quote_identifier(get_attname(rule->relid, rule->key_columns[i], false)),
+						 qualified_operator(tc->eq_opr), i);
+	}
+	rule->rows_plan = keep(sql.data, rule->nkeys, types);
+	return rule->rows_plan;
+}
+
+/*
+ * Read the rows of rule with the given keys as the table owner, into cache
+ * (allocated in cache_cxt): each key gets its row, or NULL when no row has it (or the key
+ * cannot be read back).  Timestamps in the row are written in the rule's
+ * time zone and dates and intervals in fixed styles, so that the data
+ * does not depend on which session reads it.  Needs SPI.
+ */
+static void
+fetch_rows(CompiledRule *rule, int n, char **keys, HTAB *cache, MemoryContext cache_cxt)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	Datum	  **cols = palloc(sizeof(Datum *) * rule->nkeys);
+	int		   *pos = palloc(sizeof(int) * Max(n, 1));
+	bool	   *read = palloc0(sizeof(bool) * Max(n, 1));
+	Datum	   *args = palloc(sizeof(Datum) * rule->nkeys);
+	Datum	   *values = palloc(sizeof(Datum) * rule->nkeys);
+	int			m = 0;
+	Oid			save_userid;
+	int			save_sec;
+	int			level;
+	int			rc;
+	JsonbValue	k;
+	JsonbValue	v;
+
+	for (int i = 0; i < rule->nkeys; i++)
+		cols[i] = palloc(sizeof(Datum) * Max(n, 1));
+	for (int j = 0; j < n; j++)
+	{
+		char	   *key = row_entry_key(rule->id, keys[j]);
+
+		read[j] = hash_search(cache, &key, HASH_FIND, NULL) != NULL;
+		if (read[j] || !key_values(rule, keys[j], values))
+			continue;
+		for (int i = 0; i < rule->nkeys; i++)
+			cols[i][m] = values[i];
+		pos[m++] = j;
+	}
+	for (int i = 0; i < rule->nkeys; i++)
+	{
+		int16		typlen;
+		bool		typbyval;
+		char		typalign;
+
+		get_typlenbyvalalign(rule->key_types[i], &typlen, &typbyval, &typalign);
+		args[i] = PointerGetDatum(construct_array(cols[i], m, rule->key_types[i],
+												  typlen, typbyval, typalign));
+	}
+
+	if (m > 0)
+	{
+		level = NewGUCNestLevel();
+		(void) set_config_option("TimeZone", pg_get_timezone_name(rule->tz),
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+		rule_pin_styles();
+		GetUserIdAndSecContext(&save_userid, &save_sec);
+		SetUserIdAndSecContext(rule->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+		rc = SPI_execute_plan(rows_plan(rule), args, NULL, true, 0);
+		SetUserIdAndSecContext(save_userid, save_sec);
+		AtEOXact_GUC(true, level);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "could not read the rows of rule \"%s\"", rule->name);
+	}
+
+	/* every key asked for is now read: found or not */
+	for (int j = 0; j < n; j++)
+	{
+		char	   *key;
+		bool		found;
+		RowEntry   *e;
+
+		if (read[j])
+			continue;
+		key = MemoryContextStrdup(cache_cxt, row_entry_key(rule->id, keys[j]));
+		e = hash_search(cache, &key, HASH_ENTER, &found);
+		if (!found)
+			e->data = NULL;
+	}
+	k.type = jbvString;
+	k.val.string.val = "row";
+	k.val.string.len = 3;
+	for (uint64 r = 0; m > 0 && r < SPI_processed; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		bool		isnull;
+		int64		ord = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+		Jsonb	   *row = DatumGetJsonbP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+		char	   *key = row_entry_key(rule->id, keys[pos[ord - 1]]);
+		RowEntry   *e = hash_search(cache, &key, HASH_FIND, NULL);
+		JsonbParseState *state = NULL;
+		MemoryContext old;
+
+		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+		pushJsonbValue(&state, WJB_KEY, &k);
+		v.type = jbvBinary;
+		v.val.binary.data = &row->root;
+		v.val.binary.len = VARSIZE(row) - VARHDRSZ;
+		pushJsonbValue(&state, WJB_VALUE, &v);
+		old = MemoryContextSwitchTo(cache_cxt);
+		e->data = JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+		MemoryContextSwitchTo(old);
+	}
+	MemoryContextSwitchTo(cxt);
+}
+
+/*
+ * Read the rows of rule_id with the given keys, as fetch_rows() does,
+ * search_path pinned.  Returns false if the rule does not exist.
+ */
+static bool
+fetch_rule_rows(int64 rule_id, int n, char **keys, HTAB *cache, MemoryContext cache_cxt)
+{
+	CompiledRule *rule;
+	Oid			save_userid;
+	int			save_sec;
+	int			level;
+
+	level = rule_pin_search_path();
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(extension_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	rule = rule_cache_get(rule_id, true);
+	if (rule == NULL)
+	{
+		SetUserIdAndSecContext(save_userid, save_sec);
+		AtEOXact_GUC(true, level);
+		return false;
+	}
+	PG_TRY();
+	{
+		if (rule->live_row)
+		{
+			SPI_connect();
+			fetch_rows(rule, n, keys, cache, cache_cxt);
+			SPI_finish();
+		}
+	}
+	PG_FINALLY();
+	{
+		rule_cache_release(rule);
+		SetUserIdAndSecContext(save_userid, save_sec);
+	}
+	PG_END_TRY();
+	AtEOXact_GUC(true, level);
+	return true;
+}
+
+/*
+ * Read the rows n claimed messages will be rendered with, one query per
+ * rule, so that rule_message_data() finds them.  A rule whose rows cannot
+ * be read (an error) is skipped: each of its messages then tries alone,
+ * and fails alone.  Needs SPI.
+ */
+void
+rule_prefetch_rows(int n, const int64 *rule_ids, char *const *source_keys,
+				   Jsonb *const *data)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	bool	   *done = palloc0(sizeof(bool) * Max(n, 1));
+	char	  **keys = palloc(sizeof(char *) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+	{
+		int64		rule_id = rule_ids[i];
+		int			nkeys = 0;
+
+		if (done[i] || !needs_row(rule_id, source_keys[i], data[i]))
+			continue;
+		for (int j = i; j < n; j++)
+			if (!done[j] && rule_ids[j] == rule_id && needs_row(rule_id, source_keys[j], data[j]))
+			{
+				keys[nkeys++] = source_keys[j];
+				done[j] = true;
+			}
+
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(cxt);
+		PG_TRY();
+		{
+			HTAB	   *cache = rows_read_ahead();
+
+			(void) fetch_rule_rows(rule_id, nkeys, keys, cache, row_cache_cxt);
+			ReleaseCurrentSubTransaction();
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(cxt);
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+}
+
+/*
+ * The data a rule-made message is rendered and delivered with.  Messages
+ * of rules that follow their row carry no copy of it: *data gets the row
+ * as it is now, read as the table owner (or as rule_prefetch_rows() read
+ * it in this transaction).  Returns false, with *reason, when the message
+ * cannot go out because its row or its rule is gone; it is then to be
+ * cancelled.  Other messages' data is left as it is.
+ */
+bool
+rule_message_data(int64 rule_id, const char *source_key, Jsonb **data, char **reason)
+{
+	char	   *key;
+	RowEntry   *e;
+
+	if (!needs_row(rule_id, source_key, *data))
+		return true;
+
+	key = row_entry_key(rule_id, source_key);
+	e = row_cache ? hash_search(row_cache, &key, HASH_FIND, NULL) : NULL;
+	if (e == NULL)
+	{
+		char	   *keys[1] = {unconstify(char *, source_key)};
+		HTAB	   *table = row_table(CurrentMemoryContext);
+
+		if (!fetch_rule_rows(rule_id, 1, keys, table, CurrentMemoryContext))
+		{
+			*reason = pstrdup(RULE_CANCEL_PREFIX "rule no longer exists");
+			return false;
+		}
+		e = hash_search(table, &key, HASH_FIND, NULL);
+		if (e == NULL)
+			return true;		/* a rule that keeps rows: nothing to add */
+	}
+	if (e->data == NULL)
+	{
+		*reason = pstrdup(RULE_CANCEL_PREFIX "row no longer exists");
+		return false;
+	}
+	*data = DatumGetJsonbP(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(*data),
+											   JsonbPGetDatum(e->data)));
+	return true;
+}
+
+/*
+ * A rule is going away but its pending messages stay (unwatch without
+ * cancel_pending): those that would read their row at send time get a copy
+ * of it now, since nothing can read it once the rule is gone.  Those whose
+ * row is already gone are cancelled.  Runs as the extension owner with
+ * search_path pinned, before the rule's row is deleted.
+ */
+void
+rule_keep_rows(int64 rule_id)
+{
+	Oid			types[2] = {INT8ARRAYOID, JSONBARRAYOID};
+	Oid			idtype[1] = {INT8OID};
+	Datum		idval[1] = {Int64GetDatum(rule_id)};
+	MemoryContext cxt;
+	Portal		portal;
+
+	SPI_connect();
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "reminder rows kept", ALLOCSET_DEFAULT_SIZES);
+	portal = SPI_cursor_open_with_args(NULL,
+									   "SELECT id, source_key, data FROM reminder.message "
+									   "WHERE idempotency_key >= 'rule:' || $1 || ':' "
+									   "AND idempotency_key < 'rule:' || $1 || ';' "
+									   "AND rule_id = $1 AND status IN ('scheduled', 'retrying') "
+									   "AND NOT data ? 'row'",
+									   1, idtype, idval, NULL, false, 0);
+	for (;;)
+	{
+		MemoryContext old;
+		uint64		n;
+		int64	   *ids;
+		char	  **keys;
+		Datum	   *kept_ids;
+		Datum	   *kept_data;
+		Datum	   *gone;
+		int			nkept = 0;
+		int			ngone = 0;
+		Datum		values[2];
+		HTAB	   *table;
+
+		SPI_cursor_fetch(portal, true, 1000);
+		n = SPI_processed;
+		if (n == 0)
+			break;
+		old = MemoryContextSwitchTo(cxt);
+		ids = palloc(sizeof(int64) * n);
+		keys = palloc(sizeof(char *) * n);
+		kept_ids = palloc(sizeof(Datum) * n);
+		kept_data = palloc(sizeof(Datum) * n);
+		gone = palloc(sizeof(Datum) * n);
+		for (uint64 i = 0; i < n; i++)
+		{
+			bool		isnull;
+
+			ids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+			keys[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		}
+		table = row_table(cxt);
+		if (!fetch_rule_rows(rule_id, (int) n, keys, table, cxt))
+			elog(ERROR, "rule " INT64_FORMAT " does not exist", rule_id);
+		for (uint64 i = 0; i < n; i++)
+		{
+			char	   *key = row_entry_key(rule_id, keys[i]);
+			RowEntry   *e = hash_search(table, &key, HASH_FIND, NULL);
+
+			if (e != NULL && e->data != NULL)
+			{
+				kept_ids[nkept] = Int64GetDatum(ids[i]);
+				kept_data[nkept++] = JsonbPGetDatum(e->data);
+			}
+			else
+				gone[ngone++] = Int64GetDatum(ids[i]);
+		}
+
+		values[0] = PointerGetDatum(construct_array(kept_ids, nkept, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		values[1] = PointerGetDatum(construct_array(kept_data, nkept, JSONBOID, -1, false, TYPALIGN_INT));
+		MemoryContextSwitchTo(old);
+		if (nkept > 0 &&
+			SPI_execute_with_args("UPDATE reminder.message m SET data = m.data || u.data, updated_at = now() "
+								  "FROM unnest($1, $2) AS u(id, data) WHERE m.id = u.id",
+								  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not keep the rows of rule " INT64_FORMAT, rule_id);
+		values[0] = PointerGetDatum(construct_array(gone, ngone, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		if (ngone > 0 &&
+			SPI_execute_with_args("UPDATE reminder.message SET status = 'cancelled', "
+								  "last_error = '" RULE_CANCEL_PREFIX "row no longer exists', updated_at = now() "
+								  "WHERE id = ANY ($1) AND status IN ('scheduled', 'retrying')",
+								  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not cancel messages of rule " INT64_FORMAT, rule_id);
+		MemoryContextReset(cxt);
+	}
+	SPI_cursor_close(portal);
+	MemoryContextDelete(cxt);
+	SPI_finish();
 }
