@@ -525,16 +525,22 @@ prepare_one(ClaimedMessage *m, List **cache, MemoryContext parent,
 
 		cc = cached_channel(cache, m->channel, cxt);
 
-		gm.dry_run = false;
-		gm.id = m->id;
-		gm.channel = cc;
-		gm.recipient = m->recipient;
-		gm.data = m->data;
-		gm.template_name = m->template_name;
-		gm.due_at = m->due_at;
-		gm.rule_id = m->rule_id;
-		gm.source_key = m->source_key;
-		gate_check(&gm, &gr);
+		/* rules that follow their row store no copy: it is read now */
+		if (!rule_message_data(m->rule_id, m->source_key, &m->data, &gr.reason))
+			gr.verdict = GATE_CANCEL;	/* the row is gone */
+		else
+		{
+			gm.dry_run = false;
+			gm.id = m->id;
+			gm.channel = cc;
+			gm.recipient = m->recipient;
+			gm.data = m->data;
+			gm.template_name = m->template_name;
+			gm.due_at = m->due_at;
+			gm.rule_id = m->rule_id;
+			gm.source_key = m->source_key;
+			gate_check(&gm, &gr);
+		}
 
 		switch (gr.verdict)
 		{
@@ -604,6 +610,28 @@ prepare_one(ClaimedMessage *m, List **cache, MemoryContext parent,
 	return d;
 }
 
+/* The rows rule-made messages are rendered with, read for all at once. */
+static void
+prefetch_rule_rows(List *rows)
+{
+	int			n = list_length(rows);
+	int64	   *rule_ids = palloc(sizeof(int64) * Max(n, 1));
+	char	  **source_keys = palloc(sizeof(char *) * Max(n, 1));
+	Jsonb	  **data = palloc(sizeof(Jsonb *) * Max(n, 1));
+	ListCell   *lc;
+	int			i = 0;
+
+	foreach(lc, rows)
+	{
+		ClaimedMessage *m = lfirst(lc);
+
+		rule_ids[i] = m->rule_id;
+		source_keys[i] = m->source_key;
+		data[i++] = m->data;
+	}
+	rule_prefetch_rows(n, rule_ids, source_keys, data);
+}
+
 /*
  * Claim up to limit due messages and prepare them.  Deliveries to carry
  * out go to *to_send; those already finished (log channel, messages that
@@ -662,6 +690,7 @@ queue_claim(int limit, dlist_head *to_send, dlist_head *done,
 		}
 	}
 
+	prefetch_rule_rows(rows);
 	verdicts_init(&verdicts);
 	foreach(lc, rows)
 	{
