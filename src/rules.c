@@ -23,6 +23,11 @@
  *	     after, follow_up) and DELETE, cancel the pending messages of the
  *	     old rows that the new rows no longer call for.
  *
+ *	  Messages of rules that follow the row store no copy of it (the worker
+ *	  reads it when sending, rules_gate.c), so an UPDATE that leaves every
+ *	  column such a rule reads as it was has nothing to do for it; on_change
+ *	  and survey messages keep the row as it was at the change.
+ *
  *	  Nothing is planned per row and the extension's tables are not read
  *	  per row: rules, channels and templates come from rules_cache.c.
  *
@@ -32,6 +37,7 @@
 
 #include "access/htup_details.h"
 #include "access/relation.h"
+#include "access/sysattr.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "common/cryptohash.h"
@@ -45,6 +51,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/datum.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
@@ -112,6 +119,7 @@ typedef struct RuleRun
 	ExprState **states;
 	ExprState  *data_new;
 	ExprState  *data_old;
+	Jsonb	   *no_row;			/* the data of live_row rules' messages: {} */
 	Jsonb	  **fixed;			/* per recipient: the checked address when
 								 * constant, once per statement */
 	int64	   *fixed_id;
@@ -1016,8 +1024,6 @@ emit(RuleRun *run, RuleRecipient *r, const char *row_key, TimestampTz anchor,
 	if (noffsets == 0)
 		return;
 
-	if (*data == NULL && !run->keys_only)
-		*data = eval_data(run, has_old ? run->data_old : run->data_new);
 	locale = rcpt ? jsonb_get_text(rcpt, "locale") : NULL;
 
 	for (int i = 0; i < noffsets; i++)
@@ -1051,8 +1057,17 @@ emit(RuleRun *run, RuleRecipient *r, const char *row_key, TimestampTz anchor,
 			MemoryContextSwitchTo(old);
 			continue;
 		}
+		/*
+		 * The row as jsonb: stored by rules whose messages keep it, and
+		 * otherwise only made to check what the template requires (it
+		 * will see the row as it is when sent, which is checked on every
+		 * write too).
+		 */
 		tmpl = rule_cache_template(template, locale);
-		check_required_variables(tmpl, *data, rcpt);
+		if (*data == NULL && (!rule->live_row || tmpl->required != NIL))
+			*data = eval_data(run, has_old ? run->data_old : run->data_new);
+		if (*data != NULL)
+			check_required_variables(tmpl, *data, rcpt);
 
 		if (due < run->now && !rule->send_past)
 		{
@@ -1060,7 +1075,8 @@ emit(RuleRun *run, RuleRecipient *r, const char *row_key, TimestampTz anchor,
 				want(run, key, due, false);
 			continue;
 		}
-		batch_add(run, key, row_key, channel, recipient_id, rcpt, template, *data, due);
+		batch_add(run, key, row_key, channel, recipient_id, rcpt, template,
+				  rule->live_row ? run->no_row : *data, due);
 	}
 }
 
@@ -1122,6 +1138,43 @@ wanted_for_row(RuleRun *run, TupleTableSlot *slot, TupleTableSlot *oldslot,
 }
 
 /*
+ * Whether an UPDATE left every column the rule reads as it was.  Then the
+ * row calls for exactly the messages it called for, with the same values,
+ * when the rule's expressions are immutable and its messages hold no copy
+ * of the row: nothing to do.  Values are compared byte for byte, so an
+ * equal value stored differently counts as a change, which costs only the
+ * work this saves.
+ */
+static bool
+columns_unchanged(RuleRun *run, TupleTableSlot *newslot, TupleTableSlot *oldslot)
+{
+	TupleDesc	desc = newslot->tts_tupleDescriptor;
+	int			x = -1;
+
+	if (!run->rule->deterministic || !run->rule->live_row)
+		return false;
+	while ((x = bms_next_member(run->rule->columns, x)) >= 0)
+	{
+		AttrNumber	attno = x + FirstLowInvalidHeapAttributeNumber;
+		Form_pg_attribute att;
+		bool		newnull;
+		bool		oldnull;
+		Datum		newd;
+		Datum		oldd;
+
+		if (attno <= 0)
+			return false;		/* the whole row */
+		att = TupleDescAttr(desc, attno - 1);
+		newd = slot_getattr(newslot, attno, &newnull);
+		oldd = slot_getattr(oldslot, attno, &oldnull);
+		if (newnull != oldnull ||
+			(!newnull && !datumIsEqual(newd, oldd, att->attbyval, att->attlen)))
+			return false;
+	}
+	return true;
+}
+
+/*
  * The messages one row calls for.  oldslot is the row before an UPDATE,
  * or NULL.
  */
@@ -1131,6 +1184,9 @@ process_row(RuleRun *run, TupleTableSlot *newslot, TupleTableSlot *oldslot)
 	ExprContext *econtext = run->econtext;
 	MemoryContext old;
 	char	   *row_key;
+
+	if (oldslot && run->follow_state && columns_unchanged(run, newslot, oldslot))
+		return;
 
 	ResetExprContext(econtext);
 	old = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
@@ -1204,6 +1260,7 @@ run_begin(RuleRun *run, CompiledRule *rule, RunEvent event)
 	run->now = GetCurrentTransactionStartTimestamp();
 
 	run->econtext = CreateStandaloneExprContext();
+	run->no_row = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
 	run->fixed = palloc0(sizeof(Jsonb *) * Max(nrecipients, 1));
 	run->fixed_id = palloc0(sizeof(int64) * Max(nrecipients, 1));
 

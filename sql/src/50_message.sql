@@ -47,7 +47,7 @@ CREATE TABLE reminder.message (
 COMMENT ON TABLE reminder.message IS 'the outbox: one notification to one recipient on one channel; write through reminder.schedule() and friends';
 COMMENT ON COLUMN reminder.message.channel IS 'the channel it goes out on (checked when scheduled; no foreign key, see reminder.drop_channel())';
 COMMENT ON COLUMN reminder.message.recipient IS 'the resolved recipient (address normalised, stored fields merged in) as it was when scheduled';
-COMMENT ON COLUMN reminder.message.data IS 'template data; rule-made messages carry row, old and links';
+COMMENT ON COLUMN reminder.message.data IS 'template data; messages of on_change and survey rules carry row and old as they were at the change, those of before, after and follow_up rules nothing: the worker reads their row when it sends';
 COMMENT ON COLUMN reminder.message.status IS 'scheduled, sending, sent, retrying, failed (gave up), cancelled or suppressed (opt-out, throttle, stop condition)';
 COMMENT ON COLUMN reminder.message.due_at IS 'when the message should go out';
 COMMENT ON COLUMN reminder.message.next_attempt_at IS 'when the worker may next try: due_at, or later after a transient failure or deferral';

@@ -3,10 +3,11 @@
 #    in another session that compiled the rule before (cache invalidation);
 #  - pg_dump/restore keeps rules, their triggers and their messages, and
 #    restoring the rows schedules nothing twice;
-#  - with the worker: a follow-up whose stop condition holds at send time is
-#    suppressed and the rest of its sequence cancelled; of two surveys to
-#    the same person falling due together, one goes out and the other is
-#    suppressed by the throttle.
+#  - with the worker: a message of an after rule is rendered with the row as
+#    it is when sent, and cancelled if the row is gone; a follow-up whose
+#    stop condition holds at send time is suppressed and the rest of its
+#    sequence cancelled; of two surveys to the same person falling due
+#    together, one goes out and the other is suppressed by the throttle.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -41,6 +42,11 @@ $session->query_safe(q{INSERT INTO meeting VALUES (2, 'Two', now() + interval '3
 is($node->safe_psql('src', q{SELECT DISTINCT recipient->>'phone' FROM reminder.message WHERE source_key = '2'}),
 	'+48601000002', 'a session that compiled the rule sees a channel changed by another session');
 $node->safe_psql('src', q{SELECT reminder.unwatch('meeting', cancel_pending => false)});
+is($node->safe_psql('src', q{
+	SELECT string_agg(source_key || ' ' || status || ' ' || (data->'row'->>'title'), ', ' ORDER BY idempotency_key)
+	  FROM reminder.message WHERE source_key IN ('1', '2')}),
+	'1 scheduled One, 1 scheduled One, 2 scheduled Two, 2 scheduled Two',
+	'pending messages kept by unwatch get a copy of their row: no rule will read it for them');
 $session->query_safe(q{INSERT INTO meeting VALUES (3, 'Three', now() + interval '3 days', '+48601000003')});
 is($node->safe_psql('src', q{SELECT count(*) FROM reminder.message WHERE source_key = '3'}), '0',
 	'and a rule removed by another session');
@@ -94,6 +100,34 @@ $node->safe_psql('src', q{
 		channel => 'log', template => 't', recipients => '{"to": {"email": {"expr": "email"}}}');
 	INSERT INTO job VALUES (1, 'done', 'ada@example.com'), (2, 'done', 'ADA@example.com'), (3, 'done', 'bob@example.com');
 });
+# A before/after rule's messages hold no copy of the row: the worker reads
+# it when it sends.  The title changes after the message was scheduled (an
+# UPDATE the rule does not even see); the row of task 2 is deleted without
+# the rule's triggers firing.
+$node->safe_psql('src', q{
+	CREATE TABLE task (id int PRIMARY KEY, title text NOT NULL, due timestamptz NOT NULL);
+	SELECT reminder.watch('task', 'after', name => 'task', column_name => 'due',
+		offsets => '{2 seconds}', channel => 'log', template => 't', if_past => 'send',
+		recipients => '{"to": {"email": "ops@example.com"}}');
+	INSERT INTO task VALUES (1, 'Draft', now()), (2, 'Doomed', now());
+	UPDATE task SET title = 'Final' WHERE id = 1;
+	SET session_replication_role = replica;
+	DELETE FROM task WHERE id = 2;
+});
+is($node->safe_psql('src', q{
+	SELECT string_agg(source_key || ' ' || data::text, ', ' ORDER BY source_key)
+	  FROM reminder.message m JOIN reminder.rule r ON r.id = m.rule_id WHERE r.name = 'task'}),
+	'1 {}, 2 {}', 'the messages of an after rule store no row');
+ok($node->poll_query_until('src', q{
+	SELECT count(*) = 2 FROM reminder.message m JOIN reminder.rule r ON r.id = m.rule_id
+	 WHERE r.name = 'task' AND status IN ('sent', 'cancelled')}), 'the worker decides them');
+is($node->safe_psql('src', q{
+	SELECT string_agg(m.source_key || ' ' || m.status || ' ' || coalesce(l.body, m.last_error), ', ' ORDER BY m.source_key)
+	  FROM reminder.message m JOIN reminder.rule r ON r.id = m.rule_id LEFT JOIN reminder.log l ON l.message_id = m.id
+	 WHERE r.name = 'task'}),
+	'1 sent Meeting Final, 2 cancelled rule: row no longer exists',
+	'one goes out with the row as it is when sent; one whose row is gone is cancelled');
+
 ok($node->poll_query_until('src', q{
 	SELECT status = 'suppressed' FROM reminder.message m JOIN reminder.rule r ON r.id = m.rule_id
 	 WHERE r.name = 'followup' AND m.idempotency_key LIKE '%:1:0:0'}),
