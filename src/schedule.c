@@ -28,10 +28,23 @@ PG_FUNCTION_INFO_V1(reminder_schedule);
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr existing_plan = NULL;
 
+/*
+ * The string under key, or NULL; any other type is an error.  Watch
+ * triggers check a recipient per row: the error's wording is only made when
+ * there is one.
+ */
 static char *
 recipient_string(Jsonb *recipient, const char *key)
 {
-	return jsonb_get_string(recipient, key, psprintf("recipient \"%s\"", key));
+	JsonbValue *v = jsonb_get(recipient, key);
+
+	if (v == NULL || v->type == jbvNull)
+		return NULL;
+	if (v->type != jbvString)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("recipient \"%s\" must be a string", key)));
+	return pnstrdup(v->val.string.val, v->val.string.len);
 }
 
 static void
@@ -89,6 +102,7 @@ Jsonb *
 recipient_for_channel(Jsonb *recipient, ChannelConfig *cc)
 {
 	char	   *s;
+	char	   *e164;
 
 	if (!JB_ROOT_IS_OBJECT(recipient) || JB_ROOT_IS_SCALAR(recipient))
 		ereport(ERROR,
@@ -125,8 +139,10 @@ recipient_for_channel(Jsonb *recipient, ChannelConfig *cc)
 			s = recipient_string(recipient, "phone");
 			if (s == NULL)
 				missing_address(cc, "phone number", "{\"phone\": \"+48 601 234 567\"}");
-			s = normalize_phone(s, cc->default_country_code, "recipient \"phone\"");
-			recipient = jsonb_set_text(recipient, "phone", s);
+			/* a new jsonb only if normalising changed the number */
+			e164 = normalize_phone(s, cc->default_country_code, "recipient \"phone\"");
+			if (strcmp(e164, s) != 0)
+				recipient = jsonb_set_text(recipient, "phone", e164);
 			break;
 		case CHANNEL_WEBHOOK:
 		case CHANNEL_SLACK:
