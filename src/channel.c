@@ -919,7 +919,11 @@ reminder_drop_channel(PG_FUNCTION_ARGS)
 								  messages, (long long) messages),
 				 errhint("Use reminder.drop_channel(name, cascade => true) to delete them too.")));
 
-	if (SPI_execute_with_args("DELETE FROM reminder.message WHERE channel = $1",
+	/* attempt.message_id has no foreign key to cascade */
+	if (SPI_execute_with_args("DELETE FROM reminder.attempt a USING reminder.message m "
+							  "WHERE a.message_id = m.id AND m.channel = $1",
+							  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE ||
+		SPI_execute_with_args("DELETE FROM reminder.message WHERE channel = $1",
 							  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE ||
 		SPI_execute_with_args("DELETE FROM reminder.channel WHERE name = $1",
 							  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)

@@ -9,7 +9,7 @@
 \set ON_ERROR_STOP true
 
 BEGIN;
-SELECT plan(20);
+SELECT plan(22);
 
 SELECT reminder.create_channel('rc_mail', 'email', '{"url": "smtp://127.0.0.1:2525", "from": "r@example.com"}');
 SELECT reminder.create_channel('rc_sms', 'sms', '{"provider": "smsapi", "default_country_code": "48"}', '{"token": "t"}');
@@ -86,6 +86,18 @@ SELECT lives_ok($$ SELECT reminder.schedule('rc_mail', '{"email": "a@example.com
                 'three addresses with reminder.max_recipients = 3');
 SELECT throws_ok($$ SELECT reminder.schedule('rc_mail', '{"email": "a@example.com", "cc": ["b@example.com", "c@example.com"], "bcc": ["d@example.com"]}', 'rc_hello', now(), '{"name": "x"}') $$,
                  '54000', 'message has too many recipients', 'four are refused');
+
+-- deleting a stored recipient keeps its messages, resolved, without the id
+DELETE FROM reminder.recipient WHERE id = :rid;
+SELECT is((SELECT string_agg(coalesce(recipient_id::text, 'null') || ' ' || (recipient->>'email'), ', ' ORDER BY id)
+             FROM reminder.message WHERE id IN (:m1, :m2)),
+          'null ada@example.com, null other@example.com', 'deleting a stored recipient sets recipient_id to NULL');
+
+-- drop_channel(cascade) deletes the channel's messages with their attempts
+INSERT INTO reminder.attempt (message_id, attempt, started_at, outcome) VALUES (:m1, 1, now(), 'transient');
+SELECT reminder.drop_channel('rc_mail', cascade => true);
+SELECT is((SELECT count(*) FROM reminder.attempt WHERE message_id IN (:m1, :m2, :m3)), 0::bigint,
+          'drop_channel(cascade) deletes the attempts of the messages it deletes');
 
 SELECT * FROM finish();
 ROLLBACK;
