@@ -427,9 +427,14 @@ char *
 rule_key_prefix(int64 rule_id, const char *row_key)
 {
 	StringInfoData buf;
+	char		id[MAXINT8LEN + 1];
 
+	/* no printf: this runs for every row a statement writes */
+	pg_lltoa(rule_id, id);
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "rule:" INT64_FORMAT ":", rule_id);
+	appendStringInfoString(&buf, "rule:");
+	appendStringInfoString(&buf, id);
+	appendStringInfoChar(&buf, ':');
 	append_key_part(&buf, row_key);
 	appendStringInfoChar(&buf, ':');
 	return buf.data;
@@ -449,9 +454,15 @@ static char *
 message_key(const char *prefix, int recipient, int step, const char *value)
 {
 	StringInfoData buf;
+	char		num[MAXINT8LEN + 1];
 
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "%s%d:%d", prefix, recipient, step);
+	appendStringInfoString(&buf, prefix);
+	pg_ltoa(recipient, num);
+	appendStringInfoString(&buf, num);
+	appendStringInfoChar(&buf, ':');
+	pg_ltoa(step, num);
+	appendStringInfoString(&buf, num);
 	if (value)
 	{
 		appendStringInfoChar(&buf, ':');
