@@ -32,9 +32,9 @@
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
 #include "common/cryptohash.h"
+#include "common/hashfn.h"
 #include "common/sha2.h"
 #include "executor/spi.h"
-#include "common/hashfn.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -422,8 +422,8 @@ qualified_operator(Oid opno)
 }
 
 /*
- * SELECT k.n, to_jsonb(t) FROM unnest($1, ...) WITH ORDINALITY AS k(...)
- * JOIN the table t ON its key columns equal k's: the rows with the given
+ * SELECT k.n, to_jsonb(t) FROM ROWS FROM (unnest($1), ...) WITH ORDINALITY
+ * AS k(...) JOIN the table t ON its key columns equal k's: the rows with the given
  * keys, each with the position of its key.  The equality operators are
  * named by schema: the search_path is pg_catalog.
  */
@@ -438,7 +438,7 @@ rows_plan(CompiledRule *rule)
 		return rule->rows_plan;
 
 	initStringInfo(&sql);
-	appendStringInfoString(&sql, "SELECT k.n, pg_catalog.to_jsonb(t) FROM pg_catalog.unnest(");
+	appendStringInfoString(&sql, "SELECT k.n, pg_catalog.to_jsonb(t) FROM ROWS FROM (");
 	for (int i = 0; i < rule->nkeys; i++)
 	{
 		types[i] = get_array_type(rule->key_types[i]);
@@ -447,7 +447,7 @@ rows_plan(CompiledRule *rule)
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 					 errmsg("key column type %s of rule \"%s\" has no array type",
 							format_type_be(rule->key_types[i]), rule->name)));
-		appendStringInfo(&sql, "%s$%d", i > 0 ? ", " : "", i + 1);
+		appendStringInfo(&sql, "%spg_catalog.unnest($%d)", i > 0 ? ", " : "", i + 1);
 	}
 	appendStringInfoString(&sql, ") WITH ORDINALITY AS k(");
 	for (int i = 0; i < rule->nkeys; i++)
@@ -470,10 +470,11 @@ rows_plan(CompiledRule *rule)
 
 /*
  * Read the rows of rule with the given keys as the table owner, into cache
- * (allocated in cache_cxt): each key gets its row, or NULL when no row has it (or the key
- * cannot be read back).  Timestamps in the row are written in the rule's
- * time zone and dates and intervals in fixed styles, so that the data
- * does not depend on which session reads it.  Needs SPI.
+ * (allocated in cache_cxt): each key gets {"row": <its row>}, or NULL when
+ * no row has it (or the key cannot be read back).  Timestamps in the row
+ * are written in the rule's time zone and dates and intervals in fixed
+ * styles, so that the data does not depend on which session reads it.
+ * Needs SPI.
  */
 static void
 fetch_rows(CompiledRule *rule, int n, char **keys, HTAB *cache, MemoryContext cache_cxt)
@@ -725,7 +726,7 @@ rule_keep_rows(int64 rule_id)
 	SPI_connect();
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "reminder rows kept", ALLOCSET_DEFAULT_SIZES);
 	portal = SPI_cursor_open_with_args(NULL,
-									   "SELECT id, source_key, data FROM reminder.message "
+									   "SELECT id, source_key FROM reminder.message "
 									   "WHERE idempotency_key >= 'rule:' || $1 || ':' "
 									   "AND idempotency_key < 'rule:' || $1 || ';' "
 									   "AND rule_id = $1 AND status IN ('scheduled', 'retrying') "

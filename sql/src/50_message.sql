@@ -56,7 +56,7 @@ COMMENT ON COLUMN reminder.message.status IS 'scheduled, sending, sent, retrying
 COMMENT ON COLUMN reminder.message.due_at IS 'when the message should go out';
 COMMENT ON COLUMN reminder.message.next_attempt_at IS 'when the worker may next try: due_at, or later after a transient failure or deferral';
 COMMENT ON COLUMN reminder.message.lease_until IS 'while sending: when another worker may reclaim the message (crash recovery)';
-COMMENT ON COLUMN reminder.message.idempotency_key IS 'unique; sent as the Idempotency-Key header and in the SMTP Message-ID so a receiver can drop duplicates; rule-made messages have rule:<rule>:<row key>:<recipient>:<step>[:<value>]';
+COMMENT ON COLUMN reminder.message.idempotency_key IS 'unique; sent as the Idempotency-Key header and in the SMTP Message-ID so a receiver can drop duplicates; rule-made messages have rule:<rule>:<row key>:<recipient>:<step>[:<value>]; COLLATE "C" (byte order)';
 COMMENT ON COLUMN reminder.message.source_key IS 'rule-made messages: the key of the row that made them, as text (a JSON array of texts for several key columns)';
 COMMENT ON COLUMN reminder.message.provider_message_id IS 'the id the provider returned (Twilio sid, SMSAPI id, SMTP queue id)';
 COMMENT ON COLUMN reminder.message.fallback_of IS 'the failed message this one replaces on a fallback channel (which purge() may since have deleted)';

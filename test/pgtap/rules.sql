@@ -11,7 +11,7 @@
 \set ON_ERROR_STOP true
 
 BEGIN;
-SELECT plan(82);
+SELECT plan(84);
 
 SET LOCAL TimeZone = 'UTC';
 SELECT reminder.create_channel('ru_sms', 'sms', '{"provider": "smsapi", "base_url": "http://127.0.0.1:9"}', '{"token": "t"}');
@@ -332,6 +332,28 @@ SELECT reminder.drop_channel('ru_tmp', true);
 UPDATE ru_task SET client_channel = 'ru_mail' WHERE id = 4;
 SELECT results_eq($$SELECT channel, status FROM reminder.message WHERE rule_id = $$ || :task_rule || $$ AND source_key = '4'$$,
     $$VALUES ('ru_mail', 'scheduled')$$, 'a row whose channel was dropped can be moved to another one');
+
+-- ---------------------------------------------------------------------------
+-- A partitioned table keyed by two columns: keys with separators in them are
+-- encoded, and the row is found again at send time by both columns.
+-- ---------------------------------------------------------------------------
+CREATE TABLE ru_visit (region text, id int, title text NOT NULL, at timestamptz NOT NULL,
+                       PRIMARY KEY (region, id)) PARTITION BY LIST (region);
+CREATE TABLE ru_visit_eu PARTITION OF ru_visit FOR VALUES IN ('eu:west', 'eu:east');
+SELECT reminder.watch('ru_visit', 'after', name => 'ru_visit', column_name => 'at', channel => 'ru_log',
+    template => 'ru_meeting_op', recipients => '{"to": {"email": "ops@example.com"}}') AS visit_rule \gset
+INSERT INTO ru_visit VALUES ('eu:west', 1, 'West one', now() + interval '1 day'),
+                            ('eu:east', 1, 'East one', now() + interval '1 day');
+UPDATE ru_visit SET title = title || '!';
+SELECT results_eq($$SELECT m.source_key, m.idempotency_key COLLATE "default", r.body FROM reminder.message m, reminder.render(m.id) r
+                     WHERE m.rule_id = $$ || :visit_rule || $$ ORDER BY m.idempotency_key$$,
+    $$VALUES ('["eu:east", "1"]', 'rule:$$ || :visit_rule || $$:%5B%22eu%3Aeast%22%2C%20%221%22%5D:0:0', 'Meeting East one!'),
+             ('["eu:west", "1"]', 'rule:$$ || :visit_rule || $$:%5B%22eu%3Awest%22%2C%20%221%22%5D:0:0', 'Meeting West one!')$$,
+    'composite keys: encoded in the message key, and the row found by both columns when rendered');
+DELETE FROM ru_visit WHERE region = 'eu:west';
+SELECT results_eq($$SELECT source_key, status FROM reminder.message WHERE rule_id = $$ || :visit_rule || $$ ORDER BY source_key$$,
+    $$VALUES ('["eu:east", "1"]', 'scheduled'), ('["eu:west", "1"]', 'cancelled')$$,
+    'deleting one row cancels its message only');
 
 -- ---------------------------------------------------------------------------
 -- Caches see changes to channels, templates and rules.
