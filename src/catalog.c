@@ -9,15 +9,23 @@
  *	  function opens its own SPI connection (nesting is fine) and returns
  *	  results allocated in the caller's memory context.
  *
+ *	  Between catalog_batch_begin() and the end of the transaction (the
+ *	  worker's claim of a batch), a template is read once per name and
+ *	  locale and the row is shared: a batch of messages from one template
+ *	  costs one query, not one each.  Outside a batch every call reads the
+ *	  table, so a template changed earlier in the same transaction is seen.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "storage/proc.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 
 #include "reminder.h"
 
@@ -25,6 +33,18 @@ static SPIPlanPtr channel_plan = NULL;
 static SPIPlanPtr template_plan = NULL;
 static SPIPlanPtr recipient_by_id_plan = NULL;
 static SPIPlanPtr recipient_by_external_id_plan = NULL;
+
+/* Templates read in this batch; the memory goes with the transaction. */
+typedef struct MemoEntry
+{
+	char	   *name;
+	char	   *locale;			/* the recipient's, or NULL */
+	TemplateRow *row;
+} MemoEntry;
+
+static LocalTransactionId memo_lxid = InvalidLocalTransactionId;
+static MemoryContext memo_cxt = NULL;
+static List *memo = NIL;
 
 static SPIPlanPtr
 prepare_kept(const char *sql, int nargs, Oid *argtypes)
@@ -118,6 +138,86 @@ catalog_channel(const char *name)
 }
 
 /*
+ * Read each template once until the end of the current transaction.  The
+ * caller must not change templates in it meanwhile (the worker's claim
+ * does not).
+ */
+void
+catalog_batch_begin(void)
+{
+	memo_cxt = AllocSetContextCreate(TopTransactionContext, "reminder template memo",
+									 ALLOCSET_SMALL_SIZES);
+	memo = NIL;
+	memo_lxid = MyProc->lxid;
+}
+
+static bool
+memo_active(void)
+{
+	return memo_lxid != InvalidLocalTransactionId && memo_lxid == MyProc->lxid;
+}
+
+static bool
+same_text(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+static TemplateRow *
+memo_find(const char *name, const char *locale)
+{
+	ListCell   *lc;
+
+	if (!memo_active())
+		return NULL;
+	foreach(lc, memo)
+	{
+		MemoEntry  *e = lfirst(lc);
+
+		if (strcmp(e->name, name) == 0 && same_text(e->locale, locale))
+			return e->row;
+	}
+	return NULL;
+}
+
+static TemplateRow *
+copy_template_row(TemplateRow *t, MemoryContext cxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	TemplateRow *c = palloc0(sizeof(TemplateRow));
+	ListCell   *lc;
+
+	c->name = pstrdup(t->name);
+	c->locale = pstrdup(t->locale);
+	c->subject = t->subject ? pstrdup(t->subject) : NULL;
+	c->body = pstrdup(t->body);
+	c->html = t->html ? pstrdup(t->html) : NULL;
+	foreach(lc, t->required)
+		c->required = lappend(c->required, pstrdup(lfirst(lc)));
+	MemoryContextSwitchTo(old);
+	return c;
+}
+
+static void
+memo_add(const char *name, const char *locale, TemplateRow *t)
+{
+	MemoryContext old;
+	MemoEntry  *e;
+
+	if (!memo_active())
+		return;
+	old = MemoryContextSwitchTo(memo_cxt);
+	e = palloc(sizeof(MemoEntry));
+	e->name = pstrdup(name);
+	e->locale = locale ? pstrdup(locale) : NULL;
+	e->row = copy_template_row(t, memo_cxt);
+	memo = lappend(memo, e);
+	MemoryContextSwitchTo(old);
+}
+
+/*
  * The template called name in the best locale for the recipient: the
  * exact locale, its language ("pl" for "pl-PL"), reminder.default_locale,
  * then the alphabetically first one, so a template in any one language
@@ -132,6 +232,9 @@ catalog_template(const char *name, const char *locale)
 	TemplateRow *t;
 	bool		isnull;
 	Datum		req;
+
+	if ((t = memo_find(name, locale)) != NULL)
+		return copy_template_row(t, cxt);
 
 	SPI_connect();
 
@@ -190,6 +293,7 @@ catalog_template(const char *name, const char *locale)
 		MemoryContextSwitchTo(old);
 	}
 	SPI_finish();
+	memo_add(name, locale, t);
 	return t;
 }
 

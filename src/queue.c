@@ -503,12 +503,76 @@ verdicts_apply(Verdicts *v)
 }
 
 /*
+ * Read the channels of a batch, each in its own subtransaction, so that
+ * gate_prepare() knows them.  One that cannot be read is left out: its
+ * messages then fail in prepare_one(), with the reason.
+ */
+static void
+preload_channels(List *rows, List **cache, MemoryContext cxt)
+{
+	ResourceOwner owner = CurrentResourceOwner;
+	List	   *tried = NIL;
+	ListCell   *lc;
+
+	foreach(lc, rows)
+	{
+		ClaimedMessage *m = lfirst(lc);
+		ListCell   *lc2;
+		bool		seen = false;
+
+		foreach(lc2, tried)
+			if (strcmp(lfirst(lc2), m->channel) == 0)
+				seen = true;
+		if (seen)
+			continue;
+		tried = lappend(tried, m->channel);
+
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(cxt);
+		PG_TRY();
+		{
+			(void) cached_channel(cache, m->channel, cxt);
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(cxt);
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+		}
+		PG_END_TRY();
+	}
+	list_free(tried);
+}
+
+/* The channel, if preload_channels() could read it; else NULL. */
+static ChannelConfig *
+preloaded_channel(List *cache, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, cache)
+	{
+		ChannelCacheEntry *e = lfirst(lc);
+
+		if (strcmp(e->name, name) == 0)
+			return e->cc;
+	}
+	return NULL;
+}
+
+/*
  * Gate, channel, render and build for one claimed message, inside a
  * subtransaction: an error fails this message alone.  Returns the
  * delivery to send (or to record at once), or NULL after a gate verdict.
+ * gm is the message as gate_prepare() saw it.
  */
 static Delivery *
-prepare_one(ClaimedMessage *m, List **cache, MemoryContext parent,
+prepare_one(ClaimedMessage *m, GateMessage *gm, List **cache, MemoryContext parent,
 			Verdicts *verdicts)
 {
 	MemoryContext cxt = CurrentMemoryContext;
@@ -520,21 +584,11 @@ prepare_one(ClaimedMessage *m, List **cache, MemoryContext parent,
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
-		GateMessage gm = {0};	/* fields added later default to zero */
 		GateResult	gr;
 
 		cc = cached_channel(cache, m->channel, cxt);
-
-		gm.dry_run = false;
-		gm.id = m->id;
-		gm.channel = cc;
-		gm.recipient = m->recipient;
-		gm.data = m->data;
-		gm.template_name = m->template_name;
-		gm.due_at = m->due_at;
-		gm.rule_id = m->rule_id;
-		gm.source_key = m->source_key;
-		gate_check(&gm, &gr);
+		gm->channel = cc;
+		gate_check(gm, &gr);
 
 		switch (gr.verdict)
 		{
@@ -620,6 +674,7 @@ queue_claim(int limit, dlist_head *to_send, dlist_head *done,
 	List	   *cache = NIL;
 	ListCell   *lc;
 	Verdicts	verdicts;
+	GateMessage *gms;
 	int			remaining = limit;
 	bool		isnull;
 	Datum		next;
@@ -629,6 +684,7 @@ queue_claim(int limit, dlist_head *to_send, dlist_head *done,
 	result->next_due = DT_NOEND;
 	result->next_token = DT_NOEND;
 
+	catalog_batch_begin();
 	excluded = load_channels(now);
 
 	/* channels without a rate limit */
@@ -662,11 +718,32 @@ queue_claim(int limit, dlist_head *to_send, dlist_head *done,
 		}
 	}
 
+	/* the checks that need queries, for the whole batch at once */
+	preload_channels(rows, &cache, CurrentMemoryContext);
+	gms = palloc0(sizeof(GateMessage) * Max(list_length(rows), 1));
+	foreach(lc, rows)
+	{
+		ClaimedMessage *m = lfirst(lc);
+		GateMessage *gm = &gms[foreach_current_index(lc)];
+
+		gm->dry_run = false;
+		gm->id = m->id;
+		gm->channel = preloaded_channel(cache, m->channel);
+		gm->recipient = m->recipient;
+		gm->data = m->data;
+		gm->template_name = m->template_name;
+		gm->due_at = m->due_at;
+		gm->rule_id = m->rule_id;
+		gm->source_key = m->source_key;
+	}
+	gate_prepare(gms, list_length(rows));
+
 	verdicts_init(&verdicts);
 	foreach(lc, rows)
 	{
 		ClaimedMessage *m = lfirst(lc);
-		Delivery   *d = prepare_one(m, &cache, delivery_parent, &verdicts);
+		Delivery   *d = prepare_one(m, &gms[foreach_current_index(lc)], &cache,
+									delivery_parent, &verdicts);
 
 		result->claimed++;
 		if (d == NULL)

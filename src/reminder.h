@@ -209,6 +209,7 @@ typedef struct TemplateRow
 	List	   *required;		/* dotted variable names */
 } TemplateRow;
 
+extern void catalog_batch_begin(void);
 extern ChannelConfig *catalog_channel(const char *name);
 extern TemplateRow *catalog_template(const char *name, const char *locale);
 extern Jsonb *catalog_resolve_recipient(Jsonb *recipient, int64 *recipient_id);
@@ -274,6 +275,10 @@ typedef struct GateMessage
 	int64		rule_id;		/* 0: not made by a rule */
 	const char *source_key;
 	bool		dry_run;		/* reminder.gate_check(): decide, change nothing */
+
+	/* found for a whole batch by gate_prepare(); gate_check() then uses it */
+	bool		consent_checked;
+	char	   *consent_reason; /* opted out: why; NULL: consent allows it */
 } GateMessage;
 
 typedef struct GateResult
@@ -283,6 +288,7 @@ typedef struct GateResult
 	char	   *reason;			/* for all but GATE_SEND: goes to last_error */
 } GateResult;
 
+extern void gate_prepare(GateMessage *msgs, int n);
 extern void gate_check(const GateMessage *msg, GateResult *result);
 
 /* ----------------
@@ -324,6 +330,7 @@ extern char *message_category(Jsonb *data, const char *template_name);
 extern void consent_record(int64 recipient_id, const char *address,
 						   const char *channel, const char *category,
 						   bool opt_out, const char *source);
+extern void consent_gate_prepare(GateMessage *msgs, int n);
 extern void consent_gate(const GateMessage *msg, GateResult *result);
 
 /* ----------------
