@@ -7,11 +7,12 @@
  *
  *		1. let libcurl work on ready sockets and timers, collect finished
  *		   transfers;
- *		2. record finished deliveries in one transaction per batch;
- *		3. if transfer slots are free and something may be due, claim up to
- *		   that many messages in one short transaction (gate, render and
- *		   build the requests inside it), commit, then start the transfers;
- *		4. publish when it will next look for due messages (so a commit of
+ *		2. if transfer slots are free and something may be due, record
+ *		   what has finished and claim up to that many messages in one
+ *		   short transaction (gate, render and build the requests inside
+ *		   it), commit, then start the transfers; otherwise record finished
+ *		   deliveries on their own, in batches;
+ *		3. publish when it will next look for due messages (so a commit of
  *		   something due sooner sets its latch, see wakeup.c) and wait on
  *		   the latch and curl's sockets together (see transport.c).
  *
@@ -319,17 +320,24 @@ record_done(dlist_head *done)
 }
 
 /*
- * Claim and prepare up to limit messages.  Returns false if the extension
- * is gone from this database.
+ * Record the finished deliveries in *done, if any, and claim and prepare
+ * up to limit messages, in one transaction: one commit per loop, not two.
+ * If that transaction fails, the deliveries are recorded on their own
+ * (record_done) and nothing is claimed this time.  Returns false if the
+ * extension is gone from this database.
  */
 static bool
-claim(int limit, dlist_head *to_send, dlist_head *done,
-	  MemoryContext delivery_parent, ClaimResult *result)
+record_and_claim(dlist_head *done, int limit, dlist_head *to_send,
+				 MemoryContext delivery_parent, ClaimResult *result)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	volatile bool present = true;
+	volatile bool recorded = false;
 	dlist_head	new_send;
 	dlist_head	new_done;
+	int64		s = 0,
+				f = 0,
+				r = 0;
 
 	dlist_init(&new_send);
 	dlist_init(&new_done);
@@ -340,11 +348,17 @@ claim(int limit, dlist_head *to_send, dlist_head *done,
 
 	PG_TRY();
 	{
-		begin_tx("claiming due messages");
+		begin_tx(dlist_is_empty(done) ? "claiming due messages" :
+				 "recording deliveries and claiming due messages");
 		present = queue_extension_present();
 		if (present)
+		{
+			if (!dlist_is_empty(done))
+				queue_record(done, &s, &f, &r);
 			queue_claim(limit, &new_send, &new_done, delivery_parent, result);
+		}
 		end_tx();
+		recorded = present;
 	}
 	PG_CATCH();
 	{
@@ -358,6 +372,14 @@ claim(int limit, dlist_head *to_send, dlist_head *done,
 		result->next_token = DT_NOEND;
 	}
 	PG_END_TRY();
+
+	if (recorded)
+	{
+		count(s, f, r);
+		free_all(done);
+	}
+	else if (present)
+		record_done(done);
 
 	while (!dlist_is_empty(&new_send))
 		dlist_push_tail(to_send, dlist_pop_head_node(&new_send));
@@ -508,6 +530,8 @@ deliver(void)
 		WaitEvent	events[3];
 		int			nevents;
 		bool		stopping;
+		bool		record_wanted;
+		bool		claiming;
 
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
@@ -525,9 +549,10 @@ deliver(void)
 		if (transport_take_done(&done) && first_done_at == 0)
 			first_done_at = GetCurrentTimestamp();
 
-		/* 2. record, in batches unless things are quiet */
+		/* 2. record, in batches unless things are quiet, with the claim if one is due */
 		now = GetCurrentTimestamp();
 		threshold = Max(1, Min(reminder_batch_size, reminder_max_concurrent / 4));
+		record_wanted = false;
 		if (!dlist_is_empty(&done))
 		{
 			int			n = 0;
@@ -535,12 +560,16 @@ deliver(void)
 
 			dlist_foreach(iter, &done)
 				n++;
-			if (n >= threshold || transport_in_flight() == 0 || stopping ||
-				now >= TimestampTzPlusMilliseconds(first_done_at, RECORD_DELAY_MS))
-			{
-				record_done(&done);
-				first_done_at = 0;
-			}
+			record_wanted = (n >= threshold || transport_in_flight() == 0 || stopping ||
+							 now >= TimestampTzPlusMilliseconds(first_done_at, RECORD_DELAY_MS));
+		}
+		claiming = !stopping && !RecoveryInProgress() && reminder_enabled &&
+			may_claim(reminder_max_concurrent - transport_in_flight(), threshold, more) &&
+			(claim_wanted || now >= next_claim);
+		if (record_wanted && !claiming)
+		{
+			record_done(&done);
+			first_done_at = 0;
 		}
 
 		if (stopping)
@@ -561,26 +590,39 @@ deliver(void)
 		}
 		else
 		{
-			/* 3. claim, refilling free slots in batches while busy */
+			/* 2b. record and claim, refilling free slots in batches while busy */
 			set_state(WORKER_RUNNING);
 			free_slots = reminder_max_concurrent - transport_in_flight();
-			if (may_claim(free_slots, threshold, more) &&
-				(claim_wanted || now >= next_claim))
+			if (claiming)
 			{
 				ClaimResult res;
+				dlist_head	finished;
 
-				if (!claim(Min(free_slots, reminder_batch_size), &to_send, &done,
-						   delivery_cxt, &res))
+				/* what has finished is recorded in the same transaction */
+				dlist_init(&finished);
+				if (!dlist_is_empty(&done))
+				{
+					while (!dlist_is_empty(&done))
+						dlist_push_tail(&finished, dlist_pop_head_node(&done));
+					first_done_at = 0;
+				}
+				if (!record_and_claim(&finished, Min(free_slots, reminder_batch_size),
+									  &to_send, delivery_cxt, &res))
 				{
 					ereport(LOG,
 							(errmsg("reminder worker: extension \"%s\" is no longer installed in this database; exiting",
 									REMINDER_EXTENSION)));
 					gone = true;
+					while (!dlist_is_empty(&finished))
+						dlist_push_tail(&done, dlist_pop_head_node(&finished));
 					continue;
 				}
 				if (res.claimed > 0)
 					elog(DEBUG1, "reminder worker: claimed %d messages (limit %d)",
 						 res.claimed, Min(free_slots, reminder_batch_size));
+				/* prepared deliveries that finished at once are to be recorded */
+				while (!dlist_is_empty(&finished))
+					dlist_push_tail(&done, dlist_pop_head_node(&finished));
 				start_all(&to_send, &done);
 				if (!dlist_is_empty(&done) && first_done_at == 0)
 					first_done_at = GetCurrentTimestamp();
@@ -601,7 +643,7 @@ deliver(void)
 			}
 		}
 
-		/* 4. sleep until something happens */
+		/* 3. sleep until something happens */
 		now = GetCurrentTimestamp();
 		free_slots = reminder_max_concurrent - transport_in_flight();
 		timeout = reminder_poll_interval;
