@@ -165,14 +165,18 @@ load_channels(TimestampTz now)
 	MemoryContext cxt = CurrentMemoryContext;
 
 	if (channels_plan == NULL)
-		channels_plan = prepare_kept("SELECT name, kind, "
-									 "coalesce((settings->>'rate_limit')::float8, 0) "
-									 "FROM reminder.channel", 0, NULL);
+		channels_plan = prepare_kept("SELECT c.name, c.kind, "
+									 "coalesce((c.settings->>'rate_limit')::float8, 0), "
+									 "c.xmin::text || '/' || coalesce(s.xmin::text, '') "
+									 "FROM reminder.channel c "
+									 "LEFT JOIN reminder.channel_secret s ON s.channel = c.name",
+									 0, NULL);
 	if (SPI_execute_plan(channels_plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read channels");
 
 	foreach(lc, buckets)
 		((Bucket *) lfirst(lc))->seen = false;
+	channel_cache_begin_listing();
 
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -184,6 +188,7 @@ load_channels(TimestampTz now)
 		double		rate = DatumGetFloat8(SPI_getbinval(tup, desc, 3, &isnull));
 		bool		supported = false;
 
+		channel_cache_listed(name, SPI_getvalue(tup, desc, 4));
 		for (int k = CHANNEL_EMAIL; k <= CHANNEL_LOG; k++)
 			if (strcmp(kind, channel_kind_name(k)) == 0)
 				supported = transport_for_kind(k) != NULL;
@@ -217,6 +222,8 @@ load_channels(TimestampTz now)
 			b->seen = true;
 		}
 	}
+
+	channel_cache_end_listing();
 
 	/* forget buckets of channels no longer limited */
 	foreach(lc, buckets)
@@ -384,34 +391,6 @@ new_delivery(ClaimedMessage *m, ChannelConfig *cc, MemoryContext parent)
 	return d;
 }
 
-typedef struct ChannelCacheEntry
-{
-	char	   *name;
-	ChannelConfig *cc;
-} ChannelCacheEntry;
-
-static ChannelConfig *
-cached_channel(List **cache, const char *name, MemoryContext cxt)
-{
-	ListCell   *lc;
-	ChannelCacheEntry *e;
-	MemoryContext old;
-
-	foreach(lc, *cache)
-	{
-		e = lfirst(lc);
-		if (strcmp(e->name, name) == 0)
-			return e->cc;
-	}
-	old = MemoryContextSwitchTo(cxt);
-	e = palloc(sizeof(ChannelCacheEntry));
-	e->name = pstrdup(name);
-	e->cc = catalog_channel(name);
-	*cache = lappend(*cache, e);
-	MemoryContextSwitchTo(old);
-	return e->cc;
-}
-
 /* Verdicts written back inside the claim transaction. */
 typedef struct Verdicts
 {
@@ -503,13 +482,15 @@ verdicts_apply(Verdicts *v)
 }
 
 /*
- * Read the channels of a batch, each in its own subtransaction, so that
- * gate_prepare() knows them.  One that cannot be read is left out: its
- * messages then fail in prepare_one(), with the reason.
+ * Parse the channels of a batch not parsed yet, each in its own
+ * subtransaction, so that gate_prepare() knows them.  One that cannot be
+ * read is left out: its messages then fail in prepare_one(), with the
+ * reason.
  */
 static void
-preload_channels(List *rows, List **cache, MemoryContext cxt)
+preload_channels(List *rows)
 {
+	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 	List	   *tried = NIL;
 	ListCell   *lc;
@@ -520,6 +501,8 @@ preload_channels(List *rows, List **cache, MemoryContext cxt)
 		ListCell   *lc2;
 		bool		seen = false;
 
+		if (channel_cache_peek(m->channel) != NULL)
+			continue;
 		foreach(lc2, tried)
 			if (strcmp(lfirst(lc2), m->channel) == 0)
 				seen = true;
@@ -531,7 +514,7 @@ preload_channels(List *rows, List **cache, MemoryContext cxt)
 		MemoryContextSwitchTo(cxt);
 		PG_TRY();
 		{
-			(void) cached_channel(cache, m->channel, cxt);
+			(void) channel_cache_get(m->channel);
 			ReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(cxt);
 			CurrentResourceOwner = owner;
@@ -549,22 +532,6 @@ preload_channels(List *rows, List **cache, MemoryContext cxt)
 	list_free(tried);
 }
 
-/* The channel, if preload_channels() could read it; else NULL. */
-static ChannelConfig *
-preloaded_channel(List *cache, const char *name)
-{
-	ListCell   *lc;
-
-	foreach(lc, cache)
-	{
-		ChannelCacheEntry *e = lfirst(lc);
-
-		if (strcmp(e->name, name) == 0)
-			return e->cc;
-	}
-	return NULL;
-}
-
 /*
  * Gate, channel, render and build for one claimed message, inside a
  * subtransaction: an error fails this message alone.  Returns the
@@ -572,7 +539,7 @@ preloaded_channel(List *cache, const char *name)
  * gm is the message as gate_prepare() saw it.
  */
 static Delivery *
-prepare_one(ClaimedMessage *m, GateMessage *gm, List **cache, MemoryContext parent,
+prepare_one(ClaimedMessage *m, GateMessage *gm, MemoryContext parent,
 			Verdicts *verdicts)
 {
 	MemoryContext cxt = CurrentMemoryContext;
@@ -586,7 +553,7 @@ prepare_one(ClaimedMessage *m, GateMessage *gm, List **cache, MemoryContext pare
 	{
 		GateResult	gr;
 
-		cc = cached_channel(cache, m->channel, cxt);
+		cc = channel_cache_get(m->channel);
 		gm->channel = cc;
 		gate_check(gm, &gr);
 
@@ -671,7 +638,6 @@ queue_claim(int limit, dlist_head *to_send, dlist_head *done,
 	TimestampTz now = GetCurrentTimestamp();
 	List	   *excluded;
 	List	   *rows = NIL;
-	List	   *cache = NIL;
 	ListCell   *lc;
 	Verdicts	verdicts;
 	GateMessage *gms;
@@ -719,7 +685,7 @@ queue_claim(int limit, dlist_head *to_send, dlist_head *done,
 	}
 
 	/* the checks that need queries, for the whole batch at once */
-	preload_channels(rows, &cache, CurrentMemoryContext);
+	preload_channels(rows);
 	gms = palloc0(sizeof(GateMessage) * Max(list_length(rows), 1));
 	foreach(lc, rows)
 	{
@@ -728,7 +694,7 @@ queue_claim(int limit, dlist_head *to_send, dlist_head *done,
 
 		gm->dry_run = false;
 		gm->id = m->id;
-		gm->channel = preloaded_channel(cache, m->channel);
+		gm->channel = channel_cache_peek(m->channel);
 		gm->recipient = m->recipient;
 		gm->data = m->data;
 		gm->template_name = m->template_name;
@@ -742,7 +708,7 @@ queue_claim(int limit, dlist_head *to_send, dlist_head *done,
 	foreach(lc, rows)
 	{
 		ClaimedMessage *m = lfirst(lc);
-		Delivery   *d = prepare_one(m, &gms[foreach_current_index(lc)], &cache,
+		Delivery   *d = prepare_one(m, &gms[foreach_current_index(lc)],
 									delivery_parent, &verdicts);
 
 		result->claimed++;
@@ -764,6 +730,8 @@ queue_claim(int limit, dlist_head *to_send, dlist_head *done,
 	verdicts_apply(&verdicts);
 
 	/* when the next message falls due, to sleep until then at most */
+	if (result->more)
+		return;					/* the worker claims again at once */
 	if (next_due_plan == NULL)
 		next_due_plan = prepare_kept("SELECT min(next_attempt_at) FROM reminder.message "
 									 "WHERE status IN ('scheduled', 'retrying') "

@@ -225,6 +225,13 @@ extern bool json_scan(const char *json, size_t len, JsonScanField *fields,
 extern const char *json_scan_value(JsonScanField *fields, int nfields,
 								   const char *path);
 
+/* in channel_cache.c: parsed channels kept across claims */
+extern void channel_cache_begin_listing(void);
+extern void channel_cache_listed(const char *name, const char *version);
+extern void channel_cache_end_listing(void);
+extern ChannelConfig *channel_cache_peek(const char *name);
+extern ChannelConfig *channel_cache_get(const char *name);
+
 /* in queue.c: claim and record */
 typedef struct ClaimResult
 {
