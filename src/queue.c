@@ -54,6 +54,7 @@ static SPIPlanPtr attempt_plan = NULL;
 static SPIPlanPtr log_plan = NULL;
 static SPIPlanPtr fallback_of_plan = NULL;
 static SPIPlanPtr segments_plan = NULL;
+static SPIPlanPtr release_plan = NULL;
 
 /*
  * Token buckets of rate-limited channels, kept across claims.  A bucket
@@ -384,6 +385,7 @@ new_delivery(ClaimedMessage *m, ChannelConfig *cc, MemoryContext parent)
 		d->retry_delay_ms = cc->retry_delay_ms;
 		d->retry_max_delay_ms = cc->retry_max_delay_ms;
 		d->fallback = cc->fallback ? pstrdup(cc->fallback) : NULL;
+		d->paced = cc->rate_limit > 0;
 	}
 	else
 		d->max_attempts = reminder_max_attempts;
@@ -626,13 +628,15 @@ prepare_one(ClaimedMessage *m, GateMessage *gm, MemoryContext parent,
 }
 
 /*
- * Claim up to limit due messages and prepare them.  Deliveries to carry
+ * Claim up to limit due messages and prepare them, of rate-limited
+ * channels no more than paced_limit (transfer slots free now: their
+ * tokens are spent on messages that go out at once).  Deliveries to carry
  * out go to *to_send; those already finished (log channel, messages that
  * cannot be delivered) go to *done, to be recorded.  Runs inside a
  * transaction with SPI connected.
  */
 void
-queue_claim(int limit, dlist_head *to_send, dlist_head *done,
+queue_claim(int limit, int paced_limit, dlist_head *to_send, dlist_head *done,
 			MemoryContext delivery_parent, ClaimResult *result)
 {
 	TimestampTz now = GetCurrentTimestamp();
@@ -663,7 +667,7 @@ queue_claim(int limit, dlist_head *to_send, dlist_head *done,
 	foreach(lc, buckets)
 	{
 		Bucket	   *b = lfirst(lc);
-		int			want = (int) Min((double) remaining, floor(b->tokens));
+		int			want = (int) Min((double) Min(remaining, paced_limit), floor(b->tokens));
 		uint64		got = 0;
 
 		if (want > 0)
@@ -671,6 +675,7 @@ queue_claim(int limit, dlist_head *to_send, dlist_head *done,
 			got = claim_channel(want, b->channel);
 			rows = claimed_rows(rows, CurrentMemoryContext);
 			remaining -= got;
+			paced_limit -= got;
 			b->tokens -= got;
 		}
 		/* it may have more waiting: look again once a token is back */
@@ -741,6 +746,48 @@ queue_claim(int limit, dlist_head *to_send, dlist_head *done,
 	next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (!isnull)
 		result->next_due = DatumGetTimestampTz(next);
+}
+
+/*
+ * Give back claimed messages whose transfer never started (the worker is
+ * stopping): they are due again at once, the attempt not counted, rather
+ * than waiting for their lease.  Runs inside a transaction with SPI
+ * connected.
+ */
+void
+queue_release(dlist_head *unsent)
+{
+	dlist_iter	iter;
+	Column		id,
+				attempt;
+	Datum		values[2];
+
+	if (dlist_is_empty(unsent))
+		return;
+	if (release_plan == NULL)
+	{
+		Oid			argtypes[2] = {INT8ARRAYOID, INT4ARRAYOID};
+
+		release_plan = prepare_kept("UPDATE reminder.message m "
+									"SET status = CASE WHEN m.attempts > 1 THEN 'retrying' ELSE 'scheduled' END, "
+									"attempts = m.attempts - 1, lease_until = NULL, updated_at = now() "
+									"FROM unnest($1, $2) AS u(id, attempt) "
+									"WHERE m.id = u.id AND m.status = 'sending' AND m.attempts = u.attempt",
+									2, argtypes);
+	}
+	col_init(&id, INT8OID);
+	col_init(&attempt, INT4OID);
+	dlist_foreach(iter, unsent)
+	{
+		Delivery   *d = dlist_container(Delivery, node, iter.cur);
+
+		col_add(&id, Int64GetDatum(d->message_id), false);
+		col_add(&attempt, Int32GetDatum(d->attempt), false);
+	}
+	values[0] = col_done(&id);
+	values[1] = col_done(&attempt);
+	if (SPI_execute_plan(release_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not give back unsent messages");
 }
 
 /* ----------------------------------------------------------------

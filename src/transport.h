@@ -76,6 +76,7 @@ typedef struct Delivery
 	int			retry_delay_ms;
 	int			retry_max_delay_ms;
 	char	   *fallback;
+	bool		paced;			/* the channel has a rate limit: start at once */
 
 	/* the request, for network kinds */
 	char	   *url;
@@ -242,8 +243,10 @@ typedef struct ClaimResult
 } ClaimResult;
 
 extern bool queue_extension_present(void);
-extern void queue_claim(int limit, dlist_head *to_send, dlist_head *done,
-						MemoryContext delivery_parent, ClaimResult *result);
+extern void queue_claim(int limit, int paced_limit, dlist_head *to_send,
+						dlist_head *done, MemoryContext delivery_parent,
+						ClaimResult *result);
+extern void queue_release(dlist_head *unsent);
 extern void queue_record(dlist_head *done, int64 *sent, int64 *failed,
 						 int64 *retried);
 extern void queue_decide(Delivery *d);

@@ -327,7 +327,7 @@ record_done(dlist_head *done)
  * extension is gone from this database.
  */
 static bool
-record_and_claim(dlist_head *done, int limit, dlist_head *to_send,
+record_and_claim(dlist_head *done, int limit, int paced_limit, dlist_head *to_send,
 				 MemoryContext delivery_parent, ClaimResult *result)
 {
 	MemoryContext cxt = CurrentMemoryContext;
@@ -355,7 +355,7 @@ record_and_claim(dlist_head *done, int limit, dlist_head *to_send,
 		{
 			if (!dlist_is_empty(done))
 				queue_record(done, &s, &f, &r);
-			queue_claim(limit, &new_send, &new_done, delivery_parent, result);
+			queue_claim(limit, paced_limit, &new_send, &new_done, delivery_parent, result);
 		}
 		end_tx();
 		recorded = present;
@@ -388,6 +388,28 @@ record_and_claim(dlist_head *done, int limit, dlist_head *to_send,
 	return present;
 }
 
+/* At exit: give back claimed messages never started; else the lease will. */
+static void
+release_unsent(dlist_head *unsent)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (dlist_is_empty(unsent))
+		return;
+	PG_TRY();
+	{
+		begin_tx("giving back unsent messages");
+		queue_release(unsent);
+		end_tx();
+	}
+	PG_CATCH();
+	{
+		abort_tx(cxt, "giving back unsent messages");
+	}
+	PG_END_TRY();
+	free_all(unsent);
+}
+
 static void
 purge(void)
 {
@@ -406,38 +428,82 @@ purge(void)
 	PG_END_TRY();
 }
 
+/* Start one transfer; one that cannot even start fails at once. */
+static void
+start_one(Delivery *d, dlist_head *done)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		transport_start(d);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		d->started_at = d->finished_at = GetCurrentTimestamp();
+		d->outcome = OUTCOME_TRANSIENT;
+		d->error = MemoryContextStrdup(d->cxt, edata->message);
+		FreeErrorData(edata);
+		queue_decide(d);
+		dlist_push_tail(done, &d->node);
+	}
+	PG_END_TRY();
+}
+
 /*
- * Start the transfers of claimed deliveries.  One that cannot even start
- * fails at once.
+ * Start the transfers of claimed deliveries as far as transfer slots
+ * allow; the rest wait in *to_send.  Those of rate-limited channels go
+ * first, whatever their place: their tokens were spent for now.
  */
 static void
-start_all(dlist_head *to_send, dlist_head *done)
+start_transfers(dlist_head *to_send, dlist_head *done)
 {
-	while (!dlist_is_empty(to_send))
+	dlist_mutable_iter iter;
+
+	dlist_foreach_modify(iter, to_send)
 	{
-		Delivery   *d = dlist_container(Delivery, node, dlist_pop_head_node(to_send));
-		MemoryContext cxt = CurrentMemoryContext;
+		Delivery   *d = dlist_container(Delivery, node, iter.cur);
 
-		PG_TRY();
+		if (d->paced)
 		{
-			transport_start(d);
+			dlist_delete(&d->node);
+			start_one(d, done);
 		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			d->started_at = d->finished_at = GetCurrentTimestamp();
-			d->outcome = OUTCOME_TRANSIENT;
-			d->error = MemoryContextStrdup(d->cxt, edata->message);
-			FreeErrorData(edata);
-			queue_decide(d);
-			dlist_push_tail(done, &d->node);
-		}
-		PG_END_TRY();
 	}
+	while (!dlist_is_empty(to_send) && transport_in_flight() < reminder_max_concurrent)
+		start_one(dlist_container(Delivery, node, dlist_pop_head_node(to_send)), done);
+}
+
+static int
+list_count(dlist_head *list)
+{
+	dlist_iter	iter;
+	int			n = 0;
+
+	dlist_foreach(iter, list)
+		n++;
+	return n;
+}
+
+/*
+ * Whether a delivery of a rate-limited channel waits for a transfer slot.
+ * No more of those channels are claimed meanwhile, so that they never go
+ * out in a burst larger than one claim's tokens.
+ */
+static bool
+paced_waiting(dlist_head *to_send)
+{
+	dlist_iter	iter;
+
+	dlist_foreach(iter, to_send)
+		if (dlist_container(Delivery, node, iter.cur)->paced)
+			return true;
+	return false;
 }
 
 static long
@@ -455,16 +521,17 @@ ms_until(TimestampTz t, TimestampTz now)
 }
 
 /*
- * Whether to claim now, given free transfer slots.  While busy with a
- * backlog, wait until a quarter of the slots is free so that claims and
- * records come in batches, not one message at a time.
+ * Whether to claim now, given room for claimed messages (in flight or
+ * waiting for a transfer slot).  While busy with a backlog, wait until
+ * there is room for half a batch, so that claims and records come in
+ * batches, not one message at a time: each claim is a commit.
  */
 static bool
-may_claim(int free_slots, int threshold, bool more)
+may_claim(int room, int threshold, bool more, bool busy)
 {
-	if (free_slots <= 0)
+	if (room <= 0)
 		return false;
-	return !(more && free_slots < threshold && transport_in_flight() > 0);
+	return !(more && room < threshold && busy);
 }
 
 static void
@@ -525,8 +592,11 @@ deliver(void)
 	{
 		TimestampTz now;
 		long		timeout;
-		int			free_slots;
 		int			threshold;
+		int			claim_threshold;
+		int			waiting;
+		int			room;
+		bool		busy;
 		WaitEvent	events[3];
 		int			nevents;
 		bool		stopping;
@@ -544,27 +614,27 @@ deliver(void)
 		if (stopping && grace_until == 0)
 			grace_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), SHUTDOWN_GRACE_MS);
 
-		/* 1. transfers */
+		/* 1. transfers: finished ones collected, waiting ones started */
 		transport_perform(sockets_ready);
+		if (!stopping)
+			start_transfers(&to_send, &done);
 		if (transport_take_done(&done) && first_done_at == 0)
 			first_done_at = GetCurrentTimestamp();
 
 		/* 2. record, in batches unless things are quiet, with the claim if one is due */
 		now = GetCurrentTimestamp();
-		threshold = Max(1, Min(reminder_batch_size, reminder_max_concurrent / 4));
+		threshold = Max(1, Min(reminder_batch_size, reminder_max_concurrent) / 2);
+		claim_threshold = Max(1, reminder_batch_size / 2);
+		waiting = list_count(&to_send);
+		room = reminder_max_concurrent + reminder_batch_size - transport_in_flight() - waiting;
+		busy = transport_in_flight() + waiting > 0;
 		record_wanted = false;
 		if (!dlist_is_empty(&done))
-		{
-			int			n = 0;
-			dlist_iter	iter;
-
-			dlist_foreach(iter, &done)
-				n++;
-			record_wanted = (n >= threshold || transport_in_flight() == 0 || stopping ||
+			record_wanted = (list_count(&done) >= threshold || transport_in_flight() == 0 || stopping ||
 							 now >= TimestampTzPlusMilliseconds(first_done_at, RECORD_DELAY_MS));
-		}
+		/* a record commits anyway: claim with it whatever there is room for */
 		claiming = !stopping && !RecoveryInProgress() && reminder_enabled &&
-			may_claim(reminder_max_concurrent - transport_in_flight(), threshold, more) &&
+			(may_claim(room, claim_threshold, more, busy) || (record_wanted && room > 0)) &&
 			(claim_wanted || now >= next_claim);
 		if (record_wanted && !claiming)
 		{
@@ -592,7 +662,6 @@ deliver(void)
 		{
 			/* 2b. record and claim, refilling free slots in batches while busy */
 			set_state(WORKER_RUNNING);
-			free_slots = reminder_max_concurrent - transport_in_flight();
 			if (claiming)
 			{
 				ClaimResult res;
@@ -606,7 +675,8 @@ deliver(void)
 						dlist_push_tail(&finished, dlist_pop_head_node(&done));
 					first_done_at = 0;
 				}
-				if (!record_and_claim(&finished, Min(free_slots, reminder_batch_size),
+				if (!record_and_claim(&finished, Min(room, reminder_batch_size),
+									  paced_waiting(&to_send) ? 0 : Min(room, reminder_batch_size),
 									  &to_send, delivery_cxt, &res))
 				{
 					ereport(LOG,
@@ -619,11 +689,11 @@ deliver(void)
 				}
 				if (res.claimed > 0)
 					elog(DEBUG1, "reminder worker: claimed %d messages (limit %d)",
-						 res.claimed, Min(free_slots, reminder_batch_size));
+						 res.claimed, Min(room, reminder_batch_size));
 				/* prepared deliveries that finished at once are to be recorded */
 				while (!dlist_is_empty(&finished))
 					dlist_push_tail(&done, dlist_pop_head_node(&finished));
-				start_all(&to_send, &done);
+				start_transfers(&to_send, &done);
 				if (!dlist_is_empty(&done) && first_done_at == 0)
 					first_done_at = GetCurrentTimestamp();
 
@@ -645,17 +715,19 @@ deliver(void)
 
 		/* 3. sleep until something happens */
 		now = GetCurrentTimestamp();
-		free_slots = reminder_max_concurrent - transport_in_flight();
+		waiting = list_count(&to_send);
+		room = reminder_max_concurrent + reminder_batch_size - transport_in_flight() - waiting;
+		busy = transport_in_flight() + waiting > 0;
 		timeout = reminder_poll_interval;
 		if (stopping)
 			timeout = ms_until(grace_until, now);
-		else if (may_claim(free_slots, threshold, more))
+		else if (may_claim(room, claim_threshold, more, busy))
 			timeout = Min(timeout, ms_until(claim_wanted ? now : next_claim, now));
 		if (transport_timeout_ms() >= 0)
 			timeout = Min(timeout, transport_timeout_ms());
 		if (!dlist_is_empty(&done))
 			timeout = Min(timeout, ms_until(TimestampTzPlusMilliseconds(first_done_at, RECORD_DELAY_MS), now));
-		publish_next_wake(may_claim(free_slots, threshold, more) && !stopping ?
+		publish_next_wake(may_claim(room, claim_threshold, more, busy) && !stopping ?
 						  next_claim : DT_NOEND);
 
 		pgstat_report_wait_start(PG_WAIT_EXTENSION);
@@ -671,10 +743,13 @@ deliver(void)
 		}
 	}
 
-	/* what has not finished is left to its lease */
+	/* what has not finished is left to its lease; what has not started is given back */
 	transport_abandon_all();
 	if (!gone)
+	{
 		record_done(&done);
+		release_unsent(&to_send);
+	}
 	if (gone)
 		set_state(WORKER_NO_EXTENSION);
 }
