@@ -6,21 +6,23 @@
  *	  One loop, one thread:
  *
  *		1. let libcurl work on ready sockets and timers, collect finished
- *		   transfers;
- *		2. if transfer slots are free and something may be due, record
- *		   what has finished and claim up to that many messages in one
- *		   short transaction (gate, render and build the requests inside
- *		   it), commit, then start the transfers; otherwise record finished
- *		   deliveries on their own, in batches;
+ *		   transfers, start claimed ones waiting for a free slot;
+ *		2. if there is room (up to a batch may wait for a transfer slot)
+ *		   and something may be due, record what has finished and claim up
+ *		   to that many messages in one short transaction (gate, render and
+ *		   build the requests inside it), commit, then start the transfers
+ *		   slots allow; otherwise record finished deliveries on their own,
+ *		   in batches;
  *		3. publish when it will next look for due messages (so a commit of
  *		   something due sooner sets its latch, see wakeup.c) and wait on
  *		   the latch and curl's sockets together (see transport.c).
  *
  *	  No transaction is open while waiting or transferring.  Free slots are
- *	  refilled as transfers finish, so the pipe never drains between
- *	  batches.  An error in a claim or record transaction is logged and the
- *	  loop goes on; a record that fails is retried one message at a time,
- *	  so one bad message cannot block the others.
+ *	  refilled from the claimed messages waiting as transfers finish, so
+ *	  the pipe never drains between batches, and each commit covers about
+ *	  half a batch.  An error in a claim or record transaction is logged
+ *	  and the loop goes on; a record that fails is retried one message at
+ *	  a time, so one bad message cannot block the others.
  *
  *-------------------------------------------------------------------------
  */
