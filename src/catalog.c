@@ -46,10 +46,16 @@ static LocalTransactionId memo_lxid = InvalidLocalTransactionId;
 static MemoryContext memo_cxt = NULL;
 static List *memo = NIL;
 
-static SPIPlanPtr
-prepare_kept(const char *sql, int nargs, Oid *argtypes)
+/*
+ * A plan prepared once and kept for the life of the backend, for the
+ * statements this extension runs over and over.  cursor_options are
+ * SPI_prepare_cursor's (CURSOR_OPT_GENERIC_PLAN where custom planning
+ * would cost more than it saves).  Needs an SPI connection.
+ */
+SPIPlanPtr
+spi_prepare_kept(const char *sql, int nargs, Oid *argtypes, int cursor_options)
 {
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, cursor_options);
 
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
@@ -113,10 +119,10 @@ catalog_channel(const char *name)
 	{
 		Oid			argtypes[1] = {TEXTOID};
 
-		channel_plan = prepare_kept("SELECT c.kind, c.settings, coalesce(s.secrets, '{}') "
+		channel_plan = spi_prepare_kept("SELECT c.kind, c.settings, coalesce(s.secrets, '{}') "
 									"FROM reminder.channel c "
 									"LEFT JOIN reminder.channel_secret s ON s.channel = c.name "
-									"WHERE c.name = $1", 1, argtypes);
+									"WHERE c.name = $1", 1, argtypes, 0);
 	}
 	values[0] = CStringGetTextDatum(name);
 	if (SPI_execute_plan(channel_plan, values, NULL, true, 1) != SPI_OK_SELECT)
@@ -242,11 +248,11 @@ catalog_template(const char *name, const char *locale)
 	{
 		Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 
-		template_plan = prepare_kept("SELECT locale, subject, body, html, required "
+		template_plan = spi_prepare_kept("SELECT locale, subject, body, html, required "
 									 "FROM reminder.template WHERE name = $1 "
 									 "ORDER BY locale = $2 DESC NULLS LAST, "
 									 "locale = $3 DESC NULLS LAST, "
-									 "locale = $4 DESC, locale LIMIT 1", 4, argtypes);
+									 "locale = $4 DESC, locale LIMIT 1", 4, argtypes, 0);
 	}
 
 	values[0] = CStringGetTextDatum(name);
@@ -332,9 +338,9 @@ catalog_resolve_recipient(Jsonb *recipient, int64 *recipient_id)
 		{
 			Oid			argtypes[1] = {INT8OID};
 
-			recipient_by_id_plan = prepare_kept(
+			recipient_by_id_plan = spi_prepare_kept(
 												"SELECT r.id, jsonb_strip_nulls(to_jsonb(r) - 'created_at' - 'updated_at') "
-												"FROM reminder.recipient r WHERE r.id = $1", 1, argtypes);
+												"FROM reminder.recipient r WHERE r.id = $1", 1, argtypes, 0);
 		}
 		key = jsonb_value_text(id);
 		values[0] = DirectFunctionCall1(int8in, CStringGetDatum(key));
@@ -347,9 +353,9 @@ catalog_resolve_recipient(Jsonb *recipient, int64 *recipient_id)
 		{
 			Oid			argtypes[1] = {TEXTOID};
 
-			recipient_by_external_id_plan = prepare_kept(
+			recipient_by_external_id_plan = spi_prepare_kept(
 														 "SELECT r.id, jsonb_strip_nulls(to_jsonb(r) - 'created_at' - 'updated_at') "
-														 "FROM reminder.recipient r WHERE r.external_id = $1", 1, argtypes);
+														 "FROM reminder.recipient r WHERE r.external_id = $1", 1, argtypes, 0);
 		}
 		key = jsonb_value_text(ext);
 		values[0] = CStringGetTextDatum(key);

@@ -53,26 +53,6 @@ static SPIPlanPtr channel_plan = NULL;
 
 static const char *const kind_names[] = {"email", "sms", "webhook", "slack", "log", NULL};
 
-static SPIPlanPtr
-prepare_kept(const char *sql, int nargs, Oid *argtypes)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-	if (plan == NULL || SPI_keepplan(plan) != 0)
-		elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-	return plan;
-}
-
-static SPIPlanPtr
-prepare_kept_generic(const char *sql, int nargs, Oid *argtypes)
-{
-	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
-
-	if (plan == NULL || SPI_keepplan(plan) != 0)
-		elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-	return plan;
-}
-
 static char *
 lower_text(const char *s)
 {
@@ -174,7 +154,7 @@ check_channel_scope(const char *channel)
 	{
 		Oid			argtypes[1] = {TEXTOID};
 
-		channel_plan = prepare_kept("SELECT 1 FROM reminder.channel WHERE name = $1", 1, argtypes);
+		channel_plan = spi_prepare_kept("SELECT 1 FROM reminder.channel WHERE name = $1", 1, argtypes, 0);
 	}
 	values[0] = CStringGetTextDatum(channel);
 	if (SPI_execute_plan(channel_plan, values, NULL, true, 1) != SPI_OK_SELECT)
@@ -224,16 +204,16 @@ record_statement(int64 recipient_id, const char *address, const char *channel,
 	{
 		Oid			argtypes[6] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, BOOLOID, TEXTOID};
 
-		upsert_plan = prepare_kept("INSERT INTO reminder.consent AS c "
+		upsert_plan = spi_prepare_kept("INSERT INTO reminder.consent AS c "
 								   "(recipient_id, address, channel, category, opted_out, source, changed_at) "
 								   "VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp()) "
 								   "ON CONFLICT (recipient_id, address, channel, category) DO UPDATE "
 								   "SET opted_out = excluded.opted_out, source = excluded.source, "
-								   "changed_at = excluded.changed_at", 6, argtypes);
-		log_plan = prepare_kept("INSERT INTO reminder.consent_log "
+								   "changed_at = excluded.changed_at", 6, argtypes, 0);
+		log_plan = spi_prepare_kept("INSERT INTO reminder.consent_log "
 								"(recipient_id, address, channel, category, action, source) "
 								"VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN 'opt_out' ELSE 'opt_in' END, $6)",
-								6, argtypes);
+								6, argtypes, 0);
 	}
 
 	values[0] = Int64GetDatum(recipient_id);
@@ -414,14 +394,14 @@ consent_gate(const GateMessage *msg, GateResult *result)
 		Oid			argtypes[5] = {INT8OID, TEXTARRAYOID, TEXTOID, TEXTOID, TEXTOID};
 
 		/* run for every message sent: plan once (a generic plan), not each time */
-		gate_plan = prepare_kept_generic("SELECT c.opted_out, c.channel, c.category, c.source, c.changed_at "
+		gate_plan = spi_prepare_kept("SELECT c.opted_out, c.channel, c.category, c.source, c.changed_at "
 								 "FROM reminder.consent c "
 								 "WHERE (c.recipient_id = $1 OR c.address = ANY ($2) "
 								 "       OR c.recipient_id IN (SELECT r.id FROM reminder.recipient r "
 								 "                             WHERE lower(r.email) = ANY ($2) OR r.phone = ANY ($2))) "
 								 "  AND (c.channel IS NULL OR c.channel = $3 OR c.channel = $4) "
 								 "  AND (c.category IS NULL OR c.category = $5) "
-								 "ORDER BY c.changed_at DESC, c.id DESC LIMIT 1", 5, argtypes);
+								 "ORDER BY c.changed_at DESC, c.id DESC LIMIT 1", 5, argtypes, CURSOR_OPT_GENERIC_PLAN);
 	}
 
 	if (key.has_id)
@@ -469,7 +449,7 @@ consent_gate_prepare(GateMessage *msgs, int n)
 
 	SPI_connect();
 	if (any_plan == NULL)
-		any_plan = prepare_kept("SELECT FROM reminder.consent LIMIT 1", 0, NULL);
+		any_plan = spi_prepare_kept("SELECT FROM reminder.consent LIMIT 1", 0, NULL, 0);
 	if (SPI_execute_plan(any_plan, NULL, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not check consent");
 	if (SPI_processed == 0)
@@ -487,7 +467,7 @@ consent_gate_prepare(GateMessage *msgs, int n)
 		Oid			argtypes[7] = {INT4ARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 		TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
 
-		batch_plan = prepare_kept_generic("SELECT u.i, c.channel, c.category, c.source, c.changed_at "
+		batch_plan = spi_prepare_kept("SELECT u.i, c.channel, c.category, c.source, c.changed_at "
 										  "FROM unnest($1, $2, $3, $4, $5, $6, $7) "
 										  "     AS u(i, recipient_id, email, phone, channel, kind, category) "
 										  "CROSS JOIN LATERAL ("
@@ -502,7 +482,7 @@ consent_gate_prepare(GateMessage *msgs, int n)
 										  "   AND (c.category IS NULL OR c.category = u.category) "
 										  " ORDER BY c.changed_at DESC, c.id DESC LIMIT 1) c "
 										  "WHERE c.opted_out",
-										  7, argtypes);
+										  7, argtypes, CURSOR_OPT_GENERIC_PLAN);
 	}
 
 	for (int c = 0; c < 7; c++)

@@ -73,25 +73,6 @@ typedef struct Bucket
 
 static List *buckets = NIL;		/* of Bucket *, in TopMemoryContext */
 
-static SPIPlanPtr
-prepare_kept_opts(const char *sql, int nargs, Oid *argtypes, int options)
-{
-	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, options);
-
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
-			 SPI_result_code_string(SPI_result));
-	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "SPI_keepplan failed");
-	return plan;
-}
-
-static SPIPlanPtr
-prepare_kept(const char *sql, int nargs, Oid *argtypes)
-{
-	return prepare_kept_opts(sql, nargs, argtypes, 0);
-}
-
 bool
 queue_extension_present(void)
 {
@@ -166,12 +147,12 @@ load_channels(TimestampTz now)
 	MemoryContext cxt = CurrentMemoryContext;
 
 	if (channels_plan == NULL)
-		channels_plan = prepare_kept("SELECT c.name, c.kind, "
+		channels_plan = spi_prepare_kept("SELECT c.name, c.kind, "
 									 "coalesce((c.settings->>'rate_limit')::float8, 0), "
 									 "c.xmin::text || '/' || coalesce(s.xmin::text, '') "
 									 "FROM reminder.channel c "
 									 "LEFT JOIN reminder.channel_secret s ON s.channel = c.name",
-									 0, NULL);
+									 0, NULL, 0);
 	if (SPI_execute_plan(channels_plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read channels");
 
@@ -286,7 +267,7 @@ claim_all(int limit, List *excluded)
 		{
 			Oid			argtypes[2] = {INT4OID, INT4OID};
 
-			claim_plan = prepare_kept_opts(claim_sql(""), 2, argtypes,
+			claim_plan = spi_prepare_kept(claim_sql(""), 2, argtypes,
 										   CURSOR_OPT_GENERIC_PLAN);
 		}
 		plan = claim_plan;
@@ -297,8 +278,8 @@ claim_all(int limit, List *excluded)
 		{
 			Oid			argtypes[3] = {INT4OID, INT4OID, TEXTARRAYOID};
 
-			claim_excluding_plan = prepare_kept(claim_sql("AND channel <> ALL ($3)"),
-												3, argtypes);
+			claim_excluding_plan = spi_prepare_kept(claim_sql("AND channel <> ALL ($3)"),
+												3, argtypes, 0);
 		}
 		col_init(&names, TEXTOID);
 		foreach(lc, excluded)
@@ -321,7 +302,7 @@ claim_channel(int limit, const char *channel)
 	{
 		Oid			argtypes[3] = {INT4OID, INT4OID, TEXTOID};
 
-		claim_channel_plan = prepare_kept(claim_sql("AND channel = $3"), 3, argtypes);
+		claim_channel_plan = spi_prepare_kept(claim_sql("AND channel = $3"), 3, argtypes, 0);
 	}
 	values[0] = Int32GetDatum(limit);
 	values[1] = Int32GetDatum(reminder_lease_timeout);
@@ -456,7 +437,7 @@ verdicts_apply(Verdicts *v)
 		 * cannot pick message_lease_idx, whose dead entries a busy worker
 		 * leaves behind faster than vacuum removes them.
 		 */
-		update_plan = prepare_kept_opts("UPDATE reminder.message m "
+		update_plan = spi_prepare_kept("UPDATE reminder.message m "
 										"SET status = u.status, "
 										"attempts = m.attempts - u.uncount, "
 										"next_attempt_at = coalesce(u.next_at, m.next_attempt_at), "
@@ -738,9 +719,9 @@ queue_claim(int limit, int paced_limit, dlist_head *to_send, dlist_head *done,
 	if (result->more)
 		return;					/* the worker claims again at once */
 	if (next_due_plan == NULL)
-		next_due_plan = prepare_kept("SELECT min(next_attempt_at) FROM reminder.message "
+		next_due_plan = spi_prepare_kept("SELECT min(next_attempt_at) FROM reminder.message "
 									 "WHERE status IN ('scheduled', 'retrying') "
-									 "AND next_attempt_at > now()", 0, NULL);
+									 "AND next_attempt_at > now()", 0, NULL, 0);
 	if (SPI_execute_plan(next_due_plan, NULL, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not look up the next due message");
 	next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -768,12 +749,12 @@ queue_release(dlist_head *unsent)
 	{
 		Oid			argtypes[2] = {INT8ARRAYOID, INT4ARRAYOID};
 
-		release_plan = prepare_kept("UPDATE reminder.message m "
+		release_plan = spi_prepare_kept("UPDATE reminder.message m "
 									"SET status = CASE WHEN m.attempts > 1 THEN 'retrying' ELSE 'scheduled' END, "
 									"attempts = m.attempts - 1, lease_until = NULL, updated_at = now() "
 									"FROM unnest($1, $2) AS u(id, attempt) "
 									"WHERE m.id = u.id AND m.status = 'sending' AND m.attempts = u.attempt",
-									2, argtypes);
+									2, argtypes, 0);
 	}
 	col_init(&id, INT8OID);
 	col_init(&attempt, INT4OID);
@@ -907,9 +888,9 @@ schedule_fallback(Delivery *d)
 		{
 			Oid			argtypes[2] = {INT8OID, INT8OID};
 
-			fallback_of_plan = prepare_kept("UPDATE reminder.message SET fallback_of = $2 "
+			fallback_of_plan = spi_prepare_kept("UPDATE reminder.message SET fallback_of = $2 "
 											"WHERE id = $1 AND fallback_of IS NULL",
-											2, argtypes);
+											2, argtypes, 0);
 		}
 		values[0] = Int64GetDatum(id);
 		values[1] = Int64GetDatum(d->message_id);
@@ -1055,7 +1036,7 @@ queue_record(dlist_head *done, int64 *sent, int64 *failed, int64 *retried)
 		TEXTARRAYOID};
 
 		/* skip messages deleted meanwhile (drop_channel cascade, purge) */
-		attempt_plan = prepare_kept("INSERT INTO reminder.attempt "
+		attempt_plan = spi_prepare_kept("INSERT INTO reminder.attempt "
 									"(message_id, attempt, started_at, duration, outcome, "
 									" http_status, smtp_reply, error, response) "
 									"SELECT u.id, u.attempt, u.started_at, "
@@ -1065,7 +1046,7 @@ queue_record(dlist_head *done, int64 *sent, int64 *failed, int64 *retried)
 									"AS u(id, attempt, started_at, ms, outcome, http_status, "
 									"smtp_reply, error, response) "
 									"WHERE EXISTS (SELECT FROM reminder.message m WHERE m.id = u.id)",
-									9, argtypes);
+									9, argtypes, 0);
 	}
 	values[0] = col_done(&a_id);
 	values[1] = col_done(&a_attempt);
@@ -1086,10 +1067,10 @@ queue_record(dlist_head *done, int64 *sent, int64 *failed, int64 *retried)
 			Oid			argtypes[6] = {INT8ARRAYOID, TEXTARRAYOID, JSONBARRAYOID,
 			TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
 
-			log_plan = prepare_kept("INSERT INTO reminder.log "
+			log_plan = spi_prepare_kept("INSERT INTO reminder.log "
 									"(message_id, channel, recipient, subject, body, html) "
 									"SELECT * FROM unnest($1, $2, $3, $4, $5, $6)",
-									6, argtypes);
+									6, argtypes, 0);
 		}
 		values[0] = col_done(&l_id);
 		values[1] = col_done(&l_channel);
@@ -1107,9 +1088,9 @@ queue_record(dlist_head *done, int64 *sent, int64 *failed, int64 *retried)
 		{
 			Oid			argtypes[2] = {INT8ARRAYOID, INT2ARRAYOID};
 
-			segments_plan = prepare_kept("UPDATE reminder.message m SET sms_segments = u.n "
+			segments_plan = spi_prepare_kept("UPDATE reminder.message m SET sms_segments = u.n "
 										 "FROM unnest($1, $2) AS u(id, n) WHERE m.id = u.id",
-										 2, argtypes);
+										 2, argtypes, 0);
 		}
 		values[0] = col_done(&s_id);
 		values[1] = col_done(&s_segments);

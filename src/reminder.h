@@ -194,6 +194,9 @@ extern char *jsonb_get_text(Jsonb *obj, const char *key);
 extern char *jsonb_get_string(Jsonb *obj, const char *key, const char *what);
 extern char *jsonb_value_text(JsonbValue *v);
 extern Jsonb *jsonb_set_text(Jsonb *obj, const char *key, const char *value);
+extern void jsonb_push_key(JsonbParseState **state, const char *key);
+extern void jsonb_push_string(JsonbParseState **state, JsonbIteratorToken tok,
+							  const char *s);
 
 /* ----------------
  * in catalog.c: reading channels, templates and recipients (inside SPI)
@@ -210,6 +213,8 @@ typedef struct TemplateRow
 } TemplateRow;
 
 extern void catalog_batch_begin(void);
+extern SPIPlanPtr spi_prepare_kept(const char *sql, int nargs, Oid *argtypes,
+								   int cursor_options);
 extern ChannelConfig *catalog_channel(const char *name);
 extern TemplateRow *catalog_template(const char *name, const char *locale);
 extern Jsonb *catalog_resolve_recipient(Jsonb *recipient, int64 *recipient_id);

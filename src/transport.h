@@ -190,6 +190,7 @@ extern void transport_add_http_headers(Delivery *d, const char *content_type);
 extern ResponseBuffer *transport_response_buffer(Delivery *d, size_t cap);
 extern size_t transport_response_cb(char *ptr, size_t size, size_t nmemb,
 									void *userdata);
+extern void transport_set_request(Delivery *d, CURL *easy);
 extern void transport_setup_http(Delivery *d, CURL *easy, ResponseBuffer *rb,
 								 bool tls_verify, const char *ca_file);
 extern void transport_set_tls(CURL *easy, bool verify, const char *ca_file);
