@@ -36,16 +36,6 @@ PG_FUNCTION_INFO_V1(reminder_add_business_days);
 static SPIPlanPtr calendar_plan = NULL;
 static SPIPlanPtr holiday_plan = NULL;
 
-static SPIPlanPtr
-prepare_kept(const char *sql, int nargs, Oid *argtypes)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-	if (plan == NULL || SPI_keepplan(plan) != 0)
-		elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-	return plan;
-}
-
 /*
  * The calendar called name, allocated in the current memory context.  A
  * name without a row in reminder.calendar is a calendar with Saturday and
@@ -67,11 +57,11 @@ calendar_load(const char *name)
 
 	SPI_connect();
 	if (calendar_plan == NULL)
-		calendar_plan = prepare_kept("SELECT weekend FROM reminder.calendar WHERE name = $1",
-									 1, argtypes);
+		calendar_plan = spi_prepare_kept("SELECT weekend FROM reminder.calendar WHERE name = $1",
+									 1, argtypes, 0);
 	if (holiday_plan == NULL)
-		holiday_plan = prepare_kept("SELECT day FROM reminder.holiday WHERE calendar = $1 ORDER BY day",
-									1, argtypes);
+		holiday_plan = spi_prepare_kept("SELECT day FROM reminder.holiday WHERE calendar = $1 ORDER BY day",
+									1, argtypes, 0);
 
 	if (SPI_execute_plan(calendar_plan, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read calendar \"%s\"", name);

@@ -9,15 +9,23 @@
  *	  function opens its own SPI connection (nesting is fine) and returns
  *	  results allocated in the caller's memory context.
  *
+ *	  Between catalog_batch_begin() and the end of the transaction (the
+ *	  worker's claim of a batch), a template is read once per name and
+ *	  locale and the row is shared: a batch of messages from one template
+ *	  costs one query, not one each.  Outside a batch every call reads the
+ *	  table, so a template changed earlier in the same transaction is seen.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "storage/proc.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 
 #include "reminder.h"
 
@@ -26,10 +34,28 @@ static SPIPlanPtr template_plan = NULL;
 static SPIPlanPtr recipient_by_id_plan = NULL;
 static SPIPlanPtr recipient_by_external_id_plan = NULL;
 
-static SPIPlanPtr
-prepare_kept(const char *sql, int nargs, Oid *argtypes)
+/* Templates read in this batch; the memory goes with the transaction. */
+typedef struct MemoEntry
 {
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+	char	   *name;
+	char	   *locale;			/* the recipient's, or NULL */
+	TemplateRow *row;
+} MemoEntry;
+
+static LocalTransactionId memo_lxid = InvalidLocalTransactionId;
+static MemoryContext memo_cxt = NULL;
+static List *memo = NIL;
+
+/*
+ * A plan prepared once and kept for the life of the backend, for the
+ * statements this extension runs over and over.  cursor_options are
+ * SPI_prepare_cursor's (CURSOR_OPT_GENERIC_PLAN where custom planning
+ * would cost more than it saves).  Needs an SPI connection.
+ */
+SPIPlanPtr
+spi_prepare_kept(const char *sql, int nargs, Oid *argtypes, int cursor_options)
+{
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, cursor_options);
 
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
@@ -93,10 +119,10 @@ catalog_channel(const char *name)
 	{
 		Oid			argtypes[1] = {TEXTOID};
 
-		channel_plan = prepare_kept("SELECT c.kind, c.settings, coalesce(s.secrets, '{}') "
+		channel_plan = spi_prepare_kept("SELECT c.kind, c.settings, coalesce(s.secrets, '{}') "
 									"FROM reminder.channel c "
 									"LEFT JOIN reminder.channel_secret s ON s.channel = c.name "
-									"WHERE c.name = $1", 1, argtypes);
+									"WHERE c.name = $1", 1, argtypes, 0);
 	}
 	values[0] = CStringGetTextDatum(name);
 	if (SPI_execute_plan(channel_plan, values, NULL, true, 1) != SPI_OK_SELECT)
@@ -118,6 +144,86 @@ catalog_channel(const char *name)
 }
 
 /*
+ * Read each template once until the end of the current transaction.  The
+ * caller must not change templates in it meanwhile (the worker's claim
+ * does not).
+ */
+void
+catalog_batch_begin(void)
+{
+	memo_cxt = AllocSetContextCreate(TopTransactionContext, "reminder template memo",
+									 ALLOCSET_SMALL_SIZES);
+	memo = NIL;
+	memo_lxid = MyProc->lxid;
+}
+
+static bool
+memo_active(void)
+{
+	return memo_lxid != InvalidLocalTransactionId && memo_lxid == MyProc->lxid;
+}
+
+static bool
+same_text(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+static TemplateRow *
+memo_find(const char *name, const char *locale)
+{
+	ListCell   *lc;
+
+	if (!memo_active())
+		return NULL;
+	foreach(lc, memo)
+	{
+		MemoEntry  *e = lfirst(lc);
+
+		if (strcmp(e->name, name) == 0 && same_text(e->locale, locale))
+			return e->row;
+	}
+	return NULL;
+}
+
+static TemplateRow *
+copy_template_row(TemplateRow *t, MemoryContext cxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	TemplateRow *c = palloc0(sizeof(TemplateRow));
+	ListCell   *lc;
+
+	c->name = pstrdup(t->name);
+	c->locale = pstrdup(t->locale);
+	c->subject = t->subject ? pstrdup(t->subject) : NULL;
+	c->body = pstrdup(t->body);
+	c->html = t->html ? pstrdup(t->html) : NULL;
+	foreach(lc, t->required)
+		c->required = lappend(c->required, pstrdup(lfirst(lc)));
+	MemoryContextSwitchTo(old);
+	return c;
+}
+
+static void
+memo_add(const char *name, const char *locale, TemplateRow *t)
+{
+	MemoryContext old;
+	MemoEntry  *e;
+
+	if (!memo_active())
+		return;
+	old = MemoryContextSwitchTo(memo_cxt);
+	e = palloc(sizeof(MemoEntry));
+	e->name = pstrdup(name);
+	e->locale = locale ? pstrdup(locale) : NULL;
+	e->row = copy_template_row(t, memo_cxt);
+	memo = lappend(memo, e);
+	MemoryContextSwitchTo(old);
+}
+
+/*
  * The template called name in the best locale for the recipient: the
  * exact locale, its language ("pl" for "pl-PL"), reminder.default_locale,
  * then the alphabetically first one, so a template in any one language
@@ -133,17 +239,20 @@ catalog_template(const char *name, const char *locale)
 	bool		isnull;
 	Datum		req;
 
+	if ((t = memo_find(name, locale)) != NULL)
+		return copy_template_row(t, cxt);
+
 	SPI_connect();
 
 	if (template_plan == NULL)
 	{
 		Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 
-		template_plan = prepare_kept("SELECT locale, subject, body, html, required "
+		template_plan = spi_prepare_kept("SELECT locale, subject, body, html, required "
 									 "FROM reminder.template WHERE name = $1 "
 									 "ORDER BY locale = $2 DESC NULLS LAST, "
 									 "locale = $3 DESC NULLS LAST, "
-									 "locale = $4 DESC, locale LIMIT 1", 4, argtypes);
+									 "locale = $4 DESC, locale LIMIT 1", 4, argtypes, 0);
 	}
 
 	values[0] = CStringGetTextDatum(name);
@@ -190,6 +299,7 @@ catalog_template(const char *name, const char *locale)
 		MemoryContextSwitchTo(old);
 	}
 	SPI_finish();
+	memo_add(name, locale, t);
 	return t;
 }
 
@@ -228,9 +338,9 @@ catalog_resolve_recipient(Jsonb *recipient, int64 *recipient_id)
 		{
 			Oid			argtypes[1] = {INT8OID};
 
-			recipient_by_id_plan = prepare_kept(
+			recipient_by_id_plan = spi_prepare_kept(
 												"SELECT r.id, jsonb_strip_nulls(to_jsonb(r) - 'created_at' - 'updated_at') "
-												"FROM reminder.recipient r WHERE r.id = $1", 1, argtypes);
+												"FROM reminder.recipient r WHERE r.id = $1", 1, argtypes, 0);
 		}
 		key = jsonb_value_text(id);
 		values[0] = DirectFunctionCall1(int8in, CStringGetDatum(key));
@@ -243,9 +353,9 @@ catalog_resolve_recipient(Jsonb *recipient, int64 *recipient_id)
 		{
 			Oid			argtypes[1] = {TEXTOID};
 
-			recipient_by_external_id_plan = prepare_kept(
+			recipient_by_external_id_plan = spi_prepare_kept(
 														 "SELECT r.id, jsonb_strip_nulls(to_jsonb(r) - 'created_at' - 'updated_at') "
-														 "FROM reminder.recipient r WHERE r.external_id = $1", 1, argtypes);
+														 "FROM reminder.recipient r WHERE r.external_id = $1", 1, argtypes, 0);
 		}
 		key = jsonb_value_text(ext);
 		values[0] = CStringGetTextDatum(key);

@@ -47,29 +47,11 @@ PG_FUNCTION_INFO_V1(reminder_recipient_subject);
 static SPIPlanPtr upsert_plan = NULL;
 static SPIPlanPtr log_plan = NULL;
 static SPIPlanPtr gate_plan = NULL;
+static SPIPlanPtr any_plan = NULL;
+static SPIPlanPtr batch_plan = NULL;
 static SPIPlanPtr channel_plan = NULL;
 
 static const char *const kind_names[] = {"email", "sms", "webhook", "slack", "log", NULL};
-
-static SPIPlanPtr
-prepare_kept(const char *sql, int nargs, Oid *argtypes)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-	if (plan == NULL || SPI_keepplan(plan) != 0)
-		elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-	return plan;
-}
-
-static SPIPlanPtr
-prepare_kept_generic(const char *sql, int nargs, Oid *argtypes)
-{
-	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
-
-	if (plan == NULL || SPI_keepplan(plan) != 0)
-		elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-	return plan;
-}
 
 static char *
 lower_text(const char *s)
@@ -172,7 +154,7 @@ check_channel_scope(const char *channel)
 	{
 		Oid			argtypes[1] = {TEXTOID};
 
-		channel_plan = prepare_kept("SELECT 1 FROM reminder.channel WHERE name = $1", 1, argtypes);
+		channel_plan = spi_prepare_kept("SELECT 1 FROM reminder.channel WHERE name = $1", 1, argtypes, 0);
 	}
 	values[0] = CStringGetTextDatum(channel);
 	if (SPI_execute_plan(channel_plan, values, NULL, true, 1) != SPI_OK_SELECT)
@@ -222,16 +204,16 @@ record_statement(int64 recipient_id, const char *address, const char *channel,
 	{
 		Oid			argtypes[6] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, BOOLOID, TEXTOID};
 
-		upsert_plan = prepare_kept("INSERT INTO reminder.consent AS c "
+		upsert_plan = spi_prepare_kept("INSERT INTO reminder.consent AS c "
 								   "(recipient_id, address, channel, category, opted_out, source, changed_at) "
 								   "VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp()) "
 								   "ON CONFLICT (recipient_id, address, channel, category) DO UPDATE "
 								   "SET opted_out = excluded.opted_out, source = excluded.source, "
-								   "changed_at = excluded.changed_at", 6, argtypes);
-		log_plan = prepare_kept("INSERT INTO reminder.consent_log "
+								   "changed_at = excluded.changed_at", 6, argtypes, 0);
+		log_plan = spi_prepare_kept("INSERT INTO reminder.consent_log "
 								"(recipient_id, address, channel, category, action, source) "
 								"VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN 'opt_out' ELSE 'opt_in' END, $6)",
-								6, argtypes);
+								6, argtypes, 0);
 	}
 
 	values[0] = Int64GetDatum(recipient_id);
@@ -320,21 +302,69 @@ reminder_opt_in(PG_FUNCTION_ARGS)
  * ----------------------------------------------------------------
  */
 
-static void
-add_address(Jsonb *recipient, const char *key, bool lower, Datum *elems, int *n)
+/* What the consent check of one message looks for. */
+typedef struct ConsentKey
+{
+	bool		has_id;
+	Datum		recipient_id;	/* int8, when has_id */
+	char	   *email;			/* lowercased, or NULL */
+	char	   *phone;			/* or NULL */
+	char	   *category;		/* or NULL */
+} ConsentKey;
+
+static char *
+address(Jsonb *recipient, const char *key, bool lower)
 {
 	JsonbValue *v = jsonb_get(recipient, key);
 	char	   *s;
 
 	if (v == NULL || v->type != jbvString || v->val.string.len == 0)
-		return;
+		return NULL;
 	s = pnstrdup(v->val.string.val, v->val.string.len);
-	elems[(*n)++] = CStringGetTextDatum(lower ? lower_text(s) : s);
+	return lower ? lower_text(s) : s;
+}
+
+static void
+consent_key(const GateMessage *msg, ConsentKey *key)
+{
+	JsonbValue *id = jsonb_get(msg->recipient, "id");
+
+	key->has_id = (id != NULL && id->type == jbvNumeric);
+	if (key->has_id)
+		key->recipient_id = DirectFunctionCall1(numeric_int8, NumericGetDatum(id->val.numeric));
+	key->email = address(msg->recipient, "email", true);
+	key->phone = address(msg->recipient, "phone", false);
+	key->category = message_category(msg->data, msg->template_name);
+}
+
+/*
+ * The reason of a suppression, from an opted-out statement's channel,
+ * category, source and changed_at (columns first .. first + 3 of the
+ * current SPI row), allocated in cxt.
+ */
+static char *
+opted_out_reason(HeapTuple tup, TupleDesc desc, int first, MemoryContext cxt)
+{
+	char	   *ch = SPI_getvalue(tup, desc, first);
+	char	   *cat = SPI_getvalue(tup, desc, first + 1);
+	char	   *src = SPI_getvalue(tup, desc, first + 2);
+	char	   *at = SPI_getvalue(tup, desc, first + 3);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	char	   *reason;
+
+	reason = psprintf("recipient opted out of %s%s%s at %s%s%s",
+					  ch ? "channel " : "every channel",
+					  ch ? ch : "",
+					  cat ? psprintf(", category %s", cat) : "",
+					  at,
+					  src ? " via " : "", src ? src : "");
+	MemoryContextSwitchTo(old);
+	return reason;
 }
 
 /*
  * Suppress a message whose recipient's latest covering consent statement
- * is an opt-out.
+ * is an opt-out.  gate_prepare() may have found out already.
  */
 void
 consent_gate(const GateMessage *msg, GateResult *result)
@@ -343,38 +373,50 @@ consent_gate(const GateMessage *msg, GateResult *result)
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	Datum		addrs[2];
 	int			naddrs = 0;
-	JsonbValue *id = jsonb_get(msg->recipient, "id");
-	char	   *category = message_category(msg->data, msg->template_name);
+	ConsentKey	key;
 	MemoryContext cxt = CurrentMemoryContext;
 	bool		isnull;
 
+	if (msg->consent_checked)
+	{
+		if (msg->consent_reason)
+		{
+			result->verdict = GATE_SUPPRESS;
+			result->reason = pstrdup(msg->consent_reason);
+		}
+		return;
+	}
+
+	consent_key(msg, &key);
 	SPI_connect();
 	if (gate_plan == NULL)
 	{
 		Oid			argtypes[5] = {INT8OID, TEXTARRAYOID, TEXTOID, TEXTOID, TEXTOID};
 
 		/* run for every message sent: plan once (a generic plan), not each time */
-		gate_plan = prepare_kept_generic("SELECT c.opted_out, c.channel, c.category, c.source, c.changed_at "
+		gate_plan = spi_prepare_kept("SELECT c.opted_out, c.channel, c.category, c.source, c.changed_at "
 								 "FROM reminder.consent c "
 								 "WHERE (c.recipient_id = $1 OR c.address = ANY ($2) "
 								 "       OR c.recipient_id IN (SELECT r.id FROM reminder.recipient r "
 								 "                             WHERE lower(r.email) = ANY ($2) OR r.phone = ANY ($2))) "
 								 "  AND (c.channel IS NULL OR c.channel = $3 OR c.channel = $4) "
 								 "  AND (c.category IS NULL OR c.category = $5) "
-								 "ORDER BY c.changed_at DESC, c.id DESC LIMIT 1", 5, argtypes);
+								 "ORDER BY c.changed_at DESC, c.id DESC LIMIT 1", 5, argtypes, CURSOR_OPT_GENERIC_PLAN);
 	}
 
-	if (id != NULL && id->type == jbvNumeric)
-		values[0] = DirectFunctionCall1(numeric_int8, NumericGetDatum(id->val.numeric));
+	if (key.has_id)
+		values[0] = key.recipient_id;
 	else
 		nulls[0] = 'n';
-	add_address(msg->recipient, "email", true, addrs, &naddrs);
-	add_address(msg->recipient, "phone", false, addrs, &naddrs);
+	if (key.email)
+		addrs[naddrs++] = CStringGetTextDatum(key.email);
+	if (key.phone)
+		addrs[naddrs++] = CStringGetTextDatum(key.phone);
 	values[1] = PointerGetDatum(construct_array(addrs, naddrs, TEXTOID, -1, false, TYPALIGN_INT));
 	values[2] = CStringGetTextDatum(msg->channel->name);
 	values[3] = CStringGetTextDatum(channel_kind_name(msg->channel->kind));
-	if (category)
-		values[4] = CStringGetTextDatum(category);
+	if (key.category)
+		values[4] = CStringGetTextDatum(key.category);
 	else
 		nulls[4] = 'n';
 
@@ -383,21 +425,115 @@ consent_gate(const GateMessage *msg, GateResult *result)
 	if (SPI_processed == 1 &&
 		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
 	{
-		char	   *ch = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-		char	   *cat = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
-		char	   *src = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
-		char	   *at = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5);
-		MemoryContext old = MemoryContextSwitchTo(cxt);
-
 		result->verdict = GATE_SUPPRESS;
-		result->reason = psprintf("recipient opted out of %s%s%s at %s%s%s",
-								  ch ? "channel " : "every channel",
-								  ch ? ch : "",
-								  cat ? psprintf(", category %s", cat) : "",
-								  at,
-								  src ? " via " : "", src ? src : "");
-		MemoryContextSwitchTo(old);
+		result->reason = opted_out_reason(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, cxt);
 	}
+	SPI_finish();
+}
+
+/*
+ * The consent check of a batch, in one query: the same search as
+ * consent_gate()'s for each message, through unnest() and a lateral
+ * subquery, so the executor starts once per batch, not once per message.
+ * When no statement exists at all, one look at the table settles it.
+ * Messages without a channel are left to consent_gate().
+ */
+void
+consent_gate_prepare(GateMessage *msgs, int n)
+{
+	Datum		values[7];
+	ArrayBuildState *cols[7];
+	static const Oid types[7] = {INT4OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	MemoryContext cxt = CurrentMemoryContext;
+	int			nasked = 0;
+
+	SPI_connect();
+	if (any_plan == NULL)
+		any_plan = spi_prepare_kept("SELECT FROM reminder.consent LIMIT 1", 0, NULL, 0);
+	if (SPI_execute_plan(any_plan, NULL, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not check consent");
+	if (SPI_processed == 0)
+	{
+		/* nobody ever opted out or in */
+		for (int i = 0; i < n; i++)
+			if (msgs[i].channel != NULL)
+				msgs[i].consent_checked = true;
+		SPI_finish();
+		return;
+	}
+
+	if (batch_plan == NULL)
+	{
+		Oid			argtypes[7] = {INT4ARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+		TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+
+		batch_plan = spi_prepare_kept("SELECT u.i, c.channel, c.category, c.source, c.changed_at "
+										  "FROM unnest($1, $2, $3, $4, $5, $6, $7) "
+										  "     AS u(i, recipient_id, email, phone, channel, kind, category) "
+										  "CROSS JOIN LATERAL ("
+										  " SELECT c.opted_out, c.channel, c.category, c.source, c.changed_at "
+										  " FROM reminder.consent c "
+										  " WHERE (c.recipient_id = u.recipient_id "
+										  "        OR c.address = ANY (ARRAY[u.email, u.phone]) "
+										  "        OR c.recipient_id IN (SELECT r.id FROM reminder.recipient r "
+										  "                              WHERE lower(r.email) = ANY (ARRAY[u.email, u.phone]) "
+										  "                                 OR r.phone = ANY (ARRAY[u.email, u.phone]))) "
+										  "   AND (c.channel IS NULL OR c.channel = u.channel OR c.channel = u.kind) "
+										  "   AND (c.category IS NULL OR c.category = u.category) "
+										  " ORDER BY c.changed_at DESC, c.id DESC LIMIT 1) c "
+										  "WHERE c.opted_out",
+										  7, argtypes, CURSOR_OPT_GENERIC_PLAN);
+	}
+
+	for (int c = 0; c < 7; c++)
+		cols[c] = initArrayResult(types[c], CurrentMemoryContext, false);
+	for (int i = 0; i < n; i++)
+	{
+		ConsentKey	key;
+		Datum		row[7];
+		bool		isnull[7] = {false, false, false, false, false, false, false};
+
+		if (msgs[i].channel == NULL)
+			continue;
+		consent_key(&msgs[i], &key);
+		row[0] = Int32GetDatum(i);
+		row[1] = key.recipient_id;
+		isnull[1] = !key.has_id;
+		row[2] = key.email ? CStringGetTextDatum(key.email) : (Datum) 0;
+		isnull[2] = key.email == NULL;
+		row[3] = key.phone ? CStringGetTextDatum(key.phone) : (Datum) 0;
+		isnull[3] = key.phone == NULL;
+		row[4] = CStringGetTextDatum(msgs[i].channel->name);
+		row[5] = CStringGetTextDatum(channel_kind_name(msgs[i].channel->kind));
+		row[6] = key.category ? CStringGetTextDatum(key.category) : (Datum) 0;
+		isnull[6] = key.category == NULL;
+		for (int c = 0; c < 7; c++)
+			accumArrayResult(cols[c], row[c], isnull[c], types[c], CurrentMemoryContext);
+		nasked++;
+	}
+	if (nasked == 0)
+	{
+		SPI_finish();
+		return;
+	}
+	for (int c = 0; c < 7; c++)
+		values[c] = makeArrayResult(cols[c], CurrentMemoryContext);
+
+	if (SPI_execute_plan(batch_plan, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not check consent");
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		bool		isnull;
+		int			i = DatumGetInt32(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (i < 0 || i >= n)
+			elog(ERROR, "consent check returned an unknown message index %d", i);
+		msgs[i].consent_reason = opted_out_reason(tup, SPI_tuptable->tupdesc, 2, cxt);
+	}
+	for (int i = 0; i < n; i++)
+		if (msgs[i].channel != NULL)
+			msgs[i].consent_checked = true;
 	SPI_finish();
 }
 

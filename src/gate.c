@@ -10,9 +10,18 @@
  *	  Each check lives with the feature it belongs to and is listed here in
  *	  the order they run; the first verdict other than GATE_SEND wins.
  *
+ *	  The worker first calls gate_prepare() on the whole claimed batch: a
+ *	  check that needs a query (consent) answers for every message in one
+ *	  query, not one each, and gate_check() then uses that answer.  A
+ *	  message the batch could not answer for is checked on its own, as is
+ *	  every message of reminder.gate_check().
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
+
+#include "access/xact.h"
+#include "utils/resowner.h"
 
 #include "reminder.h"
 
@@ -26,6 +35,51 @@ static const GateCheck checks[] = {
 								 * throttle interval; keep last, it logs */
 	NULL						/* end of list */
 };
+
+/*
+ * Answer the batch-capable checks for a batch of messages, in a
+ * subtransaction: if that fails, each message is checked on its own
+ * (gate_check() then raises the error for the message that causes it).
+ */
+void
+gate_prepare(GateMessage *msgs, int n)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+
+	if (n == 0)
+		return;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		consent_gate_prepare(msgs, n);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		for (int i = 0; i < n; i++)
+		{
+			msgs[i].consent_checked = false;
+			msgs[i].consent_reason = NULL;
+		}
+		ereport(DEBUG1,
+				(errmsg_internal("reminder: checking a batch of %d messages at once failed, checking them one by one: %s",
+								 n, edata->message)));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+}
 
 void
 gate_check(const GateMessage *msg, GateResult *result)

@@ -77,6 +77,29 @@ jsonb_get_text(Jsonb *obj, const char *key)
 	return jsonb_value_text(jsonb_get(obj, key));
 }
 
+/* Building jsonb: a key, and a string under a key or in an array. */
+void
+jsonb_push_key(JsonbParseState **state, const char *key)
+{
+	JsonbValue	k;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	pushJsonbValue(state, WJB_KEY, &k);
+}
+
+void
+jsonb_push_string(JsonbParseState **state, JsonbIteratorToken tok, const char *s)
+{
+	JsonbValue	v;
+
+	v.type = jbvString;
+	v.val.string.val = (char *) s;
+	v.val.string.len = strlen(s);
+	pushJsonbValue(state, tok, &v);
+}
+
 /* obj with key set to the string value (or JSON null when value is NULL). */
 Jsonb *
 jsonb_set_text(Jsonb *obj, const char *key, const char *value)

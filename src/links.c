@@ -107,16 +107,6 @@ static SPIPlanPtr insert_event_plan = NULL;
 static SPIPlanPtr upsert_answer_plan = NULL;
 static SPIPlanPtr existing_event_plan = NULL;
 
-static SPIPlanPtr
-prepare_kept(const char *sql, int nargs, Oid *argtypes)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-	if (plan == NULL || SPI_keepplan(plan) != 0)
-		elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-	return plan;
-}
-
 /* ----------------------------------------------------------------
  * Keys
  * ----------------------------------------------------------------
@@ -140,8 +130,8 @@ static void
 current_key(SigningKey *k)
 {
 	if (current_key_plan == NULL)
-		current_key_plan = prepare_kept("SELECT id, key FROM reminder.signing_key "
-										"ORDER BY created_at DESC, id DESC LIMIT 1", 0, NULL);
+		current_key_plan = spi_prepare_kept("SELECT id, key FROM reminder.signing_key "
+										"ORDER BY created_at DESC, id DESC LIMIT 1", 0, NULL, 0);
 	if (SPI_execute_plan(current_key_plan, NULL, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the signing key");
 	if (SPI_processed == 0)
@@ -162,8 +152,8 @@ key_by_id(uint32 id, SigningKey *k)
 	{
 		Oid			argtypes[1] = {INT4OID};
 
-		key_by_id_plan = prepare_kept("SELECT id, key FROM reminder.signing_key WHERE id = $1",
-									  1, argtypes);
+		key_by_id_plan = spi_prepare_kept("SELECT id, key FROM reminder.signing_key WHERE id = $1",
+									  1, argtypes, 0);
 	}
 	if (SPI_execute_plan(key_by_id_plan, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read a signing key");
@@ -390,28 +380,6 @@ token_arg(FunctionCallInfo fcinfo)
  * ----------------------------------------------------------------
  */
 
-static void
-push_key(JsonbParseState **state, const char *key)
-{
-	JsonbValue	k;
-
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	pushJsonbValue(state, WJB_KEY, &k);
-}
-
-static void
-push_string(JsonbParseState **state, JsonbIteratorToken tok, const char *s)
-{
-	JsonbValue	v;
-
-	v.type = jbvString;
-	v.val.string.val = (char *) s;
-	v.val.string.len = strlen(s);
-	pushJsonbValue(state, tok, &v);
-}
-
 static char *
 link_url(const SigningKey *k, int64 message_id, LinkAction action, int score,
 		 TimestampTz expires_at)
@@ -461,35 +429,35 @@ links_context(int64 message_id)
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	for (int i = 0; i < lengthof(plain); i++)
 	{
-		push_key(&state, action_names[plain[i]]);
-		push_string(&state, WJB_VALUE,
+		jsonb_push_key(&state, action_names[plain[i]]);
+		jsonb_push_string(&state, WJB_VALUE,
 					link_url(key, message_id, plain[i], -1, expires_at));
 	}
 
-	push_key(&state, "scores");
+	jsonb_push_key(&state, "scores");
 	pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
 	for (int s = 0; s <= 10; s++)
 	{
 		JsonbValue	n;
 
 		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-		push_key(&state, "score");
+		jsonb_push_key(&state, "score");
 		n.type = jbvNumeric;
 		n.val.numeric = int64_to_numeric(s);
 		pushJsonbValue(&state, WJB_VALUE, &n);
-		push_key(&state, "url");
-		push_string(&state, WJB_VALUE, link_url(key, message_id, LINK_SCORE, s, expires_at));
+		jsonb_push_key(&state, "url");
+		jsonb_push_string(&state, WJB_VALUE, link_url(key, message_id, LINK_SCORE, s, expires_at));
 		pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	}
 	pushJsonbValue(&state, WJB_END_ARRAY, NULL);
 
-	push_key(&state, "score");
+	jsonb_push_key(&state, "score");
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	for (int s = 0; s <= 10; s++)
 	{
 		/* the parse state keeps the pointer until the object ends */
-		push_key(&state, psprintf("%d", s));
-		push_string(&state, WJB_VALUE, link_url(key, message_id, LINK_SCORE, s, expires_at));
+		jsonb_push_key(&state, psprintf("%d", s));
+		jsonb_push_string(&state, WJB_VALUE, link_url(key, message_id, LINK_SCORE, s, expires_at));
 	}
 	pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 
@@ -513,7 +481,7 @@ links_add_to_context(Jsonb *context, int64 message_id)
 	if (links == NULL)
 		return context;
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	push_key(&state, "links");
+	jsonb_push_key(&state, "links");
 	v.type = jbvBinary;
 	v.val.binary.data = &links->root;
 	v.val.binary.len = VARSIZE(links) - VARHDRSZ;
@@ -563,10 +531,10 @@ message_must_exist(int64 id)
 		Oid			argtypes[1] = {INT8OID};
 
 		/* message.channel has no foreign key: the channel may be gone */
-		message_plan = prepare_kept("SELECT m.recipient_id, m.recipient, m.template, m.data, "
-									"coalesce(c.kind, '') "
-									"FROM reminder.message m LEFT JOIN reminder.channel c ON c.name = m.channel "
-									"WHERE m.id = $1 FOR KEY SHARE OF m", 1, argtypes);
+		message_plan = spi_prepare_kept("SELECT m.recipient_id, m.recipient, m.template, m.data, "
+										"coalesce(c.kind, '') "
+										"FROM reminder.message m LEFT JOIN reminder.channel c ON c.name = m.channel "
+										"WHERE m.id = $1 FOR KEY SHARE OF m", 1, argtypes, 0);
 	}
 	if (SPI_execute_plan(message_plan, values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not look up message");
@@ -732,13 +700,13 @@ insert_event(int64 message_id, const char *kind, int score, const char *comment,
 	{
 		Oid			argtypes[6] = {INT8OID, TEXTOID, INT2OID, TEXTOID, JSONBOID, TEXTOID};
 
-		insert_event_plan = prepare_kept(
+		insert_event_plan = spi_prepare_kept(
 										 "INSERT INTO reminder.event (message_id, kind, score, comment, detail, source) "
 										 "VALUES ($1, $2, $3, $4, $5, $6) "
 										 "ON CONFLICT (message_id, kind) WHERE kind IN "
 										 "('confirmed', 'declined', 'reschedule_requested', 'unsubscribed', 'answered') "
-										 "DO NOTHING RETURNING id", 6, argtypes);
-		upsert_answer_plan = prepare_kept(
+										 "DO NOTHING RETURNING id", 6, argtypes, 0);
+		upsert_answer_plan = spi_prepare_kept(
 										  "INSERT INTO reminder.event AS e (message_id, kind, score, comment, detail, source) "
 										  "VALUES ($1, $2, $3, $4, $5, $6) "
 										  "ON CONFLICT (message_id, kind) WHERE kind IN "
@@ -746,9 +714,9 @@ insert_event(int64 message_id, const char *kind, int score, const char *comment,
 										  "DO UPDATE SET score = excluded.score, "
 										  "comment = coalesce(excluded.comment, e.comment), "
 										  "detail = e.detail || excluded.detail, occurred_at = excluded.occurred_at "
-										  "RETURNING id", 6, argtypes);
-		existing_event_plan = prepare_kept("SELECT id FROM reminder.event WHERE message_id = $1 AND kind = $2",
-										   2, argtypes);
+										  "RETURNING id", 6, argtypes, 0);
+		existing_event_plan = spi_prepare_kept("SELECT id FROM reminder.event WHERE message_id = $1 AND kind = $2",
+										   2, argtypes, 0);
 	}
 
 	values[0] = Int64GetDatum(message_id);

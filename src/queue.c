@@ -54,6 +54,7 @@ static SPIPlanPtr attempt_plan = NULL;
 static SPIPlanPtr log_plan = NULL;
 static SPIPlanPtr fallback_of_plan = NULL;
 static SPIPlanPtr segments_plan = NULL;
+static SPIPlanPtr release_plan = NULL;
 
 /*
  * Token buckets of rate-limited channels, kept across claims.  A bucket
@@ -71,25 +72,6 @@ typedef struct Bucket
 } Bucket;
 
 static List *buckets = NIL;		/* of Bucket *, in TopMemoryContext */
-
-static SPIPlanPtr
-prepare_kept_opts(const char *sql, int nargs, Oid *argtypes, int options)
-{
-	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, options);
-
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
-			 SPI_result_code_string(SPI_result));
-	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "SPI_keepplan failed");
-	return plan;
-}
-
-static SPIPlanPtr
-prepare_kept(const char *sql, int nargs, Oid *argtypes)
-{
-	return prepare_kept_opts(sql, nargs, argtypes, 0);
-}
 
 bool
 queue_extension_present(void)
@@ -165,14 +147,18 @@ load_channels(TimestampTz now)
 	MemoryContext cxt = CurrentMemoryContext;
 
 	if (channels_plan == NULL)
-		channels_plan = prepare_kept("SELECT name, kind, "
-									 "coalesce((settings->>'rate_limit')::float8, 0) "
-									 "FROM reminder.channel", 0, NULL);
+		channels_plan = spi_prepare_kept("SELECT c.name, c.kind, "
+									 "coalesce((c.settings->>'rate_limit')::float8, 0), "
+									 "c.xmin::text || '/' || coalesce(s.xmin::text, '') "
+									 "FROM reminder.channel c "
+									 "LEFT JOIN reminder.channel_secret s ON s.channel = c.name",
+									 0, NULL, 0);
 	if (SPI_execute_plan(channels_plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read channels");
 
 	foreach(lc, buckets)
 		((Bucket *) lfirst(lc))->seen = false;
+	channel_cache_begin_listing();
 
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -184,6 +170,7 @@ load_channels(TimestampTz now)
 		double		rate = DatumGetFloat8(SPI_getbinval(tup, desc, 3, &isnull));
 		bool		supported = false;
 
+		channel_cache_listed(name, SPI_getvalue(tup, desc, 4));
 		for (int k = CHANNEL_EMAIL; k <= CHANNEL_LOG; k++)
 			if (strcmp(kind, channel_kind_name(k)) == 0)
 				supported = transport_for_kind(k) != NULL;
@@ -217,6 +204,8 @@ load_channels(TimestampTz now)
 			b->seen = true;
 		}
 	}
+
+	channel_cache_end_listing();
 
 	/* forget buckets of channels no longer limited */
 	foreach(lc, buckets)
@@ -278,7 +267,7 @@ claim_all(int limit, List *excluded)
 		{
 			Oid			argtypes[2] = {INT4OID, INT4OID};
 
-			claim_plan = prepare_kept_opts(claim_sql(""), 2, argtypes,
+			claim_plan = spi_prepare_kept(claim_sql(""), 2, argtypes,
 										   CURSOR_OPT_GENERIC_PLAN);
 		}
 		plan = claim_plan;
@@ -289,8 +278,8 @@ claim_all(int limit, List *excluded)
 		{
 			Oid			argtypes[3] = {INT4OID, INT4OID, TEXTARRAYOID};
 
-			claim_excluding_plan = prepare_kept(claim_sql("AND channel <> ALL ($3)"),
-												3, argtypes);
+			claim_excluding_plan = spi_prepare_kept(claim_sql("AND channel <> ALL ($3)"),
+												3, argtypes, 0);
 		}
 		col_init(&names, TEXTOID);
 		foreach(lc, excluded)
@@ -313,7 +302,7 @@ claim_channel(int limit, const char *channel)
 	{
 		Oid			argtypes[3] = {INT4OID, INT4OID, TEXTOID};
 
-		claim_channel_plan = prepare_kept(claim_sql("AND channel = $3"), 3, argtypes);
+		claim_channel_plan = spi_prepare_kept(claim_sql("AND channel = $3"), 3, argtypes, 0);
 	}
 	values[0] = Int32GetDatum(limit);
 	values[1] = Int32GetDatum(reminder_lease_timeout);
@@ -377,39 +366,12 @@ new_delivery(ClaimedMessage *m, ChannelConfig *cc, MemoryContext parent)
 		d->retry_delay_ms = cc->retry_delay_ms;
 		d->retry_max_delay_ms = cc->retry_max_delay_ms;
 		d->fallback = cc->fallback ? pstrdup(cc->fallback) : NULL;
+		d->paced = cc->rate_limit > 0;
 	}
 	else
 		d->max_attempts = reminder_max_attempts;
 	MemoryContextSwitchTo(old);
 	return d;
-}
-
-typedef struct ChannelCacheEntry
-{
-	char	   *name;
-	ChannelConfig *cc;
-} ChannelCacheEntry;
-
-static ChannelConfig *
-cached_channel(List **cache, const char *name, MemoryContext cxt)
-{
-	ListCell   *lc;
-	ChannelCacheEntry *e;
-	MemoryContext old;
-
-	foreach(lc, *cache)
-	{
-		e = lfirst(lc);
-		if (strcmp(e->name, name) == 0)
-			return e->cc;
-	}
-	old = MemoryContextSwitchTo(cxt);
-	e = palloc(sizeof(ChannelCacheEntry));
-	e->name = pstrdup(name);
-	e->cc = catalog_channel(name);
-	*cache = lappend(*cache, e);
-	MemoryContextSwitchTo(old);
-	return e->cc;
 }
 
 /* Verdicts written back inside the claim transaction. */
@@ -475,7 +437,7 @@ verdicts_apply(Verdicts *v)
 		 * cannot pick message_lease_idx, whose dead entries a busy worker
 		 * leaves behind faster than vacuum removes them.
 		 */
-		update_plan = prepare_kept_opts("UPDATE reminder.message m "
+		update_plan = spi_prepare_kept("UPDATE reminder.message m "
 										"SET status = u.status, "
 										"attempts = m.attempts - u.uncount, "
 										"next_attempt_at = coalesce(u.next_at, m.next_attempt_at), "
@@ -503,12 +465,64 @@ verdicts_apply(Verdicts *v)
 }
 
 /*
+ * Parse the channels of a batch not parsed yet, each in its own
+ * subtransaction, so that gate_prepare() knows them.  One that cannot be
+ * read is left out: its messages then fail in prepare_one(), with the
+ * reason.
+ */
+static void
+preload_channels(List *rows)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	List	   *tried = NIL;
+	ListCell   *lc;
+
+	foreach(lc, rows)
+	{
+		ClaimedMessage *m = lfirst(lc);
+		ListCell   *lc2;
+		bool		seen = false;
+
+		if (channel_cache_peek(m->channel) != NULL)
+			continue;
+		foreach(lc2, tried)
+			if (strcmp(lfirst(lc2), m->channel) == 0)
+				seen = true;
+		if (seen)
+			continue;
+		tried = lappend(tried, m->channel);
+
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(cxt);
+		PG_TRY();
+		{
+			(void) channel_cache_get(m->channel);
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(cxt);
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+		}
+		PG_END_TRY();
+	}
+	list_free(tried);
+}
+
+/*
  * Gate, channel, render and build for one claimed message, inside a
  * subtransaction: an error fails this message alone.  Returns the
  * delivery to send (or to record at once), or NULL after a gate verdict.
+ * gm is the message as gate_prepare() saw it.
  */
 static Delivery *
-prepare_one(ClaimedMessage *m, List **cache, MemoryContext parent,
+prepare_one(ClaimedMessage *m, GateMessage *gm, MemoryContext parent,
 			Verdicts *verdicts)
 {
 	MemoryContext cxt = CurrentMemoryContext;
@@ -520,26 +534,18 @@ prepare_one(ClaimedMessage *m, List **cache, MemoryContext parent,
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
-		GateMessage gm = {0};	/* fields added later default to zero */
 		GateResult	gr;
 
-		cc = cached_channel(cache, m->channel, cxt);
+		cc = channel_cache_get(m->channel);
+		gm->channel = cc;
 
 		/* rules that follow their row store no copy: it is read now */
 		if (!rule_message_data(m->rule_id, m->source_key, &m->data, &gr.reason))
 			gr.verdict = GATE_CANCEL;	/* the row is gone */
 		else
 		{
-			gm.dry_run = false;
-			gm.id = m->id;
-			gm.channel = cc;
-			gm.recipient = m->recipient;
-			gm.data = m->data;
-			gm.template_name = m->template_name;
-			gm.due_at = m->due_at;
-			gm.rule_id = m->rule_id;
-			gm.source_key = m->source_key;
-			gate_check(&gm, &gr);
+			gm->data = m->data;
+			gate_check(gm, &gr);
 		}
 
 		switch (gr.verdict)
@@ -610,7 +616,10 @@ prepare_one(ClaimedMessage *m, List **cache, MemoryContext parent,
 	return d;
 }
 
-/* The rows rule-made messages are rendered with, read for all at once. */
+/*
+ * The rows rule-made messages are rendered with, read for all at once:
+ * their data is completed here, before the batch gate sees it.
+ */
 static void
 prefetch_rule_rows(List *rows)
 {
@@ -630,24 +639,29 @@ prefetch_rule_rows(List *rows)
 		data[i++] = m->data;
 	}
 	rule_prefetch_rows(n, rule_ids, source_keys, data);
+	i = 0;
+	foreach(lc, rows)
+		((ClaimedMessage *) lfirst(lc))->data = data[i++];
 }
 
 /*
- * Claim up to limit due messages and prepare them.  Deliveries to carry
+ * Claim up to limit due messages and prepare them, of rate-limited
+ * channels no more than paced_limit (transfer slots free now: their
+ * tokens are spent on messages that go out at once).  Deliveries to carry
  * out go to *to_send; those already finished (log channel, messages that
  * cannot be delivered) go to *done, to be recorded.  Runs inside a
  * transaction with SPI connected.
  */
 void
-queue_claim(int limit, dlist_head *to_send, dlist_head *done,
+queue_claim(int limit, int paced_limit, dlist_head *to_send, dlist_head *done,
 			MemoryContext delivery_parent, ClaimResult *result)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	List	   *excluded;
 	List	   *rows = NIL;
-	List	   *cache = NIL;
 	ListCell   *lc;
 	Verdicts	verdicts;
+	GateMessage *gms;
 	int			remaining = limit;
 	bool		isnull;
 	Datum		next;
@@ -657,6 +671,7 @@ queue_claim(int limit, dlist_head *to_send, dlist_head *done,
 	result->next_due = DT_NOEND;
 	result->next_token = DT_NOEND;
 
+	catalog_batch_begin();
 	excluded = load_channels(now);
 
 	/* channels without a rate limit */
@@ -669,7 +684,7 @@ queue_claim(int limit, dlist_head *to_send, dlist_head *done,
 	foreach(lc, buckets)
 	{
 		Bucket	   *b = lfirst(lc);
-		int			want = (int) Min((double) remaining, floor(b->tokens));
+		int			want = (int) Min((double) Min(remaining, paced_limit), floor(b->tokens));
 		uint64		got = 0;
 
 		if (want > 0)
@@ -677,6 +692,7 @@ queue_claim(int limit, dlist_head *to_send, dlist_head *done,
 			got = claim_channel(want, b->channel);
 			rows = claimed_rows(rows, CurrentMemoryContext);
 			remaining -= got;
+			paced_limit -= got;
 			b->tokens -= got;
 		}
 		/* it may have more waiting: look again once a token is back */
@@ -690,12 +706,35 @@ queue_claim(int limit, dlist_head *to_send, dlist_head *done,
 		}
 	}
 
+	/* rules that follow their row: their rows, read for all at once */
 	prefetch_rule_rows(rows);
+
+	/* the checks that need queries, for the whole batch at once */
+	preload_channels(rows);
+	gms = palloc0(sizeof(GateMessage) * Max(list_length(rows), 1));
+	foreach(lc, rows)
+	{
+		ClaimedMessage *m = lfirst(lc);
+		GateMessage *gm = &gms[foreach_current_index(lc)];
+
+		gm->dry_run = false;
+		gm->id = m->id;
+		gm->channel = channel_cache_peek(m->channel);
+		gm->recipient = m->recipient;
+		gm->data = m->data;
+		gm->template_name = m->template_name;
+		gm->due_at = m->due_at;
+		gm->rule_id = m->rule_id;
+		gm->source_key = m->source_key;
+	}
+	gate_prepare(gms, list_length(rows));
+
 	verdicts_init(&verdicts);
 	foreach(lc, rows)
 	{
 		ClaimedMessage *m = lfirst(lc);
-		Delivery   *d = prepare_one(m, &cache, delivery_parent, &verdicts);
+		Delivery   *d = prepare_one(m, &gms[foreach_current_index(lc)],
+									delivery_parent, &verdicts);
 
 		result->claimed++;
 		if (d == NULL)
@@ -716,15 +755,59 @@ queue_claim(int limit, dlist_head *to_send, dlist_head *done,
 	verdicts_apply(&verdicts);
 
 	/* when the next message falls due, to sleep until then at most */
+	if (result->more)
+		return;					/* the worker claims again at once */
 	if (next_due_plan == NULL)
-		next_due_plan = prepare_kept("SELECT min(next_attempt_at) FROM reminder.message "
+		next_due_plan = spi_prepare_kept("SELECT min(next_attempt_at) FROM reminder.message "
 									 "WHERE status IN ('scheduled', 'retrying') "
-									 "AND next_attempt_at > now()", 0, NULL);
+									 "AND next_attempt_at > now()", 0, NULL, 0);
 	if (SPI_execute_plan(next_due_plan, NULL, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not look up the next due message");
 	next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (!isnull)
 		result->next_due = DatumGetTimestampTz(next);
+}
+
+/*
+ * Give back claimed messages whose transfer never started (the worker is
+ * stopping): they are due again at once, the attempt not counted, rather
+ * than waiting for their lease.  Runs inside a transaction with SPI
+ * connected.
+ */
+void
+queue_release(dlist_head *unsent)
+{
+	dlist_iter	iter;
+	Column		id,
+				attempt;
+	Datum		values[2];
+
+	if (dlist_is_empty(unsent))
+		return;
+	if (release_plan == NULL)
+	{
+		Oid			argtypes[2] = {INT8ARRAYOID, INT4ARRAYOID};
+
+		release_plan = spi_prepare_kept("UPDATE reminder.message m "
+									"SET status = CASE WHEN m.attempts > 1 THEN 'retrying' ELSE 'scheduled' END, "
+									"attempts = m.attempts - 1, lease_until = NULL, updated_at = now() "
+									"FROM unnest($1, $2) AS u(id, attempt) "
+									"WHERE m.id = u.id AND m.status = 'sending' AND m.attempts = u.attempt",
+									2, argtypes, 0);
+	}
+	col_init(&id, INT8OID);
+	col_init(&attempt, INT4OID);
+	dlist_foreach(iter, unsent)
+	{
+		Delivery   *d = dlist_container(Delivery, node, iter.cur);
+
+		col_add(&id, Int64GetDatum(d->message_id), false);
+		col_add(&attempt, Int32GetDatum(d->attempt), false);
+	}
+	values[0] = col_done(&id);
+	values[1] = col_done(&attempt);
+	if (SPI_execute_plan(release_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not give back unsent messages");
 }
 
 /* ----------------------------------------------------------------
@@ -844,9 +927,9 @@ schedule_fallback(Delivery *d)
 		{
 			Oid			argtypes[2] = {INT8OID, INT8OID};
 
-			fallback_of_plan = prepare_kept("UPDATE reminder.message SET fallback_of = $2 "
+			fallback_of_plan = spi_prepare_kept("UPDATE reminder.message SET fallback_of = $2 "
 											"WHERE id = $1 AND fallback_of IS NULL",
-											2, argtypes);
+											2, argtypes, 0);
 		}
 		values[0] = Int64GetDatum(id);
 		values[1] = Int64GetDatum(d->message_id);
@@ -992,7 +1075,7 @@ queue_record(dlist_head *done, int64 *sent, int64 *failed, int64 *retried)
 		TEXTARRAYOID};
 
 		/* skip messages deleted meanwhile (drop_channel cascade, purge) */
-		attempt_plan = prepare_kept("INSERT INTO reminder.attempt "
+		attempt_plan = spi_prepare_kept("INSERT INTO reminder.attempt "
 									"(message_id, attempt, started_at, duration, outcome, "
 									" http_status, smtp_reply, error, response) "
 									"SELECT u.id, u.attempt, u.started_at, "
@@ -1002,7 +1085,7 @@ queue_record(dlist_head *done, int64 *sent, int64 *failed, int64 *retried)
 									"AS u(id, attempt, started_at, ms, outcome, http_status, "
 									"smtp_reply, error, response) "
 									"WHERE EXISTS (SELECT FROM reminder.message m WHERE m.id = u.id)",
-									9, argtypes);
+									9, argtypes, 0);
 	}
 	values[0] = col_done(&a_id);
 	values[1] = col_done(&a_attempt);
@@ -1023,10 +1106,10 @@ queue_record(dlist_head *done, int64 *sent, int64 *failed, int64 *retried)
 			Oid			argtypes[6] = {INT8ARRAYOID, TEXTARRAYOID, JSONBARRAYOID,
 			TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
 
-			log_plan = prepare_kept("INSERT INTO reminder.log "
+			log_plan = spi_prepare_kept("INSERT INTO reminder.log "
 									"(message_id, channel, recipient, subject, body, html) "
 									"SELECT * FROM unnest($1, $2, $3, $4, $5, $6)",
-									6, argtypes);
+									6, argtypes, 0);
 		}
 		values[0] = col_done(&l_id);
 		values[1] = col_done(&l_channel);
@@ -1044,9 +1127,9 @@ queue_record(dlist_head *done, int64 *sent, int64 *failed, int64 *retried)
 		{
 			Oid			argtypes[2] = {INT8ARRAYOID, INT2ARRAYOID};
 
-			segments_plan = prepare_kept("UPDATE reminder.message m SET sms_segments = u.n "
+			segments_plan = spi_prepare_kept("UPDATE reminder.message m SET sms_segments = u.n "
 										 "FROM unnest($1, $2) AS u(id, n) WHERE m.id = u.id",
-										 2, argtypes);
+										 2, argtypes, 0);
 		}
 		values[0] = col_done(&s_id);
 		values[1] = col_done(&s_segments);

@@ -497,10 +497,8 @@ channel_settings(const char *name)
 	{
 		Oid			argtypes[1] = {TEXTOID};
 
-		channel_settings_plan = SPI_prepare("SELECT settings FROM reminder.channel WHERE name = $1",
-											1, argtypes);
-		if (channel_settings_plan == NULL || SPI_keepplan(channel_settings_plan) != 0)
-			elog(ERROR, "could not prepare channel settings lookup");
+		channel_settings_plan = spi_prepare_kept("SELECT settings FROM reminder.channel WHERE name = $1",
+												 1, argtypes, 0);
 	}
 	if (SPI_execute_plan(channel_settings_plan, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not look up channel \"%s\"", name);

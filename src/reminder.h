@@ -194,6 +194,9 @@ extern char *jsonb_get_text(Jsonb *obj, const char *key);
 extern char *jsonb_get_string(Jsonb *obj, const char *key, const char *what);
 extern char *jsonb_value_text(JsonbValue *v);
 extern Jsonb *jsonb_set_text(Jsonb *obj, const char *key, const char *value);
+extern void jsonb_push_key(JsonbParseState **state, const char *key);
+extern void jsonb_push_string(JsonbParseState **state, JsonbIteratorToken tok,
+							  const char *s);
 
 /* ----------------
  * in catalog.c: reading channels, templates and recipients (inside SPI)
@@ -209,6 +212,9 @@ typedef struct TemplateRow
 	List	   *required;		/* dotted variable names */
 } TemplateRow;
 
+extern void catalog_batch_begin(void);
+extern SPIPlanPtr spi_prepare_kept(const char *sql, int nargs, Oid *argtypes,
+								   int cursor_options);
 extern ChannelConfig *catalog_channel(const char *name);
 extern TemplateRow *catalog_template(const char *name, const char *locale);
 extern Jsonb *catalog_resolve_recipient(Jsonb *recipient, int64 *recipient_id);
@@ -274,6 +280,10 @@ typedef struct GateMessage
 	int64		rule_id;		/* 0: not made by a rule */
 	const char *source_key;
 	bool		dry_run;		/* reminder.gate_check(): decide, change nothing */
+
+	/* found for a whole batch by gate_prepare(); gate_check() then uses it */
+	bool		consent_checked;
+	char	   *consent_reason; /* opted out: why; NULL: consent allows it */
 } GateMessage;
 
 typedef struct GateResult
@@ -283,6 +293,7 @@ typedef struct GateResult
 	char	   *reason;			/* for all but GATE_SEND: goes to last_error */
 } GateResult;
 
+extern void gate_prepare(GateMessage *msgs, int n);
 extern void gate_check(const GateMessage *msg, GateResult *result);
 
 /* ----------------
@@ -324,6 +335,7 @@ extern char *message_category(Jsonb *data, const char *template_name);
 extern void consent_record(int64 recipient_id, const char *address,
 						   const char *channel, const char *category,
 						   bool opt_out, const char *source);
+extern void consent_gate_prepare(GateMessage *msgs, int n);
 extern void consent_gate(const GateMessage *msg, GateResult *result);
 
 /* ----------------
@@ -508,7 +520,7 @@ extern char *rule_key_prefix_end(const char *prefix);
 extern void rule_stop_check(const GateMessage *msg, GateResult *result);
 extern void survey_throttle_check(const GateMessage *msg, GateResult *result);
 extern void rule_prefetch_rows(int n, const int64 *rule_ids, char *const *source_keys,
-							   Jsonb *const *data);
+							   Jsonb **data);
 extern bool rule_message_data(int64 rule_id, const char *source_key, Jsonb **data,
 							  char **reason);
 extern void rule_keep_rows(int64 rule_id);

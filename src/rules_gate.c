@@ -616,13 +616,14 @@ fetch_rule_rows(int64 rule_id, int n, char **keys, HTAB *cache, MemoryContext ca
 
 /*
  * Read the rows n claimed messages will be rendered with, one query per
- * rule, so that rule_message_data() finds them.  A rule whose rows cannot
- * be read (an error) is skipped: each of its messages then tries alone,
- * and fails alone.  Needs SPI.
+ * rule, and complete data[i] of those whose row was found.  Rows found
+ * gone are remembered for rule_message_data() to say so.  A rule whose
+ * rows cannot be read (an error) is skipped: each of its messages then
+ * tries alone, in rule_message_data(), and fails alone.  Needs SPI.
  */
 void
 rule_prefetch_rows(int n, const int64 *rule_ids, char *const *source_keys,
-				   Jsonb *const *data)
+				   Jsonb **data)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -661,6 +662,20 @@ rule_prefetch_rows(int n, const int64 *rule_ids, char *const *source_keys,
 		PG_END_TRY();
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
+	}
+
+	for (int i = 0; i < n && row_cache != NULL; i++)
+	{
+		char	   *key;
+		RowEntry   *e;
+
+		if (!done[i])
+			continue;
+		key = row_entry_key(rule_ids[i], source_keys[i]);
+		e = hash_search(row_cache, &key, HASH_FIND, NULL);
+		if (e != NULL && e->data != NULL)
+			data[i] = DatumGetJsonbP(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(data[i]),
+														 JsonbPGetDatum(e->data)));
 	}
 }
 

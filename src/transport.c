@@ -43,6 +43,15 @@ static dlist_head finished = DLIST_STATIC_INIT(finished);
 static int	n_active = 0;
 static bool stale_connections = false;	/* opened under an older host policy */
 
+/*
+ * Easy handles of finished transfers, reset and kept for the next ones:
+ * creating and destroying a handle per message cost more than the request
+ * itself.  At most reminder.max_concurrent are kept (its maximum is 1024).
+ */
+#define IDLE_EASY_MAX	1024
+static CURL *idle_easy[IDLE_EASY_MAX];
+static int	n_idle_easy = 0;
+
 const TransportOps *
 transport_for_kind(ChannelKind kind)
 {
@@ -239,6 +248,8 @@ transport_set_common_options(Delivery *d, CURL *easy)
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, d);
 	/* the host policy checks the real destination: no proxy in between */
 	curl_easy_setopt(easy, CURLOPT_PROXY, "");
+	/* ... for any host, which also spares reading the environment each time */
+	curl_easy_setopt(easy, CURLOPT_NOPROXY, "*");
 	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -264,7 +275,7 @@ transport_start(Delivery *d)
 		stale_connections = false;
 	}
 
-	easy = curl_easy_init();
+	easy = n_idle_easy > 0 ? idle_easy[--n_idle_easy] : curl_easy_init();
 	if (easy == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
@@ -307,12 +318,21 @@ transport_start(Delivery *d)
 	n_active++;
 }
 
-/* Free the handles of a transfer that has ended or is abandoned. */
+/*
+ * Free the handles of a transfer that has ended or is abandoned.  The easy
+ * handle forgets every option and is kept for another transfer.
+ */
 static void
 release_transfer(Delivery *d)
 {
 	curl_multi_remove_handle(multi, d->easy);
-	curl_easy_cleanup(d->easy);
+	if (n_idle_easy < Min(reminder_max_concurrent, IDLE_EASY_MAX))
+	{
+		curl_easy_reset(d->easy);
+		idle_easy[n_idle_easy++] = d->easy;
+	}
+	else
+		curl_easy_cleanup(d->easy);
 	curl_slist_free_all(d->slist);
 	d->easy = NULL;
 	d->slist = NULL;
@@ -424,6 +444,8 @@ transport_abandon_all(void)
 		release_transfer(d);
 		delivery_free(d);
 	}
+	while (n_idle_easy > 0)
+		curl_easy_cleanup(idle_easy[--n_idle_easy]);
 	curl_multi_cleanup(multi);
 	multi = NULL;
 	close(epfd);

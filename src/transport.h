@@ -76,6 +76,7 @@ typedef struct Delivery
 	int			retry_delay_ms;
 	int			retry_max_delay_ms;
 	char	   *fallback;
+	bool		paced;			/* the channel has a rate limit: start at once */
 
 	/* the request, for network kinds */
 	char	   *url;
@@ -189,6 +190,7 @@ extern void transport_add_http_headers(Delivery *d, const char *content_type);
 extern ResponseBuffer *transport_response_buffer(Delivery *d, size_t cap);
 extern size_t transport_response_cb(char *ptr, size_t size, size_t nmemb,
 									void *userdata);
+extern void transport_set_request(Delivery *d, CURL *easy);
 extern void transport_setup_http(Delivery *d, CURL *easy, ResponseBuffer *rb,
 								 bool tls_verify, const char *ca_file);
 extern void transport_set_tls(CURL *easy, bool verify, const char *ca_file);
@@ -225,6 +227,13 @@ extern bool json_scan(const char *json, size_t len, JsonScanField *fields,
 extern const char *json_scan_value(JsonScanField *fields, int nfields,
 								   const char *path);
 
+/* in channel_cache.c: parsed channels kept across claims */
+extern void channel_cache_begin_listing(void);
+extern void channel_cache_listed(const char *name, const char *version);
+extern void channel_cache_end_listing(void);
+extern ChannelConfig *channel_cache_peek(const char *name);
+extern ChannelConfig *channel_cache_get(const char *name);
+
 /* in queue.c: claim and record */
 typedef struct ClaimResult
 {
@@ -235,8 +244,10 @@ typedef struct ClaimResult
 } ClaimResult;
 
 extern bool queue_extension_present(void);
-extern void queue_claim(int limit, dlist_head *to_send, dlist_head *done,
-						MemoryContext delivery_parent, ClaimResult *result);
+extern void queue_claim(int limit, int paced_limit, dlist_head *to_send,
+						dlist_head *done, MemoryContext delivery_parent,
+						ClaimResult *result);
+extern void queue_release(dlist_head *unsent);
 extern void queue_record(dlist_head *done, int64 *sent, int64 *failed,
 						 int64 *retried);
 extern void queue_decide(Delivery *d);

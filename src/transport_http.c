@@ -39,39 +39,6 @@ is_blank(const char *s)
 	return true;
 }
 
-/* The host part of url, for the host policy; errors if url is not one. */
-static char *
-url_host(const char *url)
-{
-	CURLU	   *u = curl_url();
-	char	   *host = NULL;
-	char	   *result;
-	CURLUcode	rc;
-
-	if (u == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory")));
-	rc = curl_url_set(u, CURLUPART_URL, url, 0);
-	if (rc == CURLUE_OK)
-		rc = curl_url_get(u, CURLUPART_HOST, &host, 0);
-	if (rc != CURLUE_OK)
-	{
-		curl_url_cleanup(u);
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid webhook URL \"%s\": %s", url, curl_url_strerror(rc))));
-	}
-	/* IPv6 literals come back bracketed */
-	if (host[0] == '[')
-		result = pnstrdup(host + 1, strlen(host) - 2);
-	else
-		result = pstrdup(host);
-	curl_free(host);
-	curl_url_cleanup(u);
-	return result;
-}
-
 /* {"message_id":..,"channel":..,"recipient":{..},"data":{..}} */
 static char *
 default_body(ClaimedMessage *m)
@@ -98,7 +65,7 @@ webhook_build(Delivery *d, ChannelConfig *cc, ClaimedMessage *m, RenderedMessage
 	ListCell   *lc;
 
 	d->url = recipient_url && *recipient_url ? recipient_url : pstrdup(cc->url);
-	d->host = url_host(d->url);
+	d->host = transport_url_host(d->url, "the webhook URL", false);
 	d->method = pstrdup(cc->method ? cc->method : "POST");
 	d->body = is_blank(r->body) ? default_body(m) : pstrdup(r->body);
 	d->body_len = strlen(d->body);
@@ -123,24 +90,7 @@ webhook_build(Delivery *d, ChannelConfig *cc, ClaimedMessage *m, RenderedMessage
 static void
 webhook_setup(Delivery *d, CURL *easy)
 {
-	ListCell   *lc;
-
-	foreach(lc, d->headers)
-	{
-		struct curl_slist *next = curl_slist_append(d->slist, lfirst(lc));
-
-		if (next == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("out of memory")));
-		d->slist = next;
-	}
-	curl_easy_setopt(easy, CURLOPT_URL, d->url);
-	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, d->slist);
-	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, d->body);
-	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) d->body_len);
-	if (strcmp(d->method, "POST") != 0)
-		curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, d->method);
+	transport_set_request(d, easy);
 }
 
 static void

@@ -203,22 +203,11 @@ escape_strings(Jsonb *j, ValueEscape how)
 }
 
 static void
-push_key(JsonbParseState **state, const char *key)
-{
-	JsonbValue	k;
-
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	pushJsonbValue(state, WJB_KEY, &k);
-}
-
-static void
 push_text(JsonbParseState **state, const char *key, const char *value)
 {
 	JsonbValue	v;
 
-	push_key(state, key);
+	jsonb_push_key(state, key);
 	if (value)
 	{
 		v.type = jbvString;
@@ -235,7 +224,7 @@ push_number(JsonbParseState **state, const char *key, int64 value)
 {
 	JsonbValue	v;
 
-	push_key(state, key);
+	jsonb_push_key(state, key);
 	v.type = jbvNumeric;
 	v.val.numeric = int64_to_numeric(value);
 	pushJsonbValue(state, WJB_VALUE, &v);
@@ -246,7 +235,7 @@ push_jsonb(JsonbParseState **state, const char *key, Jsonb *value)
 {
 	JsonbValue	v;
 
-	push_key(state, key);
+	jsonb_push_key(state, key);
 	if (value == NULL)
 	{
 		v.type = jbvNull;
@@ -279,7 +268,7 @@ generic_data(Delivery *d, ChannelConfig *cc, ClaimedMessage *m, const char *to,
 	push_text(&state, "to_digits", to[0] == '+' ? to + 1 : to);
 	push_text(&state, "from", cc->sender);
 	push_text(&state, "text", text_db);
-	push_key(&state, "message");
+	jsonb_push_key(&state, "message");
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	push_number(&state, "id", m->id);
 	push_text(&state, "idempotency_key", m->idempotency_key);

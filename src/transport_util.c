@@ -171,9 +171,9 @@ transport_response_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
  * method, headers, body, the response buffer, TLS.  May raise an error
  * (out of memory), which transport_start() handles.
  */
+/* The request itself: URL, headers, method and body. */
 void
-transport_setup_http(Delivery *d, CURL *easy, ResponseBuffer *rb,
-					 bool tls_verify, const char *ca_file)
+transport_set_request(Delivery *d, CURL *easy)
 {
 	ListCell   *lc;
 
@@ -198,6 +198,13 @@ transport_setup_http(Delivery *d, CURL *easy, ResponseBuffer *rb,
 		if (strcmp(d->method, "POST") != 0)
 			curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, d->method);
 	}
+}
+
+void
+transport_setup_http(Delivery *d, CURL *easy, ResponseBuffer *rb,
+					 bool tls_verify, const char *ca_file)
+{
+	transport_set_request(d, easy);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, transport_response_cb);
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, rb);
 	transport_set_tls(easy, tls_verify, ca_file);

@@ -6,20 +6,23 @@
  *	  One loop, one thread:
  *
  *		1. let libcurl work on ready sockets and timers, collect finished
- *		   transfers;
- *		2. record finished deliveries in one transaction per batch;
- *		3. if transfer slots are free and something may be due, claim up to
- *		   that many messages in one short transaction (gate, render and
- *		   build the requests inside it), commit, then start the transfers;
- *		4. publish when it will next look for due messages (so a commit of
+ *		   transfers, start claimed ones waiting for a free slot;
+ *		2. if there is room (up to a batch may wait for a transfer slot)
+ *		   and something may be due, record what has finished and claim up
+ *		   to that many messages in one short transaction (gate, render and
+ *		   build the requests inside it), commit, then start the transfers
+ *		   slots allow; otherwise record finished deliveries on their own,
+ *		   in batches;
+ *		3. publish when it will next look for due messages (so a commit of
  *		   something due sooner sets its latch, see wakeup.c) and wait on
  *		   the latch and curl's sockets together (see transport.c).
  *
  *	  No transaction is open while waiting or transferring.  Free slots are
- *	  refilled as transfers finish, so the pipe never drains between
- *	  batches.  An error in a claim or record transaction is logged and the
- *	  loop goes on; a record that fails is retried one message at a time,
- *	  so one bad message cannot block the others.
+ *	  refilled from the claimed messages waiting as transfers finish, so
+ *	  the pipe never drains between batches, and each commit covers about
+ *	  half a batch.  An error in a claim or record transaction is logged
+ *	  and the loop goes on; a record that fails is retried one message at
+ *	  a time, so one bad message cannot block the others.
  *
  *-------------------------------------------------------------------------
  */
@@ -319,17 +322,24 @@ record_done(dlist_head *done)
 }
 
 /*
- * Claim and prepare up to limit messages.  Returns false if the extension
- * is gone from this database.
+ * Record the finished deliveries in *done, if any, and claim and prepare
+ * up to limit messages, in one transaction: one commit per loop, not two.
+ * If that transaction fails, the deliveries are recorded on their own
+ * (record_done) and nothing is claimed this time.  Returns false if the
+ * extension is gone from this database.
  */
 static bool
-claim(int limit, dlist_head *to_send, dlist_head *done,
-	  MemoryContext delivery_parent, ClaimResult *result)
+record_and_claim(dlist_head *done, int limit, int paced_limit, dlist_head *to_send,
+				 MemoryContext delivery_parent, ClaimResult *result)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	volatile bool present = true;
+	volatile bool recorded = false;
 	dlist_head	new_send;
 	dlist_head	new_done;
+	int64		s = 0,
+				f = 0,
+				r = 0;
 
 	dlist_init(&new_send);
 	dlist_init(&new_done);
@@ -340,11 +350,17 @@ claim(int limit, dlist_head *to_send, dlist_head *done,
 
 	PG_TRY();
 	{
-		begin_tx("claiming due messages");
+		begin_tx(dlist_is_empty(done) ? "claiming due messages" :
+				 "recording deliveries and claiming due messages");
 		present = queue_extension_present();
 		if (present)
-			queue_claim(limit, &new_send, &new_done, delivery_parent, result);
+		{
+			if (!dlist_is_empty(done))
+				queue_record(done, &s, &f, &r);
+			queue_claim(limit, paced_limit, &new_send, &new_done, delivery_parent, result);
+		}
 		end_tx();
+		recorded = present;
 	}
 	PG_CATCH();
 	{
@@ -359,11 +375,41 @@ claim(int limit, dlist_head *to_send, dlist_head *done,
 	}
 	PG_END_TRY();
 
+	if (recorded)
+	{
+		count(s, f, r);
+		free_all(done);
+	}
+	else if (present)
+		record_done(done);
+
 	while (!dlist_is_empty(&new_send))
 		dlist_push_tail(to_send, dlist_pop_head_node(&new_send));
 	while (!dlist_is_empty(&new_done))
 		dlist_push_tail(done, dlist_pop_head_node(&new_done));
 	return present;
+}
+
+/* At exit: give back claimed messages never started; else the lease will. */
+static void
+release_unsent(dlist_head *unsent)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (dlist_is_empty(unsent))
+		return;
+	PG_TRY();
+	{
+		begin_tx("giving back unsent messages");
+		queue_release(unsent);
+		end_tx();
+	}
+	PG_CATCH();
+	{
+		abort_tx(cxt, "giving back unsent messages");
+	}
+	PG_END_TRY();
+	free_all(unsent);
 }
 
 static void
@@ -384,38 +430,82 @@ purge(void)
 	PG_END_TRY();
 }
 
+/* Start one transfer; one that cannot even start fails at once. */
+static void
+start_one(Delivery *d, dlist_head *done)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		transport_start(d);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		d->started_at = d->finished_at = GetCurrentTimestamp();
+		d->outcome = OUTCOME_TRANSIENT;
+		d->error = MemoryContextStrdup(d->cxt, edata->message);
+		FreeErrorData(edata);
+		queue_decide(d);
+		dlist_push_tail(done, &d->node);
+	}
+	PG_END_TRY();
+}
+
 /*
- * Start the transfers of claimed deliveries.  One that cannot even start
- * fails at once.
+ * Start the transfers of claimed deliveries as far as transfer slots
+ * allow; the rest wait in *to_send.  Those of rate-limited channels go
+ * first, whatever their place: their tokens were spent for now.
  */
 static void
-start_all(dlist_head *to_send, dlist_head *done)
+start_transfers(dlist_head *to_send, dlist_head *done)
 {
-	while (!dlist_is_empty(to_send))
+	dlist_mutable_iter iter;
+
+	dlist_foreach_modify(iter, to_send)
 	{
-		Delivery   *d = dlist_container(Delivery, node, dlist_pop_head_node(to_send));
-		MemoryContext cxt = CurrentMemoryContext;
+		Delivery   *d = dlist_container(Delivery, node, iter.cur);
 
-		PG_TRY();
+		if (d->paced)
 		{
-			transport_start(d);
+			dlist_delete(&d->node);
+			start_one(d, done);
 		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			d->started_at = d->finished_at = GetCurrentTimestamp();
-			d->outcome = OUTCOME_TRANSIENT;
-			d->error = MemoryContextStrdup(d->cxt, edata->message);
-			FreeErrorData(edata);
-			queue_decide(d);
-			dlist_push_tail(done, &d->node);
-		}
-		PG_END_TRY();
 	}
+	while (!dlist_is_empty(to_send) && transport_in_flight() < reminder_max_concurrent)
+		start_one(dlist_container(Delivery, node, dlist_pop_head_node(to_send)), done);
+}
+
+static int
+list_count(dlist_head *list)
+{
+	dlist_iter	iter;
+	int			n = 0;
+
+	dlist_foreach(iter, list)
+		n++;
+	return n;
+}
+
+/*
+ * Whether a delivery of a rate-limited channel waits for a transfer slot.
+ * No more of those channels are claimed meanwhile, so that they never go
+ * out in a burst larger than one claim's tokens.
+ */
+static bool
+paced_waiting(dlist_head *to_send)
+{
+	dlist_iter	iter;
+
+	dlist_foreach(iter, to_send)
+		if (dlist_container(Delivery, node, iter.cur)->paced)
+			return true;
+	return false;
 }
 
 static long
@@ -433,16 +523,17 @@ ms_until(TimestampTz t, TimestampTz now)
 }
 
 /*
- * Whether to claim now, given free transfer slots.  While busy with a
- * backlog, wait until a quarter of the slots is free so that claims and
- * records come in batches, not one message at a time.
+ * Whether to claim now, given room for claimed messages (in flight or
+ * waiting for a transfer slot).  While busy with a backlog, wait until
+ * there is room for half a batch, so that claims and records come in
+ * batches, not one message at a time: each claim is a commit.
  */
 static bool
-may_claim(int free_slots, int threshold, bool more)
+may_claim(int room, int threshold, bool more, bool busy)
 {
-	if (free_slots <= 0)
+	if (room <= 0)
 		return false;
-	return !(more && free_slots < threshold && transport_in_flight() > 0);
+	return !(more && room < threshold && busy);
 }
 
 static void
@@ -503,11 +594,16 @@ deliver(void)
 	{
 		TimestampTz now;
 		long		timeout;
-		int			free_slots;
 		int			threshold;
+		int			claim_threshold;
+		int			waiting;
+		int			room;
+		bool		busy;
 		WaitEvent	events[3];
 		int			nevents;
 		bool		stopping;
+		bool		record_wanted;
+		bool		claiming;
 
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
@@ -520,27 +616,32 @@ deliver(void)
 		if (stopping && grace_until == 0)
 			grace_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), SHUTDOWN_GRACE_MS);
 
-		/* 1. transfers */
+		/* 1. transfers: finished ones collected, waiting ones started */
 		transport_perform(sockets_ready);
+		if (!stopping)
+			start_transfers(&to_send, &done);
 		if (transport_take_done(&done) && first_done_at == 0)
 			first_done_at = GetCurrentTimestamp();
 
-		/* 2. record, in batches unless things are quiet */
+		/* 2. record, in batches unless things are quiet, with the claim if one is due */
 		now = GetCurrentTimestamp();
-		threshold = Max(1, Min(reminder_batch_size, reminder_max_concurrent / 4));
+		threshold = Max(1, Min(reminder_batch_size, reminder_max_concurrent) / 2);
+		claim_threshold = Max(1, reminder_batch_size / 2);
+		waiting = list_count(&to_send);
+		room = reminder_max_concurrent + reminder_batch_size - transport_in_flight() - waiting;
+		busy = transport_in_flight() + waiting > 0;
+		record_wanted = false;
 		if (!dlist_is_empty(&done))
+			record_wanted = (list_count(&done) >= threshold || transport_in_flight() == 0 || stopping ||
+							 now >= TimestampTzPlusMilliseconds(first_done_at, RECORD_DELAY_MS));
+		/* a record commits anyway: claim with it whatever there is room for */
+		claiming = !stopping && !RecoveryInProgress() && reminder_enabled &&
+			(may_claim(room, claim_threshold, more, busy) || (record_wanted && room > 0)) &&
+			(claim_wanted || now >= next_claim);
+		if (record_wanted && !claiming)
 		{
-			int			n = 0;
-			dlist_iter	iter;
-
-			dlist_foreach(iter, &done)
-				n++;
-			if (n >= threshold || transport_in_flight() == 0 || stopping ||
-				now >= TimestampTzPlusMilliseconds(first_done_at, RECORD_DELAY_MS))
-			{
-				record_done(&done);
-				first_done_at = 0;
-			}
+			record_done(&done);
+			first_done_at = 0;
 		}
 
 		if (stopping)
@@ -561,27 +662,40 @@ deliver(void)
 		}
 		else
 		{
-			/* 3. claim, refilling free slots in batches while busy */
+			/* 2b. record and claim, refilling free slots in batches while busy */
 			set_state(WORKER_RUNNING);
-			free_slots = reminder_max_concurrent - transport_in_flight();
-			if (may_claim(free_slots, threshold, more) &&
-				(claim_wanted || now >= next_claim))
+			if (claiming)
 			{
 				ClaimResult res;
+				dlist_head	finished;
 
-				if (!claim(Min(free_slots, reminder_batch_size), &to_send, &done,
-						   delivery_cxt, &res))
+				/* what has finished is recorded in the same transaction */
+				dlist_init(&finished);
+				if (!dlist_is_empty(&done))
+				{
+					while (!dlist_is_empty(&done))
+						dlist_push_tail(&finished, dlist_pop_head_node(&done));
+					first_done_at = 0;
+				}
+				if (!record_and_claim(&finished, Min(room, reminder_batch_size),
+									  paced_waiting(&to_send) ? 0 : Min(room, reminder_batch_size),
+									  &to_send, delivery_cxt, &res))
 				{
 					ereport(LOG,
 							(errmsg("reminder worker: extension \"%s\" is no longer installed in this database; exiting",
 									REMINDER_EXTENSION)));
 					gone = true;
+					while (!dlist_is_empty(&finished))
+						dlist_push_tail(&done, dlist_pop_head_node(&finished));
 					continue;
 				}
 				if (res.claimed > 0)
 					elog(DEBUG1, "reminder worker: claimed %d messages (limit %d)",
-						 res.claimed, Min(free_slots, reminder_batch_size));
-				start_all(&to_send, &done);
+						 res.claimed, Min(room, reminder_batch_size));
+				/* prepared deliveries that finished at once are to be recorded */
+				while (!dlist_is_empty(&finished))
+					dlist_push_tail(&done, dlist_pop_head_node(&finished));
+				start_transfers(&to_send, &done);
 				if (!dlist_is_empty(&done) && first_done_at == 0)
 					first_done_at = GetCurrentTimestamp();
 
@@ -601,19 +715,21 @@ deliver(void)
 			}
 		}
 
-		/* 4. sleep until something happens */
+		/* 3. sleep until something happens */
 		now = GetCurrentTimestamp();
-		free_slots = reminder_max_concurrent - transport_in_flight();
+		waiting = list_count(&to_send);
+		room = reminder_max_concurrent + reminder_batch_size - transport_in_flight() - waiting;
+		busy = transport_in_flight() + waiting > 0;
 		timeout = reminder_poll_interval;
 		if (stopping)
 			timeout = ms_until(grace_until, now);
-		else if (may_claim(free_slots, threshold, more))
+		else if (may_claim(room, claim_threshold, more, busy))
 			timeout = Min(timeout, ms_until(claim_wanted ? now : next_claim, now));
 		if (transport_timeout_ms() >= 0)
 			timeout = Min(timeout, transport_timeout_ms());
 		if (!dlist_is_empty(&done))
 			timeout = Min(timeout, ms_until(TimestampTzPlusMilliseconds(first_done_at, RECORD_DELAY_MS), now));
-		publish_next_wake(may_claim(free_slots, threshold, more) && !stopping ?
+		publish_next_wake(may_claim(room, claim_threshold, more, busy) && !stopping ?
 						  next_claim : DT_NOEND);
 
 		pgstat_report_wait_start(PG_WAIT_EXTENSION);
@@ -629,10 +745,13 @@ deliver(void)
 		}
 	}
 
-	/* what has not finished is left to its lease */
+	/* what has not finished is left to its lease; what has not started is given back */
 	transport_abandon_all();
 	if (!gone)
+	{
 		record_done(&done);
+		release_unsent(&to_send);
+	}
 	if (gone)
 		set_state(WORKER_NO_EXTENSION);
 }
