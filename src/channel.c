@@ -247,51 +247,6 @@ get_headers(Jsonb *obj, const char *key, const char *channel)
 	return headers;
 }
 
-/* "bcc": "a@x.org" or ["a@x.org", "b@x.org"] */
-static List *
-get_address_list(Jsonb *obj, const char *key, const char *channel)
-{
-	JsonbValue *v = jsonb_get(obj, key);
-	List	   *result = NIL;
-	char	   *what = what_setting(key, channel);
-
-	if (v == NULL || v->type == jbvNull)
-		return NIL;
-	if (v->type == jbvString)
-	{
-		char	   *addr = jsonb_value_text(v);
-
-		validate_email(addr, what);
-		return list_make1(addr);
-	}
-	if (v->type == jbvBinary && JsonContainerIsArray(v->val.binary.data))
-	{
-		JsonbIterator *it = JsonbIteratorInit(v->val.binary.data);
-		JsonbValue	e;
-		JsonbIteratorToken tok;
-
-		while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
-		{
-			char	   *addr;
-
-			if (tok != WJB_ELEM)
-				continue;
-			if (e.type != jbvString)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("%s must hold email addresses as strings", what)));
-			addr = pnstrdup(e.val.string.val, e.val.string.len);
-			validate_email(addr, what);
-			result = lappend(result, addr);
-		}
-		return result;
-	}
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("%s must be an address or an array of addresses", what)));
-	return NIL;					/* keep compiler quiet */
-}
-
 static void
 require(const char *value, const char *key, ChannelConfig *cc, const char *hint)
 {
@@ -372,7 +327,7 @@ parse_email(Jsonb *settings, Jsonb *secrets, ChannelConfig *cc)
 	if (cc->reply_to)
 		validate_mailbox(cc->reply_to, what_setting("reply_to", cc->name));
 
-	cc->bcc = get_address_list(settings, "bcc", cc->name);
+	cc->bcc = validate_email_list(settings, "bcc", what_setting("bcc", cc->name));
 
 	if (starttls == NULL || strcmp(starttls, "when_offered") == 0)
 		cc->starttls = STARTTLS_WHEN_OFFERED;

@@ -60,6 +60,7 @@ extern bool reminder_bounce_opt_out;
  */
 extern void validate_email(const char *addr, const char *what);
 extern void validate_mailbox(const char *mailbox, const char *what);
+extern List *validate_email_list(Jsonb *obj, const char *key, const char *what);
 extern char *normalize_phone(const char *phone, const char *default_cc,
 							 const char *what);
 extern void validate_url(const char *url, const char *const *schemes,

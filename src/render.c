@@ -135,16 +135,12 @@ static Jsonb *
 render_context(Jsonb *data, Jsonb *recipient, int64 message_id)
 {
 	JsonbParseState *state = NULL;
-	JsonbValue	k,
-				v;
+	JsonbValue	v;
 	JsonbValue *res;
 
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 
-	k.type = jbvString;
-	k.val.string.val = "recipient";
-	k.val.string.len = strlen("recipient");
-	pushJsonbValue(&state, WJB_KEY, &k);
+	jsonb_push_key(&state, "recipient");
 	v.type = jbvBinary;
 	v.val.binary.data = &recipient->root;
 	v.val.binary.len = VARSIZE(recipient) - VARHDRSZ;
@@ -152,13 +148,9 @@ render_context(Jsonb *data, Jsonb *recipient, int64 message_id)
 
 	if (message_id > 0)
 	{
-		k.val.string.val = "message";
-		k.val.string.len = strlen("message");
-		pushJsonbValue(&state, WJB_KEY, &k);
+		jsonb_push_key(&state, "message");
 		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-		k.val.string.val = "id";
-		k.val.string.len = 2;
-		pushJsonbValue(&state, WJB_KEY, &k);
+		jsonb_push_key(&state, "id");
 		v.type = jbvNumeric;
 		v.val.numeric = int64_to_numeric(message_id);
 		pushJsonbValue(&state, WJB_VALUE, &v);

@@ -173,16 +173,6 @@ get_batch_desc(void)
 	return batch_desc;
 }
 
-static SPIPlanPtr
-keep(const char *sql, int nargs, Oid *argtypes)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-	if (plan == NULL || SPI_keepplan(plan) != 0)
-		elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-	return plan;
-}
-
 /*
  * Write the batch.  A pending message with the same key takes the new
  * values, and only goes back to scheduled (resetting next_attempt_at) when
@@ -195,7 +185,7 @@ prepare_upsert(void)
 {
 	Oid			argtypes[2] = {INT8OID, TEXTOID};
 
-	upsert_plan = keep(
+	upsert_plan = spi_prepare_kept(
 					   "INSERT INTO reminder.message AS m "
 					   "  (channel, recipient_id, recipient, template, data, due_at, next_attempt_at, "
 					   "   idempotency_key, rule_id, source_table, source_key) "
@@ -222,7 +212,7 @@ prepare_upsert(void)
 					   "  AND (m.status = 'cancelled' "
 					   "       OR (m.due_at, m.channel, m.template, m.recipient, m.data) IS DISTINCT FROM "
 					   "          (excluded.due_at, excluded.channel, excluded.template, excluded.recipient, excluded.data))",
-					   2, argtypes);
+					   2, argtypes, 0);
 }
 
 /*
@@ -236,7 +226,7 @@ prepare_update(void)
 {
 	Oid			argtypes[2] = {INT8OID, TEXTOID};
 
-	update_plan = keep(
+	update_plan = spi_prepare_kept(
 					   "UPDATE reminder.message AS m SET "
 					   "  channel = b.channel, "
 					   "  recipient_id = b.recipient_id, "
@@ -258,7 +248,7 @@ prepare_update(void)
 					   "  AND (m.status = 'cancelled' "
 					   "       OR (m.due_at, m.channel, m.template, m.recipient, m.data) IS DISTINCT FROM "
 					   "          (b.due_at, b.channel, b.template, b.recipient, b.data))",
-					   2, argtypes);
+					   2, argtypes, 0);
 }
 
 /* ...and insert those whose key has no message at all. */
@@ -267,7 +257,7 @@ prepare_insert_missing(void)
 {
 	Oid			argtypes[2] = {INT8OID, TEXTOID};
 
-	insert_missing_plan = keep(
+	insert_missing_plan = spi_prepare_kept(
 							   "INSERT INTO reminder.message "
 							   "  (channel, recipient_id, recipient, template, data, due_at, next_attempt_at, "
 							   "   idempotency_key, rule_id, source_table, source_key) "
@@ -277,7 +267,7 @@ prepare_insert_missing(void)
 							   " WHERE NOT EXISTS (SELECT FROM reminder.message m "
 							   "                    WHERE m.idempotency_key = b.key) "
 							   "ON CONFLICT (idempotency_key) DO NOTHING",
-							   2, argtypes);
+							   2, argtypes, 0);
 }
 
 /*
@@ -299,49 +289,49 @@ prepare_plans(void)
 	{
 		Oid			argtypes[3] = {INT8OID, TEXTARRAYOID, TEXTARRAYOID};
 
-		pending_plan = keep("SELECT p.id, p.idempotency_key, p.due_at "
+		pending_plan = spi_prepare_kept("SELECT p.id, p.idempotency_key, p.due_at "
 							"FROM unnest($2, $3) AS r(lo, hi), " PENDING_IN_RANGE " p",
-							3, argtypes);
+							3, argtypes, 0);
 	}
 	if (cancel_ids_plan == NULL)
 	{
 		Oid			argtypes[2] = {INT8ARRAYOID, TEXTOID};
 
-		cancel_ids_plan = keep("UPDATE reminder.message SET status = 'cancelled', "
+		cancel_ids_plan = spi_prepare_kept("UPDATE reminder.message SET status = 'cancelled', "
 							   "last_error = $2, updated_at = now() "
 							   "WHERE id = ANY ($1) AND status IN ('scheduled', 'retrying')",
-							   2, argtypes);
+							   2, argtypes, 0);
 	}
 	if (cancel_keys_plan == NULL)
 	{
 		Oid			argtypes[4] = {INT8OID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID};
 
-		cancel_keys_plan = keep("UPDATE reminder.message m SET status = 'cancelled', "
+		cancel_keys_plan = spi_prepare_kept("UPDATE reminder.message m SET status = 'cancelled', "
 								"last_error = $4, updated_at = now() "
 								"FROM unnest($2, $3) AS r(lo, hi), " PENDING_IN_RANGE " p "
 								"WHERE m.id = p.id",
-								4, argtypes);
+								4, argtypes, 0);
 	}
 	if (cancel_by_key_plan == NULL)
 	{
 		Oid			argtypes[3] = {INT8OID, TEXTARRAYOID, TEXTOID};
 
-		cancel_by_key_plan = keep("UPDATE reminder.message SET status = 'cancelled', "
+		cancel_by_key_plan = spi_prepare_kept("UPDATE reminder.message SET status = 'cancelled', "
 								  "last_error = $3, updated_at = now() "
 								  "WHERE idempotency_key = ANY ($2) AND rule_id = $1 "
 								  "AND status IN ('scheduled', 'retrying')",
-								  3, argtypes);
+								  3, argtypes, 0);
 	}
 	if (cancel_rule_plan == NULL)
 	{
 		Oid			argtypes[2] = {INT8OID, TEXTOID};
 
-		cancel_rule_plan = keep("UPDATE reminder.message SET status = 'cancelled', "
+		cancel_rule_plan = spi_prepare_kept("UPDATE reminder.message SET status = 'cancelled', "
 								"last_error = $2, updated_at = now() "
 								"WHERE idempotency_key >= 'rule:' || $1 || ':' "
 								"AND idempotency_key < 'rule:' || $1 || ';' "
 								"AND rule_id = $1 AND status IN ('scheduled', 'retrying')",
-								2, argtypes);
+								2, argtypes, 0);
 	}
 }
 

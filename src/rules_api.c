@@ -169,17 +169,6 @@ parse_as_owner(WatchSpec *w, const char *text, RuleExprType type, const char *wh
  */
 
 static void
-push_key(JsonbParseState **st, const char *key)
-{
-	JsonbValue	k;
-
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	pushJsonbValue(st, WJB_KEY, &k);
-}
-
-static void
 push_string(JsonbParseState **st, JsonbIteratorToken tok, const char *s)
 {
 	JsonbValue	v;
@@ -194,9 +183,9 @@ static void
 push_expr(JsonbParseState **st, const char *key, const char *text)
 {
 	if (key)
-		push_key(st, key);
+		jsonb_push_key(st, key);
 	pushJsonbValue(st, WJB_BEGIN_OBJECT, NULL);
-	push_key(st, "expr");
+	jsonb_push_key(st, "expr");
 	push_string(st, WJB_VALUE, text);
 	pushJsonbValue(st, WJB_END_OBJECT, NULL);
 }
@@ -464,7 +453,7 @@ static void
 push_offsets_array(WatchSpec *w, JsonbParseState **st, Datum *elems, bool *nulls, int n,
 				   const char *what)
 {
-	push_key(st, "offsets");
+	jsonb_push_key(st, "offsets");
 	pushJsonbValue(st, WJB_BEGIN_ARRAY, NULL);
 	for (int i = 0; i < n; i++)
 	{
@@ -611,7 +600,7 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("\"role\" of recipient %d must be a short string such as \"client\"", index + 1)));
-		push_key(st, "role");
+		jsonb_push_key(st, "role");
 		push_string(st, WJB_VALUE, r);
 	}
 
@@ -639,7 +628,7 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 					 errmsg("recipient %d has no channel", index + 1),
 					 errhint("Pass channel => 'sms', or give \"channel\" in the recipient.")));
 		check_channel_name(channel_name);
-		push_key(st, "channel");
+		jsonb_push_key(st, "channel");
 		push_string(st, WJB_VALUE, channel_name);
 	}
 
@@ -659,12 +648,12 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("%s must be a template name or {\"expr\": ...}", what)));
 		check_template_name(t);
-		push_key(st, "template");
+		jsonb_push_key(st, "template");
 		push_string(st, WJB_VALUE, t);
 	}
 	else if (w->template && !templates)
 	{
-		push_key(st, "template");
+		jsonb_push_key(st, "template");
 		push_string(st, WJB_VALUE, w->template);
 	}
 	if (templates || (!template && w->templates))
@@ -680,7 +669,7 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 			t = &tv;
 		}
 		check_templates(w, t, psprintf("recipient %d \"templates\"", index + 1));
-		push_key(st, "templates");
+		jsonb_push_key(st, "templates");
 		pushJsonbValue(st, WJB_VALUE, t);
 	}
 	else if (!template && !w->template)
@@ -701,7 +690,7 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must be a JSON object", what),
 				 errhint("Write {\"phone\": {\"expr\": \"client_phone\"}} or {\"email\": \"ops@example.com\"}.")));
-	push_key(st, "to");
+	jsonb_push_key(st, "to");
 	if ((text = expr_of(to)) != NULL)
 	{
 		(void) parse_as_owner(w, text, REXPR_JSONB, what, &canonical);
@@ -768,9 +757,9 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("%s must be an address, an array of addresses or {\"expr\": ...}", what)));
-			push_key(st, "bcc");
+			jsonb_push_key(st, "bcc");
 			pushJsonbValue(st, WJB_VALUE, bcc);
-			push_key(&to_state, "bcc");
+			jsonb_push_key(&to_state, "bcc");
 			pushJsonbValue(&to_state, WJB_VALUE, bcc);
 		}
 	}
@@ -783,7 +772,7 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("%s must be an SQL condition as a string", what)));
 		(void) parse_as_owner(w, text, REXPR_BOOL, what, &canonical);
-		push_key(st, "when");
+		jsonb_push_key(st, "when");
 		push_string(st, WJB_VALUE, canonical);
 	}
 
@@ -801,7 +790,7 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 
 		if (role && role->type == jbvString)
 		{
-			push_key(&to_state, "role");
+			jsonb_push_key(&to_state, "role");
 			pushJsonbValue(&to_state, WJB_VALUE, role);
 		}
 		if (to_state == NULL)
@@ -1471,7 +1460,7 @@ rename_container(RenameWalk *rw, JsonbParseState **st, JsonbContainer *c)
 				if ((text = expr_of(&v)) != NULL)
 				{
 					pushJsonbValue(st, WJB_BEGIN_OBJECT, NULL);
-					push_key(st, "expr");
+					jsonb_push_key(st, "expr");
 					push_string(st, WJB_VALUE, renamed(rw, text));
 					res = pushJsonbValue(st, WJB_END_OBJECT, NULL);
 				}

@@ -588,12 +588,10 @@ compile_rule(int64 id)
 		SPI_connect();
 		if (rule_plan == NULL)
 		{
-			rule_plan = SPI_prepare("SELECT name, table_name::oid, kind, column_name, key_columns, "
-									"recipients, condition, stop_condition, changes_to, business_days, "
-									"calendar, time_zone, if_past, throttle "
-									"FROM reminder.rule WHERE id = $1", 1, argtypes);
-			if (rule_plan == NULL || SPI_keepplan(rule_plan) != 0)
-				elog(ERROR, "could not prepare rule lookup");
+			rule_plan = spi_prepare_kept("SELECT name, table_name::oid, kind, column_name, key_columns, "
+										 "recipients, condition, stop_condition, changes_to, business_days, "
+										 "calendar, time_zone, if_past, throttle "
+										 "FROM reminder.rule WHERE id = $1", 1, argtypes, 0);
 		}
 		if (SPI_execute_plan(rule_plan, values, NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not read rule " INT64_FORMAT, id);

@@ -55,16 +55,6 @@ static SPIPlanPtr cancel_rest_plan = NULL;
 static SPIPlanPtr throttle_plan = NULL;
 static SPIPlanPtr survey_log_plan = NULL;
 
-static SPIPlanPtr
-keep(const char *sql, int nargs, Oid *argtypes)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-	if (plan == NULL || SPI_keepplan(plan) != 0)
-		elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-	return plan;
-}
-
 static void
 set_result(GateResult *result, GateVerdict verdict, const char *reason)
 {
@@ -120,7 +110,7 @@ gate_plan(CompiledRule *rule)
 		appendStringInfo(&sql, "%s%s = $%d", i > 0 ? " AND " : "",
 						 quote_identifier(get_attname(rule->relid, rule->key_columns[i], false)),
 						 i + 1);
-	rule->gate_plan = keep(sql.data, rule->nkeys, rule->key_types);
+	rule->gate_plan = spi_prepare_kept(sql.data, rule->nkeys, rule->key_types, 0);
 	return rule->gate_plan;
 }
 
@@ -136,13 +126,13 @@ cancel_rest(const GateMessage *msg)
 		Oid			types[4] = {INT8OID, TEXTOID, TEXTOID, INT8OID};
 
 		/* the row's messages are a range of keys: see rule_key_prefix() */
-		cancel_rest_plan = keep("UPDATE reminder.message SET status = 'cancelled', "
+		cancel_rest_plan = spi_prepare_kept("UPDATE reminder.message SET status = 'cancelled', "
 								"last_error = '" RULE_CANCEL_PREFIX "stop condition holds', "
 								"updated_at = now() "
 								"WHERE idempotency_key >= $2 AND idempotency_key < $3 "
 								"AND rule_id = $1 AND id <> $4 "
 								"AND status IN ('scheduled', 'retrying')",
-								4, types);
+								4, types, 0);
 	}
 	values[0] = Int64GetDatum(msg->rule_id);
 	values[1] = CStringGetTextDatum(prefix);
@@ -273,21 +263,21 @@ survey_throttle_check(const GateMessage *msg, GateResult *result)
 		{
 			Oid			types[3] = {BYTEAARRAYOID, INTERVALOID, INT8OID};
 
-			throttle_plan = keep("SELECT 1 FROM reminder.survey_log l "
+			throttle_plan = spi_prepare_kept("SELECT 1 FROM reminder.survey_log l "
 								 "JOIN reminder.message m ON m.id = l.message_id "
 								 "WHERE l.address_hash = ANY ($1) AND l.surveyed_at > now() - $2 "
 								 "AND l.message_id <> $3 "
 								 "AND m.status NOT IN ('failed', 'cancelled', 'suppressed') LIMIT 1",
-								 3, types);
+								 3, types, 0);
 		}
 		if (survey_log_plan == NULL)
 		{
 			Oid			types[3] = {BYTEAARRAYOID, INT8OID, INT8OID};
 
-			survey_log_plan = keep("INSERT INTO reminder.survey_log (address_hash, message_id, rule_id) "
+			survey_log_plan = spi_prepare_kept("INSERT INTO reminder.survey_log (address_hash, message_id, rule_id) "
 								   "SELECT h, $2, $3 FROM unnest($1) h "
 								   "ON CONFLICT DO NOTHING",
-								   3, types);
+								   3, types, 0);
 		}
 		values[0] = PointerGetDatum(construct_array(hashes, n, BYTEAOID, -1, false, TYPALIGN_INT));
 		values[1] = IntervalPGetDatum(&rule->throttle);
@@ -464,7 +454,7 @@ rows_plan(CompiledRule *rule)
 						 quote_identifier(get_attname(rule->relid, rule->key_columns[i], false)),
 						 qualified_operator(tc->eq_opr), i);
 	}
-	rule->rows_plan = keep(sql.data, rule->nkeys, types);
+	rule->rows_plan = spi_prepare_kept(sql.data, rule->nkeys, types, 0);
 	return rule->rows_plan;
 }
 

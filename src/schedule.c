@@ -48,42 +48,6 @@ recipient_string(Jsonb *recipient, const char *key)
 }
 
 static void
-check_address_list(Jsonb *recipient, const char *key)
-{
-	JsonbValue *v = jsonb_get(recipient, key);
-	char	   *what = psprintf("recipient \"%s\"", key);
-
-	if (v == NULL || v->type == jbvNull)
-		return;
-	if (v->type == jbvString)
-	{
-		validate_email(jsonb_value_text(v), what);
-		return;
-	}
-	if (v->type == jbvBinary && JsonContainerIsArray(v->val.binary.data))
-	{
-		JsonbIterator *it = JsonbIteratorInit(v->val.binary.data);
-		JsonbValue	e;
-		JsonbIteratorToken tok;
-
-		while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
-		{
-			if (tok != WJB_ELEM)
-				continue;
-			if (e.type != jbvString)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("%s must hold email addresses as strings", what)));
-			validate_email(pnstrdup(e.val.string.val, e.val.string.len), what);
-		}
-		return;
-	}
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("%s must be an address or an array of addresses", what)));
-}
-
-static void
 missing_address(ChannelConfig *cc, const char *key, const char *example)
 {
 	ereport(ERROR,
@@ -132,8 +96,8 @@ recipient_for_channel(Jsonb *recipient, ChannelConfig *cc)
 		case CHANNEL_EMAIL:
 			if (recipient_string(recipient, "email") == NULL)
 				missing_address(cc, "email address", "{\"email\": \"ada@example.com\"}");
-			check_address_list(recipient, "cc");
-			check_address_list(recipient, "bcc");
+			(void) validate_email_list(recipient, "cc", "recipient \"cc\"");
+			(void) validate_email_list(recipient, "bcc", "recipient \"bcc\"");
 			break;
 		case CHANNEL_SMS:
 			s = recipient_string(recipient, "phone");
@@ -199,15 +163,13 @@ insert_message(const ScheduleRequest *req, int64 recipient_id, Jsonb *recipient)
 		Oid			argtypes[10] = {TEXTOID, INT8OID, JSONBOID, TEXTOID, JSONBOID,
 		TIMESTAMPTZOID, TEXTOID, INT8OID, TEXTOID, TEXTOID};
 
-		insert_plan = SPI_prepare("INSERT INTO reminder.message "
-								  "(channel, recipient_id, recipient, template, data, due_at, next_attempt_at, "
-								  " idempotency_key, rule_id, source_table, source_key) "
-								  "VALUES ($1, $2, $3, $4, $5, $6, $6, "
-								  " coalesce($7, gen_random_uuid()::text), $8, $9, $10) "
-								  "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-								  10, argtypes);
-		if (insert_plan == NULL || SPI_keepplan(insert_plan) != 0)
-			elog(ERROR, "could not prepare message insert");
+		insert_plan = spi_prepare_kept("INSERT INTO reminder.message "
+									   "(channel, recipient_id, recipient, template, data, due_at, next_attempt_at, "
+									   " idempotency_key, rule_id, source_table, source_key) "
+									   "VALUES ($1, $2, $3, $4, $5, $6, $6, "
+									   " coalesce($7, gen_random_uuid()::text), $8, $9, $10) "
+									   "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+									   10, argtypes, 0);
 	}
 
 	memset(nulls, ' ', sizeof(nulls));
@@ -247,10 +209,8 @@ insert_message(const ScheduleRequest *req, int64 recipient_id, Jsonb *recipient)
 	{
 		Oid			argtypes[1] = {TEXTOID};
 
-		existing_plan = SPI_prepare("SELECT id FROM reminder.message WHERE idempotency_key = $1",
-									1, argtypes);
-		if (existing_plan == NULL || SPI_keepplan(existing_plan) != 0)
-			elog(ERROR, "could not prepare message lookup");
+		existing_plan = spi_prepare_kept("SELECT id FROM reminder.message WHERE idempotency_key = $1",
+										 1, argtypes, 0);
 	}
 	if (SPI_execute_plan(existing_plan, &values[6], NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not look up message by idempotency key");

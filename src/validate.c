@@ -121,6 +121,53 @@ validate_email(const char *addr, const char *what)
 }
 
 /*
+ * An address or an array of addresses under key ("bcc": "a@x.org" or
+ * ["a@x.org", "b@x.org"]), each checked; NIL when absent or null.
+ */
+List *
+validate_email_list(Jsonb *obj, const char *key, const char *what)
+{
+	JsonbValue *v = jsonb_get(obj, key);
+	List	   *result = NIL;
+
+	if (v == NULL || v->type == jbvNull)
+		return NIL;
+	if (v->type == jbvString)
+	{
+		char	   *addr = jsonb_value_text(v);
+
+		validate_email(addr, what);
+		return list_make1(addr);
+	}
+	if (v->type == jbvBinary && JsonContainerIsArray(v->val.binary.data))
+	{
+		JsonbIterator *it = JsonbIteratorInit(v->val.binary.data);
+		JsonbValue	e;
+		JsonbIteratorToken tok;
+
+		while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+		{
+			char	   *addr;
+
+			if (tok != WJB_ELEM)
+				continue;
+			if (e.type != jbvString)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("%s must hold email addresses as strings", what)));
+			addr = pnstrdup(e.val.string.val, e.val.string.len);
+			validate_email(addr, what);
+			result = lappend(result, addr);
+		}
+		return result;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("%s must be an address or an array of addresses", what)));
+	return NIL;					/* keep compiler quiet */
+}
+
+/*
  * A mailbox: an address, optionally with a display name, as in
  * "Ada Lovelace <ada@example.com>".
  */
