@@ -252,6 +252,7 @@ typedef struct RenderedMessage
 	char	   *body;
 	char	   *html;			/* NULL when the template has none */
 	char	   *unsubscribe_url;	/* links.unsubscribe of the context, or NULL */
+	char	   *callback_url;	/* links.callback: for provider status reports */
 } RenderedMessage;
 
 extern RenderedMessage *render_message(ChannelConfig *cc, const char *template_name,

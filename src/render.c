@@ -215,9 +215,13 @@ slack_text(char *s)
 	return s;
 }
 
-/* links.unsubscribe of the template context, for List-Unsubscribe */
+/*
+ * A signed link of the template context (links.unsubscribe for
+ * List-Unsubscribe, links.callback for providers' status callbacks), or
+ * NULL when links are off.
+ */
 static char *
-unsubscribe_url(Jsonb *context)
+context_link(Jsonb *context, const char *action)
 {
 	JsonbValue *links = jsonb_get(context, "links");
 	JsonbValue *url;
@@ -225,8 +229,8 @@ unsubscribe_url(Jsonb *context)
 	if (links == NULL || links->type != jbvBinary ||
 		!JsonContainerIsObject(links->val.binary.data))
 		return NULL;
-	url = getKeyJsonValueFromContainer(links->val.binary.data, "unsubscribe",
-									   strlen("unsubscribe"), NULL);
+	url = getKeyJsonValueFromContainer(links->val.binary.data, action,
+									   strlen(action), NULL);
 	if (url == NULL || url->type != jbvString || url->val.string.len == 0)
 		return NULL;
 	return pnstrdup(url->val.string.val, url->val.string.len);
@@ -291,7 +295,8 @@ render_with(TemplateRow *t, ChannelConfig *cc, Jsonb *recipient, Jsonb *data,
 		opts.what = psprintf("html of template \"%s\"", t->name);
 		rm->html = template_render_compiled(ct->html, context, &opts);
 	}
-	rm->unsubscribe_url = unsubscribe_url(context);
+	rm->unsubscribe_url = context_link(context, "unsubscribe");
+	rm->callback_url = context_link(context, "callback");
 	return rm;
 }
 

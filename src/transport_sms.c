@@ -116,7 +116,8 @@ sms_smsapi_idx(const char *key)
 }
 
 static void
-build_twilio(Delivery *d, ChannelConfig *cc, const char *to, const char *text)
+build_twilio(Delivery *d, ChannelConfig *cc, const char *to, const char *text,
+			 const char *callback_url)
 {
 	SmsState   *st = d->state;
 	StringInfoData form;
@@ -136,6 +137,8 @@ build_twilio(Delivery *d, ChannelConfig *cc, const char *to, const char *text)
 	transport_form_field(&form, "From", transport_to_utf8(cc->sender));
 	transport_form_field(&form, "MessagingServiceSid", cc->messaging_service_sid);
 	transport_form_field(&form, "Body", text);
+	/* Twilio reports delivery there; the signed link routes it to our event */
+	transport_form_field(&form, "StatusCallback", callback_url);
 	d->body = form.data;
 	d->body_len = form.len;
 
@@ -146,7 +149,7 @@ build_twilio(Delivery *d, ChannelConfig *cc, const char *to, const char *text)
 
 static void
 build_smsapi(Delivery *d, ChannelConfig *cc, const char *to, const char *text,
-			 const char *idempotency_key)
+			 const char *idempotency_key, const char *callback_url)
 {
 	StringInfoData form;
 
@@ -159,6 +162,7 @@ build_smsapi(Delivery *d, ChannelConfig *cc, const char *to, const char *text,
 	transport_form_field(&form, "format", "json");
 	transport_form_field(&form, "idx", sms_smsapi_idx(idempotency_key));
 	transport_form_field(&form, "check_idx", "1");
+	transport_form_field(&form, "notify_url", callback_url);
 	d->body = form.data;
 	d->body_len = form.len;
 
@@ -387,12 +391,12 @@ sms_build(Delivery *d, ChannelConfig *cc, ClaimedMessage *m, RenderedMessage *r)
 	if (strcmp(cc->provider, "twilio") == 0)
 	{
 		st->provider = SMS_TWILIO;
-		build_twilio(d, cc, to, text);
+		build_twilio(d, cc, to, text, r->callback_url);
 	}
 	else if (strcmp(cc->provider, "smsapi") == 0)
 	{
 		st->provider = SMS_SMSAPI;
-		build_smsapi(d, cc, to, text, m->idempotency_key);
+		build_smsapi(d, cc, to, text, m->idempotency_key, r->callback_url);
 	}
 	else
 	{

@@ -254,6 +254,38 @@ ok(!grep({ ($_->{headers}{'X-Injected'} // '') ne '' } @g), '... and nothing is 
 like($gs{'gw-500'}, qr{^failed/2/gave up after 2 attempts: HTTP status 500}, '500: retried, then failed');
 like($gs{'gw-400'}, qr{^failed/1/HTTP status 400}, '400: failed at once');
 
+# ----------------------------------------------------------------------
+# Delivery reports: with signed links on, each request names a callback
+# URL whose token records the provider's report as an event
+# ----------------------------------------------------------------------
+$node->append_conf('postgresql.conf', "reminder.link_base_url = 'https://links.example.com/l/'\n");
+$node->reload;
+ok(query_until($node, 'app', "SELECT current_setting('reminder.link_base_url') <> ''"), 'link_base_url set');
+sleep 1;
+$node->safe_psql('app', q{
+	SELECT reminder.send('tw', '{"phone": "+48601234599"}', 'reminder', '{"note": "cb"}', 'cb-tw');
+	SELECT reminder.send('sa', '{"phone": "+48601234598"}', 'reminder', '{"note": "cb"}', 'cb-sa');
+});
+ok(query_until($node, 'app',
+		"SELECT count(*) = 2 FROM reminder.message WHERE idempotency_key LIKE 'cb-%' AND status = 'sent'"),
+	'messages with callback links sent');
+my ($cbtw) = grep { $_->{path} =~ m{^/2010-04-01/} && form_fields($_->{body})->{To} eq '+48601234599' } sink_requests($gw);
+my ($cbsa) = grep { $_->{path} eq '/sms.do' && form_fields($_->{body})->{to} eq '48601234598' } sink_requests($gw);
+my %cb = (tw => form_fields($cbtw->{body})->{StatusCallback}, sa => form_fields($cbsa->{body})->{notify_url});
+for my $p (qw(tw sa))
+{
+	like($cb{$p}, qr{^https://links\.example\.com/l/[A-Za-z0-9_-]+$},
+		($p eq 'tw' ? 'Twilio: StatusCallback' : 'SMSAPI: notify_url') . ' is a signed link');
+	my ($token) = $cb{$p} =~ m{/l/([A-Za-z0-9_-]+)$};
+	is($node->safe_psql('app', "SELECT t.action || ':' || (t.message_id = m.id) FROM reminder.token_info('$token') t, reminder.message m WHERE m.idempotency_key = 'cb-$p'"),
+		'callback:true', "... whose token is this message's callback");
+	$node->safe_psql('app', "SELECT reminder.record_event('$token', 'delivered', '{\"provider_status\": \"delivered\"}')");
+}
+is($node->safe_psql('app', q{
+	SELECT string_agg(m.idempotency_key || '=' || e.kind, ' ' ORDER BY m.idempotency_key)
+	FROM reminder.event e JOIN reminder.message m ON m.id = e.message_id WHERE m.idempotency_key LIKE 'cb-%'}),
+	'cb-sa=delivered cb-tw=delivered', 'the reports are recorded as delivered events');
+
 stop_server($gw);
 $node->stop;
 done_testing();
