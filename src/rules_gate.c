@@ -220,6 +220,27 @@ address_hash(const char *kind, const char *address)
 	return PointerGetDatum(result);
 }
 
+/*
+ * The same hash from SQL, so that forget() finds a person's survey_log rows
+ * by the very bytes the throttle wrote.
+ */
+PG_FUNCTION_INFO_V1(reminder_address_hash);
+Datum
+reminder_address_hash(PG_FUNCTION_ARGS)
+{
+	char	   *kind = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *address = text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+	if (strcmp(kind, "email") == 0)
+		address = str_tolower(address, strlen(address), DEFAULT_COLLATION_OID);
+	else if (strcmp(kind, "phone") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown address kind \"%s\"", kind),
+				 errhint("Use \"email\" or \"phone\".")));
+	PG_RETURN_DATUM(address_hash(kind, address));
+}
+
 void
 survey_throttle_check(const GateMessage *msg, GateResult *result)
 {

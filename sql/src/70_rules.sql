@@ -95,6 +95,13 @@ CREATE TABLE reminder.survey_log (
 CREATE INDEX survey_log_message_idx ON reminder.survey_log (message_id);
 COMMENT ON TABLE reminder.survey_log IS 'surveys let through at send time, by hashed address; the survey throttle reads it';
 
+CREATE FUNCTION reminder._address_hash(kind text, address text)
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'reminder_address_hash'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION reminder._address_hash(text, text) IS
+'internal: the SHA-256 reminder.survey_log keeps of an address (kind email or phone)';
+
 -- ---------------------------------------------------------------------------
 -- watch() and unwatch()
 -- ---------------------------------------------------------------------------

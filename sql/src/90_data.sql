@@ -44,6 +44,7 @@ DECLARE
     n_log_copies bigint;
     n_consent    bigint;
     n_consent_log bigint;
+    n_survey_log bigint;
 BEGIN
     IF forget.recipient IS NULL THEN
         RAISE EXCEPTION 'recipient must not be null'
@@ -123,6 +124,15 @@ BEGIN
      WHERE recipient_id = ANY (rids) OR address = ANY (emails || phones);
     GET DIAGNOSTICS n_consent_log = ROW_COUNT;
 
+    -- The survey throttle's record of them: their hashed addresses are
+    -- still about them (pseudonymous, not anonymous).
+    DELETE FROM reminder.survey_log
+     WHERE message_id = ANY (mids)
+        OR address_hash = ANY (ARRAY(SELECT reminder._address_hash('email', e) FROM unnest(emails) e
+                                     UNION ALL
+                                     SELECT reminder._address_hash('phone', p) FROM unnest(phones) p));
+    GET DIAGNOSTICS n_survey_log = ROW_COUNT;
+
     DELETE FROM reminder.recipient WHERE id = ANY (rids);
     GET DIAGNOSTICS n_recipients = ROW_COUNT;
 
@@ -135,11 +145,12 @@ BEGIN
         ('log', n_log),
         ('copies', n_copies + n_log_copies),
         ('consent', n_consent),
-        ('consent_log', n_consent_log);
+        ('consent_log', n_consent_log),
+        ('survey_log', n_survey_log);
 END
 $$;
 COMMENT ON FUNCTION reminder.forget(jsonb) IS
-'GDPR erasure: deletes the stored recipient(s) and erases the personal data of a recipient ({"id"}, {"external_id"}, {"email"}, {"phone"}) from messages, attempts, events, log rows and consent, keeping anonymous counts; cancels their pending messages; returns rows erased per object';
+'GDPR erasure: deletes the stored recipient(s) and erases the personal data of a recipient ({"id"}, {"external_id"}, {"email"}, {"phone"}) from messages, attempts, events, log rows, consent and the survey throttle, keeping anonymous counts; cancels their pending messages; returns rows erased per object';
 
 CREATE FUNCTION reminder.purge(older_than interval)
 RETURNS TABLE (object text, purged bigint)

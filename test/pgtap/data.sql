@@ -9,7 +9,7 @@
 \set ON_ERROR_STOP true
 
 BEGIN;
-SELECT plan(21);
+SELECT plan(22);
 
 SELECT reminder.create_channel('dt_mail', 'email', '{"url": "smtp://127.0.0.1:2525", "from": "r@example.com"}');
 SELECT reminder.create_channel('dt_log', 'log');
@@ -30,12 +30,18 @@ VALUES (:inline, 'dt_log', '{"email": "ada@example.com"}', 'Hi Ada', 'Hello Ada'
 SELECT reminder.record_response(reminder.link_token(:sent, 'score', 9), NULL, 'Ada here, call me');
 SELECT reminder.opt_out('{"external_id": "dt-1"}', NULL, 'news', 'form');
 SELECT reminder.opt_out('{"email": "ada@example.com"}', 'sms');
+-- The survey throttle's memory: her survey, one to her phone on Bob's
+-- message (rows are found by message and by hashed address), and Bob's.
+INSERT INTO reminder.survey_log (address_hash, message_id, rule_id) VALUES
+    (reminder._address_hash('email', 'ada@example.com'), :sent, 1),
+    (reminder._address_hash('phone', '+48601234567'), :bob, 1),
+    (reminder._address_hash('email', 'bob@example.com'), :bob, 1);
 
 CREATE TEMP TABLE before AS SELECT status, channel, count(*) n FROM reminder.message GROUP BY 1, 2;
 
 SELECT bag_eq($$ SELECT object, erased FROM reminder.forget('{"external_id": "dt-1"}') $$,
               $$ VALUES ('recipients', 1::bigint), ('messages', 3), ('cancelled', 1), ('attempts', 1), ('events', 1),
-                        ('log', 1), ('copies', 1), ('consent', 2), ('consent_log', 2) $$,
+                        ('log', 1), ('copies', 1), ('consent', 2), ('consent_log', 2), ('survey_log', 2) $$,
               'forget() says what it erased');
 
 SELECT is((SELECT count(*) FROM reminder.recipient WHERE external_id = 'dt-1'), 0::bigint, 'the stored recipient is gone');
@@ -58,13 +64,15 @@ SELECT is((SELECT recipient FROM reminder.message WHERE id = :bob),
           '{"cc": ["eve@example.com"], "email": "bob@example.com"}'::jsonb, 'her address leaves the cc of Bob''s message, nothing else does');
 SELECT is((SELECT count(*) FROM reminder.consent WHERE address = 'ada@example.com' OR recipient_id IS NOT NULL), 0::bigint,
           'her consent statements are gone');
+SELECT is((SELECT array_agg(address_hash) FROM reminder.survey_log), ARRAY[reminder._address_hash('email', 'bob@example.com')],
+          'the survey throttle forgets her, by message and by address; Bob''s entry stays');
 SELECT is((SELECT count(*) FROM reminder.consent_log WHERE address IS NULL AND recipient_id IS NULL AND source = 'form'), 1::bigint,
           'the consent log keeps what was done and when, without whom');
 SELECT bag_eq($$ SELECT CASE WHEN status = 'cancelled' THEN 'scheduled' ELSE status END, channel, count(*) FROM reminder.message GROUP BY 1, 2 $$,
               $$ SELECT status, channel, n FROM before $$, 'message counts by channel still add up (pending ones now cancelled)');
 SELECT bag_eq($$ SELECT object, erased FROM reminder.forget('{"email": "ada@example.com"}') $$,
               $$ VALUES ('recipients', 0::bigint), ('messages', 0), ('cancelled', 0), ('attempts', 0), ('events', 0),
-                        ('log', 0), ('copies', 0), ('consent', 0), ('consent_log', 0) $$,
+                        ('log', 0), ('copies', 0), ('consent', 0), ('consent_log', 0), ('survey_log', 0) $$,
               'forgetting again finds nothing');
 
 -- a raw address also reaches stored recipients with it

@@ -7,7 +7,8 @@
 #    it is when sent, and cancelled if the row is gone; a follow-up whose
 #    stop condition holds at send time is suppressed and the rest of its
 #    sequence cancelled; of two surveys to the same person falling due
-#    together, one goes out and the other is suppressed by the throttle.
+#    together, one goes out and the other is suppressed by the throttle;
+#    forget() erases the throttle's record of a person.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -145,6 +146,19 @@ is($node->safe_psql('src', q{
 	  FROM reminder.message m JOIN reminder.rule r ON r.id = m.rule_id WHERE r.name = 'nps'}),
 	'ada@example.com sent, ada@example.com suppressed, bob@example.com sent',
 	'two surveys to the same person at once: one goes out, the other is throttled');
+# The throttle remembers whom it surveyed by a hash of the address, which
+# forget() computes the same way and erases.
+is($node->safe_psql('src', q{
+	SELECT string_agg(CASE address_hash WHEN reminder._address_hash('email', 'Ada@Example.com') THEN 'ada'
+	                                     WHEN reminder._address_hash('email', 'bob@example.com') THEN 'bob' END, ' ' ORDER BY 1)
+	  FROM reminder.survey_log}),
+	'ada bob', 'survey_log holds the hashed addresses of those surveyed');
+is($node->safe_psql('src', q{
+	SELECT erased FROM reminder.forget('{"email": "ada@example.com"}') WHERE object = 'survey_log'}),
+	'1', 'forget() erases her survey_log row');
+is($node->safe_psql('src', q{
+	SELECT count(*) FROM reminder.survey_log WHERE address_hash = reminder._address_hash('email', 'bob@example.com')}),
+	'1', 'and leaves the others');
 
 $node->stop;
 done_testing();
