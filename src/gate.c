@@ -20,9 +20,6 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
-#include "utils/resowner.h"
-
 #include "reminder.h"
 
 typedef void (*GateCheck) (const GateMessage *msg, GateResult *result);
@@ -41,44 +38,40 @@ static const GateCheck checks[] = {
  * subtransaction: if that fails, each message is checked on its own
  * (gate_check() then raises the error for the message that causes it).
  */
+typedef struct GateBatch
+{
+	GateMessage *msgs;
+	int			n;
+} GateBatch;
+
+static void
+gate_prepare_batch(void *arg)
+{
+	GateBatch  *b = arg;
+
+	consent_gate_prepare(b->msgs, b->n);
+}
+
 void
 gate_prepare(GateMessage *msgs, int n)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
+	GateBatch	b = {msgs, n};
+	ErrorData  *edata;
 
 	if (n == 0)
 		return;
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
+	edata = subxact_try(gate_prepare_batch, &b);
+	if (edata == NULL)
+		return;
+	for (int i = 0; i < n; i++)
 	{
-		consent_gate_prepare(msgs, n);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
+		msgs[i].consent_checked = false;
+		msgs[i].consent_reason = NULL;
 	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		for (int i = 0; i < n; i++)
-		{
-			msgs[i].consent_checked = false;
-			msgs[i].consent_reason = NULL;
-		}
-		ereport(DEBUG1,
-				(errmsg_internal("reminder: checking a batch of %d messages at once failed, checking them one by one: %s",
-								 n, edata->message)));
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
+	ereport(DEBUG1,
+			(errmsg_internal("reminder: checking a batch of %d messages at once failed, checking them one by one: %s",
+							 n, edata->message)));
+	FreeErrorData(edata);
 }
 
 void

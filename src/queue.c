@@ -27,7 +27,6 @@
 
 #include <math.h>
 
-#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "common/pg_prng.h"
@@ -36,7 +35,6 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "reminder.h"
@@ -464,6 +462,12 @@ verdicts_apply(Verdicts *v)
 		elog(ERROR, "could not record message outcomes");
 }
 
+static void
+preload_channel(void *name)
+{
+	(void) channel_cache_get(name);
+}
+
 /*
  * Parse the channels of a batch not parsed yet, each in its own
  * subtransaction, so that gate_prepare() knows them.  One that cannot be
@@ -473,10 +477,9 @@ verdicts_apply(Verdicts *v)
 static void
 preload_channels(List *rows)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
 	List	   *tried = NIL;
 	ListCell   *lc;
+	ErrorData  *edata;
 
 	foreach(lc, rows)
 	{
@@ -493,26 +496,76 @@ preload_channels(List *rows)
 			continue;
 		tried = lappend(tried, m->channel);
 
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(cxt);
-		PG_TRY();
-		{
-			(void) channel_cache_get(m->channel);
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = owner;
-		}
-		PG_CATCH();
-		{
-			MemoryContextSwitchTo(cxt);
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = owner;
-		}
-		PG_END_TRY();
+		edata = subxact_try(preload_channel, m->channel);
+		if (edata)
+			FreeErrorData(edata);
 	}
 	list_free(tried);
+}
+
+typedef struct PrepareOne
+{
+	ClaimedMessage *m;
+	GateMessage *gm;
+	MemoryContext parent;
+	Verdicts   *verdicts;
+	ChannelConfig *cc;			/* out: the message's channel, once read */
+	Delivery   *d;				/* out: the delivery to send, if any */
+} PrepareOne;
+
+static void
+prepare_one_body(void *arg)
+{
+	PrepareOne *p = arg;
+	ClaimedMessage *m = p->m;
+	GateResult	gr;
+
+	p->cc = channel_cache_get(m->channel);
+	p->gm->channel = p->cc;
+
+	/* rules that follow their row store no copy: it is read now */
+	if (!rule_message_data(m->rule_id, m->source_key, &m->data, &gr.reason))
+		gr.verdict = GATE_CANCEL;	/* the row is gone */
+	else
+	{
+		p->gm->data = m->data;
+		gate_check(p->gm, &gr);
+	}
+
+	switch (gr.verdict)
+	{
+		case GATE_SEND:
+			{
+				RenderedMessage *r = render_message(p->cc, m->template_name,
+													m->recipient, m->data, m->id);
+				MemoryContext old;
+				Delivery   *d;
+
+				d = p->d = new_delivery(m, p->cc, p->parent);
+				d->ops = transport_for_kind(p->cc->kind);
+				if (d->ops == NULL)
+					ereport(ERROR,
+							(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+							 errmsg("channels of kind %s are not delivered by this version",
+									channel_kind_name(p->cc->kind))));
+				old = MemoryContextSwitchTo(d->cxt);
+				d->ops->build(d, p->cc, m, r);
+				MemoryContextSwitchTo(old);
+				break;
+			}
+		case GATE_DEFER:
+			verdicts_add(p->verdicts, m->id, m->attempt, "scheduled",
+						 gr.defer_until, 0, gr.reason, NULL, true);
+			break;
+		case GATE_SUPPRESS:
+			verdicts_add(p->verdicts, m->id, m->attempt, "suppressed",
+						 0, 0, gr.reason, NULL, true);
+			break;
+		case GATE_CANCEL:
+			verdicts_add(p->verdicts, m->id, m->attempt, "cancelled",
+						 0, 0, gr.reason, NULL, true);
+			break;
+	}
 }
 
 /*
@@ -525,94 +578,28 @@ static Delivery *
 prepare_one(ClaimedMessage *m, GateMessage *gm, MemoryContext parent,
 			Verdicts *verdicts)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	Delivery   *volatile d = NULL;
-	ChannelConfig *volatile cc = NULL;
+	PrepareOne	p = {m, gm, parent, verdicts, NULL, NULL};
+	ErrorData  *edata;
+	Delivery   *d;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		GateResult	gr;
+	edata = subxact_try(prepare_one_body, &p);
+	if (edata == NULL)
+		return p.d;
 
-		cc = channel_cache_get(m->channel);
-		gm->channel = cc;
+	if (p.d)
+		delivery_free(p.d);
 
-		/* rules that follow their row store no copy: it is read now */
-		if (!rule_message_data(m->rule_id, m->source_key, &m->data, &gr.reason))
-			gr.verdict = GATE_CANCEL;	/* the row is gone */
-		else
-		{
-			gm->data = m->data;
-			gate_check(gm, &gr);
-		}
-
-		switch (gr.verdict)
-		{
-			case GATE_SEND:
-				{
-					RenderedMessage *r = render_message(cc, m->template_name,
-														m->recipient, m->data, m->id);
-					MemoryContext old;
-
-					d = new_delivery(m, cc, parent);
-					d->ops = transport_for_kind(cc->kind);
-					if (d->ops == NULL)
-						ereport(ERROR,
-								(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-								 errmsg("channels of kind %s are not delivered by this version",
-										channel_kind_name(cc->kind))));
-					old = MemoryContextSwitchTo(d->cxt);
-					d->ops->build(d, cc, m, r);
-					MemoryContextSwitchTo(old);
-					break;
-				}
-			case GATE_DEFER:
-				verdicts_add(verdicts, m->id, m->attempt, "scheduled",
-							 gr.defer_until, 0, gr.reason, NULL, true);
-				break;
-			case GATE_SUPPRESS:
-				verdicts_add(verdicts, m->id, m->attempt, "suppressed",
-							 0, 0, gr.reason, NULL, true);
-				break;
-			case GATE_CANCEL:
-				verdicts_add(verdicts, m->id, m->attempt, "cancelled",
-							 0, 0, gr.reason, NULL, true);
-				break;
-		}
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-
-		if (d)
-			delivery_free(d);
-
-		/* the message cannot go out: it fails now, as a permanent error */
-		d = new_delivery(m, cc, parent);
-		d->ops = NULL;
-		d->started_at = d->finished_at = GetCurrentTimestamp();
-		d->outcome = OUTCOME_PERMANENT;
-		d->error = MemoryContextStrdup(d->cxt, edata->message);
-		queue_decide(d);
-		ereport(LOG,
-				(errmsg("reminder: message " INT64_FORMAT " cannot be delivered: %s",
-						m->id, edata->message)));
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
-
+	/* the message cannot go out: it fails now, as a permanent error */
+	d = new_delivery(m, p.cc, parent);
+	d->ops = NULL;
+	d->started_at = d->finished_at = GetCurrentTimestamp();
+	d->outcome = OUTCOME_PERMANENT;
+	d->error = MemoryContextStrdup(d->cxt, edata->message);
+	queue_decide(d);
+	ereport(LOG,
+			(errmsg("reminder: message " INT64_FORMAT " cannot be delivered: %s",
+					m->id, edata->message)));
+	FreeErrorData(edata);
 	return d;
 }
 
@@ -900,59 +887,46 @@ clean_text(const char *s, size_t len)
  * Schedule the fallback of a message that failed for good.  Returns NULL,
  * or why there is none, to be added to last_error.
  */
+static void
+schedule_fallback_body(void *arg)
+{
+	Delivery   *d = arg;
+	ScheduleRequest req = {0};
+	int64		id;
+	Datum		values[2];
+
+	req.channel = d->fallback;
+	req.recipient = d->recipient;
+	req.template_name = d->template_name;
+	req.due_at = GetCurrentTimestamp();
+	req.data = d->data;
+	req.idempotency_key = psprintf("%s:fallback", d->idempotency_key);
+	id = schedule_message(&req);
+
+	if (fallback_of_plan == NULL)
+	{
+		Oid			argtypes[2] = {INT8OID, INT8OID};
+
+		fallback_of_plan = spi_prepare_kept("UPDATE reminder.message SET fallback_of = $2 "
+										"WHERE id = $1 AND fallback_of IS NULL",
+										2, argtypes, 0);
+	}
+	values[0] = Int64GetDatum(id);
+	values[1] = Int64GetDatum(d->message_id);
+	if (SPI_execute_plan(fallback_of_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not link fallback message");
+}
+
 static char *
 schedule_fallback(Delivery *d)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	char	   *problem = NULL;
+	ErrorData  *edata = subxact_try(schedule_fallback_body, d);
+	char	   *problem;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		ScheduleRequest req = {0};
-		int64		id;
-		Datum		values[2];
-
-		req.channel = d->fallback;
-		req.recipient = d->recipient;
-		req.template_name = d->template_name;
-		req.due_at = GetCurrentTimestamp();
-		req.data = d->data;
-		req.idempotency_key = psprintf("%s:fallback", d->idempotency_key);
-		id = schedule_message(&req);
-
-		if (fallback_of_plan == NULL)
-		{
-			Oid			argtypes[2] = {INT8OID, INT8OID};
-
-			fallback_of_plan = spi_prepare_kept("UPDATE reminder.message SET fallback_of = $2 "
-											"WHERE id = $1 AND fallback_of IS NULL",
-											2, argtypes, 0);
-		}
-		values[0] = Int64GetDatum(id);
-		values[1] = Int64GetDatum(d->message_id);
-		if (SPI_execute_plan(fallback_of_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "could not link fallback message");
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		problem = psprintf("no fallback to channel \"%s\": %s", d->fallback, edata->message);
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
+	if (edata == NULL)
+		return NULL;
+	problem = psprintf("no fallback to channel \"%s\": %s", d->fallback, edata->message);
+	FreeErrorData(edata);
 	return problem;
 }
 

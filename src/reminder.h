@@ -220,6 +220,9 @@ extern ChannelConfig *catalog_channel(const char *name);
 extern TemplateRow *catalog_template(const char *name, const char *locale);
 extern Jsonb *catalog_resolve_recipient(Jsonb *recipient, int64 *recipient_id);
 
+/* in subxact.c */
+extern ErrorData *subxact_try(void (*fn) (void *arg), void *arg);
+
 /* ----------------
  * in schedule.c: the outbox
  * ----------------

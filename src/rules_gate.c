@@ -44,7 +44,6 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
@@ -625,6 +624,22 @@ fetch_rule_rows(int64 rule_id, int n, char **keys, HTAB *cache, MemoryContext ca
 	return true;
 }
 
+typedef struct PrefetchRule
+{
+	int64		rule_id;
+	int			nkeys;
+	char	  **keys;
+} PrefetchRule;
+
+static void
+prefetch_rule(void *arg)
+{
+	PrefetchRule *f = arg;
+	HTAB	   *cache = rows_read_ahead();	/* creates row_cache_cxt */
+
+	(void) fetch_rule_rows(f->rule_id, f->nkeys, f->keys, cache, row_cache_cxt);
+}
+
 /*
  * Read the rows n claimed messages will be rendered with, one query per
  * rule, and complete data[i] of those whose row was found.  Rows found
@@ -636,8 +651,8 @@ void
 rule_prefetch_rows(int n, const int64 *rule_ids, char *const *source_keys,
 				   Jsonb **data)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
+	PrefetchRule fetch;
+	ErrorData  *edata;
 	bool	   *done = palloc0(sizeof(bool) * Max(n, 1));
 	char	  **keys = palloc(sizeof(char *) * Max(n, 1));
 
@@ -655,24 +670,12 @@ rule_prefetch_rows(int n, const int64 *rule_ids, char *const *source_keys,
 				done[j] = true;
 			}
 
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(cxt);
-		PG_TRY();
-		{
-			HTAB	   *cache = rows_read_ahead();
-
-			(void) fetch_rule_rows(rule_id, nkeys, keys, cache, row_cache_cxt);
-			ReleaseCurrentSubTransaction();
-		}
-		PG_CATCH();
-		{
-			MemoryContextSwitchTo(cxt);
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-		}
-		PG_END_TRY();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
+		fetch.rule_id = rule_id;
+		fetch.nkeys = nkeys;
+		fetch.keys = keys;
+		edata = subxact_try(prefetch_rule, &fetch);
+		if (edata)
+			FreeErrorData(edata);
 	}
 
 	for (int i = 0; i < n && row_cache != NULL; i++)
