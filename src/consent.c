@@ -309,6 +309,8 @@ typedef struct ConsentKey
 	Datum		recipient_id;	/* int8, when has_id */
 	char	   *email;			/* lowercased, or NULL */
 	char	   *phone;			/* or NULL */
+	char	   *email_hash;		/* "sha256:...": opt-outs kept by forget() */
+	char	   *phone_hash;
 	char	   *category;		/* or NULL */
 } ConsentKey;
 
@@ -334,6 +336,8 @@ consent_key(const GateMessage *msg, ConsentKey *key)
 		key->recipient_id = DirectFunctionCall1(numeric_int8, NumericGetDatum(id->val.numeric));
 	key->email = address(msg->recipient, "email", true);
 	key->phone = address(msg->recipient, "phone", false);
+	key->email_hash = key->email ? address_hash_text("email", key->email) : NULL;
+	key->phone_hash = key->phone ? address_hash_text("phone", key->phone) : NULL;
 	key->category = message_category(msg->data, msg->template_name);
 }
 
@@ -369,10 +373,12 @@ opted_out_reason(HeapTuple tup, TupleDesc desc, int first, MemoryContext cxt)
 void
 consent_gate(const GateMessage *msg, GateResult *result)
 {
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	Datum		addrs[2];
+	Datum		hashes[2];
 	int			naddrs = 0;
+	int			nhashes = 0;
 	ConsentKey	key;
 	MemoryContext cxt = CurrentMemoryContext;
 	bool		isnull;
@@ -391,17 +397,17 @@ consent_gate(const GateMessage *msg, GateResult *result)
 	SPI_connect();
 	if (gate_plan == NULL)
 	{
-		Oid			argtypes[5] = {INT8OID, TEXTARRAYOID, TEXTOID, TEXTOID, TEXTOID};
+		Oid			argtypes[6] = {INT8OID, TEXTARRAYOID, TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID};
 
 		/* run for every message sent: plan once (a generic plan), not each time */
 		gate_plan = spi_prepare_kept("SELECT c.opted_out, c.channel, c.category, c.source, c.changed_at "
 								 "FROM reminder.consent c "
-								 "WHERE (c.recipient_id = $1 OR c.address = ANY ($2) "
+								 "WHERE (c.recipient_id = $1 OR c.address = ANY ($2) OR c.address = ANY ($6) "
 								 "       OR c.recipient_id IN (SELECT r.id FROM reminder.recipient r "
 								 "                             WHERE lower(r.email) = ANY ($2) OR r.phone = ANY ($2))) "
 								 "  AND (c.channel IS NULL OR c.channel = $3 OR c.channel = $4) "
 								 "  AND (c.category IS NULL OR c.category = $5) "
-								 "ORDER BY c.changed_at DESC, c.id DESC LIMIT 1", 5, argtypes, CURSOR_OPT_GENERIC_PLAN);
+								 "ORDER BY c.changed_at DESC, c.id DESC LIMIT 1", 6, argtypes, CURSOR_OPT_GENERIC_PLAN);
 	}
 
 	if (key.has_id)
@@ -412,7 +418,12 @@ consent_gate(const GateMessage *msg, GateResult *result)
 		addrs[naddrs++] = CStringGetTextDatum(key.email);
 	if (key.phone)
 		addrs[naddrs++] = CStringGetTextDatum(key.phone);
+	if (key.email_hash)
+		hashes[nhashes++] = CStringGetTextDatum(key.email_hash);
+	if (key.phone_hash)
+		hashes[nhashes++] = CStringGetTextDatum(key.phone_hash);
 	values[1] = PointerGetDatum(construct_array(addrs, naddrs, TEXTOID, -1, false, TYPALIGN_INT));
+	values[5] = PointerGetDatum(construct_array(hashes, nhashes, TEXTOID, -1, false, TYPALIGN_INT));
 	values[2] = CStringGetTextDatum(msg->channel->name);
 	values[3] = CStringGetTextDatum(channel_kind_name(msg->channel->kind));
 	if (key.category)
@@ -438,12 +449,15 @@ consent_gate(const GateMessage *msg, GateResult *result)
  * When no statement exists at all, one look at the table settles it.
  * Messages without a channel are left to consent_gate().
  */
+#define NCOLS 9					/* the columns of the batch unnest() */
+
 void
 consent_gate_prepare(GateMessage *msgs, int n)
 {
-	Datum		values[7];
-	ArrayBuildState *cols[7];
-	static const Oid types[7] = {INT4OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[NCOLS];
+	ArrayBuildState *cols[NCOLS];
+	static const Oid types[NCOLS] = {INT4OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	TEXTOID, TEXTOID};
 	MemoryContext cxt = CurrentMemoryContext;
 	int			nasked = 0;
 
@@ -464,17 +478,18 @@ consent_gate_prepare(GateMessage *msgs, int n)
 
 	if (batch_plan == NULL)
 	{
-		Oid			argtypes[7] = {INT4ARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-		TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+		Oid			argtypes[NCOLS] = {INT4ARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+		TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
 
 		batch_plan = spi_prepare_kept("SELECT u.i, c.channel, c.category, c.source, c.changed_at "
-										  "FROM unnest($1, $2, $3, $4, $5, $6, $7) "
-										  "     AS u(i, recipient_id, email, phone, channel, kind, category) "
+										  "FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+										  "     AS u(i, recipient_id, email, phone, channel, kind, category, "
+										  "          email_hash, phone_hash) "
 										  "CROSS JOIN LATERAL ("
 										  " SELECT c.opted_out, c.channel, c.category, c.source, c.changed_at "
 										  " FROM reminder.consent c "
 										  " WHERE (c.recipient_id = u.recipient_id "
-										  "        OR c.address = ANY (ARRAY[u.email, u.phone]) "
+										  "        OR c.address = ANY (ARRAY[u.email, u.phone, u.email_hash, u.phone_hash]) "
 										  "        OR c.recipient_id IN (SELECT r.id FROM reminder.recipient r "
 										  "                              WHERE lower(r.email) = ANY (ARRAY[u.email, u.phone]) "
 										  "                                 OR r.phone = ANY (ARRAY[u.email, u.phone]))) "
@@ -482,16 +497,16 @@ consent_gate_prepare(GateMessage *msgs, int n)
 										  "   AND (c.category IS NULL OR c.category = u.category) "
 										  " ORDER BY c.changed_at DESC, c.id DESC LIMIT 1) c "
 										  "WHERE c.opted_out",
-										  7, argtypes, CURSOR_OPT_GENERIC_PLAN);
+										  NCOLS, argtypes, CURSOR_OPT_GENERIC_PLAN);
 	}
 
-	for (int c = 0; c < 7; c++)
+	for (int c = 0; c < NCOLS; c++)
 		cols[c] = initArrayResult(types[c], CurrentMemoryContext, false);
 	for (int i = 0; i < n; i++)
 	{
 		ConsentKey	key;
-		Datum		row[7];
-		bool		isnull[7] = {false, false, false, false, false, false, false};
+		Datum		row[NCOLS];
+		bool		isnull[NCOLS] = {0};
 
 		if (msgs[i].channel == NULL)
 			continue;
@@ -507,7 +522,11 @@ consent_gate_prepare(GateMessage *msgs, int n)
 		row[5] = CStringGetTextDatum(channel_kind_name(msgs[i].channel->kind));
 		row[6] = key.category ? CStringGetTextDatum(key.category) : (Datum) 0;
 		isnull[6] = key.category == NULL;
-		for (int c = 0; c < 7; c++)
+		row[7] = key.email_hash ? CStringGetTextDatum(key.email_hash) : (Datum) 0;
+		isnull[7] = key.email_hash == NULL;
+		row[8] = key.phone_hash ? CStringGetTextDatum(key.phone_hash) : (Datum) 0;
+		isnull[8] = key.phone_hash == NULL;
+		for (int c = 0; c < NCOLS; c++)
 			accumArrayResult(cols[c], row[c], isnull[c], types[c], CurrentMemoryContext);
 		nasked++;
 	}
@@ -516,7 +535,7 @@ consent_gate_prepare(GateMessage *msgs, int n)
 		SPI_finish();
 		return;
 	}
-	for (int c = 0; c < 7; c++)
+	for (int c = 0; c < NCOLS; c++)
 		values[c] = makeArrayResult(cols[c], CurrentMemoryContext);
 
 	if (SPI_execute_plan(batch_plan, values, NULL, true, 0) != SPI_OK_SELECT)
@@ -536,6 +555,8 @@ consent_gate_prepare(GateMessage *msgs, int n)
 			msgs[i].consent_checked = true;
 	SPI_finish();
 }
+
+#undef NCOLS
 
 /* ----------------------------------------------------------------
  * reminder._recipient_subject(recipient jsonb): for forget()

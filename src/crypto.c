@@ -2,16 +2,29 @@
  *
  * crypto.c
  *	  HMAC-SHA256, the one primitive behind webhook signatures and signed
- *	  action links, with hex and base64url encodings.
+ *	  action links, with hex and base64url encodings; and the SHA-256 by
+ *	  which the survey throttle and the opt-outs kept after an erasure
+ *	  recognise an address without keeping it.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "catalog/pg_collation.h"
+#include "common/cryptohash.h"
 #include "common/hmac.h"
 #include "common/sha2.h"
+#include "utils/builtins.h"
+#include "utils/formatting.h"
 
 #include "reminder.h"
+
+static void
+hex_into(char *hex, const uint8 *digest)
+{
+	for (int i = 0; i < PG_SHA256_DIGEST_LENGTH; i++)
+		sprintf(hex + i * 2, "%02x", digest[i]);
+}
 
 void
 hmac_sha256(const char *key, size_t keylen, const char *data, size_t len,
@@ -43,9 +56,58 @@ hmac_sha256_hex(const char *key, size_t keylen, const char *data, size_t len)
 	char	   *hex = palloc(PG_SHA256_DIGEST_LENGTH * 2 + 1);
 
 	hmac_sha256(key, keylen, data, len, digest);
-	for (int i = 0; i < PG_SHA256_DIGEST_LENGTH; i++)
-		sprintf(hex + i * 2, "%02x", digest[i]);
+	hex_into(hex, digest);
 	return hex;
+}
+
+/*
+ * SHA-256 of "kind:address", kind "email" (the address is lower-cased
+ * first) or "phone" (E.164, as normalised when scheduled).
+ */
+bytea *
+address_hash(const char *kind, const char *address)
+{
+	pg_cryptohash_ctx *ctx;
+	bytea	   *result = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+	char	   *text;
+
+	if (strcmp(kind, "email") == 0)
+		address = str_tolower(address, strlen(address), DEFAULT_COLLATION_OID);
+	else if (strcmp(kind, "phone") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown address kind \"%s\"", kind),
+				 errhint("Use \"email\" or \"phone\".")));
+	text = psprintf("%s:%s", kind, address);
+	ctx = pg_cryptohash_create(PG_SHA256);
+	if (ctx == NULL || pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) text, strlen(text)) < 0 ||
+		pg_cryptohash_final(ctx, (uint8 *) VARDATA(result), PG_SHA256_DIGEST_LENGTH) < 0)
+		elog(ERROR, "could not compute SHA-256");
+	pg_cryptohash_free(ctx);
+	SET_VARSIZE(result, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+	return result;
+}
+
+/* The same as text, "sha256:<hex>": how reminder.consent keeps it. */
+char *
+address_hash_text(const char *kind, const char *address)
+{
+	bytea	   *hash = address_hash(kind, address);
+	char	   *text = palloc(7 + PG_SHA256_DIGEST_LENGTH * 2 + 1);
+
+	memcpy(text, "sha256:", 7);
+	hex_into(text + 7, (const uint8 *) VARDATA(hash));
+	return text;
+}
+
+/* reminder._address_hash(kind, address) */
+PG_FUNCTION_INFO_V1(reminder_address_hash);
+Datum
+reminder_address_hash(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BYTEA_P(address_hash(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+								   text_to_cstring(PG_GETARG_TEXT_PP(1))));
 }
 
 /* base64url without padding (RFC 4648 section 5): safe inside URLs. */

@@ -176,7 +176,7 @@ extern void sms_count(const char *text, SmsCount *count);
 extern char *sms_transliterate(const char *text);
 
 /* ----------------
- * in crypto.c: HMAC-SHA256 and base64url
+ * in crypto.c: HMAC-SHA256, base64url, address hashes
  * ----------------
  */
 extern void hmac_sha256(const char *key, size_t keylen, const char *data,
@@ -185,6 +185,8 @@ extern char *hmac_sha256_hex(const char *key, size_t keylen,
 							 const char *data, size_t len);
 extern char *base64url_encode(const uint8 *data, size_t len);
 extern int	base64url_decode(const char *text, size_t len, uint8 *out);
+extern bytea *address_hash(const char *kind, const char *address);
+extern char *address_hash_text(const char *kind, const char *address);
 
 /* ----------------
  * in jsonb_util.c: small helpers over jsonb objects

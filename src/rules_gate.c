@@ -28,17 +28,13 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
-#include "catalog/pg_collation.h"
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
-#include "common/cryptohash.h"
 #include "common/hashfn.h"
-#include "common/sha2.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/formatting.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
@@ -203,43 +199,6 @@ rule_stop_check(const GateMessage *msg, GateResult *result)
 	AtEOXact_GUC(true, level);
 }
 
-static Datum
-address_hash(const char *kind, const char *address)
-{
-	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
-	bytea	   *result = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
-	char	   *text = psprintf("%s:%s", kind, address);
-
-	if (ctx == NULL || pg_cryptohash_init(ctx) < 0 ||
-		pg_cryptohash_update(ctx, (const uint8 *) text, strlen(text)) < 0 ||
-		pg_cryptohash_final(ctx, (uint8 *) VARDATA(result), PG_SHA256_DIGEST_LENGTH) < 0)
-		elog(ERROR, "could not compute SHA-256");
-	pg_cryptohash_free(ctx);
-	SET_VARSIZE(result, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
-	return PointerGetDatum(result);
-}
-
-/*
- * The same hash from SQL, so that forget() finds a person's survey_log rows
- * by the very bytes the throttle wrote.
- */
-PG_FUNCTION_INFO_V1(reminder_address_hash);
-Datum
-reminder_address_hash(PG_FUNCTION_ARGS)
-{
-	char	   *kind = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	char	   *address = text_to_cstring(PG_GETARG_TEXT_PP(1));
-
-	if (strcmp(kind, "email") == 0)
-		address = str_tolower(address, strlen(address), DEFAULT_COLLATION_OID);
-	else if (strcmp(kind, "phone") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unknown address kind \"%s\"", kind),
-				 errhint("Use \"email\" or \"phone\".")));
-	PG_RETURN_DATUM(address_hash(kind, address));
-}
-
 void
 survey_throttle_check(const GateMessage *msg, GateResult *result)
 {
@@ -257,9 +216,9 @@ survey_throttle_check(const GateMessage *msg, GateResult *result)
 	email = jsonb_get_text(msg->recipient, "email");
 	phone = jsonb_get_text(msg->recipient, "phone");
 	if (email)
-		hashes[n++] = address_hash("email", str_tolower(email, strlen(email), DEFAULT_COLLATION_OID));
+		hashes[n++] = PointerGetDatum(address_hash("email", email));
 	if (phone)
-		hashes[n++] = address_hash("phone", phone);
+		hashes[n++] = PointerGetDatum(address_hash("phone", phone));
 
 	level = rule_pin_search_path();
 	GetUserIdAndSecContext(&save_userid, &save_sec);

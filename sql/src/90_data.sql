@@ -20,7 +20,7 @@ RETURN recipient || coalesce((
 COMMENT ON FUNCTION reminder._strip_copies(jsonb, text[]) IS
 'internal: the recipient with the given (lower-case) addresses removed from cc and bcc';
 
-CREATE FUNCTION reminder.forget(recipient jsonb)
+CREATE FUNCTION reminder.forget(recipient jsonb, keep_opt_outs boolean DEFAULT true)
 RETURNS TABLE (object text, erased bigint)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -45,6 +45,7 @@ DECLARE
     n_consent    bigint;
     n_consent_log bigint;
     n_survey_log bigint;
+    n_kept       bigint := 0;
 BEGIN
     IF forget.recipient IS NULL THEN
         RAISE EXCEPTION 'recipient must not be null'
@@ -115,8 +116,29 @@ BEGIN
        AND l.recipient IS DISTINCT FROM reminder._strip_copies(l.recipient, emails);
     GET DIAGNOSTICS n_log_copies = ROW_COUNT;
 
-    -- Consent: the current statements go, the log keeps what was done
-    -- and when, without whom.
+    -- Consent: an objection outlives the erasure (GDPR article 21).  Their
+    -- opt-outs stay, about a hash of each address they covered instead of
+    -- the address or the stored recipient, so that the address, imported
+    -- again, is still not messaged; the worker's consent check looks for
+    -- both.  Then the statements go, and the log keeps what was done and
+    -- when, without whom.
+    IF keep_opt_outs THEN
+        INSERT INTO reminder.consent AS c (address, channel, category, opted_out, source, changed_at)
+        SELECT hashed, s.channel, s.category, true, 'kept at erasure', max(s.changed_at)
+          FROM reminder.consent s
+         CROSS JOIN LATERAL (
+               SELECT 'sha256:' || encode(reminder._address_hash('email', e), 'hex')
+                 FROM unnest(emails) e WHERE s.recipient_id IS NOT NULL OR s.address = e
+               UNION ALL
+               SELECT 'sha256:' || encode(reminder._address_hash('phone', p), 'hex')
+                 FROM unnest(phones) p WHERE s.recipient_id IS NOT NULL OR s.address = p) a(hashed)
+         WHERE s.opted_out AND (s.recipient_id = ANY (rids) OR s.address = ANY (emails || phones))
+         GROUP BY hashed, s.channel, s.category
+        ON CONFLICT ON CONSTRAINT consent_scope_key DO UPDATE
+           SET opted_out = true, source = excluded.source,
+               changed_at = greatest(c.changed_at, excluded.changed_at);
+        GET DIAGNOSTICS n_kept = ROW_COUNT;
+    END IF;
     DELETE FROM reminder.consent
      WHERE recipient_id = ANY (rids) OR address = ANY (emails || phones);
     GET DIAGNOSTICS n_consent = ROW_COUNT;
@@ -146,11 +168,12 @@ BEGIN
         ('copies', n_copies + n_log_copies),
         ('consent', n_consent),
         ('consent_log', n_consent_log),
-        ('survey_log', n_survey_log);
+        ('survey_log', n_survey_log),
+        ('opt_outs_kept', n_kept);
 END
 $$;
-COMMENT ON FUNCTION reminder.forget(jsonb) IS
-'GDPR erasure: deletes the stored recipient(s) and erases the personal data of a recipient ({"id"}, {"external_id"}, {"email"}, {"phone"}) from messages, attempts, events, log rows, consent and the survey throttle, keeping anonymous counts; cancels their pending messages; returns rows erased per object';
+COMMENT ON FUNCTION reminder.forget(jsonb, boolean) IS
+'GDPR erasure: deletes the stored recipient(s) and erases the personal data of a recipient ({"id"}, {"external_id"}, {"email"}, {"phone"}) from messages, attempts, events, log rows, consent and the survey throttle, keeping anonymous counts; cancels their pending messages; their opt-outs stay, by hashed address, unless keep_opt_outs is false; returns rows erased per object';
 
 CREATE FUNCTION reminder.purge(older_than interval)
 RETURNS TABLE (object text, purged bigint)
@@ -207,4 +230,4 @@ $$;
 COMMENT ON FUNCTION reminder.purge(interval) IS
 'deletes finished messages (sent, failed, cancelled, suppressed) not changed and without events for older_than, with their attempts, events and log rows; returns rows deleted per object. The worker runs it for reminder.retention';
 
-GRANT EXECUTE ON FUNCTION reminder.forget(jsonb), reminder.purge(interval) TO reminder_admin;
+GRANT EXECUTE ON FUNCTION reminder.forget(jsonb, boolean), reminder.purge(interval) TO reminder_admin;

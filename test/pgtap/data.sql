@@ -9,7 +9,7 @@
 \set ON_ERROR_STOP true
 
 BEGIN;
-SELECT plan(22);
+SELECT plan(26);
 
 SELECT reminder.create_channel('dt_mail', 'email', '{"url": "smtp://127.0.0.1:2525", "from": "r@example.com"}');
 SELECT reminder.create_channel('dt_log', 'log');
@@ -41,7 +41,7 @@ CREATE TEMP TABLE before AS SELECT status, channel, count(*) n FROM reminder.mes
 
 SELECT bag_eq($$ SELECT object, erased FROM reminder.forget('{"external_id": "dt-1"}') $$,
               $$ VALUES ('recipients', 1::bigint), ('messages', 3), ('cancelled', 1), ('attempts', 1), ('events', 1),
-                        ('log', 1), ('copies', 1), ('consent', 2), ('consent_log', 2), ('survey_log', 2) $$,
+                        ('log', 1), ('copies', 1), ('consent', 2), ('consent_log', 2), ('survey_log', 2), ('opt_outs_kept', 3) $$,
               'forget() says what it erased');
 
 SELECT is((SELECT count(*) FROM reminder.recipient WHERE external_id = 'dt-1'), 0::bigint, 'the stored recipient is gone');
@@ -66,14 +66,31 @@ SELECT is((SELECT count(*) FROM reminder.consent WHERE address = 'ada@example.co
           'her consent statements are gone');
 SELECT is((SELECT array_agg(address_hash) FROM reminder.survey_log), ARRAY[reminder._address_hash('email', 'bob@example.com')],
           'the survey throttle forgets her, by message and by address; Bob''s entry stays');
+SELECT bag_eq($$ SELECT address, channel, category, source FROM reminder.consent $$,
+              $$ VALUES ('sha256:' || encode(sha256('email:ada@example.com'), 'hex'), NULL, 'news', 'kept at erasure'),
+                        ('sha256:' || encode(sha256('phone:+48601234567'), 'hex'), NULL, 'news', 'kept at erasure'),
+                        ('sha256:' || encode(sha256('email:ada@example.com'), 'hex'), 'sms', NULL, 'kept at erasure') $$,
+              'her opt-outs stay, by hashed address: the stored recipient''s for each of her addresses, the raw address''s for it');
 SELECT is((SELECT count(*) FROM reminder.consent_log WHERE address IS NULL AND recipient_id IS NULL AND source = 'form'), 1::bigint,
           'the consent log keeps what was done and when, without whom');
 SELECT bag_eq($$ SELECT CASE WHEN status = 'cancelled' THEN 'scheduled' ELSE status END, channel, count(*) FROM reminder.message GROUP BY 1, 2 $$,
               $$ SELECT status, channel, n FROM before $$, 'message counts by channel still add up (pending ones now cancelled)');
 SELECT bag_eq($$ SELECT object, erased FROM reminder.forget('{"email": "ada@example.com"}') $$,
               $$ VALUES ('recipients', 0::bigint), ('messages', 0), ('cancelled', 0), ('attempts', 0), ('events', 0),
-                        ('log', 0), ('copies', 0), ('consent', 0), ('consent_log', 0), ('survey_log', 0) $$,
+                        ('log', 0), ('copies', 0), ('consent', 0), ('consent_log', 0), ('survey_log', 0), ('opt_outs_kept', 0) $$,
               'forgetting again finds nothing');
+
+-- imported again after the erasure
+SELECT reminder.upsert_recipient('dt-1b', email => 'Ada@Example.com');
+SELECT reminder.schedule('dt_log', '{"external_id": "dt-1b"}', 'dt_t', now(), '{"name": "A", "category": "news"}') AS again_news \gset
+SELECT reminder.schedule('dt_log', '{"external_id": "dt-1b"}', 'dt_t', now(), '{"name": "A"}') AS again_other \gset
+SELECT is((SELECT array_agg((SELECT verdict FROM reminder.gate_check(i)) ORDER BY i) FROM unnest(ARRAY[:again_news, :again_other]::bigint[]) i),
+          ARRAY['suppress', 'send'],
+          'imported again, she still gets no news, and what she did not opt out of');
+SELECT reminder.opt_out('{"external_id": "dt-1b"}', 'dt_log');
+SELECT is((SELECT erased FROM reminder.forget('{"external_id": "dt-1b"}', keep_opt_outs => false) WHERE object = 'opt_outs_kept'), 0::bigint,
+          'keep_opt_outs => false keeps no new one');
+SELECT is((SELECT count(*) FROM reminder.consent), 3::bigint, '...and leaves those kept before');
 
 -- a raw address also reaches stored recipients with it
 SELECT reminder.upsert_recipient('dt-2', email => 'Zoe@Example.com', phone => '+48601000009');

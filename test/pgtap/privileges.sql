@@ -67,7 +67,7 @@ INSERT INTO fn VALUES
     ('reminder.upsert_recipient(text,text,text,text,text,text,text,jsonb,jsonb,text)', $$SELECT reminder.upsert_recipient('pm-2')$$, 'admin'),
     ('reminder.rotate_signing_key(boolean)', $$SELECT reminder.rotate_signing_key()$$, 'admin'),
     ('reminder.link_token(bigint,text,integer,timestamptz)', format($$SELECT reminder.link_token(%s, 'confirm')$$, :msg), 'admin'),
-    ('reminder.forget(jsonb)', $$SELECT reminder.forget('{"email": "nobody@example.com"}')$$, 'admin'),
+    ('reminder.forget(jsonb,boolean)', $$SELECT reminder.forget('{"email": "nobody@example.com"}')$$, 'admin'),
     ('reminder.purge(interval)', $$SELECT reminder.purge('1 year')$$, 'admin'),
     ('reminder.schedule(text,jsonb,text,timestamptz,jsonb,text)', $$SELECT reminder.schedule('pm_log', '{"email": "a@example.com"}', 'pm_tpl')$$, 'user'),
     ('reminder.send(text,jsonb,text,jsonb,text)', $$SELECT reminder.send('pm_log', '{"email": "a@example.com"}', 'pm_tpl')$$, 'user'),

@@ -1,7 +1,8 @@
 # The worker honours the send-time gate: a recipient who opted out after a
 # message was scheduled gets nothing (the message ends suppressed), and a
 # message falling due inside the recipient's quiet hours is deferred to
-# their end, not sent and not dropped.  Uses the log channel, so no
+# their end, not sent and not dropped; an opt-out kept by forget() still
+# holds for the address imported again.  Uses the log channel, so no
 # outside server is involved.
 use strict;
 use warnings;
@@ -61,6 +62,23 @@ is($node->safe_psql('postgres', qq{
 	'to the end of the quiet hours, still waiting: not sent, not dropped');
 is($node->safe_psql('postgres', "SELECT count(*) FROM reminder.log WHERE message_id IN ($opted, $quiet)"), '0',
 	'neither reached the log channel');
+
+# Erased on request, imported again later: the opt-out the erasure kept
+# (by hashed address) still holds, in the worker's batch check too.
+is($node->safe_psql('postgres', q{
+	SELECT erased FROM reminder.forget('{"external_id": "opted"}') WHERE object = 'opt_outs_kept'}),
+	'1', 'forget() keeps her opt-out, by hashed address');
+$node->safe_psql('postgres', q{SELECT reminder.upsert_recipient('opted-again', email => 'Opted@Example.com')});
+my $again = $node->safe_psql('postgres', q{
+	SELECT reminder.schedule('log', '{"external_id": "opted-again"}', 't')});
+my $other = $node->safe_psql('postgres', q{
+	SELECT reminder.schedule('log', '{"email": "someone@example.com"}', 't')});
+ok($node->poll_query_until('postgres', "SELECT status = 'suppressed' FROM reminder.message WHERE id = $again"),
+	'a message to the address imported again is suppressed');
+ok($node->poll_query_until('postgres', "SELECT status = 'sent' FROM reminder.message WHERE id = $other"),
+	'while others go out');
+like($node->safe_psql('postgres', "SELECT last_error FROM reminder.message WHERE id = $again"),
+	qr/kept at erasure/, 'the reason says where the opt-out came from');
 
 $node->stop;
 done_testing();
