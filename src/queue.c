@@ -243,7 +243,8 @@ claim_sql(const char *filter)
 					"lease_until = now() + make_interval(secs => $2), updated_at = now() "
 					"WHERE m.id = ANY (ARRAY(SELECT id FROM due UNION ALL SELECT id FROM expired LIMIT $1)) "
 					"RETURNING m.id, m.channel, m.recipient, m.template, m.data, m.attempts, "
-					"m.idempotency_key, m.due_at, m.rule_id, m.source_key, m.fallback_of IS NOT NULL",
+					"m.idempotency_key, m.due_at, m.rule_id, m.source_key, m.fallback_of IS NOT NULL, "
+					"m.fallback",
 					filter, filter);
 }
 
@@ -336,6 +337,7 @@ claimed_rows(List *rows, MemoryContext cxt)
 		m->rule_id = isnull ? 0 : DatumGetInt64(d);
 		m->source_key = SPI_getvalue(tup, desc, 10);
 		m->is_fallback = DatumGetBool(SPI_getbinval(tup, desc, 11, &isnull));
+		m->fallback = SPI_getvalue(tup, desc, 12);
 		rows = lappend(rows, m);
 	}
 	MemoryContextSwitchTo(old);
@@ -368,6 +370,8 @@ new_delivery(ClaimedMessage *m, ChannelConfig *cc, MemoryContext parent)
 	}
 	else
 		d->max_attempts = reminder_max_attempts;
+	if (m->fallback)
+		d->fallback = pstrdup(m->fallback);	/* the message's own wins */
 	MemoryContextSwitchTo(old);
 	return d;
 }

@@ -240,6 +240,7 @@ typedef struct ScheduleRequest
 	int64		rule_id;		/* 0: not made by a rule */
 	const char *source_table;
 	const char *source_key;
+	const char *fallback;		/* NULL: the channel's own, if any */
 } ScheduleRequest;
 
 extern int64 schedule_message(const ScheduleRequest *req);

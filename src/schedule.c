@@ -150,26 +150,42 @@ check_required_variables(TemplateRow *tmpl, Jsonb *data, Jsonb *recipient)
 	}
 }
 
+/*
+ * A message's own fallback channel must exist, differ from its channel and
+ * be able to reach the recipient: found out now, not when the message has
+ * already failed.
+ */
+static void
+check_fallback(const char *fallback, ChannelConfig *cc, Jsonb *recipient)
+{
+	if (strcmp(fallback, cc->name) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a message on channel \"%s\" cannot fall back to the same channel", fallback),
+				 errhint("Name another channel, or pass NULL to use the channel's own \"fallback\" setting.")));
+	(void) recipient_for_channel(recipient, catalog_channel(fallback));
+}
+
 static int64
 insert_message(const ScheduleRequest *req, int64 recipient_id, Jsonb *recipient)
 {
-	Datum		values[10];
-	char		nulls[10];
+	Datum		values[11];
+	char		nulls[11];
 	bool		isnull;
 	int64		id;
 
 	if (insert_plan == NULL)
 	{
-		Oid			argtypes[10] = {TEXTOID, INT8OID, JSONBOID, TEXTOID, JSONBOID,
-		TIMESTAMPTZOID, TEXTOID, INT8OID, TEXTOID, TEXTOID};
+		Oid			argtypes[11] = {TEXTOID, INT8OID, JSONBOID, TEXTOID, JSONBOID,
+		TIMESTAMPTZOID, TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID};
 
 		insert_plan = spi_prepare_kept("INSERT INTO reminder.message "
 									   "(channel, recipient_id, recipient, template, data, due_at, next_attempt_at, "
-									   " idempotency_key, rule_id, source_table, source_key) "
+									   " idempotency_key, rule_id, source_table, source_key, fallback) "
 									   "VALUES ($1, $2, $3, $4, $5, $6, $6, "
-									   " coalesce($7, gen_random_uuid()::text), $8, $9, $10) "
+									   " coalesce($7, gen_random_uuid()::text), $8, $9, $10, $11) "
 									   "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-									   10, argtypes, 0);
+									   11, argtypes, 0);
 	}
 
 	memset(nulls, ' ', sizeof(nulls));
@@ -194,6 +210,10 @@ insert_message(const ScheduleRequest *req, int64 recipient_id, Jsonb *recipient)
 		values[9] = CStringGetTextDatum(req->source_key);
 	else
 		nulls[9] = 'n';
+	if (req->fallback)
+		values[10] = CStringGetTextDatum(req->fallback);
+	else
+		nulls[10] = 'n';
 
 	if (SPI_execute_plan(insert_plan, values, nulls, false, 1) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not insert message");
@@ -212,7 +232,12 @@ insert_message(const ScheduleRequest *req, int64 recipient_id, Jsonb *recipient)
 		existing_plan = spi_prepare_kept("SELECT id FROM reminder.message WHERE idempotency_key = $1",
 										 1, argtypes, 0);
 	}
-	if (SPI_execute_plan(existing_plan, &values[6], NULL, true, 1) != SPI_OK_SELECT)
+	/*
+	 * Not read-only: a fresh snapshot, so that a message inserted earlier
+	 * in this very statement (schedule() called per row of a query) is
+	 * seen, as ON CONFLICT saw it.
+	 */
+	if (SPI_execute_plan(existing_plan, &values[6], NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not look up message by idempotency key");
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -253,6 +278,8 @@ schedule_message(const ScheduleRequest *req)
 	recipient = recipient_for_channel(recipient, cc);
 	tmpl = catalog_template(req->template_name, jsonb_get_text(recipient, "locale"));
 	check_required_variables(tmpl, req->data, recipient);
+	if (req->fallback)
+		check_fallback(req->fallback, cc, recipient);
 
 	SPI_connect();
 	id = insert_message(req, recipient_id, recipient);
@@ -297,6 +324,7 @@ reminder_schedule(PG_FUNCTION_ARGS)
 		DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"))) :
 		PG_GETARG_JSONB_P(4);
 	req.idempotency_key = PG_ARGISNULL(5) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(5));
+	req.fallback = PG_ARGISNULL(6) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(6));
 
 	PG_RETURN_INT64(schedule_message(&req));
 }

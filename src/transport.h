@@ -52,6 +52,7 @@ typedef struct ClaimedMessage
 	int64		rule_id;
 	char	   *source_key;
 	bool		is_fallback;	/* fallback_of is set: never falls back again */
+	char	   *fallback;		/* the message's own fallback channel, or NULL */
 } ClaimedMessage;
 
 typedef struct Delivery

@@ -44,6 +44,7 @@ CREATE TABLE reminder.message (
     source_table        text,
     source_key          text,
     fallback_of         bigint,
+    fallback            text,
     created_at          timestamptz NOT NULL DEFAULT now(),
     updated_at          timestamptz NOT NULL DEFAULT now()
 );
@@ -59,6 +60,7 @@ COMMENT ON COLUMN reminder.message.lease_until IS 'while sending: when another w
 COMMENT ON COLUMN reminder.message.idempotency_key IS 'unique; sent as the Idempotency-Key header and in the SMTP Message-ID so a receiver can drop duplicates; rule-made messages have rule:<rule>:<row key>:<recipient>:<step>[:<value>]; COLLATE "C" (byte order)';
 COMMENT ON COLUMN reminder.message.source_key IS 'rule-made messages: the key of the row that made them, as text (a JSON array of texts for several key columns)';
 COMMENT ON COLUMN reminder.message.provider_message_id IS 'the id the provider returned (Twilio sid, SMSAPI id, SMTP queue id)';
+COMMENT ON COLUMN reminder.message.fallback IS 'the channel to fall back to if this message fails for good, instead of its channel''s "fallback" setting (reminder.schedule(..., fallback))';
 COMMENT ON COLUMN reminder.message.fallback_of IS 'the failed message this one replaces on a fallback channel (which purge() may since have deleted)';
 
 -- The due scan touches only rows that can still be sent; the lease scan only
@@ -143,20 +145,22 @@ GRANT SELECT ON reminder.message, reminder.attempt, reminder.event TO reminder_u
 CREATE FUNCTION reminder.schedule(channel text, recipient jsonb, template text,
                                   due_at timestamptz DEFAULT now(),
                                   data jsonb DEFAULT '{}',
-                                  idempotency_key text DEFAULT NULL)
+                                  idempotency_key text DEFAULT NULL,
+                                  fallback text DEFAULT NULL)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'reminder_schedule'
 LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-COMMENT ON FUNCTION reminder.schedule(text, jsonb, text, timestamptz, jsonb, text) IS
-'schedules one message and returns its id; an existing idempotency_key returns that message''s id and creates nothing';
+COMMENT ON FUNCTION reminder.schedule(text, jsonb, text, timestamptz, jsonb, text, text) IS
+'schedules one message and returns its id; an existing idempotency_key returns that message''s id and creates nothing; fallback names the channel that takes over if it fails for good (default: the channel''s own "fallback" setting)';
 
 CREATE FUNCTION reminder.send(channel text, recipient jsonb, template text,
                               data jsonb DEFAULT '{}',
-                              idempotency_key text DEFAULT NULL)
+                              idempotency_key text DEFAULT NULL,
+                              fallback text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE sql SECURITY INVOKER
-RETURN reminder.schedule(channel, recipient, template, now(), data, idempotency_key);
-COMMENT ON FUNCTION reminder.send(text, jsonb, text, jsonb, text) IS
+RETURN reminder.schedule(channel, recipient, template, now(), data, idempotency_key, fallback);
+COMMENT ON FUNCTION reminder.send(text, jsonb, text, jsonb, text, text) IS
 'schedules one message for now; the worker sends it as soon as the transaction commits';
 
 CREATE FUNCTION reminder.cancel(message_id bigint)
@@ -173,8 +177,8 @@ LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION reminder.reschedule(bigint, timestamptz) IS
 'moves a message that is not yet sent to a new due time';
 
-GRANT EXECUTE ON FUNCTION reminder.schedule(text, jsonb, text, timestamptz, jsonb, text),
-                          reminder.send(text, jsonb, text, jsonb, text),
+GRANT EXECUTE ON FUNCTION reminder.schedule(text, jsonb, text, timestamptz, jsonb, text, text),
+                          reminder.send(text, jsonb, text, jsonb, text, text),
                           reminder.cancel(bigint),
                           reminder.reschedule(bigint, timestamptz)
     TO reminder_user;

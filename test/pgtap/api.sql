@@ -9,20 +9,20 @@
 \set ON_ERROR_STOP true
 
 BEGIN;
-SELECT plan(47);
+SELECT plan(49);
 
 -- signatures fixed by the product contract
 SELECT has_function('reminder', 'create_channel', ARRAY['text', 'text', 'jsonb', 'jsonb']);
 SELECT function_returns('reminder', 'create_channel', ARRAY['text', 'text', 'jsonb', 'jsonb'], 'void');
 SELECT has_function('reminder', 'create_template', ARRAY['text', 'text', 'text', 'text', 'text', 'text[]']);
-SELECT has_function('reminder', 'schedule', ARRAY['text', 'jsonb', 'text', 'timestamp with time zone', 'jsonb', 'text']);
-SELECT function_returns('reminder', 'schedule', ARRAY['text', 'jsonb', 'text', 'timestamp with time zone', 'jsonb', 'text'], 'bigint');
-SELECT has_function('reminder', 'send', ARRAY['text', 'jsonb', 'text', 'jsonb', 'text']);
+SELECT has_function('reminder', 'schedule', ARRAY['text', 'jsonb', 'text', 'timestamp with time zone', 'jsonb', 'text', 'text']);
+SELECT function_returns('reminder', 'schedule', ARRAY['text', 'jsonb', 'text', 'timestamp with time zone', 'jsonb', 'text', 'text'], 'bigint');
+SELECT has_function('reminder', 'send', ARRAY['text', 'jsonb', 'text', 'jsonb', 'text', 'text']);
 SELECT has_function('reminder', 'cancel', ARRAY['bigint']);
 SELECT has_function('reminder', 'reschedule', ARRAY['bigint', 'timestamp with time zone']);
-SELECT is((SELECT pg_get_function_arguments('reminder.schedule(text, jsonb, text, timestamptz, jsonb, text)'::regprocedure)),
-          'channel text, recipient jsonb, template text, due_at timestamp with time zone DEFAULT now(), data jsonb DEFAULT ''{}''::jsonb, idempotency_key text DEFAULT NULL::text',
-          'schedule has the documented parameter names and defaults');
+SELECT is((SELECT pg_get_function_arguments('reminder.schedule(text, jsonb, text, timestamptz, jsonb, text, text)'::regprocedure)),
+          'channel text, recipient jsonb, template text, due_at timestamp with time zone DEFAULT now(), data jsonb DEFAULT ''{}''::jsonb, idempotency_key text DEFAULT NULL::text, fallback text DEFAULT NULL::text',
+          'schedule has the documented parameter names and defaults: SPEC''s fixed six, then optional ones');
 SELECT is((SELECT pg_get_function_arguments('reminder.create_channel(text, text, jsonb, jsonb)'::regprocedure)),
           'name text, kind text, settings jsonb DEFAULT ''{}''::jsonb, secrets jsonb DEFAULT ''{}''::jsonb',
           'create_channel has the documented parameter names and defaults');
@@ -32,9 +32,9 @@ SELECT ok(has_function_privilege('reminder_admin', 'reminder.create_channel(text
 SELECT ok(NOT has_function_privilege('reminder_user', 'reminder.create_channel(text, text, jsonb, jsonb)', 'EXECUTE'), 'user may not create channels');
 SELECT ok(NOT has_function_privilege('reminder_user', 'reminder.set_channel_secrets(text, jsonb)', 'EXECUTE'), 'user may not set secrets');
 SELECT ok(NOT has_function_privilege('reminder_user', 'reminder.create_template(text, text, text, text, text, text[])', 'EXECUTE'), 'user may not create templates');
-SELECT ok(has_function_privilege('reminder_user', 'reminder.schedule(text, jsonb, text, timestamptz, jsonb, text)', 'EXECUTE'), 'user may schedule');
+SELECT ok(has_function_privilege('reminder_user', 'reminder.schedule(text, jsonb, text, timestamptz, jsonb, text, text)', 'EXECUTE'), 'user may schedule');
 SELECT ok(has_function_privilege('reminder_user', 'reminder.cancel(bigint)', 'EXECUTE'), 'user may cancel');
-SELECT ok(has_function_privilege('reminder_admin', 'reminder.schedule(text, jsonb, text, timestamptz, jsonb, text)', 'EXECUTE'), 'admin may schedule too');
+SELECT ok(has_function_privilege('reminder_admin', 'reminder.schedule(text, jsonb, text, timestamptz, jsonb, text, text)', 'EXECUTE'), 'admin may schedule too');
 
 -- set up as the admin role, schedule as the user role
 CREATE ROLE tap_admin IN ROLE reminder_admin;
@@ -68,6 +68,11 @@ SELECT is((SELECT due_at FROM reminder.message WHERE idempotency_key = 'tap-1'),
 SELECT ok(reminder.cancel((SELECT id FROM reminder.message WHERE idempotency_key = 'tap-1')), 'user cancels');
 SELECT is((SELECT status FROM reminder.message WHERE idempotency_key = 'tap-1'), 'cancelled', '... and the message is cancelled');
 SELECT ok(NOT reminder.cancel((SELECT id FROM reminder.message WHERE idempotency_key = 'tap-1')), 'cancelling again says false');
+SELECT reminder.send('tap_hook', '{}', 'tap_t', '{"name": "F"}', 'tap-fb', fallback => 'tap_log') AS fb \gset
+SELECT is((SELECT fallback FROM reminder.message WHERE id = :fb), 'tap_log', 'a message can name its own fallback channel');
+SELECT is((SELECT count(DISTINCT reminder.schedule('tap_log', '{}', 'tap_t', now(), '{"name": "x"}', 'tap-twice'))
+             FROM generate_series(1, 3)), 1::bigint,
+          'one key scheduled three times in one statement: one message, the same id each time');
 RESET ROLE;
 
 -- each bad input fails with its SQLSTATE and writes nothing
@@ -84,7 +89,7 @@ UPDATE reminder.message SET status = 'sent' WHERE data->>'name' = 'Now';
 SELECT throws_ok($$SELECT reminder.cancel((SELECT id FROM reminder.message WHERE data->>'name' = 'Now'))$$, '55000', NULL, 'cancelling a message already sent');
 SET LOCAL reminder.max_payload_size = '1kB';
 SELECT throws_ok($$SELECT reminder.schedule('tap_log', '{}', 'tap_t', now(), jsonb_build_object('name', repeat('x', 5000)))$$, '54000', NULL, 'data over the size limit');
-SELECT is((SELECT count(*)::int FROM reminder.message WHERE channel IN ('tap_log', 'tap_hook')), 2, 'failed calls wrote nothing');
+SELECT is((SELECT count(*)::int FROM reminder.message WHERE channel IN ('tap_log', 'tap_hook')), 4, 'failed calls wrote nothing');
 
 SELECT * FROM finish();
 ROLLBACK;

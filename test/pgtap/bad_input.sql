@@ -9,7 +9,7 @@
 \set ON_ERROR_STOP true
 
 BEGIN;
-SELECT plan(78);
+SELECT plan(81);
 
 -- Setup ---------------------------------------------------------------------
 SELECT reminder.create_channel('bi_mail', 'email', '{"url": "smtp://127.0.0.1:2525", "from": "r@example.com"}');
@@ -70,6 +70,9 @@ SELECT throws_ok(format('SELECT reminder.schedule(%L, %L, %L, now(), %L)', 'bi_m
                         jsonb_build_object('blob', repeat('x', 2000))), '54000', NULL, 'schedule: data over reminder.max_payload_size');
 RESET reminder.max_payload_size;
 SELECT throws_ok($$ SELECT reminder.send('bi_mail', '{"email": "a@example.com\nBcc: x@evil.example"}', 'bi_nps') $$, '22023', NULL, 'send: header injection in address');
+SELECT throws_ok($$ SELECT reminder.schedule('bi_mail', '{"email": "a@example.com"}', 'bi_nps', fallback => 'nope') $$, '42704', NULL, 'schedule: unknown fallback channel');
+SELECT throws_ok($$ SELECT reminder.schedule('bi_mail', '{"email": "a@example.com"}', 'bi_nps', fallback => 'bi_mail') $$, '22023', NULL, 'schedule: fallback to the message''s own channel');
+SELECT throws_ok($$ SELECT reminder.send('bi_mail', '{"email": "a@example.com"}', 'bi_nps', fallback => 'bi_sms') $$, '22023', NULL, 'send: fallback channel that cannot reach the recipient (no phone)');
 
 -- channels, templates, messages ----------------------------------------------------
 SELECT throws_ok($$ SELECT reminder.create_channel('bi_x', 'pigeon') $$, '22023', NULL, 'create_channel: unknown kind');

@@ -28,7 +28,7 @@ SELECT ok(NOT has_table_privilege('reminder_admin', 'reminder.channel_secret', '
           'reminder_admin cannot read secrets back either');
 SELECT ok(NOT has_table_privilege('reminder_user', 'reminder.message', 'INSERT'),
           'reminder_user writes messages only through functions');
-SELECT ok(NOT has_function_privilege('public', 'reminder.schedule(text, jsonb, text, timestamptz, jsonb, text)', 'EXECUTE'),
+SELECT ok(NOT has_function_privilege('public', 'reminder.schedule(text, jsonb, text, timestamptz, jsonb, text, text)', 'EXECUTE'),
           'PUBLIC cannot schedule');
 
 SELECT * FROM finish();

@@ -17,6 +17,7 @@ my $url = $sink->{url};
 # retry_delay 0.3 s: small, but large enough to see
 $node->safe_psql('app', qq{
 	SELECT reminder.create_channel('journal', 'log');
+	SELECT reminder.create_channel('journal2', 'log');
 	SELECT reminder.create_channel('mail', 'email',
 		'{"url": "smtp://127.0.0.1:1", "from": "a\@example.com"}');
 	SELECT reminder.create_channel('flaky', 'webhook',
@@ -159,6 +160,17 @@ is($node->safe_psql('app', q{
 	FROM reminder.message f JOIN reminder.message o ON o.idempotency_key = 'down-1'
 	WHERE f.idempotency_key = 'down-1:fallback'}),
 	'journal:1:Ada:1', '... same recipient and data, fallback_of set');
+
+# A message's own fallback wins over its channel's
+$node->safe_psql('app', "SELECT reminder.send('down', '{\"name\": \"Bob\"}', 't', '{}', 'down-own', fallback => 'journal2')");
+ok(wait_status('down-own', 'failed'), 'a message with its own fallback gives up');
+ok(query_until($node, 'app', "SELECT status = 'sent' FROM reminder.message WHERE idempotency_key = 'down-own:fallback'"),
+	'... and the fallback it named delivers');
+is($node->safe_psql('app', "SELECT channel FROM reminder.message WHERE idempotency_key = 'down-own:fallback'"),
+	'journal2', '... on that channel, not the channel\'s fallback');
+$node->safe_psql('app', "SELECT reminder.send('bad', '{\"name\": \"Bob\"}', 't', '{}', 'bad-own', fallback => 'journal')");
+ok(query_until($node, 'app', "SELECT status = 'sent' FROM reminder.message WHERE idempotency_key = 'bad-own:fallback'"),
+	'a channel without a fallback setting falls back as the message says');
 
 # A fallback channel the recipient has no address for: noted, not fatal
 $node->safe_psql('app', "SELECT reminder.send('down2', '{}', 't', '{}', 'down2-1')");
