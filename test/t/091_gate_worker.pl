@@ -2,7 +2,8 @@
 # message was scheduled gets nothing (the message ends suppressed), and a
 # message falling due inside the recipient's quiet hours is deferred to
 # their end, not sent and not dropped; an opt-out kept by forget() still
-# holds for the address imported again.  Uses the log channel, so no
+# holds for the address imported again; reminder.retention makes the
+# worker purge old finished messages.  Uses the log channel, so no
 # outside server is involved.
 use strict;
 use warnings;
@@ -79,6 +80,22 @@ ok($node->poll_query_until('postgres', "SELECT status = 'sent' FROM reminder.mes
 	'while others go out');
 like($node->safe_psql('postgres', "SELECT last_error FROM reminder.message WHERE id = $again"),
 	qr/kept at erasure/, 'the reason says where the opt-out came from');
+
+# Retention: the worker purges finished messages older than
+# reminder.retention, once it is set (here by a reload), and keeps the rest.
+$node->safe_psql('postgres', qq{
+	UPDATE reminder.message SET updated_at = now() - interval '2 hours', sent_at = now() - interval '2 hours'
+	 WHERE id = $plain});
+$node->append_conf('postgresql.conf', "reminder.retention = '1h'");
+$node->reload;
+ok($node->poll_query_until('postgres', "SELECT count(*) = 0 FROM reminder.message WHERE id = $plain"),
+	'reminder.retention: the worker purges an old finished message');
+is($node->safe_psql('postgres', "SELECT count(*) FROM reminder.attempt WHERE message_id = $plain"), '0',
+	'... with its attempts');
+is($node->safe_psql('postgres', "SELECT status FROM reminder.message WHERE id = $other"), 'sent',
+	'... and keeps a recent one');
+is($node->safe_psql('postgres', "SELECT count(*) FROM reminder.message WHERE id = $quiet"), '1',
+	'... and one still pending');
 
 $node->stop;
 done_testing();
