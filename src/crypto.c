@@ -110,6 +110,15 @@ reminder_address_hash(PG_FUNCTION_ARGS)
 								   text_to_cstring(PG_GETARG_TEXT_PP(1))));
 }
 
+/* reminder._address_key(kind, address): the text form */
+PG_FUNCTION_INFO_V1(reminder_address_key);
+Datum
+reminder_address_key(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(address_hash_text(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+													   text_to_cstring(PG_GETARG_TEXT_PP(1)))));
+}
+
 /* base64url without padding (RFC 4648 section 5): safe inside URLs. */
 char *
 base64url_encode(const uint8 *data, size_t len)

@@ -33,11 +33,6 @@ static const GateCheck checks[] = {
 	NULL						/* end of list */
 };
 
-/*
- * Answer the batch-capable checks for a batch of messages, in a
- * subtransaction: if that fails, each message is checked on its own
- * (gate_check() then raises the error for the message that causes it).
- */
 typedef struct GateBatch
 {
 	GateMessage *msgs;
@@ -52,6 +47,11 @@ gate_prepare_batch(void *arg)
 	consent_gate_prepare(b->msgs, b->n);
 }
 
+/*
+ * Answer the batch-capable checks for a batch of messages, in a
+ * subtransaction: if that fails, each message is checked on its own
+ * (gate_check() then raises the error for the message that causes it).
+ */
 void
 gate_prepare(GateMessage *msgs, int n)
 {

@@ -102,6 +102,13 @@ LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION reminder._address_hash(text, text) IS
 'internal: the SHA-256 reminder.survey_log keeps of an address (kind email or phone)';
 
+CREATE FUNCTION reminder._address_key(kind text, address text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'reminder_address_key'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION reminder._address_key(text, text) IS
+'internal: the same hash as sha256:<hex>, how reminder.consent keeps an opt-out after reminder.forget() and the consent check looks for it';
+
 -- ---------------------------------------------------------------------------
 -- watch() and unwatch()
 -- ---------------------------------------------------------------------------

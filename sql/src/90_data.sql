@@ -127,10 +127,10 @@ BEGIN
         SELECT hashed, s.channel, s.category, true, 'kept at erasure', max(s.changed_at)
           FROM reminder.consent s
          CROSS JOIN LATERAL (
-               SELECT 'sha256:' || encode(reminder._address_hash('email', e), 'hex')
+               SELECT reminder._address_key('email', e)
                  FROM unnest(emails) e WHERE s.recipient_id IS NOT NULL OR s.address = e
                UNION ALL
-               SELECT 'sha256:' || encode(reminder._address_hash('phone', p), 'hex')
+               SELECT reminder._address_key('phone', p)
                  FROM unnest(phones) p WHERE s.recipient_id IS NOT NULL OR s.address = p) a(hashed)
          WHERE s.opted_out AND (s.recipient_id = ANY (rids) OR s.address = ANY (emails || phones))
          GROUP BY hashed, s.channel, s.category

@@ -85,7 +85,8 @@ INSERT INTO fn VALUES
     ('reminder.recipient_check()', $$SELECT reminder.recipient_check()$$, 'none'),
     ('reminder._recipient_subject(jsonb)', $$SELECT reminder._recipient_subject('{"email": "pm@example.com"}')$$, 'none'),
     ('reminder._strip_copies(jsonb,text[])', $$SELECT reminder._strip_copies('{}', '{}')$$, 'none'),
-    ('reminder._address_hash(text,text)', $$SELECT reminder._address_hash('email', 'a@example.com')$$, 'none');
+    ('reminder._address_hash(text,text)', $$SELECT reminder._address_hash('email', 'a@example.com')$$, 'none'),
+    ('reminder._address_key(text,text)', $$SELECT reminder._address_key('email', 'a@example.com')$$, 'none');
 
 -- Tables and views: who may do what.
 CREATE TEMP TABLE rel (rel text, priv text, audience text);
