@@ -11,10 +11,12 @@ OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags) -DREMINDER_VERSION='"$(EXTVERSION)"'
 SHLIB_LINK  = $(shell curl-config --libs)
 
-# The install script is assembled from sql/src/*.sql, one part per
-# responsibility, in file-name order.  Upgrade scripts are written by hand.
+# The install script of the current version is assembled from sql/src/*.sql,
+# one part per responsibility, in file-name order.  Install scripts of
+# released versions are kept as they shipped (sql/reminder--0.1.0.sql), and
+# upgrade scripts are written by hand.
 DATA_built  = sql/$(EXTENSION)--$(EXTVERSION).sql
-DATA        = $(wildcard sql/$(EXTENSION)--*--*.sql)
+DATA        = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
 EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql test/results test/regression.diffs test/regression.out
 
 # pg_regress: inputs in test/sql, expected output in the top-level expected/

@@ -584,6 +584,8 @@ state_name(WorkerState state)
 			return "standby";
 		case WORKER_DISABLED:
 			return "disabled";
+		case WORKER_OTHER_VERSION:
+			return "waiting for ALTER EXTENSION UPDATE";
 		case WORKER_STOPPING:
 			return "stopping";
 		case WORKER_NO_EXTENSION:

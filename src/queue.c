@@ -27,6 +27,11 @@
 
 #include <math.h>
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "common/pg_prng.h"
@@ -34,6 +39,8 @@
 #include "mb/pg_wchar.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -71,10 +78,39 @@ typedef struct Bucket
 
 static List *buckets = NIL;		/* of Bucket *, in TopMemoryContext */
 
-bool
-queue_extension_present(void)
+/*
+ * Whether the extension is installed in this database, and at the version
+ * this library was built for: the claim and record statements are written
+ * for that version's tables.  *installed gets the installed version, if any.
+ */
+ExtensionState
+queue_extension_state(char **installed)
 {
-	return OidIsValid(get_extension_oid(REMINDER_EXTENSION, true));
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	ExtensionState state = EXTENSION_ABSENT;
+
+	*installed = NULL;
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum(REMINDER_EXTENSION));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tuple, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+
+		*installed = isnull ? pstrdup("") : TextDatumGetCString(d);
+		state = strcmp(*installed, REMINDER_VERSION) == 0 ?
+			EXTENSION_CURRENT : EXTENSION_OTHER_VERSION;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return state;
 }
 
 /* ----------------------------------------------------------------

@@ -550,6 +550,7 @@ typedef enum WorkerState
 	WORKER_RUNNING,				/* delivering */
 	WORKER_STANDBY,				/* idle: the server is in recovery */
 	WORKER_DISABLED,			/* idle: reminder.enabled is off */
+	WORKER_OTHER_VERSION,		/* idle: the installed SQL is not this library's version */
 	WORKER_STOPPING,			/* asked to exit (DROP DATABASE, DROP EXTENSION) */
 	WORKER_NO_EXTENSION			/* exited: the extension is not installed */
 } WorkerState;

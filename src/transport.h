@@ -244,7 +244,14 @@ typedef struct ClaimResult
 	TimestampTz next_token;		/* when a throttled channel may go on, or DT_NOEND */
 } ClaimResult;
 
-extern bool queue_extension_present(void);
+typedef enum ExtensionState
+{
+	EXTENSION_ABSENT,			/* not installed in this database */
+	EXTENSION_OTHER_VERSION,	/* installed at a version this library does not serve */
+	EXTENSION_CURRENT			/* installed at this library's version */
+} ExtensionState;
+
+extern ExtensionState queue_extension_state(char **installed);
 extern void queue_claim(int limit, int paced_limit, dlist_head *to_send,
 						dlist_head *done, MemoryContext delivery_parent,
 						ClaimResult *result);

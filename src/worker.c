@@ -55,6 +55,7 @@
 
 static WorkerSlot *my_slot = NULL;
 static volatile sig_atomic_t in_transaction = false;
+static bool version_mismatch = false;	/* the installed SQL is another version */
 
 /* Slot counters, published every iteration. */
 static int64 n_sent = 0;
@@ -322,19 +323,45 @@ record_done(dlist_head *done)
 }
 
 /*
+ * Log when the installed extension's version starts or stops differing
+ * from this library's: until ALTER EXTENSION ... UPDATE, nothing is claimed.
+ */
+static void
+note_version(ExtensionState state, const char *installed)
+{
+	bool		mismatch = (state == EXTENSION_OTHER_VERSION);
+
+	if (mismatch && !version_mismatch)
+		ereport(LOG,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("reminder worker: extension \"%s\" is installed at version %s in this database, but the loaded library is version %s; delivering nothing",
+						REMINDER_EXTENSION, installed, REMINDER_VERSION),
+				 errhint("Run ALTER EXTENSION %s UPDATE in this database, or load the library that matches.",
+						 REMINDER_EXTENSION)));
+	else if (!mismatch && version_mismatch && state == EXTENSION_CURRENT)
+		ereport(LOG,
+				(errmsg("reminder worker: extension \"%s\" is now at version %s; delivering",
+						REMINDER_EXTENSION, REMINDER_VERSION)));
+	if (state != EXTENSION_ABSENT)
+		version_mismatch = mismatch;
+}
+
+/*
  * Record the finished deliveries in *done, if any, and claim and prepare
  * up to limit messages, in one transaction: one commit per loop, not two.
  * If that transaction fails, the deliveries are recorded on their own
- * (record_done) and nothing is claimed this time.  Returns false if the
- * extension is gone from this database.
+ * (record_done) and nothing is claimed this time.  Nothing is claimed
+ * either while the installed extension is at another version than this
+ * library.  Returns what was found of the extension.
  */
-static bool
+static ExtensionState
 record_and_claim(dlist_head *done, int limit, int paced_limit, dlist_head *to_send,
 				 MemoryContext delivery_parent, ClaimResult *result)
 {
 	MemoryContext cxt = CurrentMemoryContext;
-	volatile bool present = true;
+	volatile ExtensionState state = EXTENSION_CURRENT;
 	volatile bool recorded = false;
+	char	   *installed = NULL;
 	dlist_head	new_send;
 	dlist_head	new_done;
 	int64		s = 0,
@@ -352,15 +379,17 @@ record_and_claim(dlist_head *done, int limit, int paced_limit, dlist_head *to_se
 	{
 		begin_tx(dlist_is_empty(done) ? "claiming due messages" :
 				 "recording deliveries and claiming due messages");
-		present = queue_extension_present();
-		if (present)
+		state = queue_extension_state(&installed);
+		if (state == EXTENSION_CURRENT)
 		{
 			if (!dlist_is_empty(done))
 				queue_record(done, &s, &f, &r);
 			queue_claim(limit, paced_limit, &new_send, &new_done, delivery_parent, result);
 		}
+		if (installed)
+			installed = MemoryContextStrdup(cxt, installed);
 		end_tx();
-		recorded = present;
+		recorded = (state == EXTENSION_CURRENT);
 	}
 	PG_CATCH();
 	{
@@ -375,19 +404,20 @@ record_and_claim(dlist_head *done, int limit, int paced_limit, dlist_head *to_se
 	}
 	PG_END_TRY();
 
+	note_version(state, installed);
 	if (recorded)
 	{
 		count(s, f, r);
 		free_all(done);
 	}
-	else if (present)
+	else if (state != EXTENSION_ABSENT)
 		record_done(done);
 
 	while (!dlist_is_empty(&new_send))
 		dlist_push_tail(to_send, dlist_pop_head_node(&new_send));
 	while (!dlist_is_empty(&new_done))
 		dlist_push_tail(done, dlist_pop_head_node(&new_done));
-	return present;
+	return state;
 }
 
 /* At exit: give back claimed messages never started; else the lease will. */
@@ -663,11 +693,12 @@ deliver(void)
 		else
 		{
 			/* 2b. record and claim, refilling free slots in batches while busy */
-			set_state(WORKER_RUNNING);
+			set_state(version_mismatch ? WORKER_OTHER_VERSION : WORKER_RUNNING);
 			if (claiming)
 			{
 				ClaimResult res;
 				dlist_head	finished;
+				ExtensionState ext;
 
 				/* what has finished is recorded in the same transaction */
 				dlist_init(&finished);
@@ -677,9 +708,11 @@ deliver(void)
 						dlist_push_tail(&finished, dlist_pop_head_node(&done));
 					first_done_at = 0;
 				}
-				if (!record_and_claim(&finished, Min(room, reminder_batch_size),
-									  paced_waiting(&to_send) ? 0 : Min(room, reminder_batch_size),
-									  &to_send, delivery_cxt, &res))
+				ext = record_and_claim(&finished, Min(room, reminder_batch_size),
+									   paced_waiting(&to_send) ? 0 : Min(room, reminder_batch_size),
+									   &to_send, delivery_cxt, &res);
+				set_state(version_mismatch ? WORKER_OTHER_VERSION : WORKER_RUNNING);
+				if (ext == EXTENSION_ABSENT)
 				{
 					ereport(LOG,
 							(errmsg("reminder worker: extension \"%s\" is no longer installed in this database; exiting",
@@ -761,7 +794,8 @@ reminder_worker_main(Datum main_arg)
 {
 	Oid			dboid = DatumGetObjectId(main_arg);
 	int			slotno;
-	bool		present;
+	ExtensionState state;
+	char	   *installed;
 	char	   *dbname;
 
 	memcpy(&slotno, MyBgworkerEntry->bgw_extra, sizeof(int));
@@ -779,10 +813,12 @@ reminder_worker_main(Datum main_arg)
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	present = queue_extension_present();
+	state = queue_extension_state(&installed);
 	dbname = MemoryContextStrdup(TopMemoryContext, get_database_name(dboid));
+	if (installed)
+		installed = MemoryContextStrdup(TopMemoryContext, installed);
 	CommitTransactionCommand();
-	if (!present)
+	if (state == EXTENSION_ABSENT)
 	{
 		set_state(WORKER_NO_EXTENSION);
 		proc_exit(0);
@@ -790,6 +826,7 @@ reminder_worker_main(Datum main_arg)
 
 	ereport(LOG,
 			(errmsg("reminder worker started for database \"%s\"", dbname)));
+	note_version(state, installed);
 	deliver();
 	proc_exit(0);
 }

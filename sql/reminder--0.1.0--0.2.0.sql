@@ -1,0 +1,171 @@
+-- reminder 0.1.0 -> 0.2.0
+--
+-- Every change to sql/src/ since 0.1.0, in the order it landed.  A test
+-- (test/t/095_upgrade.pl) installs 0.1.0 with its own library, fills it,
+-- updates and compares the result with a fresh 0.2.0 install: tables,
+-- columns, indexes, constraints, functions, privileges and comments.
+
+\echo Use "ALTER EXTENSION reminder UPDATE TO '0.2.0'" to load this file. \quit
+
+-- forget() keeps opt-outs under the text form of the address hash.
+CREATE FUNCTION reminder._address_key(kind text, address text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'reminder_address_key'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION reminder._address_key(text, text) IS
+'internal: the same hash as sha256:<hex>, how reminder.consent keeps an opt-out after reminder.forget() and the consent check looks for it';
+REVOKE EXECUTE ON FUNCTION reminder._address_key(text, text) FROM PUBLIC;
+
+-- forget(): opt-outs kept by reminder._address_key().
+CREATE OR REPLACE FUNCTION reminder.forget(recipient jsonb, keep_opt_outs boolean DEFAULT true)
+RETURNS TABLE (object text, erased bigint)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    subj         record;
+    rids         bigint[];
+    emails       text[];
+    phones       text[];
+    more_ids     bigint[];
+    more_emails  text[];
+    more_phones  text[];
+    mids         bigint[];
+    n_recipients bigint;
+    n_messages   bigint;
+    n_cancelled  bigint;
+    n_attempts   bigint;
+    n_events     bigint;
+    n_log        bigint;
+    n_copies     bigint;
+    n_log_copies bigint;
+    n_consent    bigint;
+    n_consent_log bigint;
+    n_survey_log bigint;
+    n_kept       bigint := 0;
+BEGIN
+    IF forget.recipient IS NULL THEN
+        RAISE EXCEPTION 'recipient must not be null'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass {"external_id": "client-42"}, {"email": "ada@example.com"} or {"phone": "+48601234567"}.';
+    END IF;
+
+    -- Who: the stored recipient or raw addresses given, every stored
+    -- recipient sharing one of those addresses, and their addresses.
+    SELECT * INTO subj FROM reminder._recipient_subject(forget.recipient);
+    rids := CASE WHEN subj.recipient_id IS NULL THEN '{}'::bigint[] ELSE ARRAY[subj.recipient_id] END;
+    emails := subj.emails;
+    phones := subj.phones;
+    FOR i IN 1..2 LOOP
+        SELECT coalesce(array_agg(r.id), '{}'),
+               coalesce(array_agg(lower(r.email)) FILTER (WHERE r.email IS NOT NULL), '{}'),
+               coalesce(array_agg(r.phone) FILTER (WHERE r.phone IS NOT NULL), '{}')
+          INTO more_ids, more_emails, more_phones
+          FROM reminder.recipient r
+         WHERE r.id = ANY (rids) OR lower(r.email) = ANY (emails) OR r.phone = ANY (phones);
+        rids := ARRAY(SELECT DISTINCT unnest(rids || more_ids));
+        emails := ARRAY(SELECT DISTINCT unnest(emails || more_emails));
+        phones := ARRAY(SELECT DISTINCT unnest(phones || more_phones));
+    END LOOP;
+
+    -- Their messages: by stored recipient or by address.
+    mids := ARRAY(SELECT m.id FROM reminder.message m
+                   WHERE m.recipient_id = ANY (rids)
+                      OR lower(m.recipient ->> 'email') = ANY (emails)
+                      OR m.recipient ->> 'phone' = ANY (phones)
+                   ORDER BY m.id
+                   FOR UPDATE);
+
+    -- Personal data goes; ids, channel, template, states, times and
+    -- counts stay, so statistics still add up.
+    UPDATE reminder.message
+       SET recipient = '{"forgotten": true}', data = '{}', recipient_id = NULL,
+           last_error = NULL, provider_message_id = NULL, source_key = NULL,
+           idempotency_key = 'forgotten:' || id
+     WHERE id = ANY (mids);
+    GET DIAGNOSTICS n_messages = ROW_COUNT;
+
+    -- Nothing can be delivered to no one.
+    UPDATE reminder.message
+       SET status = 'cancelled', last_error = 'recipient forgotten', updated_at = now()
+     WHERE id = ANY (mids) AND status IN ('scheduled', 'retrying');
+    GET DIAGNOSTICS n_cancelled = ROW_COUNT;
+
+    UPDATE reminder.attempt SET error = NULL, response = NULL, smtp_reply = NULL
+     WHERE message_id = ANY (mids);
+    GET DIAGNOSTICS n_attempts = ROW_COUNT;
+
+    UPDATE reminder.event SET comment = NULL, detail = '{}'
+     WHERE message_id = ANY (mids);
+    GET DIAGNOSTICS n_events = ROW_COUNT;
+
+    UPDATE reminder.log SET recipient = '{"forgotten": true}', subject = NULL, body = '', html = NULL
+     WHERE message_id = ANY (mids);
+    GET DIAGNOSTICS n_log = ROW_COUNT;
+
+    -- Copies to them on other people's messages.
+    UPDATE reminder.message m SET recipient = reminder._strip_copies(m.recipient, emails)
+     WHERE m.recipient ?| ARRAY['cc', 'bcc'] AND NOT (m.id = ANY (mids))
+       AND m.recipient IS DISTINCT FROM reminder._strip_copies(m.recipient, emails);
+    GET DIAGNOSTICS n_copies = ROW_COUNT;
+    UPDATE reminder.log l SET recipient = reminder._strip_copies(l.recipient, emails)
+     WHERE l.recipient ?| ARRAY['cc', 'bcc'] AND NOT (l.message_id = ANY (mids))
+       AND l.recipient IS DISTINCT FROM reminder._strip_copies(l.recipient, emails);
+    GET DIAGNOSTICS n_log_copies = ROW_COUNT;
+
+    -- Consent: an objection outlives the erasure (GDPR article 21).  Their
+    -- opt-outs stay, about a hash of each address they covered instead of
+    -- the address or the stored recipient, so that the address, imported
+    -- again, is still not messaged; the worker's consent check looks for
+    -- both.  Then the statements go, and the log keeps what was done and
+    -- when, without whom.
+    IF keep_opt_outs THEN
+        INSERT INTO reminder.consent AS c (address, channel, category, opted_out, source, changed_at)
+        SELECT hashed, s.channel, s.category, true, 'kept at erasure', max(s.changed_at)
+          FROM reminder.consent s
+         CROSS JOIN LATERAL (
+               SELECT reminder._address_key('email', e)
+                 FROM unnest(emails) e WHERE s.recipient_id IS NOT NULL OR s.address = e
+               UNION ALL
+               SELECT reminder._address_key('phone', p)
+                 FROM unnest(phones) p WHERE s.recipient_id IS NOT NULL OR s.address = p) a(hashed)
+         WHERE s.opted_out AND (s.recipient_id = ANY (rids) OR s.address = ANY (emails || phones))
+         GROUP BY hashed, s.channel, s.category
+        ON CONFLICT ON CONSTRAINT consent_scope_key DO UPDATE
+           SET opted_out = true, source = excluded.source,
+               changed_at = greatest(c.changed_at, excluded.changed_at);
+        GET DIAGNOSTICS n_kept = ROW_COUNT;
+    END IF;
+    DELETE FROM reminder.consent
+     WHERE recipient_id = ANY (rids) OR address = ANY (emails || phones);
+    GET DIAGNOSTICS n_consent = ROW_COUNT;
+    UPDATE reminder.consent_log SET recipient_id = NULL, address = NULL
+     WHERE recipient_id = ANY (rids) OR address = ANY (emails || phones);
+    GET DIAGNOSTICS n_consent_log = ROW_COUNT;
+
+    -- The survey throttle's record of them: their hashed addresses are
+    -- still about them (pseudonymous, not anonymous).
+    DELETE FROM reminder.survey_log
+     WHERE message_id = ANY (mids)
+        OR address_hash = ANY (ARRAY(SELECT reminder._address_hash('email', e) FROM unnest(emails) e
+                                     UNION ALL
+                                     SELECT reminder._address_hash('phone', p) FROM unnest(phones) p));
+    GET DIAGNOSTICS n_survey_log = ROW_COUNT;
+
+    DELETE FROM reminder.recipient WHERE id = ANY (rids);
+    GET DIAGNOSTICS n_recipients = ROW_COUNT;
+
+    RETURN QUERY VALUES
+        ('recipients', n_recipients),
+        ('messages', n_messages),
+        ('cancelled', n_cancelled),
+        ('attempts', n_attempts),
+        ('events', n_events),
+        ('log', n_log),
+        ('copies', n_copies + n_log_copies),
+        ('consent', n_consent),
+        ('consent_log', n_consent_log),
+        ('survey_log', n_survey_log),
+        ('opt_outs_kept', n_kept);
+END
+$$;
