@@ -697,6 +697,28 @@ check_fallback_exists(ChannelConfig *cc)
 }
 
 /*
+ * An attempt must end before the lease on its message does, or another pass
+ * could claim the message while it is still in flight.  The worker cuts
+ * attempts at the lease (less a second) anyway, and renews the leases of
+ * messages it holds; a channel asking for longer is refused here, where
+ * the user can still change it.
+ */
+static void
+check_timeout_below_lease(ChannelConfig *cc, Jsonb *settings)
+{
+	if (jsonb_get(settings, "timeout") == NULL ||
+		cc->timeout_ms < reminder_lease_timeout * 1000)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("setting \"timeout\" of channel \"%s\" must be shorter than reminder.lease_timeout",
+					cc->name),
+			 errdetail("The timeout is %d ms; reminder.lease_timeout is %d s.",
+					   cc->timeout_ms, reminder_lease_timeout),
+			 errhint("Lower the channel's timeout, or raise reminder.lease_timeout in postgresql.conf.")));
+}
+
+/*
  * What create_channel() checks beyond the parser, once: the CA file is a
  * file the server can read, named by a role allowed to point the server
  * at its files, and switching certificate verification off is said aloud.
@@ -770,6 +792,7 @@ reminder_create_channel(PG_FUNCTION_ARGS)
 	}
 
 	cc = channel_parse(name, kind, settings, effective);
+	check_timeout_below_lease(cc, settings);
 	check_tls_settings(cc);
 	check_fallback_exists(cc);
 	check_kind_change(name, kind);

@@ -60,6 +60,7 @@ static SPIPlanPtr log_plan = NULL;
 static SPIPlanPtr fallback_of_plan = NULL;
 static SPIPlanPtr segments_plan = NULL;
 static SPIPlanPtr release_plan = NULL;
+static SPIPlanPtr renew_plan = NULL;
 
 /*
  * Token buckets of rate-limited channels, kept across claims.  A bucket
@@ -395,9 +396,13 @@ new_delivery(ClaimedMessage *m, ChannelConfig *cc, MemoryContext parent)
 	d->data = (Jsonb *) pg_detoast_datum_copy((struct varlena *) m->data);
 	d->is_fallback = m->is_fallback;
 	d->channel = pstrdup(m->channel);
+	/* the claim's UPDATE set lease_until = now() + lease */
+	d->lease_until = GetCurrentTransactionStartTimestamp() +
+		(TimestampTz) reminder_lease_timeout * USECS_PER_SEC;
 	if (cc)
 	{
-		d->timeout_ms = cc->timeout_ms;
+		/* an attempt ends well before its lease: see queue_renew_leases() */
+		d->timeout_ms = Min(cc->timeout_ms, reminder_lease_timeout * 1000 - 1000);
 		d->max_attempts = cc->max_attempts;
 		d->retry_delay_ms = cc->retry_delay_ms;
 		d->retry_max_delay_ms = cc->retry_max_delay_ms;
@@ -837,26 +842,73 @@ queue_release(dlist_head *unsent)
 		elog(ERROR, "could not give back unsent messages");
 }
 
+/*
+ * Extend the leases of messages this worker holds: claimed and waiting for
+ * a transfer slot, or in flight.  Without this, a message held longer than
+ * reminder.lease_timeout (a slow receiver, a long queue for one host) would
+ * be claimed again, by this worker or another, and sent twice.  A row no
+ * longer in this claim (status or attempt changed) is left alone.  Runs
+ * inside a transaction with SPI connected; returns the new lease_until,
+ * for the caller to note once that transaction committed.
+ */
+TimestampTz
+queue_renew_leases(Delivery **ds, int n)
+{
+	Column		id,
+				attempt;
+	Datum		values[3];
+
+	if (renew_plan == NULL)
+	{
+		Oid			argtypes[3] = {INT8ARRAYOID, INT4ARRAYOID, INT4OID};
+
+		renew_plan = spi_prepare_kept("UPDATE reminder.message m "
+									  "SET lease_until = now() + make_interval(secs => $3) "
+									  "FROM unnest($1, $2) AS u(id, attempt) "
+									  "WHERE m.id = u.id AND m.status = 'sending' AND m.attempts = u.attempt",
+									  3, argtypes, 0);
+	}
+	col_init(&id, INT8OID);
+	col_init(&attempt, INT4OID);
+	for (int i = 0; i < n; i++)
+	{
+		col_add(&id, Int64GetDatum(ds[i]->message_id), false);
+		col_add(&attempt, Int32GetDatum(ds[i]->attempt), false);
+	}
+	values[0] = col_done(&id);
+	values[1] = col_done(&attempt);
+	values[2] = Int32GetDatum(reminder_lease_timeout);
+	if (SPI_execute_plan(renew_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not renew leases");
+	return GetCurrentTransactionStartTimestamp() +
+		(TimestampTz) reminder_lease_timeout * USECS_PER_SEC;
+}
+
 /* ----------------------------------------------------------------
  * Outcomes
  * ----------------------------------------------------------------
  */
 
 /*
- * Backoff before attempt n + 1: "decorrelated" jitter, uniform between
- * the base delay and base * 3^(n-1), capped.  Never less than the base, so
- * a retry is always visibly later; spread out so that messages failing
- * together do not come back together.
+ * Backoff before attempt n + 1: uniform between retry_delay * 3^(n-1) and
+ * twice that, so that messages failing together, the first time as every
+ * time after, do not come back together.  Capped: at the cap, uniform
+ * between half the cap and the cap.
  */
 static int64
 backoff_ms(int n, int base, int cap)
 {
-	double		upper = base * pow(3.0, Max(n - 1, 0));
+	double		lo = (double) base * pow(3.0, Max(n - 1, 0));
+	double		hi = 2.0 * lo;
 
-	upper = Min(upper, (double) cap);
-	if (upper <= base)
-		return Min(base, cap);
-	return (int64) (base + pg_prng_double(&pg_global_prng_state) * (upper - base));
+	if (lo >= cap)
+	{
+		lo = cap / 2.0;
+		hi = cap;
+	}
+	else
+		hi = Min(hi, (double) cap);
+	return (int64) (lo + pg_prng_double(&pg_global_prng_state) * (hi - lo));
 }
 
 /*

@@ -44,6 +44,22 @@ static int	n_active = 0;
 static bool stale_connections = false;	/* opened under an older host policy */
 
 /*
+ * Transfers in flight per host and port.  libcurl opens at most
+ * reminder.max_host_connections connections to one host and queues the
+ * transfers beyond that, with their timeout running: a slow but healthy
+ * receiver would see spurious timeouts and duplicates.  So no more
+ * transfers start per host than it may have connections; the others wait,
+ * unstarted, in the worker's queue (their leases renewed meanwhile).
+ */
+typedef struct HostLoad
+{
+	char	   *key;
+	int			n;
+} HostLoad;
+
+static List *host_loads = NIL;	/* of HostLoad *, in TopMemoryContext */
+
+/*
  * Easy handles of finished transfers, reset and kept for the next ones:
  * creating and destroying a handle per message cost more than the request
  * itself.  At most reminder.max_concurrent are kept (its maximum is 1024).
@@ -232,6 +248,95 @@ transport_in_flight(void)
 	return n_active;
 }
 
+/* "host:port" of the delivery's URL, as libcurl's connection limits see it. */
+static const char *
+conn_key(Delivery *d)
+{
+	CURLU	   *u;
+	char	   *host = NULL;
+	char	   *port = NULL;
+	MemoryContext old;
+
+	if (d->conn_key)
+		return d->conn_key;
+	u = curl_url();
+	old = MemoryContextSwitchTo(d->cxt);
+	if (u && d->url &&
+		curl_url_set(u, CURLUPART_URL, d->url, 0) == CURLUE_OK &&
+		curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+		curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK)
+		d->conn_key = psprintf("%s:%s", host, port);
+	else
+		d->conn_key = pstrdup(d->url ? d->url : "");	/* such a transfer fails at once */
+	MemoryContextSwitchTo(old);
+	curl_free(host);
+	curl_free(port);
+	curl_url_cleanup(u);
+	return d->conn_key;
+}
+
+static HostLoad *
+host_load(const char *key, bool create)
+{
+	ListCell   *lc;
+	HostLoad   *h;
+	MemoryContext old;
+
+	foreach(lc, host_loads)
+	{
+		h = lfirst(lc);
+		if (strcmp(h->key, key) == 0)
+			return h;
+	}
+	if (!create)
+		return NULL;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	h = palloc(sizeof(HostLoad));
+	h->key = pstrdup(key);
+	h->n = 0;
+	host_loads = lappend(host_loads, h);
+	MemoryContextSwitchTo(old);
+	return h;
+}
+
+/* Whether a transfer of d may start now without queueing inside libcurl. */
+bool
+transport_host_has_room(Delivery *d)
+{
+	HostLoad   *h;
+
+	if (!d->ops || !d->ops->network)
+		return true;
+	h = host_load(conn_key(d), false);
+	return h == NULL || h->n < reminder_max_host_connections;
+}
+
+static void
+host_load_add(Delivery *d, int delta)
+{
+	HostLoad   *h = host_load(conn_key(d), delta > 0);
+
+	if (h == NULL)
+		return;
+	h->n += delta;
+	if (h->n <= 0)
+	{
+		host_loads = list_delete_ptr(host_loads, h);
+		pfree(h->key);
+		pfree(h);
+	}
+}
+
+/* Call fn for every delivery whose transfer is in flight. */
+void
+transport_foreach_active(void (*fn) (Delivery *d, void *arg), void *arg)
+{
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &active)
+		fn(dlist_container(Delivery, node, iter.cur), arg);
+}
+
 /* Options every transfer gets, whatever the kind. */
 void
 transport_set_common_options(Delivery *d, CURL *easy)
@@ -316,6 +421,7 @@ transport_start(Delivery *d)
 	}
 	dlist_push_tail(&active, &d->node);
 	n_active++;
+	host_load_add(d, 1);
 }
 
 /*
@@ -340,6 +446,7 @@ release_transfer(Delivery *d)
 		d->ops->cleanup(d);
 	dlist_delete(&d->node);
 	n_active--;
+	host_load_add(d, -1);
 }
 
 static void
@@ -461,7 +568,12 @@ transport_classify_curl(Delivery *d)
 {
 	const char *what = curl_easy_strerror(d->curl_code);
 
-	if (d->curl_code == CURLE_COULDNT_CONNECT && d->denied[0] != '\0')
+	/*
+	 * Refused by the host policy: permanent, whatever curl made of the
+	 * refused socket (a connect error, or a timeout when it waited for
+	 * another address or a connection of the pool meanwhile).
+	 */
+	if (d->denied[0] != '\0')
 	{
 		d->outcome = OUTCOME_PERMANENT;
 		d->error = MemoryContextStrdup(d->cxt, d->denied);

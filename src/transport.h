@@ -91,7 +91,11 @@ typedef struct Delivery
 	char	   *subject;
 	char	   *html;
 
+	/* the claim: the lease this worker holds on the message */
+	TimestampTz lease_until;
+
 	/* the transfer, owned by transport.c while in flight */
+	char	   *conn_key;		/* "host:port" libcurl's per-host limit counts */
 	CURL	   *easy;
 	struct curl_slist *slist;
 	void	   *state;			/* the transport's own, in cxt; see cleanup */
@@ -152,6 +156,8 @@ extern long transport_timeout_ms(void);
 extern void transport_start(Delivery *d);
 extern void transport_perform(bool sockets_ready);
 extern int	transport_in_flight(void);
+extern bool transport_host_has_room(Delivery *d);
+extern void transport_foreach_active(void (*fn) (Delivery *d, void *arg), void *arg);
 extern bool transport_take_done(dlist_head *into);
 extern void transport_abandon_all(void);
 extern void transport_set_common_options(Delivery *d, CURL *easy);
@@ -256,6 +262,7 @@ extern void queue_claim(int limit, int paced_limit, dlist_head *to_send,
 						dlist_head *done, MemoryContext delivery_parent,
 						ClaimResult *result);
 extern void queue_release(dlist_head *unsent);
+extern TimestampTz queue_renew_leases(Delivery **ds, int n);
 extern void queue_record(dlist_head *done, int64 *sent, int64 *failed,
 						 int64 *retried);
 extern void queue_decide(Delivery *d);

@@ -12,6 +12,9 @@
  */
 #include "postgres.h"
 
+#include <ctype.h>
+#include <math.h>
+
 #include <curl/curl.h>
 
 #include "lib/stringinfo.h"
@@ -443,6 +446,37 @@ validate_payload_size(Size size, const char *what)
 				 errhint("Raise reminder.max_payload_size, or keep large data in your tables and refer to it.")));
 }
 
+/* [+-]digits[.digits][e[+-]digits], or .digits: what a JSON number looks like */
+static bool
+decimal_number(const char *s)
+{
+	bool		digits = false;
+
+	if (*s == '+' || *s == '-')
+		s++;
+	while (isdigit((unsigned char) *s))
+		s++, digits = true;
+	if (*s == '.')
+	{
+		s++;
+		while (isdigit((unsigned char) *s))
+			s++, digits = true;
+	}
+	if (!digits)
+		return false;
+	if (*s == 'e' || *s == 'E')
+	{
+		s++;
+		if (*s == '+' || *s == '-')
+			s++;
+		if (!isdigit((unsigned char) *s))
+			return false;
+		while (isdigit((unsigned char) *s))
+			s++;
+	}
+	return *s == '\0';
+}
+
 /*
  * A duration as a PostgreSQL interval ("30 seconds", "1 min", "500 ms") or
  * a bare number of seconds.  Returns milliseconds.
@@ -453,9 +487,12 @@ parse_duration_ms(const char *text, const char *what)
 	double		ms;
 	char	   *end;
 
-	ms = strtod(text, &end);
-	if (end != text && *end == '\0')
-		ms *= 1000.0;
+	/* a plain decimal number of seconds; strtod() would also take "nan", "inf" and hex */
+	if (decimal_number(text))
+	{
+		ms = strtod(text, &end) * 1000.0;
+		Assert(*end == '\0');
+	}
 	else
 	{
 		MemoryContext cxt = CurrentMemoryContext;
@@ -485,7 +522,7 @@ parse_duration_ms(const char *text, const char *what)
 		ms = (iv->time / 1000.0) + (iv->day * 86400000.0) + (iv->month * 30.0 * 86400000.0);
 	}
 
-	if (ms < 0 || ms > INT_MAX)
+	if (!isfinite(ms) || ms < 0 || ms > INT_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("duration \"%s\" out of range in %s", text, what),

@@ -488,27 +488,106 @@ start_one(Delivery *d, dlist_head *done)
 }
 
 /*
- * Start the transfers of claimed deliveries as far as transfer slots
- * allow; the rest wait in *to_send.  Those of rate-limited channels go
- * first, whatever their place: their tokens were spent for now.
+ * Start the transfers of claimed deliveries as far as transfer slots and
+ * the connections allowed per host allow; the rest wait in *to_send, in
+ * order.  Those of rate-limited channels go first, whatever their place:
+ * their tokens were spent for now.
  */
 static void
 start_transfers(dlist_head *to_send, dlist_head *done)
 {
 	dlist_mutable_iter iter;
 
-	dlist_foreach_modify(iter, to_send)
+	for (int pass = 0; pass < 2; pass++)
 	{
-		Delivery   *d = dlist_container(Delivery, node, iter.cur);
-
-		if (d->paced)
+		dlist_foreach_modify(iter, to_send)
 		{
+			Delivery   *d = dlist_container(Delivery, node, iter.cur);
+
+			if (pass == 0 && !d->paced)
+				continue;
+			if (pass == 1 && transport_in_flight() >= reminder_max_concurrent)
+				return;
+			if (!transport_host_has_room(d))
+				continue;
 			dlist_delete(&d->node);
 			start_one(d, done);
 		}
 	}
-	while (!dlist_is_empty(to_send) && transport_in_flight() < reminder_max_concurrent)
-		start_one(dlist_container(Delivery, node, dlist_pop_head_node(to_send)), done);
+}
+
+/* ----------------------------------------------------------------
+ * Leases
+ * ----------------------------------------------------------------
+ */
+
+typedef struct Held
+{
+	Delivery  **ds;
+	int			n;
+	int			max;
+	TimestampTz renew_before;	/* collect those whose lease ends before */
+	TimestampTz earliest_kept;	/* the earliest lease of those not collected */
+} Held;
+
+static void
+hold(Delivery *d, void *arg)
+{
+	Held	   *h = arg;
+
+	if (d->lease_until >= h->renew_before)
+	{
+		h->earliest_kept = Min(h->earliest_kept, d->lease_until);
+		return;
+	}
+	if (h->n == h->max)
+	{
+		h->max = Max(64, h->max * 2);
+		h->ds = h->ds ? repalloc(h->ds, sizeof(Delivery *) * h->max) :
+			palloc(sizeof(Delivery *) * h->max);
+	}
+	h->ds[h->n++] = d;
+}
+
+/*
+ * The messages this worker holds (waiting for a slot, or in flight) whose
+ * lease ends within half the lease timeout get it extended; a healthy
+ * worker's messages are never claimed again.  Returns when to look next.
+ */
+static TimestampTz
+renew_leases(dlist_head *to_send)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	TimestampTz now = GetCurrentTimestamp();
+	int64		half = (int64) reminder_lease_timeout * USECS_PER_SEC / 2;
+	Held		h = {NULL, 0, 0, now + half, DT_NOEND};
+	dlist_iter	iter;
+	volatile TimestampTz until = 0;
+
+	dlist_foreach(iter, to_send)
+		hold(dlist_container(Delivery, node, iter.cur), &h);
+	transport_foreach_active(hold, &h);
+	if (h.n > 0)
+	{
+		PG_TRY();
+		{
+			begin_tx("renewing leases");
+			until = queue_renew_leases(h.ds, h.n);
+			end_tx();
+		}
+		PG_CATCH();
+		{
+			abort_tx(cxt, "renewing leases");
+			/* try again in a second */
+			return TimestampTzPlusMilliseconds(now, 1000);
+		}
+		PG_END_TRY();
+		for (int i = 0; i < h.n; i++)
+			h.ds[i]->lease_until = until;
+		h.earliest_kept = Min(h.earliest_kept, until);
+		elog(DEBUG1, "reminder worker: renewed the leases of %d messages", h.n);
+	}
+	return h.earliest_kept == DT_NOEND ? DT_NOEND : h.earliest_kept - half;
 }
 
 static int
@@ -601,6 +680,7 @@ deliver(void)
 	TimestampTz first_done_at = 0;
 	TimestampTz last_purge = 0;
 	TimestampTz grace_until = 0;
+	TimestampTz renew_at = DT_NOEND;	/* when leases of held messages need renewing */
 	bool		claim_wanted = true;	/* woken for new work, not yet claimed */
 	bool		sockets_ready = false;
 	bool		more = false;
@@ -723,8 +803,12 @@ deliver(void)
 					continue;
 				}
 				if (res.claimed > 0)
+				{
 					elog(DEBUG1, "reminder worker: claimed %d messages (limit %d)",
 						 res.claimed, Min(room, reminder_batch_size));
+					renew_at = Min(renew_at,
+								   TimestampTzPlusMilliseconds(now, reminder_lease_timeout * 500));
+				}
 				/* prepared deliveries that finished at once are to be recorded */
 				while (!dlist_is_empty(&finished))
 					dlist_push_tail(&done, dlist_pop_head_node(&finished));
@@ -748,6 +832,11 @@ deliver(void)
 			}
 		}
 
+		/* 2c. held messages keep their leases */
+		now = GetCurrentTimestamp();
+		if (!stopping && now >= renew_at && !RecoveryInProgress())
+			renew_at = renew_leases(&to_send);
+
 		/* 3. sleep until something happens */
 		now = GetCurrentTimestamp();
 		waiting = list_count(&to_send);
@@ -760,6 +849,8 @@ deliver(void)
 			timeout = Min(timeout, ms_until(claim_wanted ? now : next_claim, now));
 		if (transport_timeout_ms() >= 0)
 			timeout = Min(timeout, transport_timeout_ms());
+		if (!stopping)
+			timeout = Min(timeout, ms_until(renew_at, now));
 		if (!dlist_is_empty(&done))
 			timeout = Min(timeout, ms_until(TimestampTzPlusMilliseconds(first_done_at, RECORD_DELAY_MS), now));
 		publish_next_wake(may_claim(room, claim_threshold, more, busy) && !stopping ?

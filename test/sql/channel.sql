@@ -46,6 +46,17 @@ SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "h
 SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "headers": {"X-A": "1\r\nX-Injected: 1"}}')$$);
 SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "headers": {"Bad Name": "1"}}')$$);
 SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "timeout": "soon"}')$$);
+-- durations: not a number, not finite, not decimal
+SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "timeout": "nan"}')$$);
+SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "retry_delay": "NaN"}')$$);
+SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "retry_max_delay": "infinity"}')$$);
+SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "retry_delay": "-inf"}')$$);
+SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "timeout": "0x10"}')$$);
+SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "retry_delay": "1e400"}')$$);
+-- an attempt must end before the message's lease (reminder.lease_timeout)
+SHOW reminder.lease_timeout;
+SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "timeout": "5 minutes"}')$$);
+SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "timeout": 600}')$$);
 SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "max_attempts": 0}')$$);
 SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "method": "DELETE"}')$$);
 SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "fallback": "nope"}')$$);

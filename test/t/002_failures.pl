@@ -102,6 +102,26 @@ ok(wait_status('busy-1', 'sent'), '429 then 200: sent');
 is(attempts('busy-1'), '1:transient:429,2:sent:200', '... on the second attempt');
 cmp_ok(gap('busy-1', 1), '>=', 1.9, '... Retry-After: 2 honoured');
 
+# 40 messages failing together come back spread out, from the first retry
+# on: drawn between retry_delay (2 s) and twice that
+$node->safe_psql('app', qq{
+	SELECT reminder.create_channel('herd', 'webhook',
+		'{"url": "$url/status/503", "retry_delay": "2", "max_attempts": 2}');
+	SELECT reminder.send('herd', '{}', 't', '{}', 'herd-' || g) FROM generate_series(1, 40) g;
+});
+ok(query_until($node, 'app', "SELECT count(*) = 40 FROM reminder.message WHERE channel = 'herd' AND status = 'failed'", 't', 30),
+	'40 messages failing together are retried, then fail');
+my ($lo, $hi, $sd, $distinct) = split /\|/, $node->safe_psql('app', q{
+	SELECT round(min(g), 2), round(max(g), 2), round(stddev_pop(g), 2), count(DISTINCT round(g, 1))
+	  FROM (SELECT extract(epoch FROM b.started_at - (a.started_at + a.duration)) AS g
+	          FROM reminder.attempt a JOIN reminder.attempt b USING (message_id)
+	          JOIN reminder.message m ON m.id = a.message_id
+	         WHERE m.channel = 'herd' AND a.attempt = 1 AND b.attempt = 2) s});
+cmp_ok($lo, '>=', 1.99, '... none retried before retry_delay');
+cmp_ok($hi, '<=', 4.5, '... none much after twice retry_delay');
+cmp_ok($sd, '>=', 0.3, "... spread out (standard deviation $sd s, uniform over 2 s would be 0.58)");
+cmp_ok($distinct, '>=', 10, "... over many moments ($distinct distinct tenths of a second)");
+
 # Host policy: link-local (cloud metadata) is denied by default
 $node->safe_psql('app', "SELECT reminder.send('meta', '{}', 't', '{}', 'meta-1')");
 ok(wait_status('meta-1', 'failed'), 'a denied destination fails');
