@@ -13,16 +13,17 @@ use Time::HiRes qw(time);
 
 use ReminderTest;
 
-# lease 10 s (ReminderTest's default); 4 connections per host, while up to
-# 16 transfers may be in flight
-my $node = start_node('slow', conf => "reminder.max_host_connections = 4\nreminder.max_concurrent = 16\n");
+# The product's defaults: up to 64 transfers in flight, 16 connections per
+# host, a 10 s timeout; but a lease of 10 s (ReminderTest's), so that the
+# attempts are cut at 9 s and waiting messages outlive their first lease.
+my $node = start_node('slow');
 my $sink = start_sink();
 create_db($node, 'app');
 my $url = $sink->{url};
 
 $node->safe_psql('app', qq{
 	SELECT reminder.create_channel('slow', 'webhook',
-		'{"url": "$url/hang/2", "timeout": "3", "retry_delay": "0.2", "max_attempts": 5}');
+		'{"url": "$url/hang/5", "retry_delay": "0.2", "max_attempts": 5}');
 	SELECT reminder.create_channel('slower', 'webhook',
 		'{"url": "$url/hang/7", "timeout": "9", "retry_delay": "0.2", "max_attempts": 5}');
 });
@@ -54,41 +55,41 @@ sub check_exactly_once
 		  FROM reminder.attempt a JOIN reminder.message m ON m.id = a.message_id
 		 WHERE m.channel = '$channel'}),
 		"0 $n", "$what: one attempt each, no spurious timeout");
-	cmp_ok(max_concurrency($secs, @reqs), '<=', 4, "$what: never more than 4 at once to one host");
+	cmp_ok(max_concurrency($secs, @reqs), '<=', 16, "$what: never more than 16 at once to one host");
 }
 
-# 40 messages of 2 s each through 4 connections: 20 s, most of them waiting
-# for a connection longer than their 10 s lease
+# 80 messages of 5 s each through 16 connections: 25 s, most of them
+# waiting for a connection longer than their 10 s lease
 $node->safe_psql('app', q{
 	SELECT reminder.send('slow', '{}', 't', jsonb_build_object('n', g), 'slow-' || g)
-	  FROM generate_series(1, 40) g;
+	  FROM generate_series(1, 80) g;
 });
-ok(query_until($node, 'app', "SELECT count(*) = 40 FROM reminder.message WHERE channel = 'slow' AND status = 'sent'", 't', 90),
-	'40 messages to a slow receiver are sent');
-check_exactly_once('/hang/2', 'slow', 40, 2, 'waiting past the lease');
+ok(query_until($node, 'app', "SELECT count(*) = 80 FROM reminder.message WHERE channel = 'slow' AND status = 'sent'", 't', 120),
+	'80 messages to a receiver answering in 5 s are sent');
+check_exactly_once('/hang/5', 'slow', 80, 5, 'waiting past the lease');
 
-# 8 messages of 7 s each: the second four wait 7 s, then are in flight
+# 20 messages of 7 s each: the last four wait 7 s, then are in flight
 # until 14 s, past their lease of 10 s
 $node->safe_psql('app', q{
 	SELECT reminder.send('slower', '{}', 't', jsonb_build_object('n', g), 'slower-' || g)
-	  FROM generate_series(1, 8) g;
+	  FROM generate_series(1, 20) g;
 });
-ok(query_until($node, 'app', "SELECT count(*) = 8 FROM reminder.message WHERE channel = 'slower' AND status = 'sent'", 't', 90),
-	'8 messages to a slower receiver are sent');
-check_exactly_once('/hang/7', 'slower', 8, 7, 'in flight past the lease');
+ok(query_until($node, 'app', "SELECT count(*) = 20 FROM reminder.message WHERE channel = 'slower' AND status = 'sent'", 't', 90),
+	'20 messages to a slower receiver are sent');
+check_exactly_once('/hang/7', 'slower', 20, 7, 'in flight past the lease');
 
 # A destination the host policy denies fails for good, whatever happens in
-# libcurl meanwhile: here the host's four connections are busy (opened
+# libcurl meanwhile: here the host's 16 connections are busy (opened
 # before the policy changed), and the message for it must neither time out
 # queued behind them nor be retried as if the receiver were slow.
 $node->safe_psql('app', qq{
 	SELECT reminder.create_channel('busy', 'webhook', '{"url": "$url/hang/3", "timeout": "5"}');
 	SELECT reminder.create_channel('quick', 'webhook',
 		'{"url": "$url/status/200", "timeout": "1", "retry_delay": "0.2", "max_attempts": 5}');
-	SELECT reminder.send('busy', '{}', 't', '{}', 'busy-' || g) FROM generate_series(1, 4) g;
+	SELECT reminder.send('busy', '{}', 't', '{}', 'busy-' || g) FROM generate_series(1, 16) g;
 });
-ok(wait_until(sub { scalar(grep { $_->{path} eq '/hang/3' } sink_requests($sink)) == 4 }),
-	'four transfers hold the host\'s connections');
+ok(wait_until(sub { scalar(grep { $_->{path} eq '/hang/3' } sink_requests($sink)) == 16 }),
+	'16 transfers hold the host\'s connections');
 $node->append_conf('postgresql.conf', "reminder.denied_hosts = '127.0.0.0/8'\n");
 $node->reload;
 sleep 1;
@@ -100,7 +101,7 @@ is($node->safe_psql('app', q{
 	 WHERE m.idempotency_key = 'denied-1'}), 'permanent', '... at its first attempt, as a permanent failure');
 like($node->safe_psql('app', "SELECT last_error FROM reminder.message WHERE idempotency_key = 'denied-1'"),
 	qr/127\.0\.0\.1.*denied by reminder\.denied_hosts/, '... saying that the policy denied it');
-ok(query_until($node, 'app', "SELECT count(*) = 4 FROM reminder.message WHERE channel = 'busy' AND status = 'sent'"),
+ok(query_until($node, 'app', "SELECT count(*) = 16 FROM reminder.message WHERE channel = 'busy' AND status = 'sent'"),
 	'the transfers begun before the change finish');
 
 is($node->safe_psql('app', "SELECT count(*) FROM reminder.message WHERE status = 'sending'"),
