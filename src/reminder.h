@@ -72,6 +72,7 @@ extern void validate_locale(const char *locale, const char *what);
 extern void validate_name(const char *name, const char *kind);
 extern void validate_payload_size(Size size, const char *what);
 extern int	parse_duration_ms(const char *text, const char *what);
+extern int16 parse_priority(const char *text, const char *what);
 
 /* ----------------
  * in channel.c: channel definitions
@@ -113,6 +114,7 @@ typedef struct ChannelConfig
 
 	/* delivery policy, defaults from the GUCs */
 	double		rate_limit;		/* messages per second, 0 = unlimited */
+	int16		priority;		/* of its messages unless they say: 1, 0, -1 */
 	int			timeout_ms;
 	int			max_attempts;
 	int			retry_delay_ms;
@@ -241,6 +243,7 @@ typedef struct ScheduleRequest
 	const char *source_table;
 	const char *source_key;
 	const char *fallback;		/* NULL: the channel's own, if any */
+	const char *priority;		/* high, normal, low; NULL: the channel's */
 } ScheduleRequest;
 
 extern int64 schedule_message(const ScheduleRequest *req);

@@ -297,7 +297,7 @@ prepare_plans(void)
 	{
 		Oid			argtypes[2] = {INT8ARRAYOID, TEXTOID};
 
-		cancel_ids_plan = spi_prepare_kept("UPDATE reminder.message SET status = 'cancelled', "
+		cancel_ids_plan = spi_prepare_kept("UPDATE reminder.message SET status = 'cancelled', next_attempt_at = NULL, "
 							   "last_error = $2, updated_at = now() "
 							   "WHERE id = ANY ($1) AND status IN ('scheduled', 'retrying')",
 							   2, argtypes, 0);
@@ -306,7 +306,7 @@ prepare_plans(void)
 	{
 		Oid			argtypes[4] = {INT8OID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID};
 
-		cancel_keys_plan = spi_prepare_kept("UPDATE reminder.message m SET status = 'cancelled', "
+		cancel_keys_plan = spi_prepare_kept("UPDATE reminder.message m SET status = 'cancelled', next_attempt_at = NULL, "
 								"last_error = $4, updated_at = now() "
 								"FROM unnest($2, $3) AS r(lo, hi), " PENDING_IN_RANGE " p "
 								"WHERE m.id = p.id",
@@ -316,7 +316,7 @@ prepare_plans(void)
 	{
 		Oid			argtypes[3] = {INT8OID, TEXTARRAYOID, TEXTOID};
 
-		cancel_by_key_plan = spi_prepare_kept("UPDATE reminder.message SET status = 'cancelled', "
+		cancel_by_key_plan = spi_prepare_kept("UPDATE reminder.message SET status = 'cancelled', next_attempt_at = NULL, "
 								  "last_error = $3, updated_at = now() "
 								  "WHERE idempotency_key = ANY ($2) AND rule_id = $1 "
 								  "AND status IN ('scheduled', 'retrying')",
@@ -326,7 +326,7 @@ prepare_plans(void)
 	{
 		Oid			argtypes[2] = {INT8OID, TEXTOID};
 
-		cancel_rule_plan = spi_prepare_kept("UPDATE reminder.message SET status = 'cancelled', "
+		cancel_rule_plan = spi_prepare_kept("UPDATE reminder.message SET status = 'cancelled', next_attempt_at = NULL, "
 								"last_error = $2, updated_at = now() "
 								"WHERE idempotency_key >= 'rule:' || $1 || ':' "
 								"AND idempotency_key < 'rule:' || $1 || ';' "

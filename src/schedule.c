@@ -167,25 +167,26 @@ check_fallback(const char *fallback, ChannelConfig *cc, Jsonb *recipient)
 }
 
 static int64
-insert_message(const ScheduleRequest *req, int64 recipient_id, Jsonb *recipient)
+insert_message(const ScheduleRequest *req, int64 recipient_id, Jsonb *recipient,
+			   int16 priority)
 {
-	Datum		values[11];
-	char		nulls[11];
+	Datum		values[12];
+	char		nulls[12];
 	bool		isnull;
 	int64		id;
 
 	if (insert_plan == NULL)
 	{
-		Oid			argtypes[11] = {TEXTOID, INT8OID, JSONBOID, TEXTOID, JSONBOID,
-		TIMESTAMPTZOID, TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID};
+		Oid			argtypes[12] = {TEXTOID, INT8OID, JSONBOID, TEXTOID, JSONBOID,
+		TIMESTAMPTZOID, TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, INT2OID};
 
 		insert_plan = spi_prepare_kept("INSERT INTO reminder.message "
 									   "(channel, recipient_id, recipient, template, data, due_at, next_attempt_at, "
-									   " idempotency_key, rule_id, source_table, source_key, fallback) "
+									   " idempotency_key, rule_id, source_table, source_key, fallback, priority) "
 									   "VALUES ($1, $2, $3, $4, $5, $6, $6, "
-									   " coalesce($7, gen_random_uuid()::text), $8, $9, $10, $11) "
+									   " coalesce($7, gen_random_uuid()::text), $8, $9, $10, $11, $12) "
 									   "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-									   11, argtypes, 0);
+									   12, argtypes, 0);
 	}
 
 	memset(nulls, ' ', sizeof(nulls));
@@ -214,6 +215,7 @@ insert_message(const ScheduleRequest *req, int64 recipient_id, Jsonb *recipient)
 		values[10] = CStringGetTextDatum(req->fallback);
 	else
 		nulls[10] = 'n';
+	values[11] = Int16GetDatum(priority);
 
 	if (SPI_execute_plan(insert_plan, values, nulls, false, 1) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not insert message");
@@ -282,7 +284,8 @@ schedule_message(const ScheduleRequest *req)
 		check_fallback(req->fallback, cc, recipient);
 
 	SPI_connect();
-	id = insert_message(req, recipient_id, recipient);
+	id = insert_message(req, recipient_id, recipient,
+						req->priority ? parse_priority(req->priority, "priority") : cc->priority);
 	SPI_finish();
 
 	return id;
@@ -325,6 +328,9 @@ reminder_schedule(PG_FUNCTION_ARGS)
 		PG_GETARG_JSONB_P(4);
 	req.idempotency_key = PG_ARGISNULL(5) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(5));
 	req.fallback = PG_ARGISNULL(6) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(6));
+	/* 0.1.0's reminder.schedule() has no priority, until ALTER EXTENSION UPDATE */
+	if (PG_NARGS() > 7 && !PG_ARGISNULL(7))
+		req.priority = text_to_cstring(PG_GETARG_TEXT_PP(7));
 
 	PG_RETURN_INT64(schedule_message(&req));
 }

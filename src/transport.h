@@ -53,6 +53,7 @@ typedef struct ClaimedMessage
 	char	   *source_key;
 	bool		is_fallback;	/* fallback_of is set: never falls back again */
 	char	   *fallback;		/* the message's own fallback channel, or NULL */
+	int16		priority;		/* 1 high, 0 normal, -1 low */
 } ClaimedMessage;
 
 typedef struct Delivery
@@ -69,6 +70,7 @@ typedef struct Delivery
 	char	   *template_name;
 	Jsonb	   *data;
 	bool		is_fallback;
+	int16		priority;		/* 1 high, 0 normal, -1 low: starts first */
 
 	/* the channel's policy */
 	char	   *channel;
@@ -258,9 +260,10 @@ typedef enum ExtensionState
 } ExtensionState;
 
 extern ExtensionState queue_extension_state(char **installed);
-extern void queue_claim(int limit, int paced_limit, dlist_head *to_send,
-						dlist_head *done, MemoryContext delivery_parent,
-						ClaimResult *result);
+extern void queue_claim(int limit, int paced_limit, List *busy,
+						dlist_head *to_send, dlist_head *done,
+						MemoryContext delivery_parent, ClaimResult *result);
+extern void queue_enqueue(dlist_head *queue, Delivery *d);
 extern void queue_release(dlist_head *unsent);
 extern TimestampTz queue_renew_leases(Delivery **ds, int n);
 extern void queue_record(dlist_head *done, int64 *sent, int64 *failed,

@@ -57,6 +57,8 @@ static WorkerSlot *my_slot = NULL;
 static volatile sig_atomic_t in_transaction = false;
 static bool version_mismatch = false;	/* the installed SQL is another version */
 
+static List *busy_channels(dlist_head *to_send);
+
 /* Slot counters, published every iteration. */
 static int64 n_sent = 0;
 static int64 n_failed = 0;
@@ -362,6 +364,7 @@ record_and_claim(dlist_head *done, int limit, int paced_limit, dlist_head *to_se
 	volatile ExtensionState state = EXTENSION_CURRENT;
 	volatile bool recorded = false;
 	char	   *installed = NULL;
+	List	   *busy = busy_channels(to_send);
 	dlist_head	new_send;
 	dlist_head	new_done;
 	int64		s = 0,
@@ -384,7 +387,7 @@ record_and_claim(dlist_head *done, int limit, int paced_limit, dlist_head *to_se
 		{
 			if (!dlist_is_empty(done))
 				queue_record(done, &s, &f, &r);
-			queue_claim(limit, paced_limit, &new_send, &new_done, delivery_parent, result);
+			queue_claim(limit, paced_limit, busy, &new_send, &new_done, delivery_parent, result);
 		}
 		if (installed)
 			installed = MemoryContextStrdup(cxt, installed);
@@ -414,7 +417,7 @@ record_and_claim(dlist_head *done, int limit, int paced_limit, dlist_head *to_se
 		record_done(done);
 
 	while (!dlist_is_empty(&new_send))
-		dlist_push_tail(to_send, dlist_pop_head_node(&new_send));
+		queue_enqueue(to_send, dlist_container(Delivery, node, dlist_pop_head_node(&new_send)));
 	while (!dlist_is_empty(&new_done))
 		dlist_push_tail(done, dlist_pop_head_node(&new_done));
 	return state;
@@ -588,6 +591,48 @@ renew_leases(dlist_head *to_send)
 		elog(DEBUG1, "reminder worker: renewed the leases of %d messages", h.n);
 	}
 	return h.earliest_kept == DT_NOEND ? DT_NOEND : h.earliest_kept - half;
+}
+
+/*
+ * Channels of which the worker holds enough messages not yet started (half
+ * a batch): the claim leaves them out, so that a backlog on one channel,
+ * or a slow receiver, cannot fill the queue and hold up the others.
+ */
+static List *
+busy_channels(dlist_head *to_send)
+{
+	List	   *names = NIL;
+	List	   *counts = NIL;
+	List	   *busy = NIL;
+	dlist_iter	iter;
+	ListCell   *lc,
+			   *lc2;
+	int			threshold = Max(1, reminder_batch_size / 2);
+
+	dlist_foreach(iter, to_send)
+	{
+		Delivery   *d = dlist_container(Delivery, node, iter.cur);
+		bool		found = false;
+
+		forboth(lc, names, lc2, counts)
+		{
+			if (strcmp(lfirst(lc), d->channel) == 0)
+			{
+				lfirst_int(lc2)++;
+				found = true;
+				break;
+			}
+		}
+		if (!found)
+		{
+			names = lappend(names, d->channel);
+			counts = lappend_int(counts, 1);
+		}
+	}
+	forboth(lc, names, lc2, counts)
+		if (lfirst_int(lc2) >= threshold)
+			busy = lappend(busy, lfirst(lc));
+	return busy;
 }
 
 static int
