@@ -108,8 +108,6 @@ typedef struct RuleRun
 	RunEvent	event;
 	bool		follow_state;	/* before/after/follow_up: cancel what the
 								 * updated rows no longer call for */
-	Oid			ext_owner;
-	int			sec_context;
 	TimestampTz now;
 	const char *row_key;		/* for error context */
 	const char *key_prefix;		/* rule_key_prefix() of the row */
@@ -734,15 +732,23 @@ flush(RuleRun *run)
  * ----------------------------------------------------------------
  */
 
-/* Evaluate expression i of the rule as the table owner. */
+/*
+ * Evaluate expression i of the rule as the table owner, in an owner scope:
+ * whatever the functions it calls do to the session's settings is undone
+ * before the extension's own statements run again.  An expression that
+ * runs no code (a column, a comparison) needs neither.
+ */
 static Datum
 eval(RuleRun *run, int i, bool *isnull)
 {
+	RuleOwnerScope scope;
 	Datum		d;
 
-	SetUserIdAndSecContext(run->rule->owner, run->sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	if (bms_is_member(i, run->rule->plain_exprs))
+		return ExecEvalExpr(run->states[i], run->econtext, isnull);
+	rule_owner_enter(&scope, run->rule->owner);
 	d = ExecEvalExpr(run->states[i], run->econtext, isnull);
-	SetUserIdAndSecContext(run->ext_owner, run->sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	rule_owner_leave(&scope);
 	return d;
 }
 
@@ -767,15 +773,17 @@ eval_text(RuleRun *run, RuleValue *v)
 	return isnull ? NULL : TextDatumGetCString(d);
 }
 
+/* The row as jsonb, as the table owner. */
 static Jsonb *
 eval_data(RuleRun *run, ExprState *state)
 {
+	RuleOwnerScope scope;
 	bool		isnull;
 	Datum		d;
 
-	SetUserIdAndSecContext(run->rule->owner, run->sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	rule_owner_enter(&scope, run->rule->owner);
 	d = ExecEvalExpr(state, run->econtext, &isnull);
-	SetUserIdAndSecContext(run->ext_owner, run->sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	rule_owner_leave(&scope);
 	return DatumGetJsonbP(d);
 }
 
@@ -1245,7 +1253,7 @@ run_error_callback(void *arg)
 static void
 run_begin(RuleRun *run, CompiledRule *rule, RunEvent event)
 {
-	Oid			save_userid;
+	RuleOwnerScope scope;
 	int			n = list_length(rule->exprs);
 	int			nrecipients = list_length(rule->recipients);
 	ListCell   *lc;
@@ -1256,8 +1264,6 @@ run_begin(RuleRun *run, CompiledRule *rule, RunEvent event)
 	run->event = event;
 	run->follow_state = rule->kind == RULE_BEFORE || rule->kind == RULE_AFTER ||
 		rule->kind == RULE_FOLLOW_UP;
-	run->ext_owner = extension_owner();
-	GetUserIdAndSecContext(&save_userid, &run->sec_context);
 	run->now = GetCurrentTransactionStartTimestamp();
 
 	run->econtext = CreateStandaloneExprContext();
@@ -1269,13 +1275,13 @@ run_begin(RuleRun *run, CompiledRule *rule, RunEvent event)
 	{
 		MemoryContext old = MemoryContextSwitchTo(run->econtext->ecxt_per_query_memory);
 
-		SetUserIdAndSecContext(rule->owner, run->sec_context | SECURITY_LOCAL_USERID_CHANGE);
+		rule_owner_enter(&scope, rule->owner);
 		run->states = palloc(sizeof(ExprState *) * Max(n, 1));
 		foreach(lc, rule->exprs)
 			run->states[i++] = ExecInitExpr(lfirst(lc), NULL);
 		run->data_new = ExecInitExpr(rule->data_new, NULL);
 		run->data_old = ExecInitExpr(rule->data_old, NULL);
-		SetUserIdAndSecContext(save_userid, run->sec_context);
+		rule_owner_leave(&scope);
 		MemoryContextSwitchTo(old);
 	}
 
@@ -1383,10 +1389,8 @@ rules_backfill(CompiledRule *rule)
 	Portal		portal;
 	SPIPlanPtr	plan;
 	char	   *sql;
-	Oid			save_userid;
-	int			save_sec;
+	RuleOwnerScope scope;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec);
 	sql = psprintf("SELECT t FROM %s%s AS t",
 				   rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ",
 				   rule->source_table);
@@ -1398,18 +1402,18 @@ rules_backfill(CompiledRule *rule)
 	error_context_stack = &errcb;
 
 	SPI_connect();
-	SetUserIdAndSecContext(rule->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	rule_owner_enter(&scope, rule->owner);
 	plan = SPI_prepare(sql, 0, NULL);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare \"%s\"", sql);
 	portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
-	SetUserIdAndSecContext(save_userid, save_sec);
+	rule_owner_leave(&scope);
 
 	for (;;)
 	{
-		SetUserIdAndSecContext(rule->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+		rule_owner_enter(&scope, rule->owner);
 		SPI_cursor_fetch(portal, true, 1000);
-		SetUserIdAndSecContext(save_userid, save_sec);
+		rule_owner_leave(&scope);
 		if (SPI_processed == 0)
 			break;
 		for (uint64 i = 0; i < SPI_processed; i++)
@@ -1507,6 +1511,6 @@ reminder_watch_trigger(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 
-	AtEOXact_GUC(true, level);
+	rule_unpin(level);
 	return PointerGetDatum(NULL);
 }

@@ -139,25 +139,25 @@ spi_exec(const char *sql, int nargs, Oid *types, Datum *values, const char *null
 /*
  * Check an expression for a setting as the table owner (search_path is
  * pinned by the caller); returns it transformed, and its canonical text.
+ * Planning may already run the owner's immutable functions: in an owner
+ * scope, so that nothing they do outlives it.
  */
 static Node *
 parse_as_owner(WatchSpec *w, const char *text, RuleExprType type, const char *what,
 			   char **canonical)
 {
-	Oid			save_userid;
-	int			save_sec;
+	RuleOwnerScope scope;
 	Node	   *expr;
 	EState	   *estate;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(w->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	rule_owner_enter(&scope, w->owner);
 	*canonical = rule_expr_canonical(w->rel, text, type, what, w->name, &expr);
 
 	/* the owner must be allowed to call every function it uses */
 	estate = CreateExecutorState();
 	(void) ExecPrepareExpr(expression_planner((Expr *) expr), estate);
 	FreeExecutorState(estate);
-	SetUserIdAndSecContext(save_userid, save_sec);
+	rule_owner_leave(&scope);
 
 	w->exprs = lappend(w->exprs, expr);
 	return expr;
@@ -1282,7 +1282,7 @@ reminder_watch(PG_FUNCTION_ARGS)
 		PG_END_TRY();
 	}
 
-	AtEOXact_GUC(true, level);
+	rule_unpin(level);
 	SetUserIdAndSecContext(save_userid, save_sec);
 	PG_RETURN_INT64(id);
 }
@@ -1349,7 +1349,7 @@ reminder_unwatch(PG_FUNCTION_ARGS)
 	if (cancel)
 		cancelled = rules_cancel_pending(id, RULE_CANCEL_PREFIX "unwatched");
 	SPI_finish();
-	AtEOXact_GUC(true, level);
+	rule_unpin(level);
 
 	PG_RETURN_INT64(cancelled);
 }
@@ -1413,7 +1413,7 @@ reminder_watch_sql_drop(PG_FUNCTION_ARGS)
 	}
 
 	SPI_finish();
-	AtEOXact_GUC(true, level);
+	rule_unpin(level);
 	SetUserIdAndSecContext(save_userid, save_sec);
 	PG_RETURN_VOID();
 }
@@ -1591,7 +1591,7 @@ reminder_watch_ddl_end(PG_FUNCTION_ARGS)
 	}
 
 	SPI_finish();
-	AtEOXact_GUC(true, level);
+	rule_unpin(level);
 	SetUserIdAndSecContext(save_userid, save_sec);
 	PG_RETURN_VOID();
 }

@@ -333,9 +333,12 @@ static int
 add_expr(CompiledRule *rule, Relation rel, const char *text, RuleExprType type,
 		 const char *what)
 {
-	Node	   *expr = rule_expr_parse(rel, text, type, what, rule->name);
+	Node	   *expr = (Node *) expression_planner((Expr *) rule_expr_parse(rel, text, type,
+																		  what, rule->name));
 
-	rule->exprs = lappend(rule->exprs, expression_planner((Expr *) expr));
+	rule->exprs = lappend(rule->exprs, expr);
+	if (!rule_expr_runs_code(expr))
+		rule->plain_exprs = bms_add_member(rule->plain_exprs, list_length(rule->exprs) - 1);
 	return list_length(rule->exprs) - 1;
 }
 
@@ -564,6 +567,7 @@ compile_rule(int64 id)
 	TupleDesc	desc;
 	Oid			save_userid;
 	int			save_sec;
+	RuleOwnerScope scope;
 	bool		isnull;
 	Relation	rel;
 	char	   *column;
@@ -664,8 +668,11 @@ compile_rule(int64 id)
 			fmgr_info_cxt(outfunc, &rule->key_out[i], cxt);
 		}
 
-		/* expressions: parsed and planned as the table owner */
-		SetUserIdAndSecContext(rule->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+		/*
+		 * expressions: parsed and planned as the table owner, in an owner
+		 * scope (planning may run its immutable functions)
+		 */
+		rule_owner_enter(&scope, rule->owner);
 		if (rule->condition_text)
 			rule->condition = add_expr(rule, rel, rule->condition_text, REXPR_BOOL, "condition");
 		if (rule->stop_text)
@@ -686,6 +693,7 @@ compile_rule(int64 id)
 										   rule->key_columns[i] - FirstLowInvalidHeapAttributeNumber);
 		rule->data_new = expression_planner(make_data_expr(rel, false));
 		rule->data_old = expression_planner(make_data_expr(rel, true));
+		rule_owner_leave(&scope);
 
 		relation_close(rel, AccessShareLock);
 missing:

@@ -81,6 +81,12 @@ SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name =
 SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', channel => 'rg_sms', template => 'rg_t', recipients => '{"to": {"phone": {"expr": "client_phone"}}, "offsets": {"expr": "title"}}')$$);
 SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', channel => 'rg_sms', template => 'rg_t', recipients => '{"to": {"expr": "client_phone"}}')$$);
 
+-- Calls that can only change the session evaluating the expression (the
+-- writer's, the worker's): refused, before the volatility check would
+SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', channel => 'rg_sms', template => 'rg_t', recipients => '{"to": {"phone": {"expr": "client_phone"}}}', condition => 'set_config(''search_path'', ''public'', false) IS NOT NULL')$$);
+SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', channel => 'rg_sms', template => 'rg_t', recipients => '{"to": {"phone": {"expr": "pg_catalog.set_config(''reminder.x'', client_phone, false)"}}}')$$);
+SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', channel => 'rg_sms', template => 'rg_t', recipients => '{"to": {"phone": {"expr": "client_phone"}}, "when": "pg_try_advisory_lock(id)"}')$$);
+
 -- SQL injection through every text argument: each is refused, or taken as
 -- data, and nothing runs.
 CREATE TABLE rg_canary (x int);
