@@ -586,7 +586,7 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 		if (known[i] == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("unknown key \"%s\" in recipient %d", key, index + 1),
+					 errmsg("unknown key \"%s\" in recipients[%d]", key, index),
 					 errhint("A recipient may have role, channel, template, templates, offsets, to, bcc and when.")));
 	}
 
@@ -599,13 +599,13 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 		if (r == NULL || strlen(r) == 0 || strlen(r) > 63)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("\"role\" of recipient %d must be a short string such as \"client\"", index + 1)));
+					 errmsg("recipients[%d].role must be a short string such as \"client\"", index)));
 		jsonb_push_key(st, "role");
 		push_string(st, WJB_VALUE, r);
 	}
 
 	/* channel */
-	what = psprintf("recipient %d \"channel\"", index + 1);
+	what = psprintf("recipients[%d].channel", index);
 	if (channel && (text = expr_of(channel)) != NULL)
 	{
 		(void) parse_as_owner(w, text, REXPR_TEXT, what, &canonical);
@@ -625,7 +625,7 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 		if (channel_name == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("recipient %d has no channel", index + 1),
+					 errmsg("recipients[%d] has no channel", index),
 					 errhint("Pass channel => 'sms', or give \"channel\" in the recipient.")));
 		check_channel_name(channel_name);
 		jsonb_push_key(st, "channel");
@@ -633,7 +633,7 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 	}
 
 	/* template(s) */
-	what = psprintf("recipient %d \"template\"", index + 1);
+	what = psprintf("recipients[%d].template", index);
 	if (template && (text = expr_of(template)) != NULL)
 	{
 		(void) parse_as_owner(w, text, REXPR_TEXT, what, &canonical);
@@ -668,28 +668,51 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 			tv.val.binary.len = VARSIZE(w->templates) - VARHDRSZ;
 			t = &tv;
 		}
-		check_templates(w, t, psprintf("recipient %d \"templates\"", index + 1));
+		check_templates(w, t, psprintf("recipients[%d].templates", index));
 		jsonb_push_key(st, "templates");
 		pushJsonbValue(st, WJB_VALUE, t);
 	}
 	else if (!template && !w->template)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("recipient %d has no template", index + 1),
+				 errmsg("recipients[%d] has no template", index),
 				 errhint(w->kind == RULE_ON_CHANGE ?
 						 "Pass templates => '{\"paid\": \"order_paid\"}' or template => 'name'." :
 						 "Pass template => 'name', or give \"template\" in the recipient.")));
 
 	/* offsets */
-	push_offsets(w, st, jsonb_get(spec, "offsets"), psprintf("recipient %d \"offsets\"", index + 1));
+	push_offsets(w, st, jsonb_get(spec, "offsets"), psprintf("recipients[%d].offsets", index));
 
-	/* to */
-	what = psprintf("recipient %d \"to\"", index + 1);
-	if (!is_object(to))
+	/*
+	 * to: a webhook, Slack or log channel needs no address, so a recipient
+	 * of one may leave it out; it is stored as {}
+	 */
+	what = psprintf("recipients[%d].to", index);
+	if (to == NULL || to->type == jbvNull)
+	{
+		ChannelConfig *cc = channel_name ? catalog_channel(channel_name) : NULL;
+		Jsonb	   *empty = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+
+		if (cc && (cc->kind == CHANNEL_EMAIL || cc->kind == CHANNEL_SMS))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("recipients[%d] has no \"to\"", index),
+					 errdetail("Channel \"%s\" is of kind %s, which needs %s.", channel_name,
+							   channel_kind_name(cc->kind),
+							   cc->kind == CHANNEL_EMAIL ? "an email address" : "a phone number"),
+					 errhint(cc->kind == CHANNEL_EMAIL ?
+							 "Write \"to\": {\"email\": {\"expr\": \"customer_email\"}}." :
+							 "Write \"to\": {\"phone\": {\"expr\": \"client_phone\"}}.")));
+		to = palloc(sizeof(JsonbValue));
+		to->type = jbvBinary;
+		to->val.binary.data = &empty->root;
+		to->val.binary.len = VARSIZE(empty) - VARHDRSZ;
+	}
+	else if (!is_object(to))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must be a JSON object", what),
-				 errhint("Write {\"phone\": {\"expr\": \"client_phone\"}} or {\"email\": \"ops@example.com\"}.")));
+				 errhint("Write {\"phone\": {\"expr\": \"client_phone\"}} or {\"email\": \"ops@example.com\"}; webhook, Slack and log channels need no \"to\".")));
 	jsonb_push_key(st, "to");
 	if ((text = expr_of(to)) != NULL)
 	{
@@ -715,7 +738,7 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 			if ((text = expr_of(&v)) != NULL)
 			{
 				(void) parse_as_owner(w, text, REXPR_TEXT,
-									  psprintf("recipient %d \"to\".\"%s\"", index + 1, key),
+									  psprintf("recipients[%d].to.%s", index, key),
 									  &canonical);
 				push_expr(st, key, canonical);
 				constant_to = false;
@@ -725,7 +748,14 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 				if (v.type == jbvBinary && strcmp(key, "cc") != 0 && strcmp(key, "bcc") != 0)
 					ereport(ERROR,
 							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-							 errmsg("%s.\"%s\" must be a string, a number or {\"expr\": ...}", what, key)));
+							 errmsg("%s.%s must be a string, a number or {\"expr\": ...}", what, key)));
+				if ((strcmp(key, "cc") == 0 || strcmp(key, "bcc") == 0) && channel_name &&
+					catalog_channel(channel_name)->kind != CHANNEL_EMAIL)
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("%s.%s is only for email channels", what, key),
+							 errdetail("Channel \"%s\" is of kind %s.", channel_name,
+									   channel_kind_name(catalog_channel(channel_name)->kind))));
 				pushJsonbValue(st, WJB_KEY, &k);
 				pushJsonbValue(st, WJB_VALUE, &v);
 				pushJsonbValue(&to_state, WJB_KEY, &k);
@@ -738,7 +768,7 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 	/* bcc: email channels only */
 	if (bcc && bcc->type != jbvNull)
 	{
-		what = psprintf("recipient %d \"bcc\"", index + 1);
+		what = psprintf("recipients[%d].bcc", index);
 		if (channel_name && catalog_channel(channel_name)->kind != CHANNEL_EMAIL)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -766,7 +796,7 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 
 	if (when && when->type != jbvNull)
 	{
-		what = psprintf("recipient %d \"when\"", index + 1);
+		what = psprintf("recipients[%d].when", index);
 		if ((text = expr_of(when)) == NULL && (text = string_of(when)) == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -803,7 +833,7 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 			if (addr == NULL || *addr == '\0')
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("recipient %d has no %s for channel \"%s\"", index + 1,
+						 errmsg("recipients[%d] has no %s for channel \"%s\"", index,
 								cc->kind == CHANNEL_EMAIL ? "email address" : "phone number",
 								channel_name),
 						 errhint("Give it in \"to\", as a constant or {\"expr\": \"column\"}.")));
@@ -849,7 +879,7 @@ normalize_recipients(WatchSpec *w, Jsonb *recipients)
 			if (!is_object(e))
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("recipient %d must be a JSON object", i + 1)));
+						 errmsg("recipients[%d] must be a JSON object", i)));
 			push_recipient(w, &st, JsonbValueToJsonb(e), i);
 		}
 	}

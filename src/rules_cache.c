@@ -377,7 +377,7 @@ compile_offsets(CompiledRule *rule, Relation rel, RuleRecipient *r, JsonbValue *
 	if ((text = expr_text(v)) != NULL)
 	{
 		r->offsets_expr = add_expr(rule, rel, text, REXPR_INTERVALS,
-								   psprintf("recipient %d \"offsets\"", r->index + 1));
+								   psprintf("recipients[%d].offsets", r->index));
 		return;
 	}
 	if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data))
@@ -412,12 +412,12 @@ compile_to(CompiledRule *rule, Relation rel, RuleRecipient *r, JsonbValue *v)
 
 	r->to_expr = -1;
 	if (v == NULL || v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
-		elog(ERROR, "recipient %d of rule \"%s\" has no \"to\" object", r->index + 1, rule->name);
+		elog(ERROR, "recipients[%d] of rule \"%s\" has no \"to\" object", r->index, rule->name);
 
 	if ((text = expr_text(v)) != NULL)
 	{
 		r->to_expr = add_expr(rule, rel, text, REXPR_JSONB,
-							  psprintf("recipient %d \"to\"", r->index + 1));
+							  psprintf("recipients[%d].to", r->index));
 		return;
 	}
 
@@ -439,7 +439,7 @@ compile_to(CompiledRule *rule, Relation rel, RuleRecipient *r, JsonbValue *v)
 
 			f->key = key;
 			f->expr = add_expr(rule, rel, text, REXPR_TEXT,
-							   psprintf("recipient %d \"to\".\"%s\"", r->index + 1, key));
+							   psprintf("recipients[%d].to.%s", r->index, key));
 			r->to_fields = lappend(r->to_fields, f);
 		}
 		else
@@ -467,9 +467,9 @@ compile_recipient(CompiledRule *rule, Relation rel, JsonbValue *spec_value, int 
 		r->role = pnstrdup(v->val.string.val, v->val.string.len);
 
 	compile_text_value(rule, rel, jsonb_get(spec, "channel"), &r->channel,
-					   psprintf("recipient %d \"channel\"", index + 1));
+					   psprintf("recipients[%d].channel", index));
 	compile_text_value(rule, rel, jsonb_get(spec, "template"), &r->template,
-					   psprintf("recipient %d \"template\"", index + 1));
+					   psprintf("recipients[%d].template", index));
 	if ((v = jsonb_get(spec, "templates")) != NULL && v->type == jbvBinary)
 		r->templates = value_jsonb(v);
 	compile_offsets(rule, rel, r, jsonb_get(spec, "offsets"));
@@ -481,7 +481,7 @@ compile_recipient(CompiledRule *rule, Relation rel, JsonbValue *spec_value, int 
 	{
 		if ((text = expr_text(v)) != NULL)
 			r->bcc.expr = add_expr(rule, rel, text, REXPR_ANY_JSONB,
-								   psprintf("recipient %d \"bcc\"", index + 1));
+								   psprintf("recipients[%d].bcc", index));
 		else
 		{
 			r->bcc.isnull = false;
@@ -491,7 +491,7 @@ compile_recipient(CompiledRule *rule, Relation rel, JsonbValue *spec_value, int 
 
 	if ((v = jsonb_get(spec, "when")) != NULL && v->type == jbvString)
 		r->when = add_expr(rule, rel, pnstrdup(v->val.string.val, v->val.string.len),
-						   REXPR_BOOL, psprintf("recipient %d \"when\"", index + 1));
+						   REXPR_BOOL, psprintf("recipients[%d].when", index));
 
 	r->constant = r->to_expr < 0 && r->to_fields == NIL && r->bcc.expr < 0 &&
 		r->channel.expr < 0;

@@ -87,6 +87,12 @@ SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name =
 SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', channel => 'rg_sms', template => 'rg_t', recipients => '{"to": {"phone": {"expr": "pg_catalog.set_config(''reminder.x'', client_phone, false)"}}}')$$);
 SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', channel => 'rg_sms', template => 'rg_t', recipients => '{"to": {"phone": {"expr": "client_phone"}}, "when": "pg_try_advisory_lock(id)"}')$$);
 
+-- "to": email and SMS channels need it, webhook, Slack and log ones do not
+SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', channel => 'rg_sms', template => 'rg_t', recipients => '{"role": "erp"}')$$);
+SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', channel => 'rg_mail', template => 'rg_t', recipients => '{"role": "erp", "to": null}')$$);
+SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', channel => 'rg_sms', template => 'rg_t', recipients => '{"role": "erp", "to": "erp"}')$$);
+SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', channel => 'rg_sms', template => 'rg_t', recipients => '{"to": {"phone": "+48601234567", "cc": ["b@example.com"]}}')$$);
+
 -- SQL injection through every text argument: each is refused, or taken as
 -- data, and nothing runs.
 CREATE TABLE rg_canary (x int);
