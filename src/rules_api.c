@@ -26,6 +26,7 @@
 #include "access/genam.h"
 #include "access/relation.h"
 #include "access/table.h"
+#include "access/xact.h"
 #include "catalog/catalog.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
@@ -48,8 +49,10 @@
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
@@ -1561,10 +1564,153 @@ rename_rule(RenameWalk *rw, int64 id)
 			 6, types, values, nulls, SPI_OK_UPDATE);
 }
 
+/* ----------------------------------------------------------------
+ *		Columns renamed under templates
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * A column of a watched table renamed in this transaction.  Templates name
+ * columns as row.<column>, and the row a message is rendered with has the
+ * new names: a template still using the old one would render it empty in
+ * every pending message.  The rename is checked at commit, so that the
+ * templates can be changed after it in the same transaction.
+ */
+typedef struct RenamedColumn
+{
+	Oid			relid;
+	char	   *oldname;
+	char	   *newname;
+} RenamedColumn;
+
+static List *renamed_columns = NIL;	/* in TopTransactionContext */
+static bool rename_callback_registered = false;
+
+/* An ARE matching row.<name> or old.<name> as a whole name. */
+static char *
+name_pattern(const char *name)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "(^|[^[:alnum:]_.])(row|old)\\.");
+	for (const char *p = name; *p; p++)
+	{
+		if (!isalnum((unsigned char) *p) && !IS_HIGHBIT_SET(*p))
+			appendStringInfoChar(&buf, '\\');
+		appendStringInfoChar(&buf, *p);
+	}
+	appendStringInfoString(&buf, "($|[^[:alnum:]_])");
+	return buf.data;
+}
+
+/*
+ * At commit: a renamed column whose old name is gone must not be used by a
+ * template of a rule on its table.  Templates chosen by an expression are
+ * not known here.
+ */
+static void
+check_renamed_columns(void)
+{
+	Oid			types[2] = {OIDOID, TEXTOID};
+	Oid			save_userid;
+	int			save_sec;
+	int			level;
+	ListCell   *lc;
+
+	if (!OidIsValid(get_namespace_oid(REMINDER_SCHEMA, true)))
+		return;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(extension_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	level = rule_pin_search_path();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	foreach(lc, renamed_columns)
+	{
+		RenamedColumn *rc = lfirst(lc);
+		Datum		values[2];
+
+		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(rc->relid)) ||
+			get_attnum(rc->relid, rc->oldname) != InvalidAttrNumber)
+			continue;			/* dropped, or a column has the name again */
+		values[0] = ObjectIdGetDatum(rc->relid);
+		values[1] = CStringGetTextDatum(name_pattern(rc->oldname));
+		spi_exec("SELECT t.name, r.name FROM reminder.rule r "
+				 "CROSS JOIN LATERAL jsonb_array_elements(r.recipients) AS rcpt(spec) "
+				 "CROSS JOIN LATERAL (SELECT rcpt.spec->>'template' "
+				 "                     WHERE jsonb_typeof(rcpt.spec->'template') = 'string' "
+				 "                    UNION SELECT e.value FROM jsonb_each_text(CASE WHEN jsonb_typeof(rcpt.spec->'templates') = 'object' "
+				 "                                                           THEN rcpt.spec->'templates' END) AS e "
+				 "                    UNION SELECT e FROM jsonb_array_elements_text(CASE WHEN jsonb_typeof(rcpt.spec->'templates') = 'array' "
+				 "                                                                 THEN rcpt.spec->'templates' END) AS e) AS used(name) "
+				 "JOIN reminder.template t ON t.name = used.name "
+				 "WHERE r.table_name = $1 "
+				 "  AND (t.subject ~ $2 OR t.body ~ $2 OR t.html ~ $2 "
+				 "       OR EXISTS (SELECT FROM unnest(t.required) AS q WHERE q ~ $2)) "
+				 "ORDER BY 1, 2 LIMIT 1",
+				 2, types, values, NULL, SPI_OK_SELECT);
+		if (SPI_processed > 0)
+		{
+			char	   *template = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+			char	   *rule = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+
+			ereport(ERROR,
+					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+					 errmsg("cannot rename column \"%s\" of table \"%s\": template \"%s\" of rule \"%s\" uses it",
+							rc->oldname, get_rel_name(rc->relid), template, rule),
+					 errdetail("Messages are rendered with the row as it is, where the column is now \"%s\": "
+							   "row.%s would render empty.", rc->newname, rc->oldname),
+					 errhint("Change the template to use row.%s in the same transaction as the rename, "
+							 "with reminder.create_template().", rc->newname)));
+		}
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	rule_unpin(level);
+	SetUserIdAndSecContext(save_userid, save_sec);
+}
+
+static void
+rename_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			/* an error aborts the transaction, which forgets them */
+			if (renamed_columns != NIL)
+				check_renamed_columns();
+			break;
+		default:
+			renamed_columns = NIL;
+			break;
+	}
+}
+
+static void
+remember_renamed_column(Oid relid, const char *oldname, const char *newname)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+	RenamedColumn *rc = palloc(sizeof(RenamedColumn));
+
+	if (!rename_callback_registered)
+	{
+		RegisterXactCallback(rename_xact_callback, NULL);
+		rename_callback_registered = true;
+	}
+	rc->relid = relid;
+	rc->oldname = pstrdup(oldname);
+	rc->newname = pstrdup(newname);
+	renamed_columns = lappend(renamed_columns, rc);
+	MemoryContextSwitchTo(old);
+}
+
 /*
  * ddl_command_end for ALTER TABLE: after RENAME of a watched table or of
  * one of its columns, rewrite the rules' stored expressions and column
- * names to the new names.
+ * names to the new names.  A renamed column is checked against the rules'
+ * templates at commit.
  */
 Datum
 reminder_watch_ddl_end(PG_FUNCTION_ARGS)
@@ -1618,6 +1764,8 @@ reminder_watch_ddl_end(PG_FUNCTION_ARGS)
 		for (uint64 i = 0; i < n; i++)
 			rename_rule(&rw, ids[i]);
 		relation_close(rw.rel, AccessShareLock);
+		if (!rw.table)
+			remember_renamed_column(relid, rw.oldname, rw.newname);
 	}
 
 	SPI_finish();
