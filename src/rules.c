@@ -942,7 +942,10 @@ build_recipient(RuleRun *run, RuleRecipient *r, ChannelConfig *cc, int64 *recipi
 	else if (email && !r->bcc.isnull)
 		bcc = DatumGetJsonbP(r->bcc.value);
 
-	/* one pass adds the per-row fields, role and bcc, and drops cc and bcc where they do not belong */
+	/*
+	 * one pass adds the per-row fields, role and bcc, and drops cc and bcc
+	 * from messages of other channels than email
+	 */
 	if (r->to_fields != NIL || r->role != NULL || bcc != NULL ||
 		(!email && (jsonb_get(rcpt, "cc") != NULL || jsonb_get(rcpt, "bcc") != NULL)))
 	{
