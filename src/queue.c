@@ -277,7 +277,7 @@ claim_sql(const char *filter)
 					" ORDER BY lease_until LIMIT $1 FOR UPDATE SKIP LOCKED) "
 					"UPDATE reminder.message m "
 					"SET status = 'sending', attempts = m.attempts + 1, "
-					"lease_until = now() + make_interval(secs => $2), updated_at = now() "
+					"lease_until = now() + pg_catalog.make_interval(secs => $2), updated_at = now() "
 					"WHERE m.id = ANY (ARRAY(SELECT id FROM due UNION ALL SELECT id FROM expired LIMIT $1)) "
 					"RETURNING m.id, m.channel, m.recipient, m.template, m.data, m.attempts, "
 					"m.idempotency_key, m.due_at, m.rule_id, m.source_key, m.fallback_of IS NOT NULL, "
@@ -1224,7 +1224,7 @@ queue_purge(void)
 		return;
 
 	values[0] = Int32GetDatum(reminder_retention);
-	if (SPI_execute_with_args("SELECT reminder.purge(make_interval(mins => $1))",
+	if (SPI_execute_with_args("SELECT reminder.purge(pg_catalog.make_interval(mins => $1))",
 							  1, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not purge old messages");
 }

@@ -406,7 +406,21 @@ extern char *rule_expr_canonical(Relation rel, const char *text, RuleExprType ty
 extern char *rule_expr_rename(Relation rel, const char *text, const char *oldname,
 							  const char *newname, bool table);
 extern int	rule_pin_search_path(void);
+extern void rule_unpin(int level);
 extern void rule_pin_styles(void);
+extern void rule_worker_session(void);
+
+/* code of a table's owner running inside another role's session */
+typedef struct RuleOwnerScope
+{
+	Oid			save_userid;
+	int			save_sec;
+	int			level;
+} RuleOwnerScope;
+
+extern bool rule_expr_runs_code(Node *expr);
+extern void rule_owner_enter(RuleOwnerScope *scope, Oid owner);
+extern void rule_owner_leave(RuleOwnerScope *scope);
 
 /* ----------------
  * in rules_cache.c: rules compiled per backend, dropped when a rule,
@@ -481,6 +495,8 @@ typedef struct CompiledRule
 	bool		send_past;
 	Interval	throttle;
 	List	   *exprs;			/* planned Expr, evaluated as owner */
+	Bitmapset  *plain_exprs;	/* indexes of those that run no code
+								 * (rule_expr_runs_code): no owner scope */
 	bool		deterministic;	/* no expression calls a mutable function */
 	bool		live_row;		/* before/after/follow_up: messages store no
 								 * copy of the row; it is read at send time */

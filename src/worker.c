@@ -901,6 +901,8 @@ reminder_worker_main(Datum main_arg)
 
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("reminder worker");
+	/* a superuser: no schema another role can write to is ever searched */
+	rule_worker_session();
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
