@@ -629,6 +629,19 @@ extern PGDLLEXPORT void reminder_worker_main(Datum main_arg);
  */
 struct sockaddr;
 
+/*
+ * The default of reminder.denied_hosts: link-local addresses (IPv4 and
+ * IPv6), which hold the metadata endpoints of AWS, GCP, Azure, Oracle,
+ * DigitalOcean, OpenStack and others at 169.254.169.254, and the cloud
+ * endpoints outside them: Alibaba Cloud's metadata (100.100.100.200),
+ * Azure's WireServer (168.63.129.16), Oracle Cloud Classic's metadata
+ * (192.0.0.192) and the IPv6 metadata endpoints of AWS (fd00:ec2::254),
+ * GCP (fd20:ce::254) and Oracle Cloud (fd00:c1::a9fe:a9fe).
+ */
+#define REMINDER_DEFAULT_DENIED_HOSTS \
+	"169.254.0.0/16, fe80::/10, 100.100.100.200, 168.63.129.16, 192.0.0.192, " \
+	"fd00:ec2::254, fd20:ce::254, fd00:c1::a9fe:a9fe"
+
 extern bool hostpolicy_check_list(const char *list, char **bad_entry);
 extern void hostpolicy_load(void);
 extern bool hostpolicy_permits(const char *host, const struct sockaddr *addr,

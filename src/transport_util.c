@@ -42,7 +42,9 @@ transport_url_host(const char *url, const char *what, bool may_hold_secrets)
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory")));
 	rc = curl_url_set(u, CURLUPART_URL, url, 0);
-	if (rc == CURLUE_OK)
+	/* an international name as libcurl connects to it, for name rules */
+	if (rc == CURLUE_OK &&
+		curl_url_get(u, CURLUPART_HOST, &host, CURLU_PUNYCODE) != CURLUE_OK)
 		rc = curl_url_get(u, CURLUPART_HOST, &host, 0);
 	curl_url_cleanup(u);
 	if (rc != CURLUE_OK)
