@@ -509,6 +509,36 @@ parse_sms(Jsonb *settings, Jsonb *secrets, ChannelConfig *cc)
 	}
 }
 
+/*
+ * A webhook authenticates with a bearer token or HTTP Basic (username and
+ * password), not both: each is an Authorization header.
+ */
+static void
+parse_webhook_secrets(Jsonb *secrets, ChannelConfig *cc)
+{
+	char	   *user = get_string(secrets, "username", cc->name, true);
+	char	   *password = get_string(secrets, "password", cc->name, true);
+	char	   *bearer = get_string(secrets, "bearer_token", cc->name, true);
+
+	(void) get_string(secrets, "signing_secret", cc->name, true);
+	if ((user == NULL) != (password == NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("channel \"%s\" has only one of the secrets \"username\" and \"password\"", cc->name),
+				 errhint("HTTP Basic authentication needs both, or neither.")));
+	if (user && strchr(user, ':'))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("secret \"username\" of channel \"%s\" contains \":\"", cc->name),
+				 errdetail("HTTP Basic authentication separates the user name from the password with \":\".")));
+	if (user && bearer)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("channel \"%s\" has both secret \"bearer_token\" and secrets \"username\" and \"password\"", cc->name),
+				 errdetail("Each is sent as the Authorization header; a request carries one."),
+				 errhint("Give either the bearer token or the user name and password.")));
+}
+
 static void
 parse_http_method(ChannelConfig *cc, Jsonb *settings)
 {
@@ -576,8 +606,7 @@ channel_parse(const char *name, const char *kind, Jsonb *settings, Jsonb *secret
 			validate_url(cc->url, http_schemes, what_setting("url", name));
 			parse_http_method(cc, settings);
 			cc->headers = get_headers(settings, "headers", name);
-			(void) get_string(secrets, "signing_secret", name, true);
-			(void) get_string(secrets, "bearer_token", name, true);
+			parse_webhook_secrets(secrets, cc);
 			break;
 		case CHANNEL_SLACK:
 			if (cc->url == NULL)

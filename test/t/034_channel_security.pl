@@ -1,0 +1,119 @@
+# What a webhook really puts on the wire, read from the raw bytes an HTTP
+# server receives: HTTP Basic credentials, bodies in UTF-8 from a LATIN2
+# database.
+use strict;
+use warnings;
+
+use Digest::SHA qw(hmac_sha256_hex);
+use Encode qw(decode);
+use JSON::PP;
+use MIME::Base64;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+use ReminderTest;
+
+my $node = start_node('channel_security');
+my $sink = start_sink();        # the channels' endpoints
+create_db($node, 'app');
+my $url = $sink->{url};
+
+$node->safe_psql('app', qq{
+	SELECT reminder.create_template('body', '{"text": "{{text}}"}');
+});
+
+sub wait_status
+{
+	my ($key, $status, $db) = @_;
+	return query_until($node, $db // 'app',
+		"SELECT status = '$status' FROM reminder.message WHERE idempotency_key = '$key'");
+}
+
+sub last_error
+{
+	my ($key) = @_;
+	return $node->safe_psql('app', "SELECT last_error FROM reminder.message WHERE idempotency_key = '$key'");
+}
+
+sub request_for
+{
+	my ($s, $key) = @_;
+	my ($r) = grep { ($_->{headers}{'Idempotency-Key'} // '') eq $key } sink_requests($s);
+	return $r;
+}
+
+# The header fields of a request as received: [name, value] in order.
+sub raw_fields
+{
+	my ($r) = @_;
+	my @lines = split /\r\n/, decode_base64($r->{head_b64});
+	shift @lines;    # the request line
+	return map { [ /^([^:]*):[ \t]*(.*?)[ \t]*$/ ] } grep { length } @lines;
+}
+
+sub count_field
+{
+	my ($r, $name) = @_;
+	return scalar grep { lc($_->[0]) eq lc($name) } raw_fields($r);
+}
+
+# ----------------------------------------------------------------------
+# HTTP Basic: the secrets username and password are sent (issue 10 item 7)
+# ----------------------------------------------------------------------
+$node->safe_psql('app', qq{
+	SELECT reminder.create_channel('basic', 'webhook', '{"url": "$url/basic/hook-user/s3cr:et/in"}',
+		'{"username": "hook-user", "password": "s3cr:et", "signing_secret": "sig"}');
+	SELECT reminder.create_channel('basic_wrong', 'webhook', '{"url": "$url/basic/hook-user/s3cr:et/in"}',
+		'{"username": "hook-user", "password": "wrong"}');
+	SELECT reminder.send('basic', '{}', 'body', '{"text": "hi"}', 'basic-1');
+	SELECT reminder.send('basic_wrong', '{}', 'body', '{"text": "hi"}', 'basic-2');
+});
+ok(wait_status('basic-1', 'sent'), 'a webhook with username and password is let in by a server that checks them');
+my $r = request_for($sink, 'basic-1');
+is($r->{headers}{Authorization}, 'Basic ' . encode_base64('hook-user:s3cr:et', ''),
+	'... which received them as HTTP Basic credentials');
+is(count_field($r, 'Authorization'), 1, '... in one Authorization field');
+ok(wait_status('basic-2', 'failed'), 'a wrong password fails');
+like(last_error('basic-2'), qr/^HTTP status 401/, '... with the server\'s 401');
+
+# ----------------------------------------------------------------------
+# UTF-8 bodies from a LATIN2 database (issue 10 item 9)
+# ----------------------------------------------------------------------
+$node->safe_psql('postgres',
+	"CREATE DATABASE latin2 ENCODING 'LATIN2' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0");
+$node->safe_psql('latin2', qq{
+	CREATE EXTENSION reminder;
+	SELECT reminder.create_template('empty', '');
+	SELECT reminder.create_template('body', '{"text": "{{text}}"}');
+	SELECT reminder.create_channel('hook', 'webhook', '{"url": "$url/latin2"}', '{"signing_secret": "s3cret"}');
+	SELECT reminder.send('hook', jsonb_build_object('name', U&'\\0141ucja'), 'body',
+		jsonb_build_object('text', U&'Za\\017C\\00F3\\0142\\0107 g\\0119\\015Bl\\0105 ja\\017A\\0144'), 'latin2-1');
+	SELECT reminder.send('hook', jsonb_build_object('name', U&'\\0141ucja'), 'empty',
+		jsonb_build_object('city', U&'\\0141\\00F3d\\017A'), 'latin2-2');
+});
+ok(wait_status('latin2-1', 'sent', 'latin2') && wait_status('latin2-2', 'sent', 'latin2'),
+	'webhooks from a LATIN2 database sent');
+for my $key ('latin2-1', 'latin2-2')
+{
+	my $req = request_for($sink, $key);
+	my $bytes = decode_base64($req->{body_b64});
+	my $text = eval { decode('UTF-8', $bytes, Encode::FB_CROAK | Encode::LEAVE_SRC) };
+	ok(defined $text, "$key: the body is valid UTF-8");
+	is($req->{headers}{'X-Reminder-Signature'}, 'sha256=' . hmac_sha256_hex($bytes, 's3cret'),
+		"$key: ... signed as sent");
+	my $json = JSON::PP->new->decode($text // '{}');
+	if ($key eq 'latin2-1')
+	{
+		is($json->{text}, "Za\x{017C}\x{00F3}\x{0142}\x{0107} g\x{0119}\x{015B}l\x{0105} ja\x{017A}\x{0144}",
+			"$key: ... and says what the database holds");
+	}
+	else
+	{
+		is_deeply([ $json->{recipient}{name}, $json->{data}{city} ], [ "\x{0141}ucja", "\x{0141}\x{00F3}d\x{017A}" ],
+			"$key: ... and says what the database holds (default body)");
+	}
+}
+
+stop_sink($sink);
+$node->stop;
+done_testing();
