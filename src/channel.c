@@ -205,9 +205,55 @@ get_duration(Jsonb *obj, const char *key, const char *channel, int dflt_ms)
 	return parse_duration_ms(text, what_setting(key, channel));
 }
 
+/*
+ * Header fields the worker writes itself, or that frame the request: a
+ * channel's "headers" may neither repeat nor replace them.  Compared
+ * case-insensitively, as HTTP does.
+ */
+static const char *const reserved_headers[] = {
+	"Content-Type", "Content-Length", "Transfer-Encoding", "Host",
+	"Idempotency-Key", "User-Agent", "Expect", "Connection", "Keep-Alive",
+	"TE", "Trailer", "Upgrade", "Proxy-Authorization", "Proxy-Connection",
+	NULL
+};
+
+/* ... and those of a webhook, which sets its own credentials */
+static const char *const webhook_headers[] = {
+	"Authorization", "X-Reminder-Signature", NULL
+};
+
+static void
+check_header_name(const char *name, const char *what, ChannelKind kind)
+{
+	const char *hint = NULL;
+	bool		reserved = false;
+
+	for (int i = 0; reserved_headers[i] && !reserved; i++)
+		reserved = pg_strcasecmp(name, reserved_headers[i]) == 0;
+	for (int i = 0; kind == CHANNEL_WEBHOOK && webhook_headers[i] && !reserved; i++)
+		reserved = pg_strcasecmp(name, webhook_headers[i]) == 0;
+	if (!reserved)
+		return;
+
+	if (pg_strcasecmp(name, "Content-Type") == 0)
+		hint = kind == CHANNEL_WEBHOOK ? "A webhook's body is JSON, sent as application/json." :
+			"Set the type of the body with setting \"content_type\".";
+	else if (pg_strcasecmp(name, "Authorization") == 0)
+		hint = "Give the secret \"bearer_token\", or the secrets \"username\" and \"password\" for HTTP Basic authentication.";
+	else if (pg_strcasecmp(name, "X-Reminder-Signature") == 0)
+		hint = "Give the secret \"signing_secret\" and the worker signs every request.";
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("header \"%s\" in %s is set by the worker", name, what),
+			 errdetail("Header fields the worker writes (Content-Type, Idempotency-Key, User-Agent, %s"
+					   "Host, Content-Length, Transfer-Encoding and the other fields that frame a request) cannot be repeated or replaced.",
+					   kind == CHANNEL_WEBHOOK ? "Authorization, X-Reminder-Signature, " : ""),
+			 hint ? errhint("%s", hint) : 0));
+}
+
 /* "headers": {"Name": "value", ...} -> list of "Name: value" */
 static List *
-get_headers(Jsonb *obj, const char *key, const char *channel)
+get_headers(Jsonb *obj, const char *key, ChannelConfig *cc)
 {
 	JsonbValue *v = jsonb_get(obj, key);
 	JsonbIterator *it;
@@ -215,7 +261,7 @@ get_headers(Jsonb *obj, const char *key, const char *channel)
 				val;
 	JsonbIteratorToken tok;
 	List	   *headers = NIL;
-	char	   *what = what_setting(key, channel);
+	char	   *what = what_setting(key, cc->name);
 
 	if (v == NULL || v->type == jbvNull)
 		return NIL;
@@ -230,6 +276,7 @@ get_headers(Jsonb *obj, const char *key, const char *channel)
 	{
 		char	   *name;
 		char	   *value;
+		ListCell   *lc;
 
 		if (tok != WJB_KEY)
 			continue;
@@ -241,7 +288,19 @@ get_headers(Jsonb *obj, const char *key, const char *channel)
 					 errmsg("header \"%s\" in %s must be a string", name, what)));
 		value = pnstrdup(val.val.string.val, val.val.string.len);
 		validate_header_name(name, what);
-		validate_header_value(value, psprintf("header \"%s\" in %s", name, what));
+		check_header_name(name, what, cc->kind);
+		validate_http_header_value(value, psprintf("header \"%s\" in %s", name, what));
+		/* jsonb keys are unique, but not case-insensitively */
+		foreach(lc, headers)
+		{
+			const char *other = lfirst(lc);
+
+			if (pg_strncasecmp(other, name, strlen(name)) == 0 && other[strlen(name)] == ':')
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("header \"%s\" appears twice in %s", name, what),
+						 errdetail("Header names are compared without regard to case.")));
+		}
 		headers = lappend(headers, psprintf("%s: %s", name, value));
 	}
 	return headers;
@@ -409,7 +468,7 @@ parse_sms_generic(Jsonb *settings, ChannelConfig *cc)
 	else
 		cc->content_type = pstrdup("application/x-www-form-urlencoded");
 
-	cc->headers = get_headers(settings, "headers", cc->name);
+	cc->headers = get_headers(settings, "headers", cc);
 	foreach(lc, cc->headers)
 		template_check_syntax(lfirst(lc), what_setting("headers", cc->name));
 
@@ -605,7 +664,7 @@ channel_parse(const char *name, const char *kind, Jsonb *settings, Jsonb *secret
 			require(cc->url, "url", cc, "Give the endpoint as \"https://example.com/hook\".");
 			validate_url(cc->url, http_schemes, what_setting("url", name));
 			parse_http_method(cc, settings);
-			cc->headers = get_headers(settings, "headers", name);
+			cc->headers = get_headers(settings, "headers", cc);
 			parse_webhook_secrets(secrets, cc);
 			break;
 		case CHANNEL_SLACK:

@@ -66,6 +66,7 @@ extern char *normalize_phone(const char *phone, const char *default_cc,
 extern void validate_url(const char *url, const char *const *schemes,
 						 const char *what);
 extern void validate_header_value(const char *value, const char *what);
+extern void validate_http_header_value(const char *value, const char *what);
 extern void validate_header_name(const char *name, const char *what);
 extern void validate_time_zone(const char *tz, const char *what);
 extern void validate_locale(const char *locale, const char *what);

@@ -355,6 +355,13 @@ build_generic(Delivery *d, ChannelConfig *cc, ClaimedMessage *m, const char *to,
 					 errmsg("a header of channel \"%s\" renders with a line break", cc->name),
 					 errdetail("Carriage return and line feed would start a new header (header injection)."),
 					 errhint("Check the values its template interpolates.")));
+		for (const unsigned char *c = (const unsigned char *) header; *c; c++)
+			if ((*c < 0x20 && *c != '\t') || *c == 0x7f)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("a header of channel \"%s\" renders with a control character", cc->name),
+						 errdetail("Header values hold printable characters, spaces and tabs only."),
+						 errhint("Check the values its template interpolates.")));
 		d->headers = lappend(d->headers, transport_to_utf8(header));
 	}
 	st->id_field = cc->id_field ? pstrdup(cc->id_field) : NULL;

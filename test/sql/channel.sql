@@ -45,6 +45,12 @@ SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "n
 SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "timout": 5}')$$);
 SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "headers": {"X-A": "1\r\nX-Injected: 1"}}')$$);
 SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "headers": {"Bad Name": "1"}}')$$);
+SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "headers": {"content-TYPE": "text/plain"}}')$$);
+SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "headers": {"Authorization": "Bearer x"}}')$$);
+SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "headers": {"X-A": "1", "x-a": "2"}}')$$);
+SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "headers": {"X-A:": "1"}}')$$);
+SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "headers": {"X-A": "a\u0001b"}}')$$);
+SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'sms', '{"provider": "generic", "url": "https://gw.example.com", "body": "x", "headers": {"Content-Type": "text/plain"}}')$$);
 SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "timeout": "soon"}')$$);
 SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "max_attempts": 0}')$$);
 SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "method": "DELETE"}')$$);

@@ -1,6 +1,7 @@
-# What a webhook really puts on the wire, read from the raw bytes an HTTP
-# server receives: HTTP Basic credentials, bodies in UTF-8 from a LATIN2
-# database.
+# What a webhook (and a generic SMS gateway) really puts on the wire, read
+# from the raw bytes an HTTP server receives: HTTP Basic credentials, the
+# header fields the worker writes exactly once whatever a channel's headers
+# say, bodies in UTF-8 from a LATIN2 database.
 use strict;
 use warnings;
 
@@ -75,6 +76,65 @@ is($r->{headers}{Authorization}, 'Basic ' . encode_base64('hook-user:s3cr:et', '
 is(count_field($r, 'Authorization'), 1, '... in one Authorization field');
 ok(wait_status('basic-2', 'failed'), 'a wrong password fails');
 like(last_error('basic-2'), qr/^HTTP status 401/, '... with the server\'s 401');
+
+# ----------------------------------------------------------------------
+# The header fields on the wire (issue 10 item 8)
+# ----------------------------------------------------------------------
+$node->safe_psql('app', qq{
+	SELECT reminder.create_channel('hdr', 'webhook',
+		jsonb_build_object('url', '$url/hdr', 'headers', '{"X-Source": "crm", "X-Colon": "a: b", "x-lower": "1"}'::jsonb),
+		'{"signing_secret": "s3cret", "bearer_token": "tok"}');
+	SELECT reminder.create_channel('gw', 'sms',
+		'{"provider": "generic", "url": "$url/gw?to={{to}}", "content_type": "application/json",
+		  "body": "{\\"text\\": \\"{{text}}\\"}",
+		  "headers": {"Authorization": "Bearer {{secrets.token}}", "X-Ref": "{{data.ref}}"}}',
+		'{"token": "gw-token"}');
+	SELECT reminder.send('hdr', '{}', 'body', '{"text": "x"}', 'hdr-1');
+	SELECT reminder.send('gw', '{"phone": "+48601234567"}', 'body', '{"text": "x", "ref": "r-1"}', 'gw-1');
+	SELECT reminder.send('gw', '{"phone": "+48601234567"}', 'body', jsonb_build_object('text', 'x', 'ref', 'a' || chr(127) || 'b'), 'gw-2');
+});
+ok(wait_status('hdr-1', 'sent') && wait_status('gw-1', 'sent'), 'webhook and generic gateway with their own headers sent');
+$r = request_for($sink, 'hdr-1');
+my %once = map { $_ => count_field($r, $_) }
+  qw(Content-Type Content-Length Host Idempotency-Key User-Agent Authorization X-Reminder-Signature);
+is_deeply(\%once, { map { $_ => 1 } keys %once },
+	'webhook: Content-Type, Content-Length, Host, Idempotency-Key, User-Agent, Authorization, signature: each exactly once');
+is(count_field($r, 'Transfer-Encoding') + count_field($r, 'Expect'), 0, '... no Transfer-Encoding, no Expect');
+is_deeply([ sort map { "$_->[0]: $_->[1]" } grep { $_->[0] =~ /^x-(source|colon|lower)$/i } raw_fields($r) ],
+	[ 'X-Colon: a: b', 'X-Source: crm', 'x-lower: 1' ], '... the channel\'s headers as given, a colon in a value intact');
+is($r->{headers}{'X-Reminder-Signature'}, 'sha256=' . hmac_sha256_hex(decode_base64($r->{body_b64}), 's3cret'),
+	'... the signature over the exact body bytes');
+$r = request_for($sink, 'gw-1');
+is_deeply({ map { $_ => count_field($r, $_) } qw(Content-Type Content-Length Host Idempotency-Key Authorization) },
+	{ map { $_ => 1 } qw(Content-Type Content-Length Host Idempotency-Key Authorization) },
+	'generic gateway: Content-Type, Content-Length, Host, Idempotency-Key, Authorization each once');
+is_deeply([ $r->{headers}{'Content-Type'}, $r->{headers}{Authorization}, $r->{headers}{'X-Ref'} ],
+	[ 'application/json', 'Bearer gw-token', 'r-1' ], '... with the rendered values');
+ok(wait_status('gw-2', 'failed'), 'a header that would render with a control character fails the message');
+like(last_error('gw-2'), qr/renders with a control character/, '... saying why');
+ok(!request_for($sink, 'gw-2'), '... and nothing is sent');
+
+# Channels written behind create_channel()'s back (and messages behind
+# schedule()'s, which would refuse them) are checked when sent
+$node->safe_psql('app', qq{
+	INSERT INTO reminder.channel (name, kind, settings) VALUES
+		('sneaky', 'webhook', '{"url": "$url/sneaky", "headers": {"Content-Type": "text/plain", "host": "elsewhere"}}'),
+		('sneaky_te', 'webhook', '{"url": "$url/sneaky", "headers": {"Transfer-Encoding": "chunked"}}'),
+		('sneaky_gw', 'sms', '{"provider": "generic", "url": "$url/sneaky", "body": "x", "headers": {"Content-Length": "0"}}'),
+		('sneaky_crlf', 'webhook', '{"url": "$url/sneaky", "headers": {"X-A": "1\\r\\nX-Injected: 1"}}');
+	INSERT INTO reminder.message (channel, recipient, template, due_at, next_attempt_at, idempotency_key)
+	VALUES ('sneaky', '{}', 'body', now(), now(), 'sneaky-1'),
+	       ('sneaky_te', '{}', 'body', now(), now(), 'sneaky-2'),
+	       ('sneaky_gw', '{"phone": "+48601234567"}', 'body', now(), now(), 'sneaky-3'),
+	       ('sneaky_crlf', '{}', 'body', now(), now(), 'sneaky-4');
+});
+for my $n (1 .. 4)
+{
+	ok(wait_status("sneaky-$n", 'failed'), "a stored channel with a forbidden header fails its message ($n)");
+}
+like(last_error('sneaky-1'), qr/header "(Content-Type|host)" in setting "headers" of channel "sneaky" is set by the worker/,
+	'... saying which header');
+is(scalar(grep { $_->{path} eq '/sneaky' } sink_requests($sink)), 0, '... and none reaches the server');
 
 # ----------------------------------------------------------------------
 # UTF-8 bodies from a LATIN2 database (issue 10 item 9)
