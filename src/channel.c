@@ -50,7 +50,7 @@ static const char *const settings_keys[][24] = {
 	[CHANNEL_SMS] = {"provider", "from", "base_url", "default_country_code",
 	"account_sid", "messaging_service_sid", "unicode", "tls_verify", "ca_file",
 	"url", "method", "headers", "body", "content_type", "id_field", NULL},
-	[CHANNEL_WEBHOOK] = {"url", "method", "headers", NULL},
+	[CHANNEL_WEBHOOK] = {"url", "method", "headers", "recipient_hosts", NULL},
 	[CHANNEL_SLACK] = {"url", "username", "icon_emoji", "icon_url", "channel",
 	"tls_verify", "ca_file", NULL},
 	[CHANNEL_LOG] = {NULL},
@@ -306,6 +306,39 @@ get_headers(Jsonb *obj, const char *key, ChannelConfig *cc)
 	return headers;
 }
 
+/* "recipient_hosts": ["hooks.example.com", "*.example.com:8443", ...] */
+static List *
+get_recipient_hosts(Jsonb *settings, ChannelConfig *cc)
+{
+	JsonbValue *v = jsonb_get(settings, "recipient_hosts");
+	char	   *what = what_setting("recipient_hosts", cc->name);
+	JsonbIterator *it;
+	JsonbValue	e;
+	JsonbIteratorToken tok;
+	List	   *result = NIL;
+
+	if (v == NULL || v->type == jbvNull)
+		return NIL;
+	if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be an array of host names", what),
+				 errhint("Write [\"hooks.example.com\", \"*.example.org\"].")));
+	it = JsonbIteratorInit(v->val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+	{
+		if (tok != WJB_ELEM)
+			continue;
+		if (e.type != jbvString)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s must hold host names as strings", what)));
+		result = lappend(result,
+						 host_pattern_parse(pnstrdup(e.val.string.val, e.val.string.len), what));
+	}
+	return result;
+}
+
 static void
 require(const char *value, const char *key, ChannelConfig *cc, const char *hint)
 {
@@ -449,6 +482,7 @@ parse_sms_generic(Jsonb *settings, ChannelConfig *cc)
 
 	cc->url = get_template(settings, "url", cc);
 	require(cc->url, "url", cc, "A generic SMS gateway needs the URL to call (a template).");
+	(void) url_template_authority(cc->url, what_setting("url", cc->name));
 	cc->body = get_template(settings, "body", cc);
 	if (strcmp(cc->method, "GET") == 0)
 	{
@@ -665,6 +699,7 @@ channel_parse(const char *name, const char *kind, Jsonb *settings, Jsonb *secret
 			validate_url(cc->url, http_schemes, what_setting("url", name));
 			parse_http_method(cc, settings);
 			cc->headers = get_headers(settings, "headers", cc);
+			cc->recipient_hosts = get_recipient_hosts(settings, cc);
 			parse_webhook_secrets(secrets, cc);
 			break;
 		case CHANNEL_SLACK:
@@ -732,6 +767,82 @@ store_secrets(const char *name, Jsonb *secrets)
 							  "ON CONFLICT (channel) DO UPDATE SET secrets = excluded.secrets, updated_at = now()",
 							  2, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not store channel secrets");
+}
+
+typedef struct OldChannel
+{
+	char	   *name;
+	char	   *kind;
+	Jsonb	   *settings;
+	Jsonb	   *secrets;
+	List	   *destinations;	/* out */
+} OldChannel;
+
+static void
+old_destinations(void *arg)
+{
+	OldChannel *old = arg;
+
+	old->destinations = channel_destinations(channel_parse(old->name, old->kind,
+														   old->settings, old->secrets));
+}
+
+/*
+ * Secrets kept with '{}' were given for where the channel connected until
+ * now.  A definition that connects anywhere else (another URL origin, base
+ * URL, SMTP server or gateway host, a new host recipients may name, weaker
+ * TLS) would hand them to whoever runs that place - and an administrator
+ * could read them back from there.  So a new destination needs the secrets
+ * passed again.  Needs SPI.
+ */
+static void
+check_kept_secrets(ChannelConfig *cc, Jsonb *stored)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(cc->name)};
+	OldChannel	old = {cc->name};
+	ErrorData  *edata;
+	List	   *now = channel_destinations(cc);
+	const char *added = NULL;
+	bool		isnull;
+	ListCell   *lc;
+
+	if (SPI_execute_with_args("SELECT kind, settings FROM reminder.channel WHERE name = $1",
+							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up channel");
+	if (SPI_processed == 0)
+		return;
+	old.kind = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	old.settings = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0],
+													SPI_tuptable->tupdesc, 2, &isnull));
+	old.secrets = stored;
+
+	/* a stored definition this version no longer accepts: nothing to compare */
+	edata = subxact_try(old_destinations, &old);
+	if (edata)
+	{
+		FreeErrorData(edata);
+		added = "everything (the stored definition is no longer valid)";
+	}
+	foreach(lc, now)
+	{
+		ListCell   *lc2;
+		bool		found = false;
+
+		if (added)
+			break;
+		foreach(lc2, old.destinations)
+			if (strcmp(lfirst(lc), lfirst(lc2)) == 0)
+				found = true;
+		if (!found)
+			added = lfirst(lc);
+	}
+	if (added)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("channel \"%s\" cannot keep its stored secrets when it connects somewhere new", cc->name),
+				 errdetail("The new settings add: %s.", added),
+				 errhint("Pass the channel's secrets again with the new settings; '{}' keeps them only while the channel connects where it did.")));
 }
 
 /*
@@ -847,17 +958,22 @@ reminder_create_channel(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 
-	/* '{}' keeps what is stored, so changing a setting needs no secrets */
+	/*
+	 * '{}' keeps what is stored, so changing a setting needs no secrets; but
+	 * not when the channel would send them somewhere new
+	 */
 	effective = secrets;
 	if (is_empty_object(secrets))
 	{
 		Jsonb	   *stored = stored_secrets(name);
 
-		if (stored)
+		if (stored && !is_empty_object(stored))
 			effective = stored;
 	}
 
 	cc = channel_parse(name, kind, settings, effective);
+	if (effective != secrets)
+		check_kept_secrets(cc, effective);
 	check_tls_settings(cc);
 	check_fallback_exists(cc);
 	check_kind_change(name, kind);

@@ -124,6 +124,7 @@ typedef struct ChannelConfig
 	char	   *url;
 	char	   *method;
 	List	   *headers;		/* "Name: value" strings */
+	List	   *recipient_hosts;	/* webhook: HostPattern * recipients may name */
 
 	/* TLS of the email, sms and slack kinds */
 	bool		tls_verify;		/* verify the server's certificate (default) */
@@ -161,6 +162,34 @@ typedef struct ChannelConfig
 extern const char *channel_kind_name(ChannelKind kind);
 extern ChannelConfig *channel_parse(const char *name, const char *kind,
 									Jsonb *settings, Jsonb *secrets);
+
+/* ----------------
+ * in origin.c: where URLs connect, and who may receive a channel's secrets
+ * ----------------
+ */
+typedef struct UrlOrigin
+{
+	char	   *scheme;			/* lower case */
+	char	   *host;			/* as libcurl connects: punycode, lower case,
+								 * IPv6 in brackets */
+	int			port;			/* given or the scheme's default */
+	bool		userinfo;		/* the URL holds a user name or password */
+} UrlOrigin;
+
+typedef struct HostPattern
+{
+	char	   *host;			/* normalised as UrlOrigin.host */
+	bool		suffix;			/* "*.example.com": names under it */
+	int			port;			/* 0: any */
+} HostPattern;
+
+extern bool url_origin(const char *url, UrlOrigin *o);
+extern char *url_origin_text(const UrlOrigin *o);
+extern HostPattern *host_pattern_parse(const char *entry, const char *what);
+extern bool host_pattern_matches(const HostPattern *p, const UrlOrigin *o);
+extern void check_recipient_url(ChannelConfig *cc, const char *url);
+extern char *url_template_authority(const char *tmpl, const char *what);
+extern List *channel_destinations(ChannelConfig *cc);
 
 /* ----------------
  * in sms_text.c: encoding, segments and transliteration of SMS texts (UTF-8)

@@ -6,6 +6,11 @@
  *	  HMAC-SHA256 signature of the exact body, and an optional bearer token
  *	  or HTTP Basic credentials.
  *
+ *	  The request goes to the recipient's "url" when it has one, which must
+ *	  lie at the channel's own origin or at a host of its "recipient_hosts"
+ *	  (check_recipient_url(), at schedule() and again here): the signature
+ *	  and credentials never go to a host the channel's owner did not name.
+ *
  *	  2xx is sent; 408, 429 and 5xx are transient (Retry-After honoured);
  *	  any other status is permanent.  Redirects are not followed: a webhook
  *	  that moved is a configuration error, and following one could lead a
@@ -73,7 +78,14 @@ webhook_build(Delivery *d, ChannelConfig *cc, ClaimedMessage *m, RenderedMessage
 	ListCell   *lc;
 
 	d->state = st;
-	d->url = recipient_url && *recipient_url ? recipient_url : pstrdup(cc->url);
+	if (recipient_url && *recipient_url)
+	{
+		/* the channel may have changed since the message was scheduled */
+		check_recipient_url(cc, recipient_url);
+		d->url = recipient_url;
+	}
+	else
+		d->url = pstrdup(cc->url);
 	d->host = transport_url_host(d->url, "the webhook URL", false);
 	d->method = pstrdup(cc->method ? cc->method : "POST");
 	/* JSON is UTF-8 (RFC 8259), whatever the database's encoding */

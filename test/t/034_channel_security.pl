@@ -1,7 +1,9 @@
 # What a webhook (and a generic SMS gateway) really puts on the wire, read
 # from the raw bytes an HTTP server receives: HTTP Basic credentials, the
 # header fields the worker writes exactly once whatever a channel's headers
-# say, bodies in UTF-8 from a LATIN2 database.
+# say, bodies in UTF-8 from a LATIN2 database - and that nobody who may only
+# schedule messages can get a channel's credentials or signature to a host
+# of their choosing, nor an administrator by re-pointing the channel.
 use strict;
 use warnings;
 
@@ -16,10 +18,13 @@ use ReminderTest;
 
 my $node = start_node('channel_security');
 my $sink = start_sink();        # the channels' endpoints
+my $other = start_sink();       # a host the channels never named
 create_db($node, 'app');
-my $url = $sink->{url};
+my ($url, $port, $aurl, $aport) = ($sink->{url}, $sink->{port}, $other->{url}, $other->{port});
 
 $node->safe_psql('app', qq{
+	CREATE ROLE app IN ROLE reminder_user;
+	CREATE ROLE admin IN ROLE reminder_admin;
 	SELECT reminder.create_template('body', '{"text": "{{text}}"}');
 });
 
@@ -174,6 +179,91 @@ for my $key ('latin2-1', 'latin2-2')
 	}
 }
 
+# ----------------------------------------------------------------------
+# A recipient's url cannot take the channel's secrets elsewhere (issue 14
+# item 1), nor can re-pointing the channel (item 2)
+# ----------------------------------------------------------------------
+$node->safe_psql('app', qq{
+	SELECT reminder.create_channel('hook', 'webhook', '{"url": "$url/hook"}',
+		'{"signing_secret": "s3cret", "bearer_token": "tok"}');
+	SELECT reminder.create_channel('hook_basic', 'webhook', '{"url": "$url/hook"}',
+		'{"username": "u", "password": "basic-secret"}');
+	SELECT reminder.create_channel('partner', 'webhook',
+		'{"url": "$url/hook", "recipient_hosts": ["127.0.0.1:$aport"]}', '{"signing_secret": "partner-secret"}');
+});
+
+my @steal = (
+	"$aurl/steal",
+	"http://localhost:$aport/steal",
+	"http://localhost:$port/steal",
+	"http://127.0.0.1:$port\@127.0.0.1:$aport/steal",
+	"http://127.0.0.1:$port:\@127.0.0.1:$aport/steal",
+	"http://[::ffff:127.0.0.1]:$aport/steal",
+	"http://2130706433:$aport/steal",
+	"http://0x7f.1:$aport/steal",
+	"http://127.0.0.1.:$port/steal",
+	"https://127.0.0.1:$port/steal",
+);
+for my $channel ('hook', 'hook_basic')
+{
+	for my $i (0 .. $#steal)
+	{
+		my ($ret, $out, $err) = $node->psql('app', qq{
+			SET ROLE app;
+			SELECT reminder.schedule('$channel', '{"url": "$steal[$i]"}', 'body', now(), '{"text": "forged"}', 'steal-$channel-$i')});
+		like($err, qr/ERROR:  recipient "url" (points to .* which is not a destination of channel "$channel"|must not hold a user name or password)/,
+			"reminder_user cannot schedule $channel to $steal[$i]");
+	}
+}
+# another path at the channel's own origin is fine, and gets the secrets
+$node->safe_psql('app', qq{
+	SET ROLE app;
+	SELECT reminder.schedule('hook', '{"url": "http://127.0.0.1:$port/elsewhere"}', 'body', now(), '{"text": "x"}', 'own-1');
+	SELECT reminder.schedule('partner', '{"url": "http://127.0.0.1:$aport/p"}', 'body', now(), '{"text": "x"}', 'partner-1');
+});
+ok(wait_status('own-1', 'sent'), 'a recipient url at the channel\'s own origin is used');
+is(request_for($sink, 'own-1')->{path}, '/elsewhere', '... with its path');
+ok(wait_status('partner-1', 'sent'), 'a recipient url at a host of recipient_hosts is used');
+$r = request_for($other, 'partner-1');
+is($r->{headers}{'X-Reminder-Signature'}, 'sha256=' . hmac_sha256_hex(decode_base64($r->{body_b64}), 'partner-secret'),
+	'... and signed, as its administrator chose');
+
+# A message whose url was accepted before (here: written directly, as one
+# scheduled before the channel moved) is checked again when it is sent
+$node->safe_psql('app', qq{
+	INSERT INTO reminder.message (channel, recipient, template, data, due_at, next_attempt_at, idempotency_key)
+	VALUES ('hook', '{"url": "$aurl/steal"}', 'body', '{"text": "x"}', now(), now(), 'old-1'),
+	       ('hook_basic', '{"url": "$aurl/steal"}', 'body', '{"text": "x"}', now(), now(), 'old-2');
+});
+ok(wait_status('old-1', 'failed') && wait_status('old-2', 'failed'), 'a stored message with a foreign url fails when sent');
+like(last_error('old-1'), qr/not a destination of channel "hook"/, '... saying why');
+
+# Re-pointing a channel without its secrets is refused
+my ($ret, $out, $err) = $node->psql('app', qq{
+	SET ROLE admin;
+	SELECT reminder.create_channel('hook', 'webhook', '{"url": "$aurl/steal"}')});
+like($err, qr/cannot keep its stored secrets when it connects somewhere new/, 'reminder_admin cannot re-point a channel and keep its secrets');
+($ret, $out, $err) = $node->psql('app', qq{
+	SET ROLE admin;
+	SELECT reminder.create_channel('hook', 'webhook', '{"url": "$url/hook", "recipient_hosts": ["127.0.0.1:$aport"]}')});
+like($err, qr/cannot keep its stored secrets/, '... nor add a host recipients may name');
+$node->safe_psql('app', qq{
+	SET ROLE app;
+	SELECT reminder.schedule('hook', '{}', 'body', now(), '{"text": "x"}', 'after-1');
+});
+ok(wait_status('after-1', 'sent'), 'the channel still delivers where it did');
+ok(request_for($sink, 'after-1'), '... to its own URL');
+
+my @leaked = grep {
+	my $auth = $_->{headers}{Authorization} // '';
+	my $sig = $_->{headers}{'X-Reminder-Signature'} // '';
+	$auth =~ /tok|\Q${\ encode_base64('u:basic-secret', '')}\E/
+	  || $sig eq 'sha256=' . hmac_sha256_hex(decode_base64($_->{body_b64}), 's3cret')
+} sink_requests($other);
+is(scalar(@leaked), 0, 'the other host never received a channel\'s token, password or signature');
+is(scalar(sink_requests($other)), 1, '... and got only the request its administrator allowed');
+
 stop_sink($sink);
+stop_sink($other);
 $node->stop;
 done_testing();
