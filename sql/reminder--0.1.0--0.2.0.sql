@@ -169,3 +169,9 @@ BEGIN
         ('opt_outs_kept', n_kept);
 END
 $$;
+
+-- create_channel() keeps stored secrets with '{}' only while the channel
+-- connects where it did (same origins, no new recipient hosts, TLS as
+-- strict): re-pointing a channel needs its secrets again.
+COMMENT ON FUNCTION reminder.create_channel(text, text, jsonb, jsonb) IS
+'creates or replaces a channel; settings are validated for the kind; non-empty secrets replace the stored ones, ''{}'' keeps them while the channel connects where it did';

@@ -66,6 +66,7 @@ extern char *normalize_phone(const char *phone, const char *default_cc,
 extern void validate_url(const char *url, const char *const *schemes,
 						 const char *what);
 extern void validate_header_value(const char *value, const char *what);
+extern void validate_http_header_value(const char *value, const char *what);
 extern void validate_header_name(const char *name, const char *what);
 extern void validate_time_zone(const char *tz, const char *what);
 extern void validate_locale(const char *locale, const char *what);
@@ -123,6 +124,7 @@ typedef struct ChannelConfig
 	char	   *url;
 	char	   *method;
 	List	   *headers;		/* "Name: value" strings */
+	List	   *recipient_hosts;	/* webhook: HostPattern * recipients may name */
 
 	/* TLS of the email, sms and slack kinds */
 	bool		tls_verify;		/* verify the server's certificate (default) */
@@ -160,6 +162,34 @@ typedef struct ChannelConfig
 extern const char *channel_kind_name(ChannelKind kind);
 extern ChannelConfig *channel_parse(const char *name, const char *kind,
 									Jsonb *settings, Jsonb *secrets);
+
+/* ----------------
+ * in origin.c: where URLs connect, and who may receive a channel's secrets
+ * ----------------
+ */
+typedef struct UrlOrigin
+{
+	char	   *scheme;			/* lower case */
+	char	   *host;			/* as libcurl connects: punycode, lower case,
+								 * IPv6 in brackets */
+	int			port;			/* given or the scheme's default */
+	bool		userinfo;		/* the URL holds a user name or password */
+} UrlOrigin;
+
+typedef struct HostPattern
+{
+	char	   *host;			/* normalised as UrlOrigin.host */
+	bool		suffix;			/* "*.example.com": names under it */
+	int			port;			/* 0: any */
+} HostPattern;
+
+extern bool url_origin(const char *url, UrlOrigin *o);
+extern char *url_origin_text(const UrlOrigin *o);
+extern HostPattern *host_pattern_parse(const char *entry, const char *what);
+extern bool host_pattern_matches(const HostPattern *p, const UrlOrigin *o);
+extern void check_recipient_url(ChannelConfig *cc, const char *url);
+extern char *url_template_authority(const char *tmpl, const char *what);
+extern List *channel_destinations(ChannelConfig *cc);
 
 /* ----------------
  * in sms_text.c: encoding, segments and transliteration of SMS texts (UTF-8)
@@ -644,6 +674,19 @@ extern PGDLLEXPORT void reminder_worker_main(Datum main_arg);
  * ----------------
  */
 struct sockaddr;
+
+/*
+ * The default of reminder.denied_hosts: link-local addresses (IPv4 and
+ * IPv6), which hold the metadata endpoints of AWS, GCP, Azure, Oracle,
+ * DigitalOcean, OpenStack and others at 169.254.169.254, and the cloud
+ * endpoints outside them: Alibaba Cloud's metadata (100.100.100.200),
+ * Azure's WireServer (168.63.129.16), Oracle Cloud Classic's metadata
+ * (192.0.0.192) and the IPv6 metadata endpoints of AWS (fd00:ec2::254),
+ * GCP (fd20:ce::254) and Oracle Cloud (fd00:c1::a9fe:a9fe).
+ */
+#define REMINDER_DEFAULT_DENIED_HOSTS \
+	"169.254.0.0/16, fe80::/10, 100.100.100.200, 168.63.129.16, 192.0.0.192, " \
+	"fd00:ec2::254, fd20:ce::254, fd00:c1::a9fe:a9fe"
 
 extern bool hostpolicy_check_list(const char *list, char **bad_entry);
 extern void hostpolicy_load(void);

@@ -109,6 +109,10 @@ recipient_for_channel(Jsonb *recipient, ChannelConfig *cc)
 				recipient = jsonb_set_text(recipient, "phone", e164);
 			break;
 		case CHANNEL_WEBHOOK:
+			/* the channel's credentials go with the request: only where it says */
+			if ((s = recipient_string(recipient, "url")) != NULL)
+				check_recipient_url(cc, s);
+			break;
 		case CHANNEL_SLACK:
 		case CHANNEL_LOG:
 			break;

@@ -216,7 +216,7 @@ extern void mail_header_begin(MailHeader *h, const char *name);
 extern void mail_header_token(MailHeader *h, const char *sep, const char *token);
 extern char *mail_header_end(MailHeader *h);
 extern char *mail_unstructured(const char *name, const char *text);
-extern char *mail_mailbox(const char *name, const char *addr);
+extern char *mail_mailbox(const char *field, const char *name, const char *addr);
 extern void mail_split_mailbox(const char *mailbox, char **name, char **addr);
 extern const char *mail_address_domain(const char *addr);
 extern char *mail_message_id(const char *key, const char *domain);
