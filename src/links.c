@@ -532,7 +532,7 @@ message_must_exist(int64 id)
 
 		/* message.channel has no foreign key: the channel may be gone */
 		message_plan = spi_prepare_kept("SELECT m.recipient_id, m.recipient, m.template, m.data, "
-										"coalesce(c.kind, '') "
+										"coalesce(c.kind, ''), m.category "
 										"FROM reminder.message m LEFT JOIN reminder.channel c ON c.name = m.channel "
 										"WHERE m.id = $1 FOR KEY SHARE OF m", 1, argtypes, 0);
 	}
@@ -668,6 +668,7 @@ typedef struct MessageFacts
 	char	   *template_name;
 	Jsonb	   *data;
 	char	   *channel_kind;
+	char	   *category;		/* message.category, or NULL */
 } MessageFacts;
 
 static void
@@ -684,6 +685,7 @@ message_facts(MessageFacts *f)
 	f->template_name = SPI_getvalue(tup, desc, 3);
 	f->data = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 4, &isnull));
 	f->channel_kind = SPI_getvalue(tup, desc, 5);
+	f->category = SPI_getvalue(tup, desc, 6);
 }
 
 static int64
@@ -777,7 +779,7 @@ event_consequences(const MessageFacts *f, const char *kind, Jsonb *detail)
 {
 	if (strcmp(kind, "unsubscribed") == 0)
 	{
-		char	   *category = message_category(f->data, f->template_name);
+		char	   *category = message_category(f->category, f->data, f->template_name);
 		char	   *email = lower_address(jsonb_get_text(f->recipient, "email"));
 		char	   *phone = jsonb_get_text(f->recipient, "phone");
 

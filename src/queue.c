@@ -281,7 +281,7 @@ claim_sql(const char *filter)
 					"WHERE m.id = ANY (ARRAY(SELECT id FROM due UNION ALL SELECT id FROM expired LIMIT $1)) "
 					"RETURNING m.id, m.channel, m.recipient, m.template, m.data, m.attempts, "
 					"m.idempotency_key, m.due_at, m.rule_id, m.source_key, m.fallback_of IS NOT NULL, "
-					"m.fallback",
+					"m.fallback, m.category",
 					filter, filter);
 }
 
@@ -375,6 +375,7 @@ claimed_rows(List *rows, MemoryContext cxt)
 		m->source_key = SPI_getvalue(tup, desc, 10);
 		m->is_fallback = DatumGetBool(SPI_getbinval(tup, desc, 11, &isnull));
 		m->fallback = SPI_getvalue(tup, desc, 12);
+		m->category = SPI_getvalue(tup, desc, 13);
 		rows = lappend(rows, m);
 	}
 	MemoryContextSwitchTo(old);
@@ -395,6 +396,7 @@ new_delivery(ClaimedMessage *m, ChannelConfig *cc, MemoryContext parent)
 	d->template_name = pstrdup(m->template_name);
 	d->data = (Jsonb *) pg_detoast_datum_copy((struct varlena *) m->data);
 	d->is_fallback = m->is_fallback;
+	d->category = m->category ? pstrdup(m->category) : NULL;
 	d->channel = pstrdup(m->channel);
 	/* the claim's UPDATE set lease_until = now() + lease */
 	d->lease_until = GetCurrentTransactionStartTimestamp() +
@@ -755,6 +757,7 @@ queue_claim(int limit, int paced_limit, dlist_head *to_send, dlist_head *done,
 		gm->recipient = m->recipient;
 		gm->data = m->data;
 		gm->template_name = m->template_name;
+		gm->category = m->category;
 		gm->due_at = m->due_at;
 		gm->rule_id = m->rule_id;
 		gm->source_key = m->source_key;
@@ -992,6 +995,7 @@ schedule_fallback_body(void *arg)
 	req.template_name = d->template_name;
 	req.due_at = GetCurrentTimestamp();
 	req.data = d->data;
+	req.category = d->category;	/* an unsubscribe from it covers the rule */
 	req.idempotency_key = psprintf("%s:fallback", d->idempotency_key);
 	id = schedule_message(&req);
 

@@ -271,6 +271,8 @@ typedef struct ScheduleRequest
 	const char *source_table;
 	const char *source_key;
 	const char *fallback;		/* NULL: the channel's own, if any */
+	const char *category;		/* consent category; NULL: data->>'category'
+								 * if any, else (when sent) the template */
 } ScheduleRequest;
 
 extern int64 schedule_message(const ScheduleRequest *req);
@@ -314,6 +316,7 @@ typedef struct GateMessage
 	Jsonb	   *recipient;
 	Jsonb	   *data;
 	const char *template_name;
+	const char *category;		/* message.category, or NULL */
 	TimestampTz due_at;
 	int64		rule_id;		/* 0: not made by a rule */
 	const char *source_key;
@@ -369,7 +372,8 @@ extern void quiet_hours_gate(const GateMessage *msg, GateResult *result);
  * in consent.c: opt-out and opt-in
  * ----------------
  */
-extern char *message_category(Jsonb *data, const char *template_name);
+extern char *message_category(const char *category, Jsonb *data,
+							  const char *template_name);
 extern void consent_record(int64 recipient_id, const char *address,
 						   const char *channel, const char *category,
 						   bool opt_out, const char *source);
@@ -524,6 +528,7 @@ typedef struct CompiledRule
 	struct pg_tz *tz;
 	bool		send_past;
 	Interval	throttle;
+	char	   *category;		/* consent category of its messages */
 	List	   *exprs;			/* planned Expr, evaluated as owner */
 	Bitmapset  *plain_exprs;	/* indexes of those that run no code
 								 * (rule_expr_runs_code): no owner scope */

@@ -1076,11 +1076,12 @@ reminder_watch(PG_FUNCTION_ARGS)
 	char	   *kind;
 	Jsonb	   *recipients;
 	bool		backfill = PG_ARGISNULL(18) ? false : PG_GETARG_BOOL(18);
-	Oid			types[15] = {TEXTOID, OIDOID, TEXTOID, TEXTOID, TEXTARRAYOID, JSONBOID,
+	Oid			types[16] = {TEXTOID, OIDOID, TEXTOID, TEXTOID, TEXTARRAYOID, JSONBOID,
 		TEXTOID, TEXTOID, TEXTARRAYOID, BOOLOID, TEXTOID, TEXTOID, TEXTOID,
-	INTERVALOID, NAMEOID};
-	Datum		values[15];
-	char		nulls[15];
+	INTERVALOID, NAMEOID, TEXTOID};
+	Datum		values[16];
+	char		nulls[16];
+	char	   *category;
 	int64		id;
 	int			level;
 	Oid			save_userid;
@@ -1142,6 +1143,15 @@ reminder_watch(PG_FUNCTION_ARGS)
 					 errmsg("rule \"%s\" already exists", w.name),
 					 errhint("Choose another name, or reminder.unwatch('%s') first.", w.name)));
 	}
+
+	/*
+	 * The consent category of its messages: an unsubscribe from one step
+	 * of a sequence stops the others, whatever their templates.
+	 */
+	category = PG_NARGS() > 19 ? text_or_null(fcinfo, 19) : NULL;	/* 0.1.0 had 19 */
+	if (category == NULL)
+		category = w.name;
+	validate_name(category, "category");
 
 	/* the column */
 	w.column = text_or_null(fcinfo, 3);
@@ -1282,12 +1292,13 @@ reminder_watch(PG_FUNCTION_ARGS)
 	values[13] = w.has_throttle ? IntervalPGetDatum(&w.throttle) : (Datum) 0;
 	nulls[13] = w.has_throttle ? ' ' : 'n';
 	values[14] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetOuterUserId(), false)));
+	values[15] = CStringGetTextDatum(category);
 
 	spi_exec("INSERT INTO reminder.rule (name, table_name, kind, column_name, key_columns, recipients, "
 			 "condition, stop_condition, changes_to, business_days, calendar, time_zone, if_past, "
-			 "throttle, created_by) "
-			 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
-			 15, types, values, nulls, SPI_OK_INSERT_RETURNING);
+			 "throttle, created_by, category) "
+			 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
+			 16, types, values, nulls, SPI_OK_INSERT_RETURNING);
 	{
 		bool		isnull;
 

@@ -173,23 +173,24 @@ check_fallback(const char *fallback, ChannelConfig *cc, Jsonb *recipient)
 static int64
 insert_message(const ScheduleRequest *req, int64 recipient_id, Jsonb *recipient)
 {
-	Datum		values[11];
-	char		nulls[11];
+	Datum		values[12];
+	char		nulls[12];
 	bool		isnull;
 	int64		id;
+	const char *category = req->category;
 
 	if (insert_plan == NULL)
 	{
-		Oid			argtypes[11] = {TEXTOID, INT8OID, JSONBOID, TEXTOID, JSONBOID,
-		TIMESTAMPTZOID, TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID};
+		Oid			argtypes[12] = {TEXTOID, INT8OID, JSONBOID, TEXTOID, JSONBOID,
+		TIMESTAMPTZOID, TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 
 		insert_plan = spi_prepare_kept("INSERT INTO reminder.message "
 									   "(channel, recipient_id, recipient, template, data, due_at, next_attempt_at, "
-									   " idempotency_key, rule_id, source_table, source_key, fallback) "
+									   " idempotency_key, rule_id, source_table, source_key, fallback, category) "
 									   "VALUES ($1, $2, $3, $4, $5, $6, $6, "
-									   " coalesce($7, gen_random_uuid()::text), $8, $9, $10, $11) "
+									   " coalesce($7, gen_random_uuid()::text), $8, $9, $10, $11, $12) "
 									   "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-									   11, argtypes, 0);
+									   12, argtypes, 0);
 	}
 
 	memset(nulls, ' ', sizeof(nulls));
@@ -218,6 +219,18 @@ insert_message(const ScheduleRequest *req, int64 recipient_id, Jsonb *recipient)
 		values[10] = CStringGetTextDatum(req->fallback);
 	else
 		nulls[10] = 'n';
+	/* the data's "category" is the message's: shown in message.category */
+	if (category == NULL)
+	{
+		JsonbValue *v = jsonb_get(req->data, "category");
+
+		if (v != NULL && v->type == jbvString && v->val.string.len > 0)
+			category = pnstrdup(v->val.string.val, v->val.string.len);
+	}
+	if (category)
+		values[11] = CStringGetTextDatum(category);
+	else
+		nulls[11] = 'n';
 
 	if (SPI_execute_plan(insert_plan, values, nulls, false, 1) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not insert message");

@@ -53,6 +53,7 @@ typedef struct ClaimedMessage
 	char	   *source_key;
 	bool		is_fallback;	/* fallback_of is set: never falls back again */
 	char	   *fallback;		/* the message's own fallback channel, or NULL */
+	char	   *category;		/* message.category, or NULL */
 } ClaimedMessage;
 
 typedef struct Delivery
@@ -69,6 +70,7 @@ typedef struct Delivery
 	char	   *template_name;
 	Jsonb	   *data;
 	bool		is_fallback;
+	char	   *category;		/* message.category, or NULL: its fallback's */
 
 	/* the channel's policy */
 	char	   *channel;

@@ -169,13 +169,30 @@ fz_partial(void *arg, const char *name, size_t namelen,
 	return true;
 }
 
+/* as the currency filter does: unquoted positional arguments are names */
+static void
+fz_prepare_filter(void *arg, MustacheFilter *filter)
+{
+	for (int i = 0; i < filter->nargs; i++)
+		if (filter->args[i].key == NULL && !filter->args[i].quoted)
+			filter->args[i].is_name = true;
+}
+
 static void
 fz_apply_filter(void *arg, const MustacheFilter *filter,
-				const MustacheValue *input, MustacheValue *result)
+				const MustacheValue *input, const MustacheValue *argv,
+				MustacheValue *result)
 {
 	/* stands in for the date filters: a string derived from the args */
 	result->kind = MUSTACHE_STRING;
 	result->ptr = filter->nargs > 0 ? filter->args[0].value : filter->name;
+	/* or the value the first argument names, when it is a string */
+	if (argv && argv[0].kind == MUSTACHE_STRING)
+	{
+		result->ptr = argv[0].ptr;
+		result->len = argv[0].len;
+		return;
+	}
 	result->len = strlen(result->ptr);
 }
 
@@ -185,7 +202,7 @@ static const MustacheCallbacks callbacks = {
 	.array_element = fz_array_element,
 	.append_text = fz_append_text,
 	.partial = fz_partial,
-	.prepare_filter = NULL,
+	.prepare_filter = fz_prepare_filter,
 	.apply_filter = fz_apply_filter,
 	.check = NULL,
 };
