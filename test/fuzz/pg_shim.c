@@ -33,6 +33,8 @@
 #include "miscadmin.h"
 #include "storage/fd.h"
 #include "utils/memutils.h"
+#include "utils/pg_locale.h"
+#include "utils/timestamp.h"
 
 #include "fuzz_pg.h"
 
@@ -698,4 +700,106 @@ const char *
 __asan_default_options(void)
 {
 	return "quarantine_size_mb=32:max_malloc_fill_size=0";
+}
+
+/* storage/ipc/shmem.c: size arithmetic that errors on overflow */
+Size
+add_size(Size s1, Size s2)
+{
+	Size		result = s1 + s2;
+
+	if (result < s1 || result < s2)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("requested shared memory size overflows size_t")));
+	return result;
+}
+
+Size
+mul_size(Size s1, Size s2)
+{
+	Size		result;
+
+	if (s1 == 0 || s2 == 0)
+		return 0;
+	result = s1 * s2;
+	if (result / s2 != s1)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("requested shared memory size overflows size_t")));
+	return result;
+}
+
+/*
+ * utils/adt/pg_locale.c: the names to_char() prints for TM-prefixed
+ * fields, as a server with lc_time = 'C' caches them.  template.c replaces
+ * TM fields with its own names, so these show only where it lets one
+ * through.
+ */
+char	   *localized_abbrev_days[7 + 1];
+char	   *localized_full_days[7 + 1];
+char	   *localized_abbrev_months[12 + 1];
+char	   *localized_full_months[12 + 1];
+
+void
+cache_locale_time(void)
+{
+	static char *const days[] = {"Sunday", "Monday", "Tuesday", "Wednesday",
+	"Thursday", "Friday", "Saturday"};
+	static char *const months[] = {"January", "February", "March", "April",
+		"May", "June", "July", "August", "September", "October", "November",
+	"December"};
+	static char abbr_days[7][4];
+	static char abbr_months[12][4];
+
+	for (int i = 0; i < 7; i++)
+	{
+		localized_full_days[i] = days[i];
+		strlcpy(abbr_days[i], days[i], 4);
+		localized_abbrev_days[i] = abbr_days[i];
+	}
+	for (int i = 0; i < 12; i++)
+	{
+		localized_full_months[i] = months[i];
+		strlcpy(abbr_months[i], months[i], 4);
+		localized_abbrev_months[i] = abbr_months[i];
+	}
+}
+
+/*
+ * access/transam/xact.c: the harness's "transaction" started at a fixed
+ * time, 2026-11-24 12:00:00 UTC, so that "now" and "today" are
+ * reproducible.
+ */
+#define FUZZ_NOW	((TimestampTz) 848836800 * USECS_PER_SEC)
+
+TimestampTz
+GetCurrentTransactionStartTimestamp(void)
+{
+	return FUZZ_NOW;
+}
+
+TimestampTz
+GetCurrentStatementStartTimestamp(void)
+{
+	return FUZZ_NOW;
+}
+
+/* utils/mmgr/mcxt.c: the overflow-checked forms */
+void *
+palloc_mul(Size s1, Size s2)
+{
+	return palloc(mul_size(s1, s2));
+}
+
+void *
+palloc_mul_extended(Size s1, Size s2, int flags)
+{
+	return palloc_extended(mul_size(s1, s2), flags);
+}
+
+void *
+repalloc_mul(void *p, Size s1, Size s2)
+{
+	return repalloc(p, mul_size(s1, s2));
 }
