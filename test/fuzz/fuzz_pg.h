@@ -35,6 +35,15 @@ fuzz_caught(void)
 				fuzz_error_location(), fuzz_error_message());
 		abort();
 	}
+	if (getenv("FUZZ_VERBOSE"))
+	{
+		char		state[6];
+
+		for (int i = 0, c = fuzz_error_code(); i < 5; i++, c >>= 6)
+			state[i] = PGUNSIXBIT(c);
+		state[5] = '\0';
+		fprintf(stderr, "ERROR %s: %s\n", state, fuzz_error_message());
+	}
 	FlushErrorState();
 }
 
