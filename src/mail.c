@@ -113,6 +113,8 @@ encoded_words(const char *s, MailHeader *h, StringInfo out)
 		{
 			int			l = pg_utf_mblen((const unsigned char *) end);
 
+			/* a character cut short by the end must not read past it */
+			l = Min(l, (int) (s + len - end));
 			if (end - p + l > WORD_BYTES)
 				break;
 			end += l;

@@ -593,6 +593,12 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 					 errhint("A recipient may have role, channel, template, templates, offsets, to, bcc and when.")));
 	}
 
+	/* null is no value, as for role and channel: the rule's then applies */
+	if (template && template->type == jbvNull)
+		template = NULL;
+	if (templates && templates->type == jbvNull)
+		templates = NULL;
+
 	pushJsonbValue(st, WJB_BEGIN_OBJECT, NULL);
 
 	if (role && role->type != jbvNull)

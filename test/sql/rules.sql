@@ -52,6 +52,9 @@ SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name =
 SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', template => 'rg_t', recipients => '{"to": {"phone": {"expr": "client_phone"}}}')$$);
 SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', channel => 'rg_nosuch', template => 'rg_t', recipients => '{"to": {"phone": {"expr": "client_phone"}}}')$$);
 SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', channel => 'rg_sms', template => 'rg_nosuch', recipients => '{"to": {"phone": {"expr": "client_phone"}}}')$$);
+-- a null template is no template (it was stored, and the rule never sent to the recipient)
+SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', channel => 'rg_sms', recipients => '{"template": null, "to": {"phone": {"expr": "client_phone"}}}')$$);
+SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', channel => 'rg_sms', recipients => '{"templates": null, "to": {"phone": {"expr": "client_phone"}}}')$$);
 SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', channel => 'rg_sms', template => 'rg_t')$$);
 SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', channel => 'rg_sms', template => 'rg_t', recipients => '{"to": {"phone": {"expr": "client_phone"}}, "cc": "x"}')$$);
 SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', channel => 'rg_sms', template => 'rg_t', recipients => '{"to": {"email": "ada@example.com"}}')$$);
