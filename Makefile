@@ -55,7 +55,15 @@ PGTAP_DB    ?= reminder_pgtap
 PGTAP_TESTS ?= test/pgtap
 TAP_TESTDIR ?= $(CURDIR)
 
-.PHONY: test demo pgtap prove_installcheck
+# The PGXN distribution: the committed tree (META.json at its top) as
+# $(EXTENSION)-$(EXTVERSION).zip in DIST_DIR.
+DIST_DIR    ?= .
+
+.PHONY: test demo pgtap prove_installcheck dist
+dist:
+	git archive --format=zip --prefix=$(EXTENSION)-$(EXTVERSION)/ \
+		-o '$(DIST_DIR)/$(EXTENSION)-$(EXTVERSION).zip' HEAD
+
 test:
 	scripts/test-all
 demo:
