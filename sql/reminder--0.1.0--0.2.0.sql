@@ -284,3 +284,28 @@ COMMENT ON FUNCTION reminder.retry(text, timestamptz, timestamptz, text) IS
 REVOKE EXECUTE ON FUNCTION reminder.retry(bigint), reminder.retry(text, timestamptz, timestamptz, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION reminder.retry(bigint) TO reminder_user;
 GRANT EXECUTE ON FUNCTION reminder.retry(text, timestamptz, timestamptz, text) TO reminder_admin;
+
+-- Cumulative delivery counters per database that outlive a worker's
+-- restart, and their reset.
+CREATE FUNCTION reminder.delivery_counters(
+    OUT database name,
+    OUT sent bigint,
+    OUT failed bigint,
+    OUT retried bigint,
+    OUT stats_reset timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'reminder_delivery_counters'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION reminder.delivery_counters() IS
+'cumulative counts per database of messages the workers recorded as sent, failed and to be retried, since stats_reset: they outlive worker restarts and clean server restarts';
+
+CREATE FUNCTION reminder.stats_reset()
+RETURNS void
+AS 'MODULE_PATHNAME', 'reminder_stats_reset'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION reminder.stats_reset() IS
+'resets the current database''s delivery_counters() to zero and sets their stats_reset to now';
+
+GRANT EXECUTE ON FUNCTION reminder.delivery_counters() TO reminder_user;
+GRANT EXECUTE ON FUNCTION reminder.stats_reset() TO reminder_admin;
+REVOKE EXECUTE ON FUNCTION reminder.delivery_counters(), reminder.stats_reset() FROM PUBLIC;

@@ -252,6 +252,7 @@ _PG_init(void)
 
 	reminder_preloaded = true;
 	shmem_install_hooks();
+	stats_install_hooks();
 	launcher_install_hooks();
 	launcher_register();
 }

@@ -660,6 +660,13 @@ extern void shmem_release_hold(Oid dboid);
 extern bool shmem_database_held(Oid dboid);
 
 /* ----------------
+ * in stats.c: cumulative delivery counters per database
+ * ----------------
+ */
+extern void stats_install_hooks(void);
+extern void stats_count(int64 sent, int64 failed, int64 retried);
+
+/* ----------------
  * in launcher.c: the launcher and the hook that keeps workers out of the
  * way of DROP/ALTER/CREATE DATABASE
  * ----------------

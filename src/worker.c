@@ -227,6 +227,7 @@ count(int64 sent, int64 failed, int64 retried)
 	n_sent += sent;
 	n_failed += failed;
 	n_retried += retried;
+	stats_count(sent, failed, retried);
 }
 
 /*
