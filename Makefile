@@ -35,8 +35,51 @@ $(OBJS): $(wildcard src/*.h)
 sql/$(EXTENSION)--$(EXTVERSION).sql: $(sort $(wildcard sql/src/*.sql))
 	cat $^ > $@
 
-.PHONY: test demo
+# ----------------------------------------------------------------------
+# Test entry points.  Each needs only an installed extension (make install)
+# and what it names; none installs packages.  scripts/test-all calls them
+# against throwaway clusters.
+#
+#   make installcheck        pg_regress (test/sql -> expected/) against the
+#                            running server given by PGHOST, PGPORT, PGUSER
+#   make pgtap               pg_prove over test/pgtap in a fresh database
+#                            $(PGTAP_DB) of that server (needs pgTAP installed)
+#   make prove_installcheck  the TAP tests (test/t/*.pl; PROVE_TESTS picks
+#                            files, PROVE_FLAGS adds options): each starts its
+#                            own clusters with the PostgreSQL of PG_CONFIG;
+#                            logs under $(TAP_TESTDIR)/tmp_check.  Run as a
+#                            user other than root.
+# ----------------------------------------------------------------------
+
+PGTAP_DB    ?= reminder_pgtap
+PGTAP_TESTS ?= test/pgtap
+TAP_TESTDIR ?= $(CURDIR)
+
+# The PGXN distribution: the committed tree (META.json at its top) as
+# $(EXTENSION)-$(EXTVERSION).zip in DIST_DIR.
+DIST_DIR    ?= .
+
+.PHONY: test demo pgtap prove_installcheck dist
+dist:
+	git archive --format=zip --prefix=$(EXTENSION)-$(EXTVERSION)/ \
+		-o '$(DIST_DIR)/$(EXTENSION)-$(EXTVERSION).zip' HEAD
+
 test:
 	scripts/test-all
 demo:
 	scripts/demo
+
+pgtap:
+	'$(bindir)/psql' -X -q -v ON_ERROR_STOP=1 -d postgres \
+		-c 'DROP DATABASE IF EXISTS $(PGTAP_DB)' -c 'CREATE DATABASE $(PGTAP_DB)'
+	PGOPTIONS='-c client_min_messages=warning' '$(bindir)/psql' -X -q -v ON_ERROR_STOP=1 -d $(PGTAP_DB) \
+		-c 'CREATE EXTENSION pgtap' -c 'CREATE EXTENSION $(EXTENSION)'
+	pg_prove -d $(PGTAP_DB) --ext .sql -r $(PGTAP_TESTS)
+
+prove_installcheck:
+	rm -rf '$(TAP_TESTDIR)/tmp_check'
+	$(MKDIR_P) '$(TAP_TESTDIR)/tmp_check'
+	TESTDIR='$(TAP_TESTDIR)' PATH='$(bindir)':"$$PATH" REMINDER_SRC='$(CURDIR)' \
+	PG_REGRESS='$(top_builddir)/src/test/regress/pg_regress' \
+	$(PROVE) -I '$(top_builddir)/src/test/perl' -I test/t $(PROVE_FLAGS) \
+		$(or $(PROVE_TESTS),$(sort $(wildcard test/t/*.pl)))

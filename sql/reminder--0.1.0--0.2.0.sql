@@ -219,3 +219,142 @@ REVOKE EXECUTE ON FUNCTION reminder.schedule(text, jsonb, text, timestamptz, jso
 GRANT EXECUTE ON FUNCTION reminder.schedule(text, jsonb, text, timestamptz, jsonb, text, text, text),
                           reminder.send(text, jsonb, text, jsonb, text, text, text)
     TO reminder_user;
+-- create_channel() keeps stored secrets with '{}' only while the channel
+-- connects where it did (same origins, no new recipient hosts, TLS as
+-- strict): re-pointing a channel needs its secrets again.
+COMMENT ON FUNCTION reminder.create_channel(text, text, jsonb, jsonb) IS
+'creates or replaces a channel; settings are validated for the kind; non-empty secrets replace the stored ones, ''{}'' keeps them while the channel connects where it did';
+-- Consent categories of rules: every message a rule makes carries the
+-- rule's category (watch(..., category), default the rule's name), so an
+-- unsubscribe link from one step of a follow_up sequence stops the other
+-- steps, whatever their templates.  message.category also shows the
+-- data's "category" of messages made by schedule().
+ALTER TABLE reminder.rule ADD COLUMN category text;
+UPDATE reminder.rule SET category = name;
+ALTER TABLE reminder.rule ALTER COLUMN category SET NOT NULL,
+    ADD CONSTRAINT rule_category_format CHECK (category ~ '^[A-Za-z][A-Za-z0-9_.-]{0,62}$');
+COMMENT ON COLUMN reminder.rule.category IS 'the consent category of every message the rule makes (default: the rule''s name), so that an opt-out or unsubscribe link from one of them stops them all';
+
+ALTER TABLE reminder.message ADD COLUMN category text;
+COMMENT ON COLUMN reminder.message.category IS 'what an opt-out or unsubscribe link of the message covers: its rule''s category for rule-made messages, the data''s "category" for schedule(); NULL: data->>''category'', else the template name';
+COMMENT ON COLUMN reminder.consent.category IS 'the message category the statement covers (message.category: a rule''s category, or data->>''category''; else the template name); NULL covers every category';
+
+-- Messages of 0.1.0: a rule's carry its category (those of a rule since
+-- removed keep their template's), scheduled ones their data's "category",
+-- fallbacks the category of the message they replace.
+UPDATE reminder.message m SET category = r.category
+  FROM reminder.rule r WHERE r.id = m.rule_id;
+UPDATE reminder.message SET category = data ->> 'category'
+ WHERE category IS NULL AND jsonb_typeof(data -> 'category') = 'string' AND data ->> 'category' <> '';
+UPDATE reminder.message f SET category = o.category
+  FROM reminder.message o
+ WHERE f.fallback_of = o.id AND f.category IS NULL AND o.category IS NOT NULL;
+
+-- Statements of 0.1.0 about a template that rules used were made from
+-- those rules' messages (an unsubscribe link named the template): they now
+-- cover the rules' categories too, so nobody who unsubscribed from step 1
+-- gets step 2, and no opt-out stops covering what it covered.  The most
+-- recent statement per subject and rule wins, as at send time; each
+-- carried statement is logged.
+WITH carried AS (
+    SELECT DISTINCT ON (s.recipient_id, s.address, s.channel, r.category)
+           s.recipient_id, s.address, s.channel, r.category, s.opted_out, s.source, s.changed_at
+      FROM reminder.consent s
+      JOIN (SELECT DISTINCT rule_id, template FROM reminder.message WHERE rule_id IS NOT NULL) m
+        ON m.template = s.category
+      JOIN reminder.rule r ON r.id = m.rule_id
+     WHERE r.category <> s.category
+     ORDER BY s.recipient_id, s.address, s.channel, r.category, s.changed_at DESC, s.id DESC
+), stored AS (
+    INSERT INTO reminder.consent AS c (recipient_id, address, channel, category, opted_out, source, changed_at)
+    SELECT recipient_id, address, channel, category, opted_out, source, changed_at FROM carried
+    ON CONFLICT ON CONSTRAINT consent_scope_key DO UPDATE
+       SET opted_out = excluded.opted_out, source = excluded.source, changed_at = excluded.changed_at
+     WHERE c.changed_at < excluded.changed_at
+    RETURNING c.recipient_id, c.address, c.channel, c.category, c.opted_out
+)
+INSERT INTO reminder.consent_log (recipient_id, address, channel, category, action, source)
+SELECT recipient_id, address, channel, category, CASE WHEN opted_out THEN 'opt_out' ELSE 'opt_in' END,
+       'update to 0.2.0: a rule''s category'
+  FROM stored;
+
+DROP FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean);
+CREATE FUNCTION reminder.watch(table_name regclass,
+                               kind text,
+                               name text DEFAULT NULL,
+                               column_name text DEFAULT NULL,
+                               offsets interval[] DEFAULT NULL,
+                               channel text DEFAULT NULL,
+                               template text DEFAULT NULL,
+                               recipients jsonb DEFAULT NULL,
+                               condition text DEFAULT NULL,
+                               changes_to text[] DEFAULT NULL,
+                               templates jsonb DEFAULT NULL,
+                               stop_condition text DEFAULT NULL,
+                               business_days boolean DEFAULT false,
+                               calendar text DEFAULT 'default',
+                               throttle interval DEFAULT NULL,
+                               if_past text DEFAULT 'skip',
+                               time_zone text DEFAULT NULL,
+                               key_columns text[] DEFAULT NULL,
+                               backfill boolean DEFAULT false,
+                               category text DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'reminder_watch'
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean, text) IS
+'creates a rule on a table the caller owns and the triggers that apply it; returns the rule id (see docs/rules.md)';
+REVOKE EXECUTE ON FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean, text)
+    TO reminder_admin;
+
+-- Dead letters: reminder.retry() requeues failed messages with a fresh set
+-- of attempts, keeping their attempt rows; message.retries counts requeues.
+ALTER TABLE reminder.message ADD COLUMN retries integer NOT NULL DEFAULT 0;
+COMMENT ON COLUMN reminder.message.retries IS 'how often reminder.retry() put the failed message back in the queue; each time attempts starts again from 0, and the attempt rows of earlier rounds stay';
+
+CREATE FUNCTION reminder.retry(message_id bigint)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'reminder_retry'
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION reminder.retry(bigint) IS
+'puts a failed message back in the queue with a fresh set of attempts, keeping its attempt history; false if it is still pending; refuses sent, cancelled and suppressed messages, one whose fallback took over, one whose recipient was forgotten (55000) and one whose channel no longer exists (42704)';
+
+CREATE FUNCTION reminder.retry(channel text DEFAULT NULL,
+                               failed_since timestamptz DEFAULT NULL,
+                               failed_before timestamptz DEFAULT NULL,
+                               error_like text DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'reminder_retry_failed'
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION reminder.retry(text, timestamptz, timestamptz, text) IS
+'puts every failed message matching the filters (channel, failed at or after failed_since and before failed_before, last_error LIKE error_like) back in the queue, as reminder.retry(message_id) does; skips those that cannot be retried, saying how many in a NOTICE; returns how many it requeued';
+
+REVOKE EXECUTE ON FUNCTION reminder.retry(bigint), reminder.retry(text, timestamptz, timestamptz, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION reminder.retry(bigint) TO reminder_user;
+GRANT EXECUTE ON FUNCTION reminder.retry(text, timestamptz, timestamptz, text) TO reminder_admin;
+
+-- Cumulative delivery counters per database that outlive a worker's
+-- restart, and their reset.
+CREATE FUNCTION reminder.delivery_counters(
+    OUT database name,
+    OUT sent bigint,
+    OUT failed bigint,
+    OUT retried bigint,
+    OUT stats_reset timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'reminder_delivery_counters'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION reminder.delivery_counters() IS
+'cumulative counts per database of messages the workers recorded as sent, failed and to be retried, since stats_reset: they outlive worker restarts and clean server restarts';
+
+CREATE FUNCTION reminder.stats_reset()
+RETURNS void
+AS 'MODULE_PATHNAME', 'reminder_stats_reset'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION reminder.stats_reset() IS
+'resets the current database''s delivery_counters() to zero and sets their stats_reset to now';
+
+GRANT EXECUTE ON FUNCTION reminder.delivery_counters() TO reminder_user;
+GRANT EXECUTE ON FUNCTION reminder.stats_reset() TO reminder_admin;
+REVOKE EXECUTE ON FUNCTION reminder.delivery_counters(), reminder.stats_reset() FROM PUBLIC;

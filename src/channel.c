@@ -50,7 +50,7 @@ static const char *const settings_keys[][24] = {
 	[CHANNEL_SMS] = {"provider", "from", "base_url", "default_country_code",
 	"account_sid", "messaging_service_sid", "unicode", "tls_verify", "ca_file",
 	"url", "method", "headers", "body", "content_type", "id_field", NULL},
-	[CHANNEL_WEBHOOK] = {"url", "method", "headers", NULL},
+	[CHANNEL_WEBHOOK] = {"url", "method", "headers", "recipient_hosts", NULL},
 	[CHANNEL_SLACK] = {"url", "username", "icon_emoji", "icon_url", "channel",
 	"tls_verify", "ca_file", NULL},
 	[CHANNEL_LOG] = {NULL},
@@ -205,9 +205,55 @@ get_duration(Jsonb *obj, const char *key, const char *channel, int dflt_ms)
 	return parse_duration_ms(text, what_setting(key, channel));
 }
 
+/*
+ * Header fields the worker writes itself, or that frame the request: a
+ * channel's "headers" may neither repeat nor replace them.  Compared
+ * case-insensitively, as HTTP does.
+ */
+static const char *const reserved_headers[] = {
+	"Content-Type", "Content-Length", "Transfer-Encoding", "Host",
+	"Idempotency-Key", "User-Agent", "Expect", "Connection", "Keep-Alive",
+	"TE", "Trailer", "Upgrade", "Proxy-Authorization", "Proxy-Connection",
+	NULL
+};
+
+/* ... and those of a webhook, which sets its own credentials */
+static const char *const webhook_headers[] = {
+	"Authorization", "X-Reminder-Signature", NULL
+};
+
+static void
+check_header_name(const char *name, const char *what, ChannelKind kind)
+{
+	const char *hint = NULL;
+	bool		reserved = false;
+
+	for (int i = 0; reserved_headers[i] && !reserved; i++)
+		reserved = pg_strcasecmp(name, reserved_headers[i]) == 0;
+	for (int i = 0; kind == CHANNEL_WEBHOOK && webhook_headers[i] && !reserved; i++)
+		reserved = pg_strcasecmp(name, webhook_headers[i]) == 0;
+	if (!reserved)
+		return;
+
+	if (pg_strcasecmp(name, "Content-Type") == 0)
+		hint = kind == CHANNEL_WEBHOOK ? "A webhook's body is JSON, sent as application/json." :
+			"Set the type of the body with setting \"content_type\".";
+	else if (pg_strcasecmp(name, "Authorization") == 0)
+		hint = "Give the secret \"bearer_token\", or the secrets \"username\" and \"password\" for HTTP Basic authentication.";
+	else if (pg_strcasecmp(name, "X-Reminder-Signature") == 0)
+		hint = "Give the secret \"signing_secret\" and the worker signs every request.";
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("header \"%s\" in %s is set by the worker", name, what),
+			 errdetail("Header fields the worker writes (Content-Type, Idempotency-Key, User-Agent, %s"
+					   "Host, Content-Length, Transfer-Encoding and the other fields that frame a request) cannot be repeated or replaced.",
+					   kind == CHANNEL_WEBHOOK ? "Authorization, X-Reminder-Signature, " : ""),
+			 hint ? errhint("%s", hint) : 0));
+}
+
 /* "headers": {"Name": "value", ...} -> list of "Name: value" */
 static List *
-get_headers(Jsonb *obj, const char *key, const char *channel)
+get_headers(Jsonb *obj, const char *key, ChannelConfig *cc)
 {
 	JsonbValue *v = jsonb_get(obj, key);
 	JsonbIterator *it;
@@ -215,7 +261,7 @@ get_headers(Jsonb *obj, const char *key, const char *channel)
 				val;
 	JsonbIteratorToken tok;
 	List	   *headers = NIL;
-	char	   *what = what_setting(key, channel);
+	char	   *what = what_setting(key, cc->name);
 
 	if (v == NULL || v->type == jbvNull)
 		return NIL;
@@ -230,6 +276,7 @@ get_headers(Jsonb *obj, const char *key, const char *channel)
 	{
 		char	   *name;
 		char	   *value;
+		ListCell   *lc;
 
 		if (tok != WJB_KEY)
 			continue;
@@ -241,10 +288,55 @@ get_headers(Jsonb *obj, const char *key, const char *channel)
 					 errmsg("header \"%s\" in %s must be a string", name, what)));
 		value = pnstrdup(val.val.string.val, val.val.string.len);
 		validate_header_name(name, what);
-		validate_header_value(value, psprintf("header \"%s\" in %s", name, what));
+		check_header_name(name, what, cc->kind);
+		validate_http_header_value(value, psprintf("header \"%s\" in %s", name, what));
+		/* jsonb keys are unique, but not case-insensitively */
+		foreach(lc, headers)
+		{
+			const char *other = lfirst(lc);
+
+			if (pg_strncasecmp(other, name, strlen(name)) == 0 && other[strlen(name)] == ':')
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("header \"%s\" appears twice in %s", name, what),
+						 errdetail("Header names are compared without regard to case.")));
+		}
 		headers = lappend(headers, psprintf("%s: %s", name, value));
 	}
 	return headers;
+}
+
+/* "recipient_hosts": ["hooks.example.com", "*.example.com:8443", ...] */
+static List *
+get_recipient_hosts(Jsonb *settings, ChannelConfig *cc)
+{
+	JsonbValue *v = jsonb_get(settings, "recipient_hosts");
+	char	   *what = what_setting("recipient_hosts", cc->name);
+	JsonbIterator *it;
+	JsonbValue	e;
+	JsonbIteratorToken tok;
+	List	   *result = NIL;
+
+	if (v == NULL || v->type == jbvNull)
+		return NIL;
+	if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be an array of host names", what),
+				 errhint("Write [\"hooks.example.com\", \"*.example.org\"].")));
+	it = JsonbIteratorInit(v->val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+	{
+		if (tok != WJB_ELEM)
+			continue;
+		if (e.type != jbvString)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s must hold host names as strings", what)));
+		result = lappend(result,
+						 host_pattern_parse(pnstrdup(e.val.string.val, e.val.string.len), what));
+	}
+	return result;
 }
 
 static void
@@ -390,6 +482,7 @@ parse_sms_generic(Jsonb *settings, ChannelConfig *cc)
 
 	cc->url = get_template(settings, "url", cc);
 	require(cc->url, "url", cc, "A generic SMS gateway needs the URL to call (a template).");
+	(void) url_template_authority(cc->url, what_setting("url", cc->name));
 	cc->body = get_template(settings, "body", cc);
 	if (strcmp(cc->method, "GET") == 0)
 	{
@@ -409,7 +502,7 @@ parse_sms_generic(Jsonb *settings, ChannelConfig *cc)
 	else
 		cc->content_type = pstrdup("application/x-www-form-urlencoded");
 
-	cc->headers = get_headers(settings, "headers", cc->name);
+	cc->headers = get_headers(settings, "headers", cc);
 	foreach(lc, cc->headers)
 		template_check_syntax(lfirst(lc), what_setting("headers", cc->name));
 
@@ -509,6 +602,36 @@ parse_sms(Jsonb *settings, Jsonb *secrets, ChannelConfig *cc)
 	}
 }
 
+/*
+ * A webhook authenticates with a bearer token or HTTP Basic (username and
+ * password), not both: each is an Authorization header.
+ */
+static void
+parse_webhook_secrets(Jsonb *secrets, ChannelConfig *cc)
+{
+	char	   *user = get_string(secrets, "username", cc->name, true);
+	char	   *password = get_string(secrets, "password", cc->name, true);
+	char	   *bearer = get_string(secrets, "bearer_token", cc->name, true);
+
+	(void) get_string(secrets, "signing_secret", cc->name, true);
+	if ((user == NULL) != (password == NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("channel \"%s\" has only one of the secrets \"username\" and \"password\"", cc->name),
+				 errhint("HTTP Basic authentication needs both, or neither.")));
+	if (user && strchr(user, ':'))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("secret \"username\" of channel \"%s\" contains \":\"", cc->name),
+				 errdetail("HTTP Basic authentication separates the user name from the password with \":\".")));
+	if (user && bearer)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("channel \"%s\" has both secret \"bearer_token\" and secrets \"username\" and \"password\"", cc->name),
+				 errdetail("Each is sent as the Authorization header; a request carries one."),
+				 errhint("Give either the bearer token or the user name and password.")));
+}
+
 static void
 parse_http_method(ChannelConfig *cc, Jsonb *settings)
 {
@@ -580,9 +703,9 @@ channel_parse(const char *name, const char *kind, Jsonb *settings, Jsonb *secret
 			require(cc->url, "url", cc, "Give the endpoint as \"https://example.com/hook\".");
 			validate_url(cc->url, http_schemes, what_setting("url", name));
 			parse_http_method(cc, settings);
-			cc->headers = get_headers(settings, "headers", name);
-			(void) get_string(secrets, "signing_secret", name, true);
-			(void) get_string(secrets, "bearer_token", name, true);
+			cc->headers = get_headers(settings, "headers", cc);
+			cc->recipient_hosts = get_recipient_hosts(settings, cc);
+			parse_webhook_secrets(secrets, cc);
 			break;
 		case CHANNEL_SLACK:
 			if (cc->url == NULL)
@@ -649,6 +772,82 @@ store_secrets(const char *name, Jsonb *secrets)
 							  "ON CONFLICT (channel) DO UPDATE SET secrets = excluded.secrets, updated_at = now()",
 							  2, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not store channel secrets");
+}
+
+typedef struct OldChannel
+{
+	char	   *name;
+	char	   *kind;
+	Jsonb	   *settings;
+	Jsonb	   *secrets;
+	List	   *destinations;	/* out */
+} OldChannel;
+
+static void
+old_destinations(void *arg)
+{
+	OldChannel *old = arg;
+
+	old->destinations = channel_destinations(channel_parse(old->name, old->kind,
+														   old->settings, old->secrets));
+}
+
+/*
+ * Secrets kept with '{}' were given for where the channel connected until
+ * now.  A definition that connects anywhere else (another URL origin, base
+ * URL, SMTP server or gateway host, a new host recipients may name, weaker
+ * TLS) would hand them to whoever runs that place - and an administrator
+ * could read them back from there.  So a new destination needs the secrets
+ * passed again.  Needs SPI.
+ */
+static void
+check_kept_secrets(ChannelConfig *cc, Jsonb *stored)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(cc->name)};
+	OldChannel	old = {cc->name};
+	ErrorData  *edata;
+	List	   *now = channel_destinations(cc);
+	const char *added = NULL;
+	bool		isnull;
+	ListCell   *lc;
+
+	if (SPI_execute_with_args("SELECT kind, settings FROM reminder.channel WHERE name = $1",
+							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up channel");
+	if (SPI_processed == 0)
+		return;
+	old.kind = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	old.settings = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0],
+													SPI_tuptable->tupdesc, 2, &isnull));
+	old.secrets = stored;
+
+	/* a stored definition this version no longer accepts: nothing to compare */
+	edata = subxact_try(old_destinations, &old);
+	if (edata)
+	{
+		FreeErrorData(edata);
+		added = "everything (the stored definition is no longer valid)";
+	}
+	foreach(lc, now)
+	{
+		ListCell   *lc2;
+		bool		found = false;
+
+		if (added)
+			break;
+		foreach(lc2, old.destinations)
+			if (strcmp(lfirst(lc), lfirst(lc2)) == 0)
+				found = true;
+		if (!found)
+			added = lfirst(lc);
+	}
+	if (added)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("channel \"%s\" cannot keep its stored secrets when it connects somewhere new", cc->name),
+				 errdetail("The new settings add: %s.", added),
+				 errhint("Pass the channel's secrets again with the new settings; '{}' keeps them only while the channel connects where it did.")));
 }
 
 /*
@@ -786,18 +985,23 @@ reminder_create_channel(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 
-	/* '{}' keeps what is stored, so changing a setting needs no secrets */
+	/*
+	 * '{}' keeps what is stored, so changing a setting needs no secrets; but
+	 * not when the channel would send them somewhere new
+	 */
 	effective = secrets;
 	if (is_empty_object(secrets))
 	{
 		Jsonb	   *stored = stored_secrets(name);
 
-		if (stored)
+		if (stored && !is_empty_object(stored))
 			effective = stored;
 	}
 
 	cc = channel_parse(name, kind, settings, effective);
 	check_timeout_below_lease(cc, settings);
+	if (effective != secrets)
+		check_kept_secrets(cc, effective);
 	check_tls_settings(cc);
 	check_fallback_exists(cc);
 	check_kind_change(name, kind);

@@ -17,8 +17,10 @@
  *	  opt-out.  So "opt out of everything, then opt back in to SMS" sends
  *	  SMS and nothing else, and a later "opt out of everything" wins again.
  *
- *	  A message's category is data->>'category' when the message data has
- *	  one, else the name of its template.
+ *	  A message's category is message.category (a rule's messages carry
+ *	  the rule's, schedule() copies data->>'category'), else
+ *	  data->>'category' when the message data has one, else the name of
+ *	  its template.
  *
  *-------------------------------------------------------------------------
  */
@@ -61,10 +63,13 @@ lower_text(const char *s)
 
 /* The category a message belongs to, for consent scopes. */
 char *
-message_category(Jsonb *data, const char *template_name)
+message_category(const char *category, Jsonb *data, const char *template_name)
 {
-	JsonbValue *v = jsonb_get(data, "category");
+	JsonbValue *v;
 
+	if (category != NULL && *category != '\0')
+		return pstrdup(category);
+	v = jsonb_get(data, "category");
 	if (v != NULL && v->type == jbvString && v->val.string.len > 0)
 		return pnstrdup(v->val.string.val, v->val.string.len);
 	return template_name ? pstrdup(template_name) : NULL;
@@ -338,7 +343,7 @@ consent_key(const GateMessage *msg, ConsentKey *key)
 	key->phone = address(msg->recipient, "phone", false);
 	key->email_hash = key->email ? address_hash_text("email", key->email) : NULL;
 	key->phone_hash = key->phone ? address_hash_text("phone", key->phone) : NULL;
-	key->category = message_category(msg->data, msg->template_name);
+	key->category = message_category(msg->category, msg->data, msg->template_name);
 }
 
 /*

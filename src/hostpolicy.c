@@ -8,8 +8,16 @@
  *	  connect to (libcurl's open-socket callback), after name resolution, so
  *	  a host name that resolves to a denied address (DNS rebinding, a
  *	  metadata endpoint behind a friendly name) is refused.  Name entries
- *	  ("example.com", "*.example.com") match the host name of the URL.  A
- *	  deny always wins; a non-empty allow list must match by name or address.
+ *	  ("example.com", "*.example.com") match the host name of the URL, in
+ *	  any case, with or without a final dot.  A deny always wins; a
+ *	  non-empty allow list must match by name or address.
+ *
+ *	  An address is checked as every address it reaches: the unspecified
+ *	  addresses 0.0.0.0 (also written "0") and :: connect to the local host,
+ *	  so they are checked as 127.0.0.1 and ::1 too; an IPv6 address that
+ *	  embeds an IPv4 one (IPv4-mapped ::ffff:a.b.c.d, IPv4-compatible
+ *	  ::a.b.c.d, NAT64 64:ff9b::a.b.c.d and 64:ff9b:1::a.b.c.d) as that IPv4
+ *	  address too.  Denying 127.0.0.0/8 therefore denies all of them.
  *
  *	  hostpolicy_permits() runs inside a libcurl callback: it allocates
  *	  nothing and never raises an error.
@@ -199,14 +207,17 @@ name_matches(const HostRule *rule, const char *host)
 
 	if (host == NULL)
 		return false;
-	if (rule->kind == RULE_NAME)
-		return pg_strcasecmp(rule->name, host) == 0;
-	/* ".example.com" matches "a.example.com" and "example.com" itself */
+	/* "example.com." is example.com, fully qualified */
 	hl = strlen(host);
+	if (hl > 1 && host[hl - 1] == '.')
+		hl--;
 	nl = strlen(rule->name);
-	if (hl + 1 == nl && pg_strcasecmp(rule->name + 1, host) == 0)
+	if (rule->kind == RULE_NAME)
+		return hl == nl && pg_strncasecmp(rule->name, host, hl) == 0;
+	/* ".example.com" matches "a.example.com" and "example.com" itself */
+	if (hl + 1 == nl && pg_strncasecmp(rule->name + 1, host, hl) == 0)
 		return true;
-	return hl > nl && pg_strcasecmp(host + hl - nl, rule->name) == 0;
+	return hl > nl && pg_strncasecmp(host + hl - nl, rule->name, nl) == 0;
 }
 
 static bool
@@ -218,13 +229,66 @@ list_matches(const HostRules *rules, const char *host, int family, const uint8 *
 
 		if (r->kind == RULE_NET ? net_matches(r, family, addr) : name_matches(r, host))
 			return true;
-		/* an IPv4-mapped IPv6 address is checked as the IPv4 address */
-		if (r->kind == RULE_NET && family == AF_INET6 &&
-			memcmp(addr, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0 &&
-			net_matches(r, AF_INET, addr + 12))
-			return true;
 	}
 	return false;
+}
+
+/* An address as the policy sees it: family and bytes in network order. */
+typedef struct PolicyAddr
+{
+	int			family;
+	uint8		bytes[16];
+} PolicyAddr;
+
+#define MAX_EQUIVALENTS 4
+
+static int
+add_equivalent(PolicyAddr *out, int n, int family, const uint8 *bytes)
+{
+	if (n >= MAX_EQUIVALENTS)
+		return n;
+	out[n].family = family;
+	memset(out[n].bytes, 0, sizeof(out[n].bytes));
+	memcpy(out[n].bytes, bytes, family == AF_INET ? 4 : 16);
+	return n + 1;
+}
+
+/*
+ * Every address a connection to (family, bytes) reaches, itself first: an
+ * IPv6 address that embeds an IPv4 address adds that address; an
+ * unspecified address adds the loopback address it connects to.
+ */
+static int
+equivalents(int family, const uint8 *bytes, PolicyAddr *out)
+{
+	static const uint8 v6_unspecified[16] = {0};
+	static const uint8 v6_loopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+	static const uint8 v4_loopback[4] = {127, 0, 0, 1};
+	static const uint8 mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	static const uint8 nat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
+	static const uint8 nat64_local[6] = {0, 0x64, 0xff, 0x9b, 0, 1};
+	int			n = add_equivalent(out, 0, family, bytes);
+	const uint8 *v4 = family == AF_INET ? bytes : NULL;
+
+	if (family == AF_INET6)
+	{
+		if (memcmp(bytes, v6_unspecified, 16) == 0)
+			return add_equivalent(out, n, AF_INET6, v6_loopback);
+		if (memcmp(bytes, mapped, 12) == 0 ||	/* ::ffff:a.b.c.d */
+			memcmp(bytes, nat64, 12) == 0 ||	/* 64:ff9b::a.b.c.d */
+			memcmp(bytes, nat64_local, 6) == 0 ||	/* 64:ff9b:1::/48 */
+		/* ::a.b.c.d, IPv4-compatible (deprecated), but not ::1 */
+			(memcmp(bytes, v6_unspecified, 12) == 0 &&
+			 memcmp(bytes, v6_loopback, 16) != 0))
+		{
+			v4 = bytes + 12;
+			n = add_equivalent(out, n, AF_INET, v4);
+		}
+	}
+	/* 0.0.0.0/8, "this network": Linux connects 0.0.0.0 to the local host */
+	if (v4 != NULL && v4[0] == 0)
+		n = add_equivalent(out, n, AF_INET, v4_loopback);
+	return n;
 }
 
 /*
@@ -237,6 +301,8 @@ hostpolicy_permits(const char *host, const struct sockaddr *addr,
 	int			family = addr->sa_family;
 	const uint8 *bytes;
 	char		text[INET6_ADDRSTRLEN];
+	PolicyAddr	eq[MAX_EQUIVALENTS];
+	int			n;
 
 	if (family == AF_INET)
 		bytes = (const uint8 *) &((const struct sockaddr_in *) addr)->sin_addr;
@@ -251,17 +317,32 @@ hostpolicy_permits(const char *host, const struct sockaddr *addr,
 	if (inet_ntop(family, bytes, text, sizeof(text)) == NULL)
 		strlcpy(text, "?", sizeof(text));
 
-	if (list_matches(&denied, host, family, bytes))
+	n = equivalents(family, bytes, eq);
+	for (int i = 0; i < n; i++)
+		if (list_matches(&denied, host, eq[i].family, eq[i].bytes))
+		{
+			char		as[INET6_ADDRSTRLEN];
+
+			if (i == 0 || inet_ntop(eq[i].family, eq[i].bytes, as, sizeof(as)) == NULL)
+				snprintf(why, whylen, "destination %s (host \"%s\") is denied by reminder.denied_hosts",
+						 text, host ? host : "");
+			else
+				snprintf(why, whylen, "destination %s (host \"%s\"), which reaches %s, is denied by reminder.denied_hosts",
+						 text, host ? host : "", as);
+			return false;
+		}
+	if (allowed.n > 0)
 	{
-		snprintf(why, whylen, "destination %s (host \"%s\") is denied by reminder.denied_hosts",
-				 text, host ? host : "");
-		return false;
-	}
-	if (allowed.n > 0 && !list_matches(&allowed, host, family, bytes))
-	{
-		snprintf(why, whylen, "destination %s (host \"%s\") is not in reminder.allowed_hosts",
-				 text, host ? host : "");
-		return false;
+		bool		ok = false;
+
+		for (int i = 0; i < n && !ok; i++)
+			ok = list_matches(&allowed, host, eq[i].family, eq[i].bytes);
+		if (!ok)
+		{
+			snprintf(why, whylen, "destination %s (host \"%s\") is not in reminder.allowed_hosts",
+					 text, host ? host : "");
+			return false;
+		}
 	}
 	return true;
 }

@@ -77,6 +77,8 @@ typedef struct Backoff
 static BackgroundWorkerHandle **handles = NULL;	/* by slot number */
 static List *lacking = NIL;		/* Oids of databases without the extension */
 static List *backoffs = NIL;	/* of Backoff *: restart not before */
+static List *retried = NIL;		/* of Backoff *: when CREATE EXTENSION asked to look */
+static TimestampTz retried_all_at = 0;
 static bool warned_no_slot = false;
 
 void
@@ -185,6 +187,58 @@ backoff_until(Oid dboid, TimestampTz now)
 	return until;
 }
 
+/*
+ * Note that CREATE EXTENSION in dboid (InvalidOid: in some database) asked
+ * to look again.  A worker that started before then may have looked for
+ * the extension before it committed: its "no extension" proves nothing.
+ */
+static void
+note_retry(Oid dboid, TimestampTz now)
+{
+	ListCell   *lc;
+	Backoff    *r;
+	MemoryContext old;
+
+	if (!OidIsValid(dboid))
+	{
+		retried_all_at = now;
+		return;
+	}
+	foreach(lc, retried)
+	{
+		r = lfirst(lc);
+		if (r->dboid == dboid)
+		{
+			r->until = now;
+			return;
+		}
+	}
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	r = palloc(sizeof(Backoff));
+	r->dboid = dboid;
+	r->until = now;
+	retried = lappend(retried, r);
+	MemoryContextSwitchTo(old);
+}
+
+/* Whether a worker of dboid started at started_at may have missed a CREATE EXTENSION. */
+static bool
+started_before_retry(Oid dboid, TimestampTz started_at)
+{
+	ListCell   *lc;
+
+	if (started_at <= retried_all_at)
+		return true;
+	foreach(lc, retried)
+	{
+		Backoff    *r = lfirst(lc);
+
+		if (r->dboid == dboid)
+			return started_at <= r->until;
+	}
+	return false;
+}
+
 /* Free the slots of workers that have exited, and learn why they did. */
 static void
 reap_workers(TimestampTz now)
@@ -195,6 +249,7 @@ reap_workers(TimestampTz now)
 		bool		exited;
 		Oid			dboid;
 		WorkerState state;
+		TimestampTz started_at;
 
 		LWLockAcquire(reminder_shared->lock, LW_SHARED);
 		state = slot->state;
@@ -215,13 +270,14 @@ reap_workers(TimestampTz now)
 
 		LWLockAcquire(reminder_shared->lock, LW_EXCLUSIVE);
 		state = slot->state;
+		started_at = slot->started_at;
 		memset(slot, 0, sizeof(WorkerSlot));
 		LWLockRelease(reminder_shared->lock);
 		if (handles[i])
 			pfree(handles[i]);
 		handles[i] = NULL;
 
-		if (state == WORKER_NO_EXTENSION)
+		if (state == WORKER_NO_EXTENSION && !started_before_retry(dboid, started_at))
 		{
 			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
@@ -360,6 +416,10 @@ reminder_launcher_main(Datum main_arg)
 		}
 		else if (OidIsValid(retry_db))
 			lacking = list_delete_oid(lacking, retry_db);
+		if (retry_all)
+			note_retry(InvalidOid, now);
+		else if (OidIsValid(retry_db))
+			note_retry(retry_db, now);
 
 		reap_workers(now);
 

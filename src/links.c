@@ -312,6 +312,46 @@ links_token(int64 message_id, LinkAction action, int score, TimestampTz expires_
 }
 
 /*
+ * The fields of a token's text, and its bytes into buf (TOKEN_BYTES + 3);
+ * false when it is not a token of ours (length, alphabet, version).  No
+ * signature check: that needs the key (verify_token).
+ */
+static bool
+decode_token(const char *text, uint8 *buf, LinkToken *t)
+{
+	if (strlen(text) != TOKEN_CHARS ||
+		base64url_decode(text, TOKEN_CHARS, buf) != TOKEN_BYTES ||
+		buf[0] != TOKEN_VERSION)
+		return false;
+
+	t->key_id = get_uint32(buf + 1);
+	t->message_id = (int64) (((uint64) get_uint32(buf + 5) << 32) | get_uint32(buf + 9));
+	t->action = (LinkAction) buf[13];
+	t->score = buf[14] == NO_SCORE ? -1 : buf[14];
+	t->expires_at = time_t_to_timestamptz((pg_time_t) get_uint32(buf + 15));
+	return true;
+}
+
+/*
+ * Whether the MAC in buf is k's; k NULL (unknown key id) computes a MAC
+ * all the same, so an unknown key id takes as long as a bad MAC.
+ */
+static bool
+token_signed_by(const uint8 *buf, const SigningKey *k)
+{
+	SigningKey	none;
+	uint8		mac[TOKEN_MAC];
+
+	if (k == NULL)
+	{
+		memset(&none, 0, sizeof(none));
+		k = &none;
+	}
+	token_mac(k, buf, mac);
+	return mac_equal(mac, buf + TOKEN_PAYLOAD, TOKEN_MAC) && k != &none;
+}
+
+/*
  * Decode and verify a token: well formed (else 22023), signed by a key
  * that still exists (else 28000), not expired (else 28000).  Needs SPI.
  */
@@ -319,32 +359,19 @@ static void
 verify_token(const char *text, LinkToken *t)
 {
 	uint8		buf[TOKEN_BYTES + 3];
-	uint8		mac[TOKEN_MAC];
 	SigningKey	k;
 	bool		known;
 	bool		ok;
 
-	if (strlen(text) != TOKEN_CHARS ||
-		base64url_decode(text, TOKEN_CHARS, buf) != TOKEN_BYTES ||
-		buf[0] != TOKEN_VERSION)
+	if (!decode_token(text, buf, t))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("malformed link token"),
 				 errdetail("A token is %d characters of base64url, as the link carried it.", TOKEN_CHARS),
 				 errhint("Pass the token from the link unchanged.")));
 
-	t->key_id = get_uint32(buf + 1);
-	t->message_id = (int64) (((uint64) get_uint32(buf + 5) << 32) | get_uint32(buf + 9));
-	t->action = (LinkAction) buf[13];
-	t->score = buf[14] == NO_SCORE ? -1 : buf[14];
-	t->expires_at = time_t_to_timestamptz((pg_time_t) get_uint32(buf + 15));
-
-	/* always compute a MAC, so an unknown key id takes as long as a bad MAC */
 	known = key_by_id(t->key_id, &k);
-	if (!known)
-		memset(&k, 0, sizeof(k));
-	token_mac(&k, buf, mac);
-	ok = mac_equal(mac, buf + TOKEN_PAYLOAD, TOKEN_MAC) && known;
+	ok = token_signed_by(buf, known ? &k : NULL);
 	explicit_bzero(&k, sizeof(k));
 	if (!ok)
 		ereport(ERROR,
@@ -532,7 +559,7 @@ message_must_exist(int64 id)
 
 		/* message.channel has no foreign key: the channel may be gone */
 		message_plan = spi_prepare_kept("SELECT m.recipient_id, m.recipient, m.template, m.data, "
-										"coalesce(c.kind, '') "
+										"coalesce(c.kind, ''), m.category "
 										"FROM reminder.message m LEFT JOIN reminder.channel c ON c.name = m.channel "
 										"WHERE m.id = $1 FOR KEY SHARE OF m", 1, argtypes, 0);
 	}
@@ -668,6 +695,7 @@ typedef struct MessageFacts
 	char	   *template_name;
 	Jsonb	   *data;
 	char	   *channel_kind;
+	char	   *category;		/* message.category, or NULL */
 } MessageFacts;
 
 static void
@@ -684,6 +712,7 @@ message_facts(MessageFacts *f)
 	f->template_name = SPI_getvalue(tup, desc, 3);
 	f->data = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 4, &isnull));
 	f->channel_kind = SPI_getvalue(tup, desc, 5);
+	f->category = SPI_getvalue(tup, desc, 6);
 }
 
 static int64
@@ -777,7 +806,7 @@ event_consequences(const MessageFacts *f, const char *kind, Jsonb *detail)
 {
 	if (strcmp(kind, "unsubscribed") == 0)
 	{
-		char	   *category = message_category(f->data, f->template_name);
+		char	   *category = message_category(f->category, f->data, f->template_name);
 		char	   *email = lower_address(jsonb_get_text(f->recipient, "email"));
 		char	   *phone = jsonb_get_text(f->recipient, "phone");
 

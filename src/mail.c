@@ -4,7 +4,11 @@
  *	  Header fields of an email as RFC 5322 and RFC 2047 want them: folded
  *	  at 78 characters, non-ASCII text as encoded words, display names
  *	  quoted where they must be, a Message-ID made from the idempotency key
- *	  and a Date.  The MIME structure itself is libcurl's (transport_smtp.c).
+ *	  and a Date.  Text with a word too long for a line goes as encoded
+ *	  words too, which fold between any two characters: SMTP servers refuse
+ *	  lines over 998 characters, and a subject or name must never make a
+ *	  message undeliverable.  The MIME structure itself is libcurl's
+ *	  (transport_smtp.c).
  *
  *	  All text here is UTF-8 (transport_to_utf8 converts from the database
  *	  encoding); addresses were checked by validate_email().
@@ -109,6 +113,8 @@ encoded_words(const char *s, MailHeader *h, StringInfo out)
 		{
 			int			l = pg_utf_mblen((const unsigned char *) end);
 
+			/* a character cut short by the end must not read past it */
+			l = Min(l, (int) (s + len - end));
 			if (end - p + l > WORD_BYTES)
 				break;
 			end += l;
@@ -125,9 +131,35 @@ encoded_words(const char *s, MailHeader *h, StringInfo out)
 	}
 }
 
+/* Is any space-separated word of s longer than max bytes? */
+static bool
+has_word_over(const char *s, size_t max)
+{
+	while (*s)
+	{
+		size_t		len = strcspn(s, " ");
+
+		if (len > max)
+			return true;
+		s += len;
+		s += strspn(s, " ");
+	}
+	return false;
+}
+
+/* The longest word that fits on the first line of field name, or any. */
+static size_t
+word_room(const char *name)
+{
+	return LINE_LIMIT - strlen(name) - 2;	/* "Name: word" */
+}
+
 /*
  * "Name: text" for unstructured text (Subject): words of plain ASCII
- * folded at spaces, anything else as encoded words.
+ * folded at spaces; anything else as encoded words, which fold anywhere
+ * between whole characters - also plain ASCII with a word too long for a
+ * line (a long URL; SMTP refuses lines over 998 characters), so that any
+ * text makes a deliverable header.
  */
 char *
 mail_unstructured(const char *name, const char *text)
@@ -135,7 +167,7 @@ mail_unstructured(const char *name, const char *text)
 	MailHeader	h;
 
 	mail_header_begin(&h, name);
-	if (is_plain_ascii(text))
+	if (is_plain_ascii(text) && !has_word_over(text, word_room(name)))
 	{
 		char	   *copy = pstrdup(text);
 		char	   *word = copy;
@@ -174,39 +206,57 @@ is_atom_phrase(const char *s)
 	return true;
 }
 
+/* "name" with quotes and backslashes escaped */
+static StringInfo
+quoted_string(const char *name)
+{
+	StringInfo	buf = makeStringInfo();
+
+	appendStringInfoChar(buf, '"');
+	for (const char *p = name; *p; p++)
+	{
+		if (*p == '"' || *p == '\\')
+			appendStringInfoChar(buf, '\\');
+		appendStringInfoChar(buf, *p);
+	}
+	appendStringInfoChar(buf, '"');
+	return buf;
+}
+
 /*
- * "Name <addr>" with the name as atoms, a quoted string or encoded words,
- * or the bare address when there is no name.  A name that would make an
- * overlong line is left out.
+ * "Field: Name <addr>" (From, To, Reply-To) with the name as atoms, a
+ * quoted string or encoded words, folded at 78 characters; "Field: addr"
+ * when there is no name.  A name of words too long for a line goes as
+ * encoded words, which fold between characters, so any name fits.
  */
 char *
-mail_mailbox(const char *name, const char *addr)
+mail_mailbox(const char *field, const char *name, const char *addr)
 {
-	StringInfoData buf;
+	MailHeader	h;
+	size_t		room = word_room(field);
+	StringInfo	quoted;
 
+	mail_header_begin(&h, field);
 	if (name == NULL || *name == '\0')
-		return pstrdup(addr);
-
-	initStringInfo(&buf);
-	if (!is_plain_ascii(name))
-		encoded_words(name, NULL, &buf);
-	else if (is_atom_phrase(name))
-		appendStringInfoString(&buf, name);
-	else
 	{
-		appendStringInfoChar(&buf, '"');
-		for (const char *p = name; *p; p++)
-		{
-			if (*p == '"' || *p == '\\')
-				appendStringInfoChar(&buf, '\\');
-			appendStringInfoChar(&buf, *p);
-		}
-		appendStringInfoChar(&buf, '"');
+		mail_header_token(&h, "", addr);
+		return mail_header_end(&h);
 	}
-	if (buf.len > 900)
-		return pstrdup(addr);
-	appendStringInfo(&buf, " <%s>", addr);
-	return buf.data;
+
+	if (is_plain_ascii(name) && is_atom_phrase(name) && !has_word_over(name, room))
+	{
+		char	   *copy = pstrdup(name);
+		char	   *save;
+
+		for (char *w = strtok_r(copy, " ", &save); w; w = strtok_r(NULL, " ", &save))
+			mail_header_token(&h, "", w);
+	}
+	else if (is_plain_ascii(name) && (quoted = quoted_string(name))->len <= (int) room)
+		mail_header_token(&h, "", quoted->data);
+	else
+		encoded_words(name, &h, NULL);
+	mail_header_token(&h, "", psprintf("<%s>", addr));
+	return mail_header_end(&h);
 }
 
 /*

@@ -1106,6 +1106,43 @@ resolve(Renderer *r, const MNode *n, MustacheValue *v)
 		step(r->cb, r->arg, v, n->segs[i].s, n->segs[i].len);
 }
 
+/* a dotted name given as text (a filter argument), resolved like a tag's */
+static void
+resolve_text(Renderer *r, const char *name, size_t len, MustacheValue *v)
+{
+	size_t		first = 0;
+	int			d;
+
+	if (len == 1 && name[0] == '.')
+	{
+		*v = r->stack[r->depth - 1];
+		return;
+	}
+	while (first < len && name[first] != '.')
+		first++;
+	v->kind = MUSTACHE_MISSING;
+	for (d = r->depth - 1; d >= 0; d--)
+	{
+		if (r->stack[d].kind == MUSTACHE_OBJECT &&
+			r->cb->lookup(r->arg, &r->stack[d], name, first, v))
+			break;
+	}
+	if (d < 0)
+	{
+		v->kind = MUSTACHE_MISSING;
+		return;
+	}
+	for (size_t i = first + 1, start = first + 1; i <= len && first < len &&
+		 v->kind != MUSTACHE_MISSING; i++)
+	{
+		if (i == len || name[i] == '.')
+		{
+			step(r->cb, r->arg, v, name + start, i - start);
+			start = i + 1;
+		}
+	}
+}
+
 void
 mustache_resolve(const MustacheCallbacks *cb, void *arg,
 				 const MustacheValue *data, const char *name, size_t len,
@@ -1199,7 +1236,20 @@ apply_filters(Renderer *r, const MustacheTemplate *t, const MNode *n,
 					v->kind = MUSTACHE_MISSING;
 					break;
 				}
-				r->cb->apply_filter(r->arg, f, v, &result);
+				{
+					MustacheValue *argv = NULL;
+
+					for (int k = 0; k < f->nargs; k++)
+					{
+						if (!f->args[k].is_name)
+							continue;
+						if (argv == NULL)
+							argv = palloc0(sizeof(MustacheValue) * f->nargs);
+						resolve_text(r, f->args[k].value,
+									 strlen(f->args[k].value), &argv[k]);
+					}
+					r->cb->apply_filter(r->arg, f, v, argv, &result);
+				}
 				*v = result;
 				break;
 		}

@@ -77,6 +77,9 @@ typedef struct MustacheFilterArg
 	const char *key;
 	const char *value;			/* NUL-terminated, quotes removed */
 	bool		quoted;			/* value was written as a string literal */
+	bool		is_name;		/* set by prepare_filter: value is a dotted
+								 * name, resolved in the render's context
+								 * like a tag's and passed to apply_filter */
 } MustacheFilterArg;
 
 /* A filter as written in a tag: {{ name | filter arg key=value }} */
@@ -139,9 +142,14 @@ typedef struct MustacheCallbacks
 	 * NULL accepts every filter.
 	 */
 	void		(*prepare_filter) (void *arg, MustacheFilter *filter);
-	/* apply an external filter; the result must stay valid during render */
+	/*
+	 * apply an external filter; the result must stay valid during render.
+	 * argv is NULL unless an argument is_name; then argv[i] is the value
+	 * args[i] names (MISSING for the other arguments).
+	 */
 	void		(*apply_filter) (void *arg, const MustacheFilter *filter,
 								 const MustacheValue *input,
+								 const MustacheValue *argv,
 								 MustacheValue *result);
 	/* called on every recursion and loop step (stack depth, interrupts) */
 	void		(*check) (void *arg);

@@ -333,7 +333,7 @@ execute_guarded(SPIPlanPtr plan, Datum *values, bool read_only, long count)
 #define CLAIM_RETURNING \
 	"RETURNING m.id, m.channel, m.recipient, m.template, m.data, m.attempts, " \
 	"m.idempotency_key, m.due_at, m.rule_id, m.source_key, m.fallback_of IS NOT NULL, " \
-	"m.fallback, m.priority"
+	"m.fallback, m.priority, m.category"
 
 #define CLAIM_CANDIDATES \
 	"SELECT x.id, p.prio, x.next_attempt_at, " \
@@ -352,7 +352,7 @@ static const char *claim_sql =
 "pick AS (SELECT id FROM cand ORDER BY prio DESC, rank, next_attempt_at LIMIT $1) "
 "UPDATE reminder.message m "
 "SET status = 'sending', attempts = m.attempts + 1, "
-"lease_until = now() + make_interval(secs => $2), updated_at = now() "
+"lease_until = now() + pg_catalog.make_interval(secs => $2), updated_at = now() "
 "WHERE m.id = ANY (ARRAY(SELECT id FROM pick)) "
 CLAIM_RETURNING;
 
@@ -485,6 +485,7 @@ claimed_rows(List *rows, MemoryContext cxt)
 		m->is_fallback = DatumGetBool(SPI_getbinval(tup, desc, 11, &isnull));
 		m->fallback = SPI_getvalue(tup, desc, 12);
 		m->priority = DatumGetInt16(SPI_getbinval(tup, desc, 13, &isnull));
+		m->category = SPI_getvalue(tup, desc, 14);
 		rows = lappend(rows, m);
 	}
 	MemoryContextSwitchTo(old);
@@ -506,6 +507,7 @@ new_delivery(ClaimedMessage *m, ChannelConfig *cc, MemoryContext parent)
 	d->data = (Jsonb *) pg_detoast_datum_copy((struct varlena *) m->data);
 	d->is_fallback = m->is_fallback;
 	d->priority = m->priority;
+	d->category = m->category ? pstrdup(m->category) : NULL;
 	d->channel = pstrdup(m->channel);
 	/* the claim's UPDATE set lease_until = now() + lease */
 	d->lease_until = GetCurrentTransactionStartTimestamp() +
@@ -909,6 +911,7 @@ queue_claim(int limit, int paced_limit, List *busy, dlist_head *to_send,
 		gm->recipient = m->recipient;
 		gm->data = m->data;
 		gm->template_name = m->template_name;
+		gm->category = m->category;
 		gm->due_at = m->due_at;
 		gm->rule_id = m->rule_id;
 		gm->source_key = m->source_key;
@@ -1009,7 +1012,7 @@ queue_renew_leases(Delivery **ds, int n)
 		Oid			argtypes[3] = {INT8ARRAYOID, INT4ARRAYOID, INT4OID};
 
 		renew_plan = spi_prepare_kept("UPDATE reminder.message m "
-									  "SET lease_until = now() + make_interval(secs => $3) "
+									  "SET lease_until = now() + pg_catalog.make_interval(secs => $3) "
 									  "FROM unnest($1, $2) AS u(id, attempt) "
 									  "WHERE m.id = u.id AND m.status = 'sending' AND m.attempts = u.attempt",
 									  3, argtypes, 0);
@@ -1138,6 +1141,7 @@ schedule_fallback_body(void *arg)
 	req.template_name = d->template_name;
 	req.due_at = GetCurrentTimestamp();
 	req.data = d->data;
+	req.category = d->category;	/* an unsubscribe from it covers the rule */
 	req.idempotency_key = psprintf("%s:fallback", d->idempotency_key);
 	req.priority = d->priority > 0 ? "high" : d->priority < 0 ? "low" : "normal";
 	id = schedule_message(&req);
@@ -1371,7 +1375,7 @@ queue_purge(void)
 		return;
 
 	values[0] = Int32GetDatum(reminder_retention);
-	if (SPI_execute_with_args("SELECT reminder.purge(make_interval(mins => $1))",
+	if (SPI_execute_with_args("SELECT reminder.purge(pg_catalog.make_interval(mins => $1))",
 							  1, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not purge old messages");
 }

@@ -193,8 +193,8 @@ define_gucs(void)
 
 	DefineCustomStringVariable("reminder.denied_hosts",
 							   "Comma-separated hosts or CIDR ranges outgoing requests may never reach.",
-							   "The default denies link-local addresses, cloud metadata endpoints included.",
-							   &reminder_denied_hosts, "169.254.0.0/16, fe80::/10",
+							   "The default denies link-local addresses and the cloud metadata endpoints outside them.",
+							   &reminder_denied_hosts, REMINDER_DEFAULT_DENIED_HOSTS,
 							   PGC_SIGHUP, GUC_LIST_INPUT, check_host_list, NULL, NULL);
 
 	DefineCustomIntVariable("reminder.max_payload_size",
@@ -252,6 +252,7 @@ _PG_init(void)
 
 	reminder_preloaded = true;
 	shmem_install_hooks();
+	stats_install_hooks();
 	launcher_install_hooks();
 	launcher_register();
 }

@@ -66,6 +66,7 @@ extern char *normalize_phone(const char *phone, const char *default_cc,
 extern void validate_url(const char *url, const char *const *schemes,
 						 const char *what);
 extern void validate_header_value(const char *value, const char *what);
+extern void validate_http_header_value(const char *value, const char *what);
 extern void validate_header_name(const char *name, const char *what);
 extern void validate_time_zone(const char *tz, const char *what);
 extern void validate_locale(const char *locale, const char *what);
@@ -125,6 +126,7 @@ typedef struct ChannelConfig
 	char	   *url;
 	char	   *method;
 	List	   *headers;		/* "Name: value" strings */
+	List	   *recipient_hosts;	/* webhook: HostPattern * recipients may name */
 
 	/* TLS of the email, sms and slack kinds */
 	bool		tls_verify;		/* verify the server's certificate (default) */
@@ -162,6 +164,34 @@ typedef struct ChannelConfig
 extern const char *channel_kind_name(ChannelKind kind);
 extern ChannelConfig *channel_parse(const char *name, const char *kind,
 									Jsonb *settings, Jsonb *secrets);
+
+/* ----------------
+ * in origin.c: where URLs connect, and who may receive a channel's secrets
+ * ----------------
+ */
+typedef struct UrlOrigin
+{
+	char	   *scheme;			/* lower case */
+	char	   *host;			/* as libcurl connects: punycode, lower case,
+								 * IPv6 in brackets */
+	int			port;			/* given or the scheme's default */
+	bool		userinfo;		/* the URL holds a user name or password */
+} UrlOrigin;
+
+typedef struct HostPattern
+{
+	char	   *host;			/* normalised as UrlOrigin.host */
+	bool		suffix;			/* "*.example.com": names under it */
+	int			port;			/* 0: any */
+} HostPattern;
+
+extern bool url_origin(const char *url, UrlOrigin *o);
+extern char *url_origin_text(const UrlOrigin *o);
+extern HostPattern *host_pattern_parse(const char *entry, const char *what);
+extern bool host_pattern_matches(const HostPattern *p, const UrlOrigin *o);
+extern void check_recipient_url(ChannelConfig *cc, const char *url);
+extern char *url_template_authority(const char *tmpl, const char *what);
+extern List *channel_destinations(ChannelConfig *cc);
 
 /* ----------------
  * in sms_text.c: encoding, segments and transliteration of SMS texts (UTF-8)
@@ -244,6 +274,8 @@ typedef struct ScheduleRequest
 	const char *source_key;
 	const char *fallback;		/* NULL: the channel's own, if any */
 	const char *priority;		/* high, normal, low; NULL: the channel's */
+	const char *category;		/* consent category; NULL: data->>'category'
+								 * if any, else (when sent) the template */
 } ScheduleRequest;
 
 extern int64 schedule_message(const ScheduleRequest *req);
@@ -287,6 +319,7 @@ typedef struct GateMessage
 	Jsonb	   *recipient;
 	Jsonb	   *data;
 	const char *template_name;
+	const char *category;		/* message.category, or NULL */
 	TimestampTz due_at;
 	int64		rule_id;		/* 0: not made by a rule */
 	const char *source_key;
@@ -342,7 +375,8 @@ extern void quiet_hours_gate(const GateMessage *msg, GateResult *result);
  * in consent.c: opt-out and opt-in
  * ----------------
  */
-extern char *message_category(Jsonb *data, const char *template_name);
+extern char *message_category(const char *category, Jsonb *data,
+							  const char *template_name);
 extern void consent_record(int64 recipient_id, const char *address,
 						   const char *channel, const char *category,
 						   bool opt_out, const char *source);
@@ -409,7 +443,21 @@ extern char *rule_expr_canonical(Relation rel, const char *text, RuleExprType ty
 extern char *rule_expr_rename(Relation rel, const char *text, const char *oldname,
 							  const char *newname, bool table);
 extern int	rule_pin_search_path(void);
+extern void rule_unpin(int level);
 extern void rule_pin_styles(void);
+extern void rule_worker_session(void);
+
+/* code of a table's owner running inside another role's session */
+typedef struct RuleOwnerScope
+{
+	Oid			save_userid;
+	int			save_sec;
+	int			level;
+} RuleOwnerScope;
+
+extern bool rule_expr_runs_code(Node *expr);
+extern void rule_owner_enter(RuleOwnerScope *scope, Oid owner);
+extern void rule_owner_leave(RuleOwnerScope *scope);
 
 /* ----------------
  * in rules_cache.c: rules compiled per backend, dropped when a rule,
@@ -483,7 +531,10 @@ typedef struct CompiledRule
 	struct pg_tz *tz;
 	bool		send_past;
 	Interval	throttle;
+	char	   *category;		/* consent category of its messages */
 	List	   *exprs;			/* planned Expr, evaluated as owner */
+	Bitmapset  *plain_exprs;	/* indexes of those that run no code
+								 * (rule_expr_runs_code): no owner scope */
 	bool		deterministic;	/* no expression calls a mutable function */
 	bool		live_row;		/* before/after/follow_up: messages store no
 								 * copy of the row; it is read at send time */
@@ -612,6 +663,13 @@ extern void shmem_release_hold(Oid dboid);
 extern bool shmem_database_held(Oid dboid);
 
 /* ----------------
+ * in stats.c: cumulative delivery counters per database
+ * ----------------
+ */
+extern void stats_install_hooks(void);
+extern void stats_count(int64 sent, int64 failed, int64 retried);
+
+/* ----------------
  * in launcher.c: the launcher and the hook that keeps workers out of the
  * way of DROP/ALTER/CREATE DATABASE
  * ----------------
@@ -631,6 +689,19 @@ extern PGDLLEXPORT void reminder_worker_main(Datum main_arg);
  * ----------------
  */
 struct sockaddr;
+
+/*
+ * The default of reminder.denied_hosts: link-local addresses (IPv4 and
+ * IPv6), which hold the metadata endpoints of AWS, GCP, Azure, Oracle,
+ * DigitalOcean, OpenStack and others at 169.254.169.254, and the cloud
+ * endpoints outside them: Alibaba Cloud's metadata (100.100.100.200),
+ * Azure's WireServer (168.63.129.16), Oracle Cloud Classic's metadata
+ * (192.0.0.192) and the IPv6 metadata endpoints of AWS (fd00:ec2::254),
+ * GCP (fd20:ce::254) and Oracle Cloud (fd00:c1::a9fe:a9fe).
+ */
+#define REMINDER_DEFAULT_DENIED_HOSTS \
+	"169.254.0.0/16, fe80::/10, 100.100.100.200, 168.63.129.16, 192.0.0.192, " \
+	"fd00:ec2::254, fd20:ce::254, fd00:c1::a9fe:a9fe"
 
 extern bool hostpolicy_check_list(const char *list, char **bad_entry);
 extern void hostpolicy_load(void);

@@ -108,8 +108,7 @@ typedef struct RuleRun
 	RunEvent	event;
 	bool		follow_state;	/* before/after/follow_up: cancel what the
 								 * updated rows no longer call for */
-	Oid			ext_owner;
-	int			sec_context;
+	const char *zone;			/* the rule's time zone, by name */
 	TimestampTz now;
 	const char *row_key;		/* for error context */
 	const char *key_prefix;		/* rule_key_prefix() of the row */
@@ -183,14 +182,14 @@ get_batch_desc(void)
 static void
 prepare_upsert(void)
 {
-	Oid			argtypes[2] = {INT8OID, TEXTOID};
+	Oid			argtypes[3] = {INT8OID, TEXTOID, TEXTOID};
 
 	upsert_plan = spi_prepare_kept(
 					   "INSERT INTO reminder.message AS m "
 					   "  (channel, recipient_id, recipient, template, data, due_at, next_attempt_at, "
-					   "   idempotency_key, rule_id, source_table, source_key) "
+					   "   idempotency_key, rule_id, source_table, source_key, category) "
 					   "SELECT channel, recipient_id, recipient, template, data, due_at, due_at, "
-					   "       key, $1, $2, source_key "
+					   "       key, $1, $2, source_key, $3 "
 					   "  FROM " BATCH_NAME " "
 					   "ON CONFLICT (idempotency_key) DO UPDATE SET "
 					   "  channel = excluded.channel, "
@@ -212,7 +211,7 @@ prepare_upsert(void)
 					   "  AND (m.status = 'cancelled' "
 					   "       OR (m.due_at, m.channel, m.template, m.recipient, m.data) IS DISTINCT FROM "
 					   "          (excluded.due_at, excluded.channel, excluded.template, excluded.recipient, excluded.data))",
-					   2, argtypes, 0);
+					   3, argtypes, 0);
 }
 
 /*
@@ -255,19 +254,19 @@ prepare_update(void)
 static void
 prepare_insert_missing(void)
 {
-	Oid			argtypes[2] = {INT8OID, TEXTOID};
+	Oid			argtypes[3] = {INT8OID, TEXTOID, TEXTOID};
 
 	insert_missing_plan = spi_prepare_kept(
 							   "INSERT INTO reminder.message "
 							   "  (channel, recipient_id, recipient, template, data, due_at, next_attempt_at, "
-							   "   idempotency_key, rule_id, source_table, source_key) "
+							   "   idempotency_key, rule_id, source_table, source_key, category) "
 							   "SELECT channel, recipient_id, recipient, template, data, due_at, due_at, "
-							   "       key, $1, $2, source_key "
+							   "       key, $1, $2, source_key, $3 "
 							   "  FROM " BATCH_NAME " AS b "
 							   " WHERE NOT EXISTS (SELECT FROM reminder.message m "
 							   "                    WHERE m.idempotency_key = b.key) "
 							   "ON CONFLICT (idempotency_key) DO NOTHING",
-							   2, argtypes, 0);
+							   3, argtypes, 0);
 }
 
 /*
@@ -706,6 +705,7 @@ flush(RuleRun *run)
 	prepare_plans();
 	values[0] = Int64GetDatum(run->rule->id);
 	values[1] = CStringGetTextDatum(run->rule->source_table);
+	values[2] = CStringGetTextDatum(run->rule->category);	/* for inserts */
 
 	if (run->event == RUN_DELETE)
 	{
@@ -734,15 +734,23 @@ flush(RuleRun *run)
  * ----------------------------------------------------------------
  */
 
-/* Evaluate expression i of the rule as the table owner. */
+/*
+ * Evaluate expression i of the rule as the table owner, in an owner scope:
+ * whatever the functions it calls do to the session's settings is undone
+ * before the extension's own statements run again.  An expression that
+ * runs no code (a column, a comparison) needs neither.
+ */
 static Datum
 eval(RuleRun *run, int i, bool *isnull)
 {
+	RuleOwnerScope scope;
 	Datum		d;
 
-	SetUserIdAndSecContext(run->rule->owner, run->sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	if (bms_is_member(i, run->rule->plain_exprs))
+		return ExecEvalExpr(run->states[i], run->econtext, isnull);
+	rule_owner_enter(&scope, run->rule->owner);
 	d = ExecEvalExpr(run->states[i], run->econtext, isnull);
-	SetUserIdAndSecContext(run->ext_owner, run->sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	rule_owner_leave(&scope);
 	return d;
 }
 
@@ -767,15 +775,24 @@ eval_text(RuleRun *run, RuleValue *v)
 	return isnull ? NULL : TextDatumGetCString(d);
 }
 
+/*
+ * The row as jsonb, as the table owner.  Its timestamps are written in the
+ * rule's time zone, as the worker writes the rows it reads at send time,
+ * whatever the TimeZone of the session writing the row.
+ */
 static Jsonb *
 eval_data(RuleRun *run, ExprState *state)
 {
+	RuleOwnerScope scope;
 	bool		isnull;
 	Datum		d;
 
-	SetUserIdAndSecContext(run->rule->owner, run->sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	rule_owner_enter(&scope, run->rule->owner);
+	(void) set_config_option("TimeZone", run->zone, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	rule_pin_styles();
 	d = ExecEvalExpr(state, run->econtext, &isnull);
-	SetUserIdAndSecContext(run->ext_owner, run->sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	rule_owner_leave(&scope);
 	return DatumGetJsonbP(d);
 }
 
@@ -814,16 +831,79 @@ blank(const char *s)
 	return s == NULL || s[strspn(s, " \t\r\n")] == '\0';
 }
 
+/* SQL NULL, or a jsonb that is JSON null */
+static bool
+jsonb_is_null(Jsonb *j)
+{
+	JsonbValue	v;
+
+	return j == NULL ||
+		(JB_ROOT_IS_SCALAR(j) && JsonbExtractScalar(&j->root, &v) && v.type == jbvNull);
+}
+
+/*
+ * The bcc a rule's expression gives, as the recipient's "bcc": NULL for
+ * none (SQL NULL, JSON null, an empty string or array); null and empty
+ * elements of an array are left out.  Anything else is kept as it is, for
+ * recipient_for_channel() to check like any other address.
+ */
+static Jsonb *
+bcc_addresses(Jsonb *bcc)
+{
+	JsonbParseState *state = NULL;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			n = 0;
+	JsonbValue *res;
+
+	if (jsonb_is_null(bcc))
+		return NULL;
+	if (JB_ROOT_IS_SCALAR(bcc))
+	{
+		(void) JsonbExtractScalar(&bcc->root, &v);
+		if (v.type == jbvString && blank(pnstrdup(v.val.string.val, v.val.string.len)))
+			return NULL;
+		return bcc;
+	}
+	if (!JB_ROOT_IS_ARRAY(bcc))
+		return bcc;
+
+	pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
+	it = JsonbIteratorInit(&bcc->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok != WJB_ELEM)
+			continue;
+		if (v.type == jbvNull ||
+			(v.type == jbvString && blank(pnstrdup(v.val.string.val, v.val.string.len))))
+			continue;
+		pushJsonbValue(&state, WJB_ELEM, &v);
+		n++;
+	}
+	res = pushJsonbValue(&state, WJB_END_ARRAY, NULL);
+	return n == 0 ? NULL : JsonbValueToJsonb(res);
+}
+
 /*
  * The recipient of r for this row, checked for channel cc; NULL when the
  * row gives no address for the channel (no message then).  *recipient_id
  * is the stored recipient's id, or 0.
+ *
+ * Every setting that is an expression may give NULL: "to" (or JSON null)
+ * means no recipient for the row, a field of "to" is left out, "bcc" means
+ * no bcc.  bcc and cc go only to email channels: with a channel that is an
+ * expression, the rows for other channels get neither.  A recipient
+ * without a time zone gets the rule's, so that its dates show in the zone
+ * the rule counts in.
  */
 static Jsonb *
 build_recipient(RuleRun *run, RuleRecipient *r, ChannelConfig *cc, int64 *recipient_id)
 {
 	Jsonb	   *rcpt;
+	Jsonb	   *bcc = NULL;
 	char	   *addr;
+	bool		email = cc->kind == CHANNEL_EMAIL;
 
 	*recipient_id = 0;
 	if (r->constant && run->fixed[r->index] != NULL)
@@ -840,17 +920,35 @@ build_recipient(RuleRun *run, RuleRecipient *r, ChannelConfig *cc, int64 *recipi
 		if (isnull)
 			return NULL;
 		rcpt = DatumGetJsonbP(d);
+		if (jsonb_is_null(rcpt))
+			return NULL;
 		if (!JB_ROOT_IS_OBJECT(rcpt) || JB_ROOT_IS_SCALAR(rcpt))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("\"to\" of recipient %d must give a JSON object", r->index + 1),
+					 errmsg("recipients[%d].to must give a JSON object", r->index),
 					 errhint("Build it with jsonb_build_object('email', ...).")));
 	}
 	else
 		rcpt = r->to_const;
 
-	/* one pass adds the per-row fields, role and bcc */
-	if (r->to_fields != NIL || r->role != NULL || r->bcc.expr >= 0 || !r->bcc.isnull)
+	/* bcc: NULL is none; evaluated before anything uses it */
+	if (email && r->bcc.expr >= 0)
+	{
+		bool		isnull;
+		Datum		d = eval(run, r->bcc.expr, &isnull);
+
+		if (!isnull)
+			bcc = bcc_addresses(DatumGetJsonbP(d));
+	}
+	else if (email && !r->bcc.isnull)
+		bcc = DatumGetJsonbP(r->bcc.value);
+
+	/*
+	 * one pass adds the per-row fields, role and bcc, and drops cc and bcc
+	 * from messages of other channels than email
+	 */
+	if (r->to_fields != NIL || r->role != NULL || bcc != NULL ||
+		(!email && (jsonb_get(rcpt, "cc") != NULL || jsonb_get(rcpt, "bcc") != NULL)))
 	{
 		JsonbParseState *state = NULL;
 		JsonbIterator *it = JsonbIteratorInit(&rcpt->root);
@@ -863,6 +961,13 @@ build_recipient(RuleRun *run, RuleRecipient *r, ChannelConfig *cc, int64 *recipi
 		{
 			if (tok == WJB_END_OBJECT)
 				break;
+			if (tok == WJB_KEY && !email &&
+				((v.val.string.len == 2 && memcmp(v.val.string.val, "cc", 2) == 0) ||
+				 (v.val.string.len == 3 && memcmp(v.val.string.val, "bcc", 3) == 0)))
+			{
+				(void) JsonbIteratorNext(&it, &v, true);	/* and its value */
+				continue;
+			}
 			pushJsonbValue(&state, tok, tok < WJB_BEGIN_ARRAY ? &v : NULL);
 		}
 		foreach(lc, r->to_fields)
@@ -873,12 +978,14 @@ build_recipient(RuleRun *run, RuleRecipient *r, ChannelConfig *cc, int64 *recipi
 
 			if (isnull)
 				continue;
-			k.type = jbvString;
-			k.val.string.val = f->key;
-			k.val.string.len = strlen(f->key);
 			v.type = jbvString;
 			v.val.string.val = TextDatumGetCString(d);
 			v.val.string.len = strlen(v.val.string.val);
+			if (blank(v.val.string.val))
+				continue;		/* like NULL */
+			k.type = jbvString;
+			k.val.string.val = f->key;
+			k.val.string.len = strlen(f->key);
 			pushJsonbValue(&state, WJB_KEY, &k);
 			pushJsonbValue(&state, WJB_VALUE, &v);
 		}
@@ -893,33 +1000,25 @@ build_recipient(RuleRun *run, RuleRecipient *r, ChannelConfig *cc, int64 *recipi
 			pushJsonbValue(&state, WJB_KEY, &k);
 			pushJsonbValue(&state, WJB_VALUE, &v);
 		}
-		if (r->bcc.expr >= 0 || !r->bcc.isnull)
+		if (bcc != NULL)
 		{
-			Jsonb	   *bcc;
-			bool		isnull = r->bcc.isnull;
-
-			bcc = r->bcc.expr >= 0 ? DatumGetJsonbP(eval(run, r->bcc.expr, &isnull)) :
-				DatumGetJsonbP(r->bcc.value);
-			if (!isnull)
+			k.type = jbvString;
+			k.val.string.val = "bcc";
+			k.val.string.len = 3;
+			pushJsonbValue(&state, WJB_KEY, &k);
+			if (JB_ROOT_IS_SCALAR(bcc))
 			{
-				k.type = jbvString;
-				k.val.string.val = "bcc";
-				k.val.string.len = 3;
-				pushJsonbValue(&state, WJB_KEY, &k);
-				if (JB_ROOT_IS_SCALAR(bcc))
-				{
-					JsonbValue	scalar;
+				JsonbValue	scalar;
 
-					(void) JsonbExtractScalar(&bcc->root, &scalar);
-					pushJsonbValue(&state, WJB_VALUE, &scalar);
-				}
-				else
-				{
-					v.type = jbvBinary;
-					v.val.binary.data = &bcc->root;
-					v.val.binary.len = VARSIZE(bcc) - VARHDRSZ;
-					pushJsonbValue(&state, WJB_VALUE, &v);
-				}
+				(void) JsonbExtractScalar(&bcc->root, &scalar);
+				pushJsonbValue(&state, WJB_VALUE, &scalar);
+			}
+			else
+			{
+				v.type = jbvBinary;
+				v.val.binary.data = &bcc->root;
+				v.val.binary.len = VARSIZE(bcc) - VARHDRSZ;
+				pushJsonbValue(&state, WJB_VALUE, &v);
 			}
 		}
 		rcpt = JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
@@ -937,6 +1036,8 @@ build_recipient(RuleRun *run, RuleRecipient *r, ChannelConfig *cc, int64 *recipi
 	}
 
 	rcpt = recipient_for_channel(rcpt, cc);
+	if (blank(jsonb_get_text(rcpt, "time_zone")))
+		rcpt = jsonb_set_text(rcpt, "time_zone", run->zone);
 
 	if (r->constant)
 	{
@@ -987,7 +1088,7 @@ emit(RuleRun *run, RuleRecipient *r, const char *row_key, TimestampTz anchor,
 
 	if (r->when >= 0 && !eval_bool(run, r->when))
 		return;
-	if ((channel = eval_text(run, &r->channel)) == NULL)
+	if (blank(channel = eval_text(run, &r->channel)))
 		return;
 	if (run->keys_only)
 	{
@@ -1043,7 +1144,7 @@ emit(RuleRun *run, RuleRecipient *r, const char *row_key, TimestampTz anchor,
 							rule->name)));
 		due = calendar_add(anchor, &offsets[i], sign,
 						   rule->business_days ? rule->calendar : NULL, rule->tz);
-		if ((template = template_for(run, r, value, i)) == NULL)
+		if (blank(template = template_for(run, r, value, i)))
 			continue;
 		key = message_key(run->key_prefix, r->index, i, value);
 		if (run->keys_only)
@@ -1245,7 +1346,7 @@ run_error_callback(void *arg)
 static void
 run_begin(RuleRun *run, CompiledRule *rule, RunEvent event)
 {
-	Oid			save_userid;
+	RuleOwnerScope scope;
 	int			n = list_length(rule->exprs);
 	int			nrecipients = list_length(rule->recipients);
 	ListCell   *lc;
@@ -1256,8 +1357,7 @@ run_begin(RuleRun *run, CompiledRule *rule, RunEvent event)
 	run->event = event;
 	run->follow_state = rule->kind == RULE_BEFORE || rule->kind == RULE_AFTER ||
 		rule->kind == RULE_FOLLOW_UP;
-	run->ext_owner = extension_owner();
-	GetUserIdAndSecContext(&save_userid, &run->sec_context);
+	run->zone = pg_get_timezone_name(rule->tz);
 	run->now = GetCurrentTransactionStartTimestamp();
 
 	run->econtext = CreateStandaloneExprContext();
@@ -1269,13 +1369,13 @@ run_begin(RuleRun *run, CompiledRule *rule, RunEvent event)
 	{
 		MemoryContext old = MemoryContextSwitchTo(run->econtext->ecxt_per_query_memory);
 
-		SetUserIdAndSecContext(rule->owner, run->sec_context | SECURITY_LOCAL_USERID_CHANGE);
+		rule_owner_enter(&scope, rule->owner);
 		run->states = palloc(sizeof(ExprState *) * Max(n, 1));
 		foreach(lc, rule->exprs)
 			run->states[i++] = ExecInitExpr(lfirst(lc), NULL);
 		run->data_new = ExecInitExpr(rule->data_new, NULL);
 		run->data_old = ExecInitExpr(rule->data_old, NULL);
-		SetUserIdAndSecContext(save_userid, run->sec_context);
+		rule_owner_leave(&scope);
 		MemoryContextSwitchTo(old);
 	}
 
@@ -1383,10 +1483,8 @@ rules_backfill(CompiledRule *rule)
 	Portal		portal;
 	SPIPlanPtr	plan;
 	char	   *sql;
-	Oid			save_userid;
-	int			save_sec;
+	RuleOwnerScope scope;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec);
 	sql = psprintf("SELECT t FROM %s%s AS t",
 				   rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ",
 				   rule->source_table);
@@ -1398,18 +1496,18 @@ rules_backfill(CompiledRule *rule)
 	error_context_stack = &errcb;
 
 	SPI_connect();
-	SetUserIdAndSecContext(rule->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	rule_owner_enter(&scope, rule->owner);
 	plan = SPI_prepare(sql, 0, NULL);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare \"%s\"", sql);
 	portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
-	SetUserIdAndSecContext(save_userid, save_sec);
+	rule_owner_leave(&scope);
 
 	for (;;)
 	{
-		SetUserIdAndSecContext(rule->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+		rule_owner_enter(&scope, rule->owner);
 		SPI_cursor_fetch(portal, true, 1000);
-		SetUserIdAndSecContext(save_userid, save_sec);
+		rule_owner_leave(&scope);
 		if (SPI_processed == 0)
 			break;
 		for (uint64 i = 0; i < SPI_processed; i++)
@@ -1507,6 +1605,6 @@ reminder_watch_trigger(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 
-	AtEOXact_GUC(true, level);
+	rule_unpin(level);
 	return PointerGetDatum(NULL);
 }

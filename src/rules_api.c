@@ -26,6 +26,7 @@
 #include "access/genam.h"
 #include "access/relation.h"
 #include "access/table.h"
+#include "access/xact.h"
 #include "catalog/catalog.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
@@ -48,8 +49,10 @@
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
@@ -139,25 +142,25 @@ spi_exec(const char *sql, int nargs, Oid *types, Datum *values, const char *null
 /*
  * Check an expression for a setting as the table owner (search_path is
  * pinned by the caller); returns it transformed, and its canonical text.
+ * Planning may already run the owner's immutable functions: in an owner
+ * scope, so that nothing they do outlives it.
  */
 static Node *
 parse_as_owner(WatchSpec *w, const char *text, RuleExprType type, const char *what,
 			   char **canonical)
 {
-	Oid			save_userid;
-	int			save_sec;
+	RuleOwnerScope scope;
 	Node	   *expr;
 	EState	   *estate;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(w->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	rule_owner_enter(&scope, w->owner);
 	*canonical = rule_expr_canonical(w->rel, text, type, what, w->name, &expr);
 
 	/* the owner must be allowed to call every function it uses */
 	estate = CreateExecutorState();
 	(void) ExecPrepareExpr(expression_planner((Expr *) expr), estate);
 	FreeExecutorState(estate);
-	SetUserIdAndSecContext(save_userid, save_sec);
+	rule_owner_leave(&scope);
 
 	w->exprs = lappend(w->exprs, expr);
 	return expr;
@@ -586,9 +589,15 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 		if (known[i] == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("unknown key \"%s\" in recipient %d", key, index + 1),
+					 errmsg("unknown key \"%s\" in recipients[%d]", key, index),
 					 errhint("A recipient may have role, channel, template, templates, offsets, to, bcc and when.")));
 	}
+
+	/* null is no value, as for role and channel: the rule's then applies */
+	if (template && template->type == jbvNull)
+		template = NULL;
+	if (templates && templates->type == jbvNull)
+		templates = NULL;
 
 	pushJsonbValue(st, WJB_BEGIN_OBJECT, NULL);
 
@@ -599,13 +608,13 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 		if (r == NULL || strlen(r) == 0 || strlen(r) > 63)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("\"role\" of recipient %d must be a short string such as \"client\"", index + 1)));
+					 errmsg("recipients[%d].role must be a short string such as \"client\"", index)));
 		jsonb_push_key(st, "role");
 		push_string(st, WJB_VALUE, r);
 	}
 
 	/* channel */
-	what = psprintf("recipient %d \"channel\"", index + 1);
+	what = psprintf("recipients[%d].channel", index);
 	if (channel && (text = expr_of(channel)) != NULL)
 	{
 		(void) parse_as_owner(w, text, REXPR_TEXT, what, &canonical);
@@ -625,7 +634,7 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 		if (channel_name == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("recipient %d has no channel", index + 1),
+					 errmsg("recipients[%d] has no channel", index),
 					 errhint("Pass channel => 'sms', or give \"channel\" in the recipient.")));
 		check_channel_name(channel_name);
 		jsonb_push_key(st, "channel");
@@ -633,7 +642,7 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 	}
 
 	/* template(s) */
-	what = psprintf("recipient %d \"template\"", index + 1);
+	what = psprintf("recipients[%d].template", index);
 	if (template && (text = expr_of(template)) != NULL)
 	{
 		(void) parse_as_owner(w, text, REXPR_TEXT, what, &canonical);
@@ -668,28 +677,51 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 			tv.val.binary.len = VARSIZE(w->templates) - VARHDRSZ;
 			t = &tv;
 		}
-		check_templates(w, t, psprintf("recipient %d \"templates\"", index + 1));
+		check_templates(w, t, psprintf("recipients[%d].templates", index));
 		jsonb_push_key(st, "templates");
 		pushJsonbValue(st, WJB_VALUE, t);
 	}
 	else if (!template && !w->template)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("recipient %d has no template", index + 1),
+				 errmsg("recipients[%d] has no template", index),
 				 errhint(w->kind == RULE_ON_CHANGE ?
 						 "Pass templates => '{\"paid\": \"order_paid\"}' or template => 'name'." :
 						 "Pass template => 'name', or give \"template\" in the recipient.")));
 
 	/* offsets */
-	push_offsets(w, st, jsonb_get(spec, "offsets"), psprintf("recipient %d \"offsets\"", index + 1));
+	push_offsets(w, st, jsonb_get(spec, "offsets"), psprintf("recipients[%d].offsets", index));
 
-	/* to */
-	what = psprintf("recipient %d \"to\"", index + 1);
-	if (!is_object(to))
+	/*
+	 * to: a webhook, Slack or log channel needs no address, so a recipient
+	 * of one may leave it out; it is stored as {}
+	 */
+	what = psprintf("recipients[%d].to", index);
+	if (to == NULL || to->type == jbvNull)
+	{
+		ChannelConfig *cc = channel_name ? catalog_channel(channel_name) : NULL;
+		Jsonb	   *empty = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+
+		if (cc && (cc->kind == CHANNEL_EMAIL || cc->kind == CHANNEL_SMS))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("recipients[%d] has no \"to\"", index),
+					 errdetail("Channel \"%s\" is of kind %s, which needs %s.", channel_name,
+							   channel_kind_name(cc->kind),
+							   cc->kind == CHANNEL_EMAIL ? "an email address" : "a phone number"),
+					 errhint(cc->kind == CHANNEL_EMAIL ?
+							 "Write \"to\": {\"email\": {\"expr\": \"customer_email\"}}." :
+							 "Write \"to\": {\"phone\": {\"expr\": \"client_phone\"}}.")));
+		to = palloc(sizeof(JsonbValue));
+		to->type = jbvBinary;
+		to->val.binary.data = &empty->root;
+		to->val.binary.len = VARSIZE(empty) - VARHDRSZ;
+	}
+	else if (!is_object(to))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must be a JSON object", what),
-				 errhint("Write {\"phone\": {\"expr\": \"client_phone\"}} or {\"email\": \"ops@example.com\"}.")));
+				 errhint("Write {\"phone\": {\"expr\": \"client_phone\"}} or {\"email\": \"ops@example.com\"}; webhook, Slack and log channels need no \"to\".")));
 	jsonb_push_key(st, "to");
 	if ((text = expr_of(to)) != NULL)
 	{
@@ -715,7 +747,7 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 			if ((text = expr_of(&v)) != NULL)
 			{
 				(void) parse_as_owner(w, text, REXPR_TEXT,
-									  psprintf("recipient %d \"to\".\"%s\"", index + 1, key),
+									  psprintf("recipients[%d].to.%s", index, key),
 									  &canonical);
 				push_expr(st, key, canonical);
 				constant_to = false;
@@ -725,7 +757,14 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 				if (v.type == jbvBinary && strcmp(key, "cc") != 0 && strcmp(key, "bcc") != 0)
 					ereport(ERROR,
 							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-							 errmsg("%s.\"%s\" must be a string, a number or {\"expr\": ...}", what, key)));
+							 errmsg("%s.%s must be a string, a number or {\"expr\": ...}", what, key)));
+				if ((strcmp(key, "cc") == 0 || strcmp(key, "bcc") == 0) && channel_name &&
+					catalog_channel(channel_name)->kind != CHANNEL_EMAIL)
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("%s.%s is only for email channels", what, key),
+							 errdetail("Channel \"%s\" is of kind %s.", channel_name,
+									   channel_kind_name(catalog_channel(channel_name)->kind))));
 				pushJsonbValue(st, WJB_KEY, &k);
 				pushJsonbValue(st, WJB_VALUE, &v);
 				pushJsonbValue(&to_state, WJB_KEY, &k);
@@ -738,7 +777,7 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 	/* bcc: email channels only */
 	if (bcc && bcc->type != jbvNull)
 	{
-		what = psprintf("recipient %d \"bcc\"", index + 1);
+		what = psprintf("recipients[%d].bcc", index);
 		if (channel_name && catalog_channel(channel_name)->kind != CHANNEL_EMAIL)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -766,7 +805,7 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 
 	if (when && when->type != jbvNull)
 	{
-		what = psprintf("recipient %d \"when\"", index + 1);
+		what = psprintf("recipients[%d].when", index);
 		if ((text = expr_of(when)) == NULL && (text = string_of(when)) == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -803,7 +842,7 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 			if (addr == NULL || *addr == '\0')
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("recipient %d has no %s for channel \"%s\"", index + 1,
+						 errmsg("recipients[%d] has no %s for channel \"%s\"", index,
 								cc->kind == CHANNEL_EMAIL ? "email address" : "phone number",
 								channel_name),
 						 errhint("Give it in \"to\", as a constant or {\"expr\": \"column\"}.")));
@@ -849,7 +888,7 @@ normalize_recipients(WatchSpec *w, Jsonb *recipients)
 			if (!is_object(e))
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("recipient %d must be a JSON object", i + 1)));
+						 errmsg("recipients[%d] must be a JSON object", i)));
 			push_recipient(w, &st, JsonbValueToJsonb(e), i);
 		}
 	}
@@ -1043,11 +1082,12 @@ reminder_watch(PG_FUNCTION_ARGS)
 	char	   *kind;
 	Jsonb	   *recipients;
 	bool		backfill = PG_ARGISNULL(18) ? false : PG_GETARG_BOOL(18);
-	Oid			types[15] = {TEXTOID, OIDOID, TEXTOID, TEXTOID, TEXTARRAYOID, JSONBOID,
+	Oid			types[16] = {TEXTOID, OIDOID, TEXTOID, TEXTOID, TEXTARRAYOID, JSONBOID,
 		TEXTOID, TEXTOID, TEXTARRAYOID, BOOLOID, TEXTOID, TEXTOID, TEXTOID,
-	INTERVALOID, NAMEOID};
-	Datum		values[15];
-	char		nulls[15];
+	INTERVALOID, NAMEOID, TEXTOID};
+	Datum		values[16];
+	char		nulls[16];
+	char	   *category;
 	int64		id;
 	int			level;
 	Oid			save_userid;
@@ -1109,6 +1149,15 @@ reminder_watch(PG_FUNCTION_ARGS)
 					 errmsg("rule \"%s\" already exists", w.name),
 					 errhint("Choose another name, or reminder.unwatch('%s') first.", w.name)));
 	}
+
+	/*
+	 * The consent category of its messages: an unsubscribe from one step
+	 * of a sequence stops the others, whatever their templates.
+	 */
+	category = PG_NARGS() > 19 ? text_or_null(fcinfo, 19) : NULL;	/* 0.1.0 had 19 */
+	if (category == NULL)
+		category = w.name;
+	validate_name(category, "category");
 
 	/* the column */
 	w.column = text_or_null(fcinfo, 3);
@@ -1249,12 +1298,13 @@ reminder_watch(PG_FUNCTION_ARGS)
 	values[13] = w.has_throttle ? IntervalPGetDatum(&w.throttle) : (Datum) 0;
 	nulls[13] = w.has_throttle ? ' ' : 'n';
 	values[14] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetOuterUserId(), false)));
+	values[15] = CStringGetTextDatum(category);
 
 	spi_exec("INSERT INTO reminder.rule (name, table_name, kind, column_name, key_columns, recipients, "
 			 "condition, stop_condition, changes_to, business_days, calendar, time_zone, if_past, "
-			 "throttle, created_by) "
-			 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
-			 15, types, values, nulls, SPI_OK_INSERT_RETURNING);
+			 "throttle, created_by, category) "
+			 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
+			 16, types, values, nulls, SPI_OK_INSERT_RETURNING);
 	{
 		bool		isnull;
 
@@ -1282,7 +1332,7 @@ reminder_watch(PG_FUNCTION_ARGS)
 		PG_END_TRY();
 	}
 
-	AtEOXact_GUC(true, level);
+	rule_unpin(level);
 	SetUserIdAndSecContext(save_userid, save_sec);
 	PG_RETURN_INT64(id);
 }
@@ -1349,7 +1399,7 @@ reminder_unwatch(PG_FUNCTION_ARGS)
 	if (cancel)
 		cancelled = rules_cancel_pending(id, RULE_CANCEL_PREFIX "unwatched");
 	SPI_finish();
-	AtEOXact_GUC(true, level);
+	rule_unpin(level);
 
 	PG_RETURN_INT64(cancelled);
 }
@@ -1413,7 +1463,7 @@ reminder_watch_sql_drop(PG_FUNCTION_ARGS)
 	}
 
 	SPI_finish();
-	AtEOXact_GUC(true, level);
+	rule_unpin(level);
 	SetUserIdAndSecContext(save_userid, save_sec);
 	PG_RETURN_VOID();
 }
@@ -1531,10 +1581,153 @@ rename_rule(RenameWalk *rw, int64 id)
 			 6, types, values, nulls, SPI_OK_UPDATE);
 }
 
+/* ----------------------------------------------------------------
+ *		Columns renamed under templates
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * A column of a watched table renamed in this transaction.  Templates name
+ * columns as row.<column>, and the row a message is rendered with has the
+ * new names: a template still using the old one would render it empty in
+ * every pending message.  The rename is checked at commit, so that the
+ * templates can be changed after it in the same transaction.
+ */
+typedef struct RenamedColumn
+{
+	Oid			relid;
+	char	   *oldname;
+	char	   *newname;
+} RenamedColumn;
+
+static List *renamed_columns = NIL;	/* in TopTransactionContext */
+static bool rename_callback_registered = false;
+
+/* An ARE matching row.<name> or old.<name> as a whole name. */
+static char *
+name_pattern(const char *name)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "(^|[^[:alnum:]_.])(row|old)\\.");
+	for (const char *p = name; *p; p++)
+	{
+		if (!isalnum((unsigned char) *p) && !IS_HIGHBIT_SET(*p))
+			appendStringInfoChar(&buf, '\\');
+		appendStringInfoChar(&buf, *p);
+	}
+	appendStringInfoString(&buf, "($|[^[:alnum:]_])");
+	return buf.data;
+}
+
+/*
+ * At commit: a renamed column whose old name is gone must not be used by a
+ * template of a rule on its table.  Templates chosen by an expression are
+ * not known here.
+ */
+static void
+check_renamed_columns(void)
+{
+	Oid			types[2] = {OIDOID, TEXTOID};
+	Oid			save_userid;
+	int			save_sec;
+	int			level;
+	ListCell   *lc;
+
+	if (!OidIsValid(get_namespace_oid(REMINDER_SCHEMA, true)))
+		return;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(extension_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	level = rule_pin_search_path();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	foreach(lc, renamed_columns)
+	{
+		RenamedColumn *rc = lfirst(lc);
+		Datum		values[2];
+
+		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(rc->relid)) ||
+			get_attnum(rc->relid, rc->oldname) != InvalidAttrNumber)
+			continue;			/* dropped, or a column has the name again */
+		values[0] = ObjectIdGetDatum(rc->relid);
+		values[1] = CStringGetTextDatum(name_pattern(rc->oldname));
+		spi_exec("SELECT t.name, r.name FROM reminder.rule r "
+				 "CROSS JOIN LATERAL jsonb_array_elements(r.recipients) AS rcpt(spec) "
+				 "CROSS JOIN LATERAL (SELECT rcpt.spec->>'template' "
+				 "                     WHERE jsonb_typeof(rcpt.spec->'template') = 'string' "
+				 "                    UNION SELECT e.value FROM jsonb_each_text(CASE WHEN jsonb_typeof(rcpt.spec->'templates') = 'object' "
+				 "                                                           THEN rcpt.spec->'templates' END) AS e "
+				 "                    UNION SELECT e FROM jsonb_array_elements_text(CASE WHEN jsonb_typeof(rcpt.spec->'templates') = 'array' "
+				 "                                                                 THEN rcpt.spec->'templates' END) AS e) AS used(name) "
+				 "JOIN reminder.template t ON t.name = used.name "
+				 "WHERE r.table_name = $1 "
+				 "  AND (t.subject ~ $2 OR t.body ~ $2 OR t.html ~ $2 "
+				 "       OR EXISTS (SELECT FROM unnest(t.required) AS q WHERE q ~ $2)) "
+				 "ORDER BY 1, 2 LIMIT 1",
+				 2, types, values, NULL, SPI_OK_SELECT);
+		if (SPI_processed > 0)
+		{
+			char	   *template = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+			char	   *rule = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+
+			ereport(ERROR,
+					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+					 errmsg("cannot rename column \"%s\" of table \"%s\": template \"%s\" of rule \"%s\" uses it",
+							rc->oldname, get_rel_name(rc->relid), template, rule),
+					 errdetail("Messages are rendered with the row as it is, where the column is now \"%s\": "
+							   "row.%s would render empty.", rc->newname, rc->oldname),
+					 errhint("Change the template to use row.%s in the same transaction as the rename, "
+							 "with reminder.create_template().", rc->newname)));
+		}
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	rule_unpin(level);
+	SetUserIdAndSecContext(save_userid, save_sec);
+}
+
+static void
+rename_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			/* an error aborts the transaction, which forgets them */
+			if (renamed_columns != NIL)
+				check_renamed_columns();
+			break;
+		default:
+			renamed_columns = NIL;
+			break;
+	}
+}
+
+static void
+remember_renamed_column(Oid relid, const char *oldname, const char *newname)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+	RenamedColumn *rc = palloc(sizeof(RenamedColumn));
+
+	if (!rename_callback_registered)
+	{
+		RegisterXactCallback(rename_xact_callback, NULL);
+		rename_callback_registered = true;
+	}
+	rc->relid = relid;
+	rc->oldname = pstrdup(oldname);
+	rc->newname = pstrdup(newname);
+	renamed_columns = lappend(renamed_columns, rc);
+	MemoryContextSwitchTo(old);
+}
+
 /*
  * ddl_command_end for ALTER TABLE: after RENAME of a watched table or of
  * one of its columns, rewrite the rules' stored expressions and column
- * names to the new names.
+ * names to the new names.  A renamed column is checked against the rules'
+ * templates at commit.
  */
 Datum
 reminder_watch_ddl_end(PG_FUNCTION_ARGS)
@@ -1588,10 +1781,12 @@ reminder_watch_ddl_end(PG_FUNCTION_ARGS)
 		for (uint64 i = 0; i < n; i++)
 			rename_rule(&rw, ids[i]);
 		relation_close(rw.rel, AccessShareLock);
+		if (!rw.table)
+			remember_renamed_column(relid, rw.oldname, rw.newname);
 	}
 
 	SPI_finish();
-	AtEOXact_GUC(true, level);
+	rule_unpin(level);
 	SetUserIdAndSecContext(save_userid, save_sec);
 	PG_RETURN_VOID();
 }

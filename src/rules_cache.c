@@ -333,9 +333,12 @@ static int
 add_expr(CompiledRule *rule, Relation rel, const char *text, RuleExprType type,
 		 const char *what)
 {
-	Node	   *expr = rule_expr_parse(rel, text, type, what, rule->name);
+	Node	   *expr = (Node *) expression_planner((Expr *) rule_expr_parse(rel, text, type,
+																		  what, rule->name));
 
-	rule->exprs = lappend(rule->exprs, expression_planner((Expr *) expr));
+	rule->exprs = lappend(rule->exprs, expr);
+	if (!rule_expr_runs_code(expr))
+		rule->plain_exprs = bms_add_member(rule->plain_exprs, list_length(rule->exprs) - 1);
 	return list_length(rule->exprs) - 1;
 }
 
@@ -374,7 +377,7 @@ compile_offsets(CompiledRule *rule, Relation rel, RuleRecipient *r, JsonbValue *
 	if ((text = expr_text(v)) != NULL)
 	{
 		r->offsets_expr = add_expr(rule, rel, text, REXPR_INTERVALS,
-								   psprintf("recipient %d \"offsets\"", r->index + 1));
+								   psprintf("recipients[%d].offsets", r->index));
 		return;
 	}
 	if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data))
@@ -409,12 +412,12 @@ compile_to(CompiledRule *rule, Relation rel, RuleRecipient *r, JsonbValue *v)
 
 	r->to_expr = -1;
 	if (v == NULL || v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
-		elog(ERROR, "recipient %d of rule \"%s\" has no \"to\" object", r->index + 1, rule->name);
+		elog(ERROR, "recipients[%d] of rule \"%s\" has no \"to\" object", r->index, rule->name);
 
 	if ((text = expr_text(v)) != NULL)
 	{
 		r->to_expr = add_expr(rule, rel, text, REXPR_JSONB,
-							  psprintf("recipient %d \"to\"", r->index + 1));
+							  psprintf("recipients[%d].to", r->index));
 		return;
 	}
 
@@ -436,7 +439,7 @@ compile_to(CompiledRule *rule, Relation rel, RuleRecipient *r, JsonbValue *v)
 
 			f->key = key;
 			f->expr = add_expr(rule, rel, text, REXPR_TEXT,
-							   psprintf("recipient %d \"to\".\"%s\"", r->index + 1, key));
+							   psprintf("recipients[%d].to.%s", r->index, key));
 			r->to_fields = lappend(r->to_fields, f);
 		}
 		else
@@ -464,9 +467,9 @@ compile_recipient(CompiledRule *rule, Relation rel, JsonbValue *spec_value, int 
 		r->role = pnstrdup(v->val.string.val, v->val.string.len);
 
 	compile_text_value(rule, rel, jsonb_get(spec, "channel"), &r->channel,
-					   psprintf("recipient %d \"channel\"", index + 1));
+					   psprintf("recipients[%d].channel", index));
 	compile_text_value(rule, rel, jsonb_get(spec, "template"), &r->template,
-					   psprintf("recipient %d \"template\"", index + 1));
+					   psprintf("recipients[%d].template", index));
 	if ((v = jsonb_get(spec, "templates")) != NULL && v->type == jbvBinary)
 		r->templates = value_jsonb(v);
 	compile_offsets(rule, rel, r, jsonb_get(spec, "offsets"));
@@ -478,7 +481,7 @@ compile_recipient(CompiledRule *rule, Relation rel, JsonbValue *spec_value, int 
 	{
 		if ((text = expr_text(v)) != NULL)
 			r->bcc.expr = add_expr(rule, rel, text, REXPR_ANY_JSONB,
-								   psprintf("recipient %d \"bcc\"", index + 1));
+								   psprintf("recipients[%d].bcc", index));
 		else
 		{
 			r->bcc.isnull = false;
@@ -488,7 +491,7 @@ compile_recipient(CompiledRule *rule, Relation rel, JsonbValue *spec_value, int 
 
 	if ((v = jsonb_get(spec, "when")) != NULL && v->type == jbvString)
 		r->when = add_expr(rule, rel, pnstrdup(v->val.string.val, v->val.string.len),
-						   REXPR_BOOL, psprintf("recipient %d \"when\"", index + 1));
+						   REXPR_BOOL, psprintf("recipients[%d].when", index));
 
 	r->constant = r->to_expr < 0 && r->to_fields == NIL && r->bcc.expr < 0 &&
 		r->channel.expr < 0;
@@ -564,6 +567,7 @@ compile_rule(int64 id)
 	TupleDesc	desc;
 	Oid			save_userid;
 	int			save_sec;
+	RuleOwnerScope scope;
 	bool		isnull;
 	Relation	rel;
 	char	   *column;
@@ -590,7 +594,7 @@ compile_rule(int64 id)
 		{
 			rule_plan = spi_prepare_kept("SELECT name, table_name::oid, kind, column_name, key_columns, "
 										 "recipients, condition, stop_condition, changes_to, business_days, "
-										 "calendar, time_zone, if_past, throttle "
+										 "calendar, time_zone, if_past, throttle, category "
 										 "FROM reminder.rule WHERE id = $1", 1, argtypes, 0);
 		}
 		if (SPI_execute_plan(rule_plan, values, NULL, false, 1) != SPI_OK_SELECT)
@@ -626,6 +630,7 @@ compile_rule(int64 id)
 		d = heap_getattr(tup, 14, desc, &isnull);
 		if (!isnull)
 			rule->throttle = *DatumGetIntervalP(d);
+		rule->category = TextDatumGetCString(heap_getattr(tup, 15, desc, &isnull));
 
 		if (rule->business_days)
 			rule->calendar = calendar_load(calendar);
@@ -664,8 +669,11 @@ compile_rule(int64 id)
 			fmgr_info_cxt(outfunc, &rule->key_out[i], cxt);
 		}
 
-		/* expressions: parsed and planned as the table owner */
-		SetUserIdAndSecContext(rule->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+		/*
+		 * expressions: parsed and planned as the table owner, in an owner
+		 * scope (planning may run its immutable functions)
+		 */
+		rule_owner_enter(&scope, rule->owner);
 		if (rule->condition_text)
 			rule->condition = add_expr(rule, rel, rule->condition_text, REXPR_BOOL, "condition");
 		if (rule->stop_text)
@@ -686,6 +694,7 @@ compile_rule(int64 id)
 										   rule->key_columns[i] - FirstLowInvalidHeapAttributeNumber);
 		rule->data_new = expression_planner(make_data_expr(rel, false));
 		rule->data_old = expression_planner(make_data_expr(rel, true));
+		rule_owner_leave(&scope);
 
 		relation_close(rel, AccessShareLock);
 missing:

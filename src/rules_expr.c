@@ -13,12 +13,29 @@
  *	  thing whatever search_path a later session has.  It is parsed again
  *	  with that same search_path when a backend compiles the rule.
  *
+ *	  Evaluating an expression runs code of the table's owner (the
+ *	  functions it calls, its table's row security policies) inside
+ *	  sessions that belong to others: the session writing the row, where
+ *	  the trigger then writes messages as the extension's owner, and the
+ *	  background worker, connected as a superuser.  Such code runs in an
+ *	  owner scope (rule_owner_enter): as the owner, in a security-restricted
+ *	  operation (no SET ROLE, no temporary tables, no LISTEN), and under a
+ *	  GUC nest level that is rolled back when the scope ends, so that a
+ *	  set_config() anywhere inside changes nothing for the code that runs
+ *	  after it.  Calls that can only change the session's state are
+ *	  refused when the rule is created.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/sysattr.h"
+#include "access/transam.h"
+#include "catalog/dependency.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
@@ -28,6 +45,7 @@
 #include "parser/parse_node.h"
 #include "parser/parse_relation.h"
 #include "parser/parser.h"
+#include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
@@ -36,6 +54,9 @@
 #include "utils/ruleutils.h"
 
 #include "reminder.h"
+
+/* whether this process is the reminder worker (rule_worker_session) */
+static bool in_worker = false;
 
 typedef struct ExprErrorContext
 {
@@ -69,7 +90,7 @@ expr_error_callback(void *arg)
 /*
  * Pin search_path to pg_catalog for parsing, deparsing and running rule
  * expressions and the extension's own statements.  Undo with
- * AtEOXact_GUC(true, the returned level); an error undoes it anyway.
+ * rule_unpin(the returned level); an error undoes it anyway.
  */
 int
 rule_pin_search_path(void)
@@ -80,6 +101,62 @@ rule_pin_search_path(void)
 							 PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	return level;
+}
+
+/*
+ * End a level of rule_pin_search_path() (or NewGUCNestLevel()): every
+ * setting changed since, by us or by anything we called, goes back to
+ * what it was, as at the end of a security-restricted operation.
+ */
+void
+rule_unpin(int level)
+{
+	AtEOXact_GUC(false, level);
+}
+
+/*
+ * The reminder worker's session, once connected: search_path is
+ * pg_catalog, pg_temp for everything it runs, whatever the server's, the
+ * database's or its role's settings say ("$user", public), and no schema
+ * another role can create objects in is ever searched.  Owner scopes in
+ * this process also drop session advisory locks taken inside them.
+ */
+void
+rule_worker_session(void)
+{
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	in_worker = true;
+}
+
+/*
+ * Enter an owner scope: run as owner, the table's owner, whatever called
+ * us (the trigger as the extension's owner, the worker as a superuser),
+ * in a security-restricted operation, under a new GUC nest level.  Call
+ * with search_path pinned; end with rule_owner_leave().  An error inside
+ * ends the scope with the (sub)transaction it aborts.
+ */
+void
+rule_owner_enter(RuleOwnerScope *scope, Oid owner)
+{
+	GetUserIdAndSecContext(&scope->save_userid, &scope->save_sec);
+	scope->level = NewGUCNestLevel();
+	SetUserIdAndSecContext(owner, scope->save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+}
+
+/*
+ * Leave an owner scope: back to the caller's identity, every setting as
+ * it was when the scope began (set_config(..., false) inside included).
+ * In the worker, session advisory locks taken inside are released: the
+ * worker takes none of its own.
+ */
+void
+rule_owner_leave(RuleOwnerScope *scope)
+{
+	AtEOXact_GUC(false, scope->level);
+	SetUserIdAndSecContext(scope->save_userid, scope->save_sec);
+	if (in_worker)
+		LockReleaseSession(USER_LOCKMETHOD);
 }
 
 /*
@@ -132,12 +209,130 @@ raw_expression(const char *text, const char *what)
 	return rt->val;
 }
 
+/*
+ * Functions whose only effect is on the session that calls them: its
+ * settings, its session-level locks, its connections to other servers.
+ * A rule expression runs in other people's sessions and in the worker.
+ */
+static bool
+changes_session(Oid func, void *context)
+{
+	Oid			ext;
+
+	switch (func)
+	{
+		case F_SET_CONFIG:
+		case F_PG_ADVISORY_LOCK_INT8:
+		case F_PG_ADVISORY_LOCK_SHARED_INT8:
+		case F_PG_TRY_ADVISORY_LOCK_INT8:
+		case F_PG_TRY_ADVISORY_LOCK_SHARED_INT8:
+		case F_PG_ADVISORY_UNLOCK_INT8:
+		case F_PG_ADVISORY_UNLOCK_SHARED_INT8:
+		case F_PG_ADVISORY_LOCK_INT4_INT4:
+		case F_PG_ADVISORY_LOCK_SHARED_INT4_INT4:
+		case F_PG_TRY_ADVISORY_LOCK_INT4_INT4:
+		case F_PG_TRY_ADVISORY_LOCK_SHARED_INT4_INT4:
+		case F_PG_ADVISORY_UNLOCK_INT4_INT4:
+		case F_PG_ADVISORY_UNLOCK_SHARED_INT4_INT4:
+		case F_PG_ADVISORY_UNLOCK_ALL:
+			*(Oid *) context = func;
+			return true;
+	}
+	ext = getExtensionOfObject(ProcedureRelationId, func);
+	if (OidIsValid(ext) && strcmp(get_extension_name(ext), "dblink") == 0)
+	{
+		*(Oid *) context = func;
+		return true;
+	}
+	return false;
+}
+
+static bool
+session_walker(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (check_functions_in_node(node, changes_session, context))
+		return true;
+	return expression_tree_walker(node, session_walker, context);
+}
+
+/* A built-in base type: its operators are the server's own C code. */
+static bool
+builtin_base_type(Oid type)
+{
+	return type < FirstGenbkiObjectId && get_typtype(type) == TYPTYPE_BASE;
+}
+
+static bool
+runs_code_walker(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	switch (nodeTag(node))
+	{
+		case T_Var:
+		case T_Const:
+		case T_RelabelType:
+		case T_BoolExpr:
+		case T_NullTest:
+		case T_BooleanTest:
+		case T_ArrayExpr:
+		case T_CoalesceExpr:
+			break;
+		case T_OpExpr:
+		case T_DistinctExpr:
+		case T_NullIfExpr:
+		case T_ScalarArrayOpExpr:
+			{
+				List	   *args;
+				Oid			func;
+				ListCell   *lc;
+
+				if (IsA(node, ScalarArrayOpExpr))
+				{
+					set_sa_opfuncid((ScalarArrayOpExpr *) node);
+					func = ((ScalarArrayOpExpr *) node)->opfuncid;
+					args = ((ScalarArrayOpExpr *) node)->args;
+				}
+				else
+				{
+					set_opfuncid((OpExpr *) node);
+					func = ((OpExpr *) node)->opfuncid;
+					args = ((OpExpr *) node)->args;
+				}
+				if (func >= FirstGenbkiObjectId)
+					return true;
+				foreach(lc, args)
+					if (!builtin_base_type(exprType(lfirst(lc))))
+						return true;
+				break;
+			}
+		default:
+			return true;
+	}
+	return expression_tree_walker(node, runs_code_walker, context);
+}
+
+/*
+ * Whether evaluating a planned expression may run code other than the
+ * server's own: any function call, any operator or type that is not
+ * built in.  One that cannot (columns, constants, comparisons and
+ * arithmetic of built-in types, AND/OR/NOT, IS NULL) needs no owner scope.
+ */
+bool
+rule_expr_runs_code(Node *expr)
+{
+	return runs_code_walker(expr, NULL);
+}
+
 /* Reject what a rule expression may not contain, once transformed. */
 static void
 check_transformed(ParseState *pstate, Node *expr, const char *what)
 {
 	Bitmapset  *attrs = NULL;
 	int			x = -1;
+	Oid			func = InvalidOid;
 
 	if (pstate->p_hasAggs)
 		ereport(ERROR,
@@ -157,6 +352,13 @@ check_transformed(ParseState *pstate, Node *expr, const char *what)
 				 errmsg("subqueries are not allowed in %s", what),
 				 errdetail("A rule expression is computed from the row alone."),
 				 errhint("Put the lookup into a STABLE function and call that.")));
+	if (session_walker(expr, &func))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("%s must not call %s()", what, get_func_name(func)),
+				 errdetail("%s() changes the state of the session that evaluates the expression: the session writing the row, or the background worker.",
+						   get_func_name(func)),
+				 errhint("A rule expression computes a value from the row; it cannot change settings, take session locks or open connections.")));
 	if (contain_volatile_functions(expr))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
@@ -299,7 +501,7 @@ rule_expr_deparse(Node *expr, Relation rel)
 							  deparse_context_for(RelationGetRelationName(rel),
 												  RelationGetRelid(rel)),
 							  false, false);
-	AtEOXact_GUC(true, level);
+	rule_unpin(level);
 	return text;
 }
 
@@ -330,7 +532,7 @@ rule_expr_canonical(Relation rel, const char *text, RuleExprType type,
 	expr = transform(rel, text, raw_expression(text, what), type, what, &plain);
 	canonical = rule_expr_deparse(plain, rel);
 	again = transform(rel, canonical, raw_expression(canonical, what), type, what, NULL);
-	AtEOXact_GUC(true, level);
+	rule_unpin(level);
 
 	if (!equal(expr, again))
 		ereport(ERROR,
@@ -397,6 +599,6 @@ rule_expr_rename(Relation rel, const char *text, const char *oldname,
 	(void) rename_walker(raw, &ctx);
 	(void) transform(rel, text, raw, REXPR_ANY_JSONB, "expression", &plain);
 	result = rule_expr_deparse(plain, rel);
-	AtEOXact_GUC(true, level);
+	rule_unpin(level);
 	return result;
 }

@@ -88,7 +88,14 @@ key_values(CompiledRule *rule, const char *source_key, Datum *values)
 	return true;
 }
 
-/* SELECT (stop condition) FROM the table WHERE key = $1 ..., as the owner */
+static char *qualified_operator(Oid opno);
+static char *key_equality(CompiledRule *rule, int i);
+
+/*
+ * SELECT (stop condition) FROM the table WHERE key = $1 ..., as the owner.
+ * The stop condition is stored schema-qualified and the key's equality
+ * operators are named by schema: nothing depends on search_path.
+ */
 static SPIPlanPtr
 gate_plan(CompiledRule *rule)
 {
@@ -102,9 +109,9 @@ gate_plan(CompiledRule *rule)
 	appendStringInfo(&sql, "SELECT (%s) FROM %s%s WHERE ", rule->stop_text,
 					 relkind == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ", rule->source_table);
 	for (int i = 0; i < rule->nkeys; i++)
-		appendStringInfo(&sql, "%s%s = $%d", i > 0 ? " AND " : "",
+		appendStringInfo(&sql, "%s%s %s $%d", i > 0 ? " AND " : "",
 						 quote_identifier(get_attname(rule->relid, rule->key_columns[i], false)),
-						 i + 1);
+						 key_equality(rule, i), i + 1);
 	rule->gate_plan = spi_prepare_kept(sql.data, rule->nkeys, rule->key_types, 0);
 	return rule->gate_plan;
 }
@@ -144,6 +151,7 @@ rule_stop_check(const GateMessage *msg, GateResult *result)
 	Oid			save_userid;
 	int			save_sec;
 	int			level;
+	RuleOwnerScope scope;
 
 	if (msg->rule_id == 0 || msg->source_key == NULL)
 		return;
@@ -157,7 +165,7 @@ rule_stop_check(const GateMessage *msg, GateResult *result)
 		if (rule)
 			rule_cache_release(rule);
 		SetUserIdAndSecContext(save_userid, save_sec);
-		AtEOXact_GUC(true, level);
+		rule_unpin(level);
 		return;
 	}
 
@@ -172,9 +180,10 @@ rule_stop_check(const GateMessage *msg, GateResult *result)
 			set_result(result, GATE_CANCEL, RULE_CANCEL_PREFIX "row key not understood");
 		else
 		{
-			SetUserIdAndSecContext(rule->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+			/* the owner's code: nothing it does to the session survives */
+			rule_owner_enter(&scope, rule->owner);
 			rc = SPI_execute_plan(gate_plan(rule), keys, NULL, true, 1);
-			SetUserIdAndSecContext(extension_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+			rule_owner_leave(&scope);
 			if (rc != SPI_OK_SELECT)
 				elog(ERROR, "could not check the stop condition of rule \"%s\"", rule->name);
 
@@ -196,7 +205,7 @@ rule_stop_check(const GateMessage *msg, GateResult *result)
 		SetUserIdAndSecContext(save_userid, save_sec);
 	}
 	PG_END_TRY();
-	AtEOXact_GUC(true, level);
+	rule_unpin(level);
 }
 
 void
@@ -229,7 +238,7 @@ survey_throttle_check(const GateMessage *msg, GateResult *result)
 		if (rule)
 			rule_cache_release(rule);
 		SetUserIdAndSecContext(save_userid, save_sec);
-		AtEOXact_GUC(true, level);
+		rule_unpin(level);
 		return;
 	}
 
@@ -286,7 +295,7 @@ survey_throttle_check(const GateMessage *msg, GateResult *result)
 		SetUserIdAndSecContext(save_userid, save_sec);
 	}
 	PG_END_TRY();
-	AtEOXact_GUC(true, level);
+	rule_unpin(level);
 }
 
 /* ----------------------------------------------------------------
@@ -390,6 +399,17 @@ qualified_operator(Oid opno)
 	return result;
 }
 
+/* The equality operator of key column i, named by schema. */
+static char *
+key_equality(CompiledRule *rule, int i)
+{
+	TypeCacheEntry *tc = lookup_type_cache(rule->key_types[i], TYPECACHE_EQ_OPR);
+
+	if (!OidIsValid(tc->eq_opr))
+		elog(ERROR, "no equality operator for type %s", format_type_be(rule->key_types[i]));
+	return qualified_operator(tc->eq_opr);
+}
+
 /*
  * SELECT k.n, to_jsonb(t) FROM ROWS FROM (unnest($1), ...) WITH ORDINALITY
  * AS k(...) JOIN the table t ON its key columns equal k's: the rows with the given
@@ -424,15 +444,9 @@ rows_plan(CompiledRule *rule)
 	appendStringInfo(&sql, "n) JOIN %s%s AS t ON ",
 					 relkind == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ", rule->source_table);
 	for (int i = 0; i < rule->nkeys; i++)
-	{
-		TypeCacheEntry *tc = lookup_type_cache(rule->key_types[i], TYPECACHE_EQ_OPR);
-
-		if (!OidIsValid(tc->eq_opr))
-			elog(ERROR, "no equality operator for type %s", format_type_be(rule->key_types[i]));
 		appendStringInfo(&sql, "%st.%s %s k.k%d", i > 0 ? " AND " : "",
 						 quote_identifier(get_attname(rule->relid, rule->key_columns[i], false)),
-						 qualified_operator(tc->eq_opr), i);
-	}
+						 key_equality(rule, i), i);
 	rule->rows_plan = spi_prepare_kept(sql.data, rule->nkeys, types, 0);
 	return rule->rows_plan;
 }
@@ -455,8 +469,7 @@ fetch_rows(CompiledRule *rule, int n, char **keys, HTAB *cache, MemoryContext ca
 	Datum	   *args = palloc(sizeof(Datum) * rule->nkeys);
 	Datum	   *values = palloc(sizeof(Datum) * rule->nkeys);
 	int			m = 0;
-	Oid			save_userid;
-	int			save_sec;
+	RuleOwnerScope scope;
 	int			level;
 	int			rc;
 	JsonbValue	k;
@@ -492,11 +505,10 @@ fetch_rows(CompiledRule *rule, int n, char **keys, HTAB *cache, MemoryContext ca
 		(void) set_config_option("TimeZone", pg_get_timezone_name(rule->tz),
 								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 		rule_pin_styles();
-		GetUserIdAndSecContext(&save_userid, &save_sec);
-		SetUserIdAndSecContext(rule->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+		rule_owner_enter(&scope, rule->owner);
 		rc = SPI_execute_plan(rows_plan(rule), args, NULL, true, 0);
-		SetUserIdAndSecContext(save_userid, save_sec);
-		AtEOXact_GUC(true, level);
+		rule_owner_leave(&scope);
+		rule_unpin(level);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "could not read the rows of rule \"%s\"", rule->name);
 	}
@@ -561,7 +573,7 @@ fetch_rule_rows(int64 rule_id, int n, char **keys, HTAB *cache, MemoryContext ca
 	if (rule == NULL)
 	{
 		SetUserIdAndSecContext(save_userid, save_sec);
-		AtEOXact_GUC(true, level);
+		rule_unpin(level);
 		return false;
 	}
 	PG_TRY();
@@ -579,7 +591,7 @@ fetch_rule_rows(int64 rule_id, int n, char **keys, HTAB *cache, MemoryContext ca
 		SetUserIdAndSecContext(save_userid, save_sec);
 	}
 	PG_END_TRY();
-	AtEOXact_GUC(true, level);
+	rule_unpin(level);
 	return true;
 }
 

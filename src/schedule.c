@@ -109,6 +109,10 @@ recipient_for_channel(Jsonb *recipient, ChannelConfig *cc)
 				recipient = jsonb_set_text(recipient, "phone", e164);
 			break;
 		case CHANNEL_WEBHOOK:
+			/* the channel's credentials go with the request: only where it says */
+			if ((s = recipient_string(recipient, "url")) != NULL)
+				check_recipient_url(cc, s);
+			break;
 		case CHANNEL_SLACK:
 		case CHANNEL_LOG:
 			break;
@@ -170,23 +174,24 @@ static int64
 insert_message(const ScheduleRequest *req, int64 recipient_id, Jsonb *recipient,
 			   int16 priority)
 {
-	Datum		values[12];
-	char		nulls[12];
+	Datum		values[13];
+	char		nulls[13];
 	bool		isnull;
 	int64		id;
+	const char *category = req->category;
 
 	if (insert_plan == NULL)
 	{
-		Oid			argtypes[12] = {TEXTOID, INT8OID, JSONBOID, TEXTOID, JSONBOID,
-		TIMESTAMPTZOID, TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, INT2OID};
+		Oid			argtypes[13] = {TEXTOID, INT8OID, JSONBOID, TEXTOID, JSONBOID,
+		TIMESTAMPTZOID, TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT2OID};
 
 		insert_plan = spi_prepare_kept("INSERT INTO reminder.message "
 									   "(channel, recipient_id, recipient, template, data, due_at, next_attempt_at, "
-									   " idempotency_key, rule_id, source_table, source_key, fallback, priority) "
+									   " idempotency_key, rule_id, source_table, source_key, fallback, category, priority) "
 									   "VALUES ($1, $2, $3, $4, $5, $6, $6, "
-									   " coalesce($7, gen_random_uuid()::text), $8, $9, $10, $11, $12) "
+									   " coalesce($7, gen_random_uuid()::text), $8, $9, $10, $11, $12, $13) "
 									   "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-									   12, argtypes, 0);
+									   13, argtypes, 0);
 	}
 
 	memset(nulls, ' ', sizeof(nulls));
@@ -215,7 +220,19 @@ insert_message(const ScheduleRequest *req, int64 recipient_id, Jsonb *recipient,
 		values[10] = CStringGetTextDatum(req->fallback);
 	else
 		nulls[10] = 'n';
-	values[11] = Int16GetDatum(priority);
+	/* the data's "category" is the message's: shown in message.category */
+	if (category == NULL)
+	{
+		JsonbValue *v = jsonb_get(req->data, "category");
+
+		if (v != NULL && v->type == jbvString && v->val.string.len > 0)
+			category = pnstrdup(v->val.string.val, v->val.string.len);
+	}
+	if (category)
+		values[11] = CStringGetTextDatum(category);
+	else
+		nulls[11] = 'n';
+	values[12] = Int16GetDatum(priority);
 
 	if (SPI_execute_plan(insert_plan, values, nulls, false, 1) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not insert message");

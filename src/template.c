@@ -70,6 +70,12 @@ typedef struct LocaleInfo
 	const char *date_format[4]; /* by FilterStyle */
 	const char *time_format[4];
 	const char *separator[4];	/* between date and time */
+	/* numbers, as CLDR has them (what ICU and Intl.NumberFormat print) */
+	const char *decimal;		/* decimal separator */
+	const char *group;			/* grouping separator */
+	int			min_grouping;	/* digits before the first group: 2 leaves
+								 * 1234 alone but writes 12 345 */
+	bool		currency_first; /* $1.00, else 1,00 $ */
 } LocaleInfo;
 
 #define EN_MONTHS "January", "February", "March", "April", "May", "June", \
@@ -81,6 +87,9 @@ typedef struct LocaleInfo
 #define ES_MONTHS "enero", "febrero", "marzo", "abril", "mayo", "junio", \
 	"julio", "agosto", "septiembre", "octubre", "noviembre", "diciembre"
 
+#define NBSP "\xC2\xA0"		/* U+00A0 no-break space */
+#define NNBSP "\xE2\x80\xAF"	/* U+202F narrow no-break space */
+
 static const LocaleInfo locales[] = {
 	{
 		"en",
@@ -91,7 +100,8 @@ static const LocaleInfo locales[] = {
 		{"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"},
 		{"%m/%d/%y", "%b %d, %Y", "%B %d, %Y", "%A, %B %d, %Y"},
 		{"%h:%i %p", "%h:%i %p", "%h:%i %p %Z", "%h:%i %p %Z"},
-		{", ", ", ", " at ", " at "}
+		{", ", ", ", " at ", " at "},
+		".", ",", 1, true
 	},
 	{
 		"pl",
@@ -104,7 +114,8 @@ static const LocaleInfo locales[] = {
 		{"niedz.", "pon.", "wt.", "śr.", "czw.", "pt.", "sob."},
 		{"%D.%M.%Y", "%d %b %Y", "%d %B %Y", "%A, %d %B %Y"},
 		{"%H:%i", "%H:%i", "%H:%i %Z", "%H:%i %Z"},
-		{", ", ", ", " o ", " o "}
+		{", ", ", ", " o ", " o "},
+		",", NBSP, 2, false
 	},
 	{
 		"de",
@@ -115,7 +126,8 @@ static const LocaleInfo locales[] = {
 		{"So.", "Mo.", "Di.", "Mi.", "Do.", "Fr.", "Sa."},
 		{"%D.%M.%y", "%D.%M.%Y", "%d. %B %Y", "%A, %d. %B %Y"},
 		{"%H:%i", "%H:%i", "%H:%i %Z", "%H:%i %Z"},
-		{", ", ", ", " um ", " um "}
+		{", ", ", ", " um ", " um "},
+		",", ".", 1, false
 	},
 	{
 		"fr",
@@ -126,7 +138,8 @@ static const LocaleInfo locales[] = {
 		{"dim.", "lun.", "mar.", "mer.", "jeu.", "ven.", "sam."},
 		{"%D/%M/%Y", "%d %b %Y", "%d %B %Y", "%A %d %B %Y"},
 		{"%H:%i", "%H:%i", "%H:%i %Z", "%H:%i %Z"},
-		{" ", " ", " à ", " à "}
+		{" ", " ", " à ", " à "},
+		",", NNBSP, 1, false
 	},
 	{
 		"es",
@@ -137,7 +150,8 @@ static const LocaleInfo locales[] = {
 		{"dom", "lun", "mar", "mié", "jue", "vie", "sáb"},
 		{"%d/%m/%y", "%d %b %Y", "%d de %B de %Y", "%A, %d de %B de %Y"},
 		{"%k:%i", "%k:%i", "%k:%i %Z", "%k:%i %Z"},
-		{", ", ", ", ", ", ", "}
+		{", ", ", ", ", ", ", "},
+		",", ".", 2, false
 	},
 };
 
@@ -414,6 +428,8 @@ typedef struct DateFilter
 	const LocaleInfo *locale;	/* locale= override, or NULL */
 } DateFilter;
 
+static void prepare_number_filter(RenderArg *ra, MustacheFilter *f);
+
 static void
 prepare_filter(void *arg, MustacheFilter *f)
 {
@@ -421,6 +437,11 @@ prepare_filter(void *arg, MustacheFilter *f)
 	DateFilter *df;
 	bool		have_style = false;
 
+	if (strcmp(f->name, "number") == 0 || strcmp(f->name, "currency") == 0)
+	{
+		prepare_number_filter(ra, f);
+		return;
+	}
 	df = palloc0(sizeof(DateFilter));
 	if (strcmp(f->name, "date") == 0)
 		df->part = PART_DATE;
@@ -433,7 +454,7 @@ prepare_filter(void *arg, MustacheFilter *f)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown template filter \"%s\"", f->name),
 				 filter_errdetail(f, ra),
-				 errhint("The filters are json, default, date, time and datetime.")));
+				 errhint("The filters are json, default, date, time, datetime, number and currency.")));
 	df->style = STYLE_MEDIUM;
 
 	for (int i = 0; i < f->nargs; i++)
@@ -868,9 +889,13 @@ rewrite_pattern(const char *pattern, const LocalTime *lt,
 	return out.data;
 }
 
+static void apply_number_filter(RenderArg *ra, const MustacheFilter *f,
+								const MustacheValue *in, const MustacheValue *argv,
+								MustacheValue *result);
+
 static void
 apply_filter(void *arg, const MustacheFilter *f, const MustacheValue *in,
-			 MustacheValue *result)
+			 const MustacheValue *argv, MustacheValue *result)
 {
 	RenderArg  *ra = (RenderArg *) arg;
 	const DateFilter *df = (const DateFilter *) f->extra;
@@ -880,6 +905,11 @@ apply_filter(void *arg, const MustacheFilter *f, const MustacheValue *in,
 	int			tzoff;
 	StringInfoData out;
 
+	if (strcmp(f->name, "number") == 0 || strcmp(f->name, "currency") == 0)
+	{
+		apply_number_filter(ra, f, in, argv, result);
+		return;
+	}
 	Assert(df != NULL);
 	/* like plain interpolation, a missing value prints as nothing */
 	if (in->kind == MUSTACHE_MISSING || in->kind == MUSTACHE_NULL)
@@ -923,6 +953,466 @@ apply_filter(void *arg, const MustacheFilter *f, const MustacheValue *in,
 			appendStringInfoString(&out, loc->separator[df->style]);
 		if (df->part != PART_DATE)
 			append_styled(&out, loc->time_format[df->style], &lt, loc);
+	}
+	result->kind = MUSTACHE_STRING;
+	result->ptr = out.data;
+	result->len = out.len;
+}
+
+
+/* ----------------------------------------------------------------
+ *		Number filters: number, currency
+ *
+ * Numbers are formatted from their exact decimal text (numeric_out of the
+ * jsonb numeric, rounded with numeric_round when asked to), never through
+ * a double: 12345678901234567.89 keeps every digit and 0.125 rounds to
+ * 0.13.  Separators, grouping and the currency's place and symbol follow
+ * CLDR for each locale, as ICU and Intl.NumberFormat print them.
+ * ----------------------------------------------------------------
+ */
+
+#define MAX_FRACTION_DIGITS	100	/* as Intl.NumberFormat allows */
+
+/* a number filter's arguments, checked once at compile time */
+typedef struct NumberFilter
+{
+	bool		currency;		/* currency, else number */
+	int			digits;			/* fraction digits; -1: the value's own
+								 * (number) or the currency's (currency) */
+	char		code[4];		/* currency code; "" when from the data */
+	int			code_arg;		/* currency: argument naming the code in the
+								 * data, or -1 */
+	bool		show_code;		/* display=code: PLN, not zł */
+	bool		grouping;
+	const LocaleInfo *locale;	/* locale= override, or NULL */
+} NumberFilter;
+
+/* Currencies whose minor unit is not 2 digits (CLDR, as Intl has them). */
+static const char *const currency_digits_0[] = {
+	"AFN", "ALL", "BIF", "CLP", "COP", "DJF", "GNF", "HUF", "IDR", "IQD",
+	"IRR", "ISK", "JPY", "KMF", "KPW", "KRW", "LAK", "LBP", "MGA", "MMK",
+	"PKR", "PYG", "RWF", "SLL", "SOS", "SYP", "UGX", "VND", "VUV", "XAF",
+	"XOF", "XPF", "YER", NULL
+};
+static const char *const currency_digits_3[] = {
+	"BHD", "JOD", "KWD", "LYD", "OMR", "TND", NULL
+};
+
+/*
+ * Currency symbols by locale, in the order of locales[] (en, pl, de, fr,
+ * es); NULL: the locale writes the ISO code.  A currency not listed is
+ * written as its code everywhere, as ICU does for symbols it lacks.
+ */
+typedef struct CurrencySymbols
+{
+	const char *code;
+	const char *symbol[5];
+} CurrencySymbols;
+
+static const CurrencySymbols currency_symbols[] = {
+	{"AUD", {"A$", NULL, "AU$", "$AU", NULL}},
+	{"BRL", {"R$", "R$", "R$", "R$", NULL}},
+	{"CAD", {"CA$", NULL, "CA$", "$CA", NULL}},
+	{"CNY", {"CN¥", NULL, "CN¥", NULL, NULL}},
+	{"EUR", {"€", "€", "€", "€", "€"}},
+	{"GBP", {"£", NULL, "£", "£GB", NULL}},
+	{"HKD", {"HK$", NULL, "HK$", NULL, NULL}},
+	{"ILS", {"₪", NULL, "₪", "₪", NULL}},
+	{"INR", {"₹", NULL, "₹", "₹", NULL}},
+	{"JPY", {"¥", NULL, "¥", NULL, NULL}},
+	{"KRW", {"₩", NULL, "₩", "₩", NULL}},
+	{"MXN", {"MX$", NULL, "MX$", "$MX", NULL}},
+	{"NZD", {"NZ$", NULL, "NZ$", "$NZ", NULL}},
+	{"PHP", {"₱", NULL, NULL, NULL, NULL}},
+	{"PLN", {NULL, "zł", NULL, NULL, NULL}},
+	{"SGD", {NULL, NULL, NULL, "$SG", NULL}},
+	{"THB", {NULL, NULL, "฿", NULL, "฿"}},
+	{"TWD", {"NT$", NULL, "NT$", NULL, NULL}},
+	{"USD", {"$", NULL, "$", "$US", "US$"}},
+	{"VND", {"₫", NULL, "₫", "₫", "₫"}},
+};
+
+StaticAssertDecl(lengthof(locales) == 5, "currency_symbols has a column per locale");
+
+static bool
+in_list(const char *code, const char *const *list)
+{
+	for (; *list; list++)
+		if (strcmp(code, *list) == 0)
+			return true;
+	return false;
+}
+
+static int
+currency_digits(const char *code)
+{
+	if (in_list(code, currency_digits_0))
+		return 0;
+	if (in_list(code, currency_digits_3))
+		return 3;
+	return 2;
+}
+
+static const char *
+currency_symbol(const char *code, const LocaleInfo *loc)
+{
+	for (int i = 0; i < lengthof(currency_symbols); i++)
+	{
+		if (strcmp(currency_symbols[i].code, code) == 0)
+		{
+			const char *s = currency_symbols[i].symbol[loc - locales];
+
+			return s ? s : code;
+		}
+	}
+	return code;
+}
+
+/* an ISO 4217 code: three letters A-Z (or a-z, with upper_ok) */
+static bool
+is_currency_code(const char *s, size_t len, bool upper_ok)
+{
+	if (len != 3)
+		return false;
+	for (size_t i = 0; i < 3; i++)
+	{
+		if (s[i] >= 'A' && s[i] <= 'Z')
+			continue;
+		if (upper_ok && s[i] >= 'a' && s[i] <= 'z')
+			continue;
+		return false;
+	}
+	return true;
+}
+
+/* a dotted name as a tag has it: letters, digits, "_", "-" and dots */
+static bool
+is_data_name(const char *s)
+{
+	if (*s == '\0' || *s == '.')
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char) *s) && *s != '_' && *s != '-' && *s != '.')
+			return false;
+	return true;
+}
+
+static int
+parse_digits(const char *s, const MustacheFilter *f, const RenderArg *ra)
+{
+	int			n = 0;
+	const char *p = s;
+
+	for (; *p >= '0' && *p <= '9' && n <= MAX_FRACTION_DIGITS; p++)
+		n = n * 10 + (*p - '0');
+	if (p == s || *p != '\0' || n > MAX_FRACTION_DIGITS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid number of fraction digits \"%s\" in filter \"%s\"", s, f->name),
+				 filter_errdetail(f, ra),
+				 errhint("Write a whole number from 0 to %d, for example {{ total | number 2 }}.",
+						 MAX_FRACTION_DIGITS)));
+	return n;
+}
+
+static bool
+parse_onoff(const char *s, const MustacheFilter *f, const RenderArg *ra)
+{
+	if (strcmp(s, "true") == 0 || strcmp(s, "on") == 0)
+		return true;
+	if (strcmp(s, "false") == 0 || strcmp(s, "off") == 0)
+		return false;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid value \"%s\" for argument \"grouping\" of filter \"%s\"", s, f->name),
+			 filter_errdetail(f, ra),
+			 errhint("Write grouping=false or grouping=true.")));
+	return true;				/* keep compiler quiet */
+}
+
+/*
+ *	{{ value | number [DIGITS] [locale=L] [grouping=false] }}
+ *	{{ value | currency CODE|NAME [DIGITS] [display=symbol|code] [locale=L] [grouping=false] }}
+ */
+static void
+prepare_number_filter(RenderArg *ra, MustacheFilter *f)
+{
+	NumberFilter *nf = palloc0(sizeof(NumberFilter));
+	int			npositional = 0;
+
+	nf->currency = strcmp(f->name, "currency") == 0;
+	nf->digits = -1;
+	nf->code_arg = -1;
+	nf->grouping = true;
+
+	for (int i = 0; i < f->nargs; i++)
+	{
+		MustacheFilterArg *a = &f->args[i];
+
+		if (a->key == NULL)
+		{
+			npositional++;
+			if (nf->currency && npositional == 1)
+			{
+				size_t		len = strlen(a->value);
+
+				if (is_currency_code(a->value, len, false))
+					memcpy(nf->code, a->value, 4);
+				else if (!a->quoted && is_data_name(a->value))
+				{
+					/* the code comes from the data: {{ total | currency row.currency }} */
+					a->is_name = true;
+					nf->code_arg = i;
+				}
+				else
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("invalid currency code \"%s\" in filter \"currency\"", a->value),
+							 filter_errdetail(f, ra),
+							 errhint("Write an ISO 4217 code in capitals, such as {{ total | currency PLN }}, or the name of the value holding it, such as {{ total | currency row.currency }}.")));
+			}
+			else if (npositional == (nf->currency ? 2 : 1))
+				nf->digits = parse_digits(a->value, f, ra);
+			else
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("too many arguments for filter \"%s\"", f->name),
+						 filter_errdetail(f, ra),
+						 errhint(nf->currency ?
+								 "Write {{ total | currency PLN }} or {{ total | currency PLN 0 }}." :
+								 "Write {{ total | number }} or {{ total | number 2 }}.")));
+		}
+		else if (strcmp(a->key, "locale") == 0)
+			nf->locale = find_locale(a->value);
+		else if (strcmp(a->key, "grouping") == 0)
+			nf->grouping = parse_onoff(a->value, f, ra);
+		else if (nf->currency && strcmp(a->key, "display") == 0)
+		{
+			if (strcmp(a->value, "code") == 0)
+				nf->show_code = true;
+			else if (strcmp(a->value, "symbol") != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("invalid value \"%s\" for argument \"display\" of filter \"currency\"", a->value),
+						 filter_errdetail(f, ra),
+						 errhint("Write display=symbol (the default: zł, $, €) or display=code (PLN, USD, EUR).")));
+		}
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown argument \"%s\" in filter \"%s\"", a->key, f->name),
+					 filter_errdetail(f, ra),
+					 errhint(nf->currency ? "The named arguments are display, locale and grouping." :
+							 "The named arguments are locale and grouping.")));
+	}
+	if (nf->currency && npositional == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("filter \"currency\" needs a currency"),
+				 filter_errdetail(f, ra),
+				 errhint("Write an ISO 4217 code, such as {{ total | currency PLN }}, or the name of the value holding it, such as {{ total | currency row.currency }}.")));
+	f->extra = nf;
+}
+
+static void not_a_number(const MustacheFilter *f, const RenderArg *ra,
+						 const MustacheValue *v) pg_attribute_noreturn();
+
+static void
+not_a_number(const MustacheFilter *f, const RenderArg *ra,
+			 const MustacheValue *v)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+			 errmsg("value of \"%s\" is not a number", f->tag_name),
+			 v->kind == MUSTACHE_STRING ?
+			 errdetail("Filter \"%s\" at line %d, column %d of %s got \"%.*s\".",
+					   f->name, f->line, f->column,
+					   unit_name(f->partial, ra->what),
+					   pg_mbcliplen(v->ptr, (int) Min(v->len, 1024), 64),
+					   (const char *) v->ptr) :
+			 errdetail("Filter \"%s\" at line %d, column %d of %s got %s.",
+					   f->name, f->line, f->column,
+					   unit_name(f->partial, ra->what), kind_name(v->kind)),
+			 errhint("Number filters take a JSON number, or a decimal number as text such as \"249.90\".")));
+}
+
+/*
+ * The value as a numeric: a jsonb number as it is (with its scale: a
+ * numeric(10,2) column gives 249.90), or text holding a decimal number in
+ * JSON's syntax.  NaN and infinities are not numbers here.
+ */
+static Numeric
+value_to_numeric(const MustacheFilter *f, const RenderArg *ra,
+				 const MustacheValue *v)
+{
+	if (v->kind == MUSTACHE_NUMBER)
+		return (Numeric) v->ptr;
+	if (v->kind == MUSTACHE_STRING && v->len > 0 && v->len <= 1000)
+	{
+		const char *s = v->ptr;
+		size_t		i = 0;
+		size_t		digits = 0;
+
+		if (s[i] == '-' || s[i] == '+')
+			i++;
+		for (; i < v->len && isdigit((unsigned char) s[i]); i++)
+			digits++;
+		if (i < v->len && s[i] == '.')
+			for (i++; i < v->len && isdigit((unsigned char) s[i]); i++)
+				digits++;
+		if (digits > 0 && i < v->len && (s[i] == 'e' || s[i] == 'E'))
+		{
+			size_t		exp_start;
+
+			i++;
+			if (i < v->len && (s[i] == '-' || s[i] == '+'))
+				i++;
+			exp_start = i;
+			for (; i < v->len && isdigit((unsigned char) s[i]); i++)
+				;
+			if (i == exp_start)
+				digits = 0;
+		}
+		if (digits > 0 && i == v->len)
+			return DatumGetNumeric(DirectFunctionCall3(numeric_in,
+													   CStringGetDatum(pnstrdup(s, v->len)),
+													   ObjectIdGetDatum(InvalidOid),
+													   Int32GetDatum(-1)));
+	}
+	not_a_number(f, ra, v);
+}
+
+/* the currency code a currency filter names, checked */
+static void
+filter_currency(const MustacheFilter *f, const RenderArg *ra,
+				const NumberFilter *nf, const MustacheValue *argv, char *code)
+{
+	const MustacheValue *cv;
+
+	if (nf->code_arg < 0)
+	{
+		memcpy(code, nf->code, 4);
+		return;
+	}
+	Assert(argv != NULL);
+	cv = &argv[nf->code_arg];
+	if (cv->kind == MUSTACHE_STRING && is_currency_code(cv->ptr, cv->len, true))
+	{
+		for (int i = 0; i < 3; i++)
+			code[i] = pg_ascii_toupper(((const char *) cv->ptr)[i]);
+		code[3] = '\0';
+		return;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("currency of \"%s\" is not a currency code", f->tag_name),
+			 cv->kind == MUSTACHE_STRING ?
+			 errdetail("Filter \"currency\" at line %d, column %d of %s found \"%.*s\" in \"%s\".",
+					   f->line, f->column, unit_name(f->partial, ra->what),
+					   pg_mbcliplen(cv->ptr, (int) Min(cv->len, 1024), 64),
+					   (const char *) cv->ptr, f->args[nf->code_arg].value) :
+			 errdetail("Filter \"currency\" at line %d, column %d of %s found %s in \"%s\".",
+					   f->line, f->column, unit_name(f->partial, ra->what),
+					   cv->kind == MUSTACHE_MISSING ? "nothing" : kind_name(cv->kind),
+					   f->args[nf->code_arg].value),
+			 errhint("The value named after \"currency\" must hold an ISO 4217 code such as \"PLN\"; a code written in capitals, {{ total | currency PLN }}, is used as it is.")));
+}
+
+/*
+ * Append the decimal text s ("-1234.50", as numeric_out writes it) in the
+ * locale's form: grouping separators from the right of the integer part
+ * (once it has at least 3 + min_grouping digits), its decimal separator.
+ */
+static void
+append_localized(StringInfo out, const char *s, const LocaleInfo *loc,
+				 bool grouping)
+{
+	const char *point = strchr(s, '.');
+	size_t		intlen = point ? (size_t) (point - s) : strlen(s);
+
+	if (!grouping || intlen < (size_t) (3 + loc->min_grouping))
+		appendBinaryStringInfo(out, s, intlen);
+	else
+	{
+		for (size_t i = 0; i < intlen; i++)
+		{
+			if (i > 0 && (intlen - i) % 3 == 0)
+				appendStringInfoString(out, loc->group);
+			appendStringInfoChar(out, s[i]);
+		}
+	}
+	if (point && point[1] != '\0')
+	{
+		appendStringInfoString(out, loc->decimal);
+		appendStringInfoString(out, point + 1);
+	}
+}
+
+static void
+apply_number_filter(RenderArg *ra, const MustacheFilter *f,
+					const MustacheValue *in, const MustacheValue *argv,
+					MustacheValue *result)
+{
+	const NumberFilter *nf = (const NumberFilter *) f->extra;
+	const LocaleInfo *loc = nf->locale ? nf->locale : ra->locale;
+	Numeric		num;
+	int			digits = nf->digits;
+	char		code[4];
+	char	   *text;
+	bool		negative;
+	StringInfoData out;
+
+	Assert(nf != NULL);
+	/* like plain interpolation, a missing value prints as nothing */
+	if (in->kind == MUSTACHE_MISSING || in->kind == MUSTACHE_NULL)
+	{
+		*result = *in;
+		return;
+	}
+
+	num = value_to_numeric(f, ra, in);
+	if (nf->currency)
+	{
+		filter_currency(f, ra, nf, argv, code);
+		if (digits < 0)
+			digits = currency_digits(code);
+	}
+	if (digits >= 0)
+		num = DatumGetNumeric(DirectFunctionCall2(numeric_round,
+												  NumericGetDatum(num),
+												  Int32GetDatum(digits)));
+	text = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(num)));
+
+	/* a value that rounds to zero has no sign: 0.00, not -0.00 */
+	negative = text[0] == '-' && strspn(text + 1, "0.") != strlen(text + 1);
+	if (text[0] == '-')
+		text++;
+
+	initStringInfo(&out);
+	if (negative)
+		appendStringInfoChar(&out, '-');
+	if (!nf->currency)
+		append_localized(&out, text, loc, nf->grouping);
+	else
+	{
+		const char *symbol = nf->show_code ? code : currency_symbol(code, loc);
+
+		if (loc->currency_first)
+		{
+			char		last = symbol[strlen(symbol) - 1];
+
+			appendStringInfoString(&out, symbol);
+			/* a symbol ending in a letter is set apart: PLN 249.90, $249.90 */
+			if ((last >= 'A' && last <= 'Z') || (last >= 'a' && last <= 'z'))
+				appendStringInfoString(&out, NBSP);
+			append_localized(&out, text, loc, nf->grouping);
+		}
+		else
+		{
+			append_localized(&out, text, loc, nf->grouping);
+			appendStringInfoString(&out, NBSP);
+			appendStringInfoString(&out, symbol);
+		}
 	}
 	result->kind = MUSTACHE_STRING;
 	result->ptr = out.data;

@@ -54,6 +54,7 @@ typedef struct ClaimedMessage
 	bool		is_fallback;	/* fallback_of is set: never falls back again */
 	char	   *fallback;		/* the message's own fallback channel, or NULL */
 	int16		priority;		/* 1 high, 0 normal, -1 low */
+	char	   *category;		/* message.category, or NULL */
 } ClaimedMessage;
 
 typedef struct Delivery
@@ -71,6 +72,7 @@ typedef struct Delivery
 	Jsonb	   *data;
 	bool		is_fallback;
 	int16		priority;		/* 1 high, 0 normal, -1 low: starts first */
+	char	   *category;		/* message.category, or NULL: its fallback's */
 
 	/* the channel's policy */
 	char	   *channel;
@@ -218,7 +220,7 @@ extern void mail_header_begin(MailHeader *h, const char *name);
 extern void mail_header_token(MailHeader *h, const char *sep, const char *token);
 extern char *mail_header_end(MailHeader *h);
 extern char *mail_unstructured(const char *name, const char *text);
-extern char *mail_mailbox(const char *name, const char *addr);
+extern char *mail_mailbox(const char *field, const char *name, const char *addr);
 extern void mail_split_mailbox(const char *mailbox, char **name, char **addr);
 extern const char *mail_address_domain(const char *addr);
 extern char *mail_message_id(const char *key, const char *domain);

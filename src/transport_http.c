@@ -2,8 +2,14 @@
  *
  * transport_http.c
  *	  Webhooks: an HTTP request (POST unless the channel says PUT or PATCH)
- *	  with a JSON body, the message's idempotency key, an optional
- *	  HMAC-SHA256 signature of the exact body and an optional bearer token.
+ *	  with a JSON body in UTF-8, the message's idempotency key, an optional
+ *	  HMAC-SHA256 signature of the exact body, and an optional bearer token
+ *	  or HTTP Basic credentials.
+ *
+ *	  The request goes to the recipient's "url" when it has one, which must
+ *	  lie at the channel's own origin or at a host of its "recipient_hosts"
+ *	  (check_recipient_url(), at schedule() and again here): the signature
+ *	  and credentials never go to a host the channel's owner did not name.
  *
  *	  2xx is sent; 408, 429 and 5xx are transient (Retry-After honoured);
  *	  any other status is permanent.  Redirects are not followed: a webhook
@@ -27,6 +33,12 @@
 #endif
 
 #define ERROR_EXCERPT	200		/* response bytes quoted in last_error */
+
+typedef struct WebhookState
+{
+	char	   *username;		/* HTTP Basic, or NULL */
+	char	   *password;
+} WebhookState;
 
 static bool
 is_blank(const char *s)
@@ -59,15 +71,25 @@ default_body(ClaimedMessage *m)
 static void
 webhook_build(Delivery *d, ChannelConfig *cc, ClaimedMessage *m, RenderedMessage *r)
 {
+	WebhookState *st = palloc0(sizeof(WebhookState));
 	char	   *recipient_url = jsonb_get_text(m->recipient, "url");
 	char	   *signing_secret = jsonb_get_text(cc->secrets, "signing_secret");
 	char	   *bearer_token = jsonb_get_text(cc->secrets, "bearer_token");
 	ListCell   *lc;
 
-	d->url = recipient_url && *recipient_url ? recipient_url : pstrdup(cc->url);
+	d->state = st;
+	if (recipient_url && *recipient_url)
+	{
+		/* the channel may have changed since the message was scheduled */
+		check_recipient_url(cc, recipient_url);
+		d->url = recipient_url;
+	}
+	else
+		d->url = pstrdup(cc->url);
 	d->host = transport_url_host(d->url, "the webhook URL", false);
 	d->method = pstrdup(cc->method ? cc->method : "POST");
-	d->body = is_blank(r->body) ? default_body(m) : pstrdup(r->body);
+	/* JSON is UTF-8 (RFC 8259), whatever the database's encoding */
+	d->body = transport_to_utf8(is_blank(r->body) ? default_body(m) : r->body);
 	d->body_len = strlen(d->body);
 	validate_payload_size(d->body_len, "webhook body");
 
@@ -84,13 +106,25 @@ webhook_build(Delivery *d, ChannelConfig *cc, ClaimedMessage *m, RenderedMessage
 	if (bearer_token && *bearer_token)
 		d->headers = lappend(d->headers, psprintf("Authorization: Bearer %s", bearer_token));
 	foreach(lc, cc->headers)
-		d->headers = lappend(d->headers, pstrdup(lfirst(lc)));
+		d->headers = lappend(d->headers, transport_to_utf8(lfirst(lc)));
+
+	/* HTTP Basic: libcurl writes the Authorization header (RFC 7617, UTF-8) */
+	st->username = transport_to_utf8(jsonb_get_text(cc->secrets, "username"));
+	st->password = transport_to_utf8(jsonb_get_text(cc->secrets, "password"));
 }
 
 static void
 webhook_setup(Delivery *d, CURL *easy)
 {
+	WebhookState *st = d->state;
+
 	transport_set_request(d, easy);
+	if (st->username && st->password)
+	{
+		curl_easy_setopt(easy, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
+		curl_easy_setopt(easy, CURLOPT_USERNAME, st->username);
+		curl_easy_setopt(easy, CURLOPT_PASSWORD, st->password);
+	}
 }
 
 static void

@@ -314,10 +314,25 @@ build_generic(Delivery *d, ChannelConfig *cc, ClaimedMessage *m, const char *to,
 	SmsState   *st = d->state;
 	Jsonb	   *data = generic_data(d, cc, m, to, text_db, count);
 	char	   *what_url = psprintf("setting \"url\" of channel \"%s\"", cc->name);
+	Jsonb	   *url_data = escape_strings(data, ESCAPE_URL);
+	char	   *authority;
 	ListCell   *lc;
 
 	d->method = pstrdup(cc->method);
-	d->url = render(cc->url, escape_strings(data, ESCAPE_URL), RENDER_ESCAPE_NONE, what_url);
+	d->url = render(cc->url, url_data, RENDER_ESCAPE_NONE, what_url);
+
+	/*
+	 * Only secrets and literal text come before the path (checked when the
+	 * channel was created): the request goes where the channel says, never
+	 * where a message's values would take it.
+	 */
+	authority = render(url_template_authority(cc->url, what_url), url_data,
+					   RENDER_ESCAPE_NONE, what_url);
+	if (strncmp(d->url, authority, strlen(authority)) != 0 ||
+		strchr("/?#", d->url[strlen(authority)]) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the host of %s depends on the message", what_url)));
 	d->host = transport_url_host(d->url, what_url, true);
 
 	if (cc->body)
@@ -355,6 +370,13 @@ build_generic(Delivery *d, ChannelConfig *cc, ClaimedMessage *m, const char *to,
 					 errmsg("a header of channel \"%s\" renders with a line break", cc->name),
 					 errdetail("Carriage return and line feed would start a new header (header injection)."),
 					 errhint("Check the values its template interpolates.")));
+		for (const unsigned char *c = (const unsigned char *) header; *c; c++)
+			if ((*c < 0x20 && *c != '\t') || *c == 0x7f)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("a header of channel \"%s\" renders with a control character", cc->name),
+						 errdetail("Header values hold printable characters, spaces and tabs only."),
+						 errhint("Check the values its template interpolates.")));
 		d->headers = lappend(d->headers, transport_to_utf8(header));
 	}
 	st->id_field = cc->id_field ? pstrdup(cc->id_field) : NULL;

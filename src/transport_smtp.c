@@ -9,7 +9,8 @@
  *	  next to it a text/html part under multipart/alternative when the
  *	  template has HTML; each part UTF-8, quoted-printable (or base64 when
  *	  mostly non-ASCII).  Header fields are composed by mail.c: From, To,
- *	  Cc, Reply-To, Subject (RFC 2047 encoded words when not ASCII), Date,
+ *	  Cc, Reply-To, Subject (RFC 2047 encoded words when not ASCII or when
+ *	  a word would not fit on a line), all folded at 78 characters, Date,
  *	  a Message-ID made from the idempotency key, List-Unsubscribe when the
  *	  message has an unsubscribe link.  Bcc addresses (the recipient's and
  *	  the channel's) get the mail through RCPT TO only; no Bcc field is
@@ -170,9 +171,8 @@ smtp_build(Delivery *d, ChannelConfig *cc, ClaimedMessage *m, RenderedMessage *r
 		add_rcpt(st, lfirst(lc), "Bcc address");
 
 	/* the header fields */
-	d->headers = lappend(d->headers,
-						 psprintf("From: %s", mail_mailbox(transport_to_utf8(from_name), from_addr)));
-	d->headers = lappend(d->headers, psprintf("To: %s", mail_mailbox(to_name, to_addr)));
+	d->headers = lappend(d->headers, mail_mailbox("From", transport_to_utf8(from_name), from_addr));
+	d->headers = lappend(d->headers, mail_mailbox("To", to_name, to_addr));
 	if (cc_addrs != NIL)
 	{
 		MailHeader	h;
@@ -188,8 +188,7 @@ smtp_build(Delivery *d, ChannelConfig *cc, ClaimedMessage *m, RenderedMessage *r
 		char	   *addr;
 
 		mail_split_mailbox(cc->reply_to, &name, &addr);
-		d->headers = lappend(d->headers,
-							 psprintf("Reply-To: %s", mail_mailbox(transport_to_utf8(name), addr)));
+		d->headers = lappend(d->headers, mail_mailbox("Reply-To", transport_to_utf8(name), addr));
 	}
 	if (r->subject && *r->subject)
 		d->headers = lappend(d->headers, mail_unstructured("Subject", transport_to_utf8(r->subject)));

@@ -42,7 +42,9 @@ transport_url_host(const char *url, const char *what, bool may_hold_secrets)
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory")));
 	rc = curl_url_set(u, CURLUPART_URL, url, 0);
-	if (rc == CURLUE_OK)
+	/* an international name as libcurl connects to it, for name rules */
+	if (rc == CURLUE_OK &&
+		curl_url_get(u, CURLUPART_HOST, &host, CURLU_PUNYCODE) != CURLUE_OK)
 		rc = curl_url_get(u, CURLUPART_HOST, &host, 0);
 	curl_url_cleanup(u);
 	if (rc != CURLUE_OK)
@@ -106,13 +108,21 @@ transport_form_field(StringInfo buf, const char *name, const char *value)
 	transport_percent_encode(buf, value, true);
 }
 
-/* Text in the database encoding as UTF-8, which every transport speaks. */
+/*
+ * Text in the database encoding as UTF-8, which every transport speaks:
+ * always a copy in the current memory context (the delivery's, during
+ * build), never s itself, which may live in memory freed before the
+ * transfer runs.
+ */
 char *
 transport_to_utf8(const char *s)
 {
+	char	   *utf8;
+
 	if (s == NULL)
 		return NULL;
-	return (char *) pg_server_to_any(s, strlen(s), PG_UTF8);
+	utf8 = (char *) pg_server_to_any(s, strlen(s), PG_UTF8);
+	return utf8 == s ? pstrdup(s) : utf8;
 }
 
 /* The headers every HTTP request of these transports carries (no body: no type). */

@@ -366,6 +366,23 @@ validate_header_value(const char *value, const char *what)
 						   strlen(value), MAX_HEADER_LENGTH)));
 }
 
+/*
+ * An HTTP header value: one line as above, and no other control character
+ * but the tab, which RFC 9110 does not allow in a field value either.
+ */
+void
+validate_http_header_value(const char *value, const char *what)
+{
+	validate_header_value(value, what);
+	for (const unsigned char *p = (const unsigned char *) value; *p; p++)
+		if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s contains a control character", what),
+					 errdetail("Header values hold printable characters, spaces and tabs only."),
+					 errhint("Remove the character, or encode it (percent-encoding, base64).")));
+}
+
 /* An HTTP header name: an RFC 9110 token. */
 void
 validate_header_name(const char *name, const char *what)

@@ -229,6 +229,7 @@ count(int64 sent, int64 failed, int64 retried)
 	n_sent += sent;
 	n_failed += failed;
 	n_retried += retried;
+	stats_count(sent, failed, retried);
 }
 
 /*
@@ -946,6 +947,8 @@ reminder_worker_main(Datum main_arg)
 
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("reminder worker");
+	/* a superuser: no schema another role can write to is ever searched */
+	rule_worker_session();
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();

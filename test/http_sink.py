@@ -5,11 +5,15 @@
 
 Listens on 127.0.0.1 (PORT, default a free one, written to PORTFILE once
 listening).  Every request is appended to LOGFILE as one JSON line:
-{"t": unix time, "method", "path", "headers": {...}, "body", "status"}.
+{"t": unix time, "method", "path", "headers": {...}, "body", "status",
+ "head_b64": the request line and header fields exactly as received,
+ "body_b64": the body's bytes}.
 
 What it answers:
   - by default 200 {"ok": true};
   - /status/NNN answers NNN; /hang/S answers 200 after S seconds;
+  - /basic/USER/PASSWORD/... answers 401 unless the request carries HTTP
+    Basic credentials USER:PASSWORD (and nothing else in Authorization);
   - a script queued for a path through the control endpoint takes
     precedence, one entry per request, FIFO:
         POST /_control {"path": "/a", "responses": [{"status": 500},
@@ -19,6 +23,7 @@ What it answers:
   - POST /_control {"default": {"status": 500}} changes the default.
 """
 
+import base64
 import json
 import sys
 import threading
@@ -31,8 +36,32 @@ scripts = {}                 # path -> list of responses
 default = {"status": 200}
 
 
+class RecordingReader:
+    """The connection's input, keeping what readline() returned: the request
+    line and header fields as they came, before the parser saw them."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.head = bytearray()
+
+    def readline(self, *args):
+        line = self.raw.readline(*args)
+        self.head += line
+        return line
+
+    def read(self, *args):
+        return self.raw.read(*args)
+
+    def __getattr__(self, name):
+        return getattr(self.raw, name)
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"   # keep-alive, as real receivers do
+
+    def setup(self):
+        super().setup()
+        self.rfile = RecordingReader(self.rfile)
 
     def log_message(self, fmt, *args):
         pass
@@ -73,9 +102,17 @@ class Handler(BaseHTTPRequestHandler):
                 return {"status": int(path.split("/")[2])}
             if path.startswith("/hang/"):
                 return {"hang": float(path.split("/")[2])}
+            if path.startswith("/basic/"):
+                user, password = path.split("/")[2:4]
+                good = "Basic " + base64.b64encode(
+                    (user + ":" + password).encode()).decode()
+                if self.headers.get_all("Authorization") != [good]:
+                    return {"status": 401, "headers": {"WWW-Authenticate": 'Basic realm="sink"'}}
             return dict(default)
 
     def _handle(self):
+        head = bytes(self.rfile.head)
+        self.rfile.head = bytearray()
         body = self._body()
         if self.path.startswith("/_control"):
             return self._control(body)
@@ -88,6 +125,8 @@ class Handler(BaseHTTPRequestHandler):
             "headers": {k: v for k, v in self.headers.items()},
             "body": body.decode("utf-8", "replace"),
             "status": status,
+            "head_b64": base64.b64encode(head).decode(),
+            "body_b64": base64.b64encode(body).decode(),
         }
         with log_lock:
             with open(sys.argv[1], "a") as f:

@@ -49,7 +49,7 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'reminder_create_channel'
 LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION reminder.create_channel(text, text, jsonb, jsonb) IS
-'creates or replaces a channel; settings are validated for the kind; non-empty secrets replace the stored ones, ''{}'' keeps them';
+'creates or replaces a channel; settings are validated for the kind; non-empty secrets replace the stored ones, ''{}'' keeps them while the channel connects where it did';
 
 CREATE FUNCTION reminder.set_channel_secrets(name text, secrets jsonb)
 RETURNS void

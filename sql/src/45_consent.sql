@@ -22,7 +22,7 @@ COMMENT ON TABLE reminder.consent IS 'the latest opt-out or opt-in per subject a
 COMMENT ON COLUMN reminder.consent.recipient_id IS 'the stored recipient the statement is about, or NULL when it is about a raw address';
 COMMENT ON COLUMN reminder.consent.address IS 'a raw address: an email address in lower case or a phone number in E.164; or, for an opt-out kept by reminder.forget(), sha256:<hex> of the address';
 COMMENT ON COLUMN reminder.consent.channel IS 'a channel name or kind (email, sms, ...) the statement covers; NULL covers every channel';
-COMMENT ON COLUMN reminder.consent.category IS 'the message category the statement covers (data->>''category'', else the template name); NULL covers every category';
+COMMENT ON COLUMN reminder.consent.category IS 'the message category the statement covers (message.category: a rule''s category, or data->>''category''; else the template name); NULL covers every category';
 COMMENT ON COLUMN reminder.consent.changed_at IS 'when the statement was last made; among the statements covering a message the most recent one decides';
 
 CREATE TABLE reminder.consent_log (

@@ -33,3 +33,25 @@ COMMENT ON FUNCTION reminder.worker_status() IS
 'the launcher (database NULL) and every database''s worker, from shared memory: state, in-flight transfers and counters since the worker started';
 
 GRANT EXECUTE ON FUNCTION reminder.worker_status() TO reminder_user;
+
+CREATE FUNCTION reminder.delivery_counters(
+    OUT database name,
+    OUT sent bigint,
+    OUT failed bigint,
+    OUT retried bigint,
+    OUT stats_reset timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'reminder_delivery_counters'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION reminder.delivery_counters() IS
+'cumulative counts per database of messages the workers recorded as sent, failed and to be retried, since stats_reset: they outlive worker restarts and clean server restarts';
+
+CREATE FUNCTION reminder.stats_reset()
+RETURNS void
+AS 'MODULE_PATHNAME', 'reminder_stats_reset'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION reminder.stats_reset() IS
+'resets the current database''s delivery_counters() to zero and sets their stats_reset to now';
+
+GRANT EXECUTE ON FUNCTION reminder.delivery_counters() TO reminder_user;
+GRANT EXECUTE ON FUNCTION reminder.stats_reset() TO reminder_admin;

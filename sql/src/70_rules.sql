@@ -26,9 +26,17 @@ CREATE TABLE reminder.rule (
                     CONSTRAINT rule_if_past_known CHECK (if_past IN ('skip', 'send')),
     throttle        interval,
     created_by      name NOT NULL,
-    created_at      timestamptz NOT NULL DEFAULT now()
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    category        text NOT NULL
+                    CONSTRAINT rule_category_format CHECK (category ~ '^[A-Za-z][A-Za-z0-9_.-]{0,62}$')
 );
 CREATE INDEX rule_table_name_idx ON reminder.rule (table_name);
+
+-- A message's consent category: what an opt-out or an unsubscribe link
+-- from it covers.  Every message of a rule carries the rule's, so that one
+-- unsubscribe stops a whole sequence whatever its templates.
+ALTER TABLE reminder.message ADD COLUMN category text;
+COMMENT ON COLUMN reminder.message.category IS 'what an opt-out or unsubscribe link of the message covers: its rule''s category for rule-made messages, the data''s "category" for schedule(); NULL: data->>''category'', else the template name';
 COMMENT ON TABLE reminder.rule IS 'rules on business tables; write through reminder.watch() and reminder.unwatch()';
 COMMENT ON COLUMN reminder.rule.table_name IS 'the watched table; its triggers reminder_<name>_insert, _update, _delete and _truncate carry the rule id';
 COMMENT ON COLUMN reminder.rule.kind IS 'before/after a timestamp column, on_change of a column, follow_up steps after an anchor, or survey after a change';
@@ -41,6 +49,7 @@ COMMENT ON COLUMN reminder.rule.changes_to IS 'on_change and survey: the values 
 COMMENT ON COLUMN reminder.rule.business_days IS 'whether the days of offsets count business days of the calendar';
 COMMENT ON COLUMN reminder.rule.time_zone IS 'time zone of day arithmetic, business days, and timestamp-without-time-zone columns';
 COMMENT ON COLUMN reminder.rule.if_past IS 'what happens to a message whose time has already passed when the row is written: skip (default) or send (at once)';
+COMMENT ON COLUMN reminder.rule.category IS 'the consent category of every message the rule makes (default: the rule''s name), so that an opt-out or unsubscribe link from one of them stops them all';
 COMMENT ON COLUMN reminder.rule.throttle IS 'survey: no second survey to the same email address or phone number within this interval';
 
 -- ---------------------------------------------------------------------------
@@ -131,11 +140,12 @@ CREATE FUNCTION reminder.watch(table_name regclass,
                                if_past text DEFAULT 'skip',
                                time_zone text DEFAULT NULL,
                                key_columns text[] DEFAULT NULL,
-                               backfill boolean DEFAULT false)
+                               backfill boolean DEFAULT false,
+                               category text DEFAULT NULL)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'reminder_watch'
 LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-COMMENT ON FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean) IS
+COMMENT ON FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean, text) IS
 'creates a rule on a table the caller owns and the triggers that apply it; returns the rule id (see docs/rules.md)';
 
 CREATE FUNCTION reminder.unwatch(name text, cancel_pending boolean DEFAULT true)
@@ -219,6 +229,6 @@ GRANT EXECUTE ON FUNCTION reminder.is_business_day(date, text),
     TO reminder_user;
 -- A table owner restoring a dump creates the triggers again.
 GRANT EXECUTE ON FUNCTION reminder.watch_trigger() TO reminder_admin;
-GRANT EXECUTE ON FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean),
+GRANT EXECUTE ON FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean, text),
                           reminder.unwatch(text, boolean)
     TO reminder_admin;

@@ -79,6 +79,8 @@ INSERT INTO fn VALUES
     ('reminder.gate_check(bigint)', format($$SELECT reminder.gate_check(%s)$$, :msg), 'user'),
     ('reminder.nps(text,bigint,timestamptz,timestamptz)', $$SELECT reminder.nps()$$, 'user'),
     ('reminder.preview_links(bigint)', $$SELECT reminder.preview_links()$$, 'user'),
+    ('reminder.delivery_counters()', $$SELECT reminder.delivery_counters()$$, 'user'),
+    ('reminder.stats_reset()', $$SELECT reminder.stats_reset()$$, 'admin'),
     ('reminder.record_event(text,text,jsonb)', $$SELECT reminder.record_event((SELECT t FROM tok WHERE a = 'open'))$$, 'web'),
     ('reminder.record_response(text,integer,text)', $$SELECT reminder.record_response((SELECT t FROM tok WHERE a = 'score'))$$, 'web'),
     ('reminder.token_info(text)', $$SELECT reminder.token_info((SELECT t FROM tok WHERE a = 'confirm'))$$, 'web'),

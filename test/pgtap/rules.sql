@@ -55,7 +55,8 @@ SELECT results_eq($$SELECT role, lead, status FROM pg_temp.leads($$ || :meeting_
     $$VALUES ('client', interval '24 hours', 'scheduled'), ('client', '1 hour', 'scheduled'), ('operator', '15 minutes', 'scheduled')$$,
     'INSERT schedules SMS 24 h and 1 h before for the client, email 15 min before for the operator');
 SELECT is((SELECT recipient FROM reminder.message WHERE rule_id = :meeting_rule AND recipient->>'role' = 'client' LIMIT 1),
-    '{"role": "client", "phone": "+48601234567"}', 'the phone number is normalized, the role kept');
+    '{"role": "client", "phone": "+48601234567", "time_zone": "UTC"}',
+    'the phone number is normalized, the role kept, the rule''s time zone added');
 SELECT is((SELECT recipient->'bcc' FROM reminder.message WHERE rule_id = :meeting_rule AND recipient->>'role' = 'operator'),
     '["boss@example.com"]', 'the operator''s email carries the bcc');
 SELECT is((SELECT DISTINCT data FROM reminder.message WHERE rule_id = :meeting_rule),

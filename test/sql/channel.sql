@@ -25,8 +25,18 @@ SELECT reminder.create_channel('ch_slack', 'slack', '{}', '{"url": "https://hook
 SELECT name, kind, settings FROM reminder.channel WHERE name LIKE 'ch\_%' ORDER BY name;
 SELECT channel, secrets FROM reminder.channel_secret WHERE channel LIKE 'ch\_%' ORDER BY channel;
 
--- replacing settings with '{}' secrets keeps the stored secrets
-SELECT reminder.create_channel('ch_hook', 'webhook', '{"url": "https://127.0.0.1:9/v2"}');
+-- replacing settings with '{}' secrets keeps the stored secrets while the
+-- channel connects where it did (another path on the same origin)
+SELECT reminder.create_channel('ch_hook', 'webhook', '{"url": "http://127.0.0.1:9/v2"}');
+SELECT settings, (SELECT secrets FROM reminder.channel_secret WHERE channel = 'ch_hook')
+  FROM reminder.channel WHERE name = 'ch_hook';
+-- ... but not when it would send them somewhere new: they must be given again
+SELECT pg_temp.try($$SELECT reminder.create_channel('ch_hook', 'webhook', '{"url": "https://127.0.0.1:9/v2"}')$$);
+SELECT pg_temp.try($$SELECT reminder.create_channel('ch_hook', 'webhook', '{"url": "http://127.0.0.1:9/v2", "recipient_hosts": ["*.example.com"]}')$$);
+SELECT pg_temp.try($$SELECT reminder.create_channel('ch_mail', 'email', '{"url": "smtp://127.0.0.1:2525", "from": "Reminders <noreply@example.com>", "starttls": "never", "tls_verify": false}')$$);
+SELECT pg_temp.try($$SELECT reminder.create_channel('ch_sms', 'sms', '{"provider": "generic", "url": "http://127.0.0.1:9/send?t={{secrets.auth_token}}", "body": "x"}')$$);
+SELECT settings FROM reminder.channel WHERE name = 'ch_hook';
+SELECT reminder.create_channel('ch_hook', 'webhook', '{"url": "https://127.0.0.1:9/v2"}', '{"signing_secret": "s3cret"}');
 SELECT settings, (SELECT secrets FROM reminder.channel_secret WHERE channel = 'ch_hook')
   FROM reminder.channel WHERE name = 'ch_hook';
 -- set_channel_secrets replaces them exactly
@@ -45,6 +55,17 @@ SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "n
 SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "timout": 5}')$$);
 SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "headers": {"X-A": "1\r\nX-Injected: 1"}}')$$);
 SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "headers": {"Bad Name": "1"}}')$$);
+SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "headers": {"content-TYPE": "text/plain"}}')$$);
+SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "headers": {"Authorization": "Bearer x"}}')$$);
+SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "headers": {"X-A": "1", "x-a": "2"}}')$$);
+SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "headers": {"X-A:": "1"}}')$$);
+SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "headers": {"X-A": "a\u0001b"}}')$$);
+SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "recipient_hosts": ["http://a.example.com/"]}')$$);
+SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "recipient_hosts": ["*.10.0.0.1"]}')$$);
+SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/"}', '{"username": "u"}')$$);
+SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/"}', '{"username": "u", "password": "p", "bearer_token": "t"}')$$);
+SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'sms', '{"provider": "generic", "url": "https://{{recipient.gateway}}/send", "body": "x"}')$$);
+SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'sms', '{"provider": "generic", "url": "https://gw.example.com", "body": "x", "headers": {"Content-Type": "text/plain"}}')$$);
 SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "timeout": "soon"}')$$);
 -- durations: not a number, not finite, not decimal
 SELECT pg_temp.try($$SELECT reminder.create_channel('x1', 'webhook', '{"url": "http://example.com/", "timeout": "nan"}')$$);

@@ -52,6 +52,9 @@ SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name =
 SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', template => 'rg_t', recipients => '{"to": {"phone": {"expr": "client_phone"}}}')$$);
 SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', channel => 'rg_nosuch', template => 'rg_t', recipients => '{"to": {"phone": {"expr": "client_phone"}}}')$$);
 SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', channel => 'rg_sms', template => 'rg_nosuch', recipients => '{"to": {"phone": {"expr": "client_phone"}}}')$$);
+-- a null template is no template (it was stored, and the rule never sent to the recipient)
+SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', channel => 'rg_sms', recipients => '{"template": null, "to": {"phone": {"expr": "client_phone"}}}')$$);
+SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', channel => 'rg_sms', recipients => '{"templates": null, "to": {"phone": {"expr": "client_phone"}}}')$$);
 SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', channel => 'rg_sms', template => 'rg_t')$$);
 SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', channel => 'rg_sms', template => 'rg_t', recipients => '{"to": {"phone": {"expr": "client_phone"}}, "cc": "x"}')$$);
 SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', channel => 'rg_sms', template => 'rg_t', recipients => '{"to": {"email": "ada@example.com"}}')$$);
@@ -80,6 +83,18 @@ SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name =
 SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', channel => 'rg_sms', template => 'rg_t', recipients => '{"to": {"phone": {"expr": "starts_at + 1"}}}')$$);
 SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', channel => 'rg_sms', template => 'rg_t', recipients => '{"to": {"phone": {"expr": "client_phone"}}, "offsets": {"expr": "title"}}')$$);
 SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', channel => 'rg_sms', template => 'rg_t', recipients => '{"to": {"expr": "client_phone"}}')$$);
+
+-- Calls that can only change the session evaluating the expression (the
+-- writer's, the worker's): refused, before the volatility check would
+SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', channel => 'rg_sms', template => 'rg_t', recipients => '{"to": {"phone": {"expr": "client_phone"}}}', condition => 'set_config(''search_path'', ''public'', false) IS NOT NULL')$$);
+SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', channel => 'rg_sms', template => 'rg_t', recipients => '{"to": {"phone": {"expr": "pg_catalog.set_config(''reminder.x'', client_phone, false)"}}}')$$);
+SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', channel => 'rg_sms', template => 'rg_t', recipients => '{"to": {"phone": {"expr": "client_phone"}}, "when": "pg_try_advisory_lock(id)"}')$$);
+
+-- "to": email and SMS channels need it, webhook, Slack and log ones do not
+SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', channel => 'rg_sms', template => 'rg_t', recipients => '{"role": "erp"}')$$);
+SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', channel => 'rg_mail', template => 'rg_t', recipients => '{"role": "erp", "to": null}')$$);
+SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', channel => 'rg_sms', template => 'rg_t', recipients => '{"role": "erp", "to": "erp"}')$$);
+SELECT pg_temp.try($$SELECT reminder.watch('rg_meeting', 'before', column_name => 'starts_at', offsets => '{1 hour}', channel => 'rg_sms', template => 'rg_t', recipients => '{"to": {"phone": "+48601234567", "cc": ["b@example.com"]}}')$$);
 
 -- SQL injection through every text argument: each is refused, or taken as
 -- data, and nothing runs.
@@ -129,6 +144,31 @@ SELECT count(*) AS messages FROM reminder.message WHERE source_table = 'public.r
 SELECT pg_temp.try($$SELECT reminder.unwatch('rg_nosuch')$$);
 SELECT reminder.unwatch('rg_ok');
 SELECT count(*) AS triggers FROM pg_trigger WHERE tgrelid = 'rg_meeting'::regclass;
+
+-- Renaming a column that a rule's template uses would leave row.<column>
+-- empty in its messages: refused at commit, unless the template is changed
+-- in the same transaction
+SELECT reminder.create_template('rg_visit_t', 'Visit {{ row.title | default "?" }} in {{row.room}}');
+CREATE TABLE rg_visit (id int PRIMARY KEY, at timestamptz NOT NULL, title text, room text, phone text);
+SELECT reminder.watch('rg_visit', 'before', name => 'rg_visit', column_name => 'at', offsets => '{1 hour}', channel => 'rg_sms', template => 'rg_visit_t', recipients => '{"to": {"phone": {"expr": "phone"}}}') > 0 AS created;
+ALTER TABLE rg_visit RENAME COLUMN title TO subject;
+SELECT string_agg(attname, ', ' ORDER BY attnum) AS columns FROM pg_attribute WHERE attrelid = 'rg_visit'::regclass AND attnum > 0;
+BEGIN;
+ALTER TABLE rg_visit RENAME COLUMN title TO subject;
+SELECT reminder.create_template('rg_visit_t', 'Visit {{ row.subject | default "?" }} in {{row.room}}');
+COMMIT;
+-- a column only the rule's expressions use is renamed in them
+ALTER TABLE rg_visit RENAME COLUMN phone TO mobile;
+-- renamed and back again
+BEGIN;
+ALTER TABLE rg_visit RENAME COLUMN room TO place;
+ALTER TABLE rg_visit RENAME COLUMN place TO room;
+COMMIT;
+SELECT string_agg(attname, ', ' ORDER BY attnum) AS columns FROM pg_attribute WHERE attrelid = 'rg_visit'::regclass AND attnum > 0;
+SELECT recipients->0->'to' AS "to" FROM reminder.rule WHERE name = 'rg_visit';
+SELECT reminder.unwatch('rg_visit');
+DROP TABLE rg_visit;
+SELECT reminder.drop_template('rg_visit_t');
 
 DROP TABLE rg_meeting, rg_nokey, rg_canary CASCADE;
 REVOKE USAGE ON SCHEMA public FROM rg_admin;

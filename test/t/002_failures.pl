@@ -192,6 +192,24 @@ $node->safe_psql('app', "SELECT reminder.send('bad', '{\"name\": \"Bob\"}', 't',
 ok(query_until($node, 'app', "SELECT status = 'sent' FROM reminder.message WHERE idempotency_key = 'bad-own:fallback'"),
 	'a channel without a fallback setting falls back as the message says');
 
+# The fallback of a rule-made message keeps the rule's consent category, so
+# an unsubscribe link in it stops the rule's other messages too
+$node->safe_psql('app', q{
+	CREATE TABLE task (id int PRIMARY KEY, due timestamptz NOT NULL);
+	SELECT reminder.watch('task', 'after', name => 'task_due', column_name => 'due', channel => 'down',
+	                      template => 't', category => 'tasks', recipients => '{"to": {"name": "Eve"}}',
+	                      if_past => 'send');
+	INSERT INTO task VALUES (1, now());
+});
+ok(query_until($node, 'app', q{
+	SELECT f.status = 'sent' FROM reminder.message f JOIN reminder.message o ON o.id = f.fallback_of
+	 WHERE o.rule_id = (SELECT id FROM reminder.rule WHERE name = 'task_due')}),
+	'a rule-made message falls back too');
+is($node->safe_psql('app', q{
+	SELECT o.category || ':' || f.category FROM reminder.message f JOIN reminder.message o ON o.id = f.fallback_of
+	 WHERE o.rule_id = (SELECT id FROM reminder.rule WHERE name = 'task_due')}),
+	'tasks:tasks', '... and its fallback carries the rule\'s category');
+
 # A fallback channel the recipient has no address for: noted, not fatal
 $node->safe_psql('app', "SELECT reminder.send('down2', '{}', 't', '{}', 'down2-1')");
 ok(wait_status('down2-1', 'failed'), 'a failure whose fallback cannot take the recipient');

@@ -81,6 +81,19 @@ cmp_ok(time - $t0, '<', 15, '... without waiting for timeouts');
 is($node->safe_psql('postgres', "SELECT count(*) FROM pg_database WHERE datname IN ('four', 'copy')"), '0',
 	'... the databases are gone');
 
+# CREATE EXTENSION right after CREATE DATABASE: the new database's first
+# worker may look for the extension before it commits, and exit; that
+# verdict is stale, and the database must be served all the same.
+my @fresh = map { "race$_" } 1 .. 8;
+for my $db (@fresh)
+{
+	$node->safe_psql('postgres', "CREATE DATABASE $db");
+	$node->safe_psql($db, 'CREATE EXTENSION reminder');
+}
+ok(served_by(join(',', sort(@fresh, 'one', 'two'))),
+	'databases whose extension was created right after them are all served');
+$node->safe_psql('postgres', "DROP DATABASE $_") for @fresh;
+
 stop_sink($sink);
 $node->stop;
 done_testing();

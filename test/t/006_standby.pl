@@ -34,12 +34,22 @@ ok(query_until($standby, 'app', "SELECT state = 'standby' FROM reminder.worker_s
 	'the standby\'s worker runs, idle, in state standby');
 sleep 2;
 is(scalar(sink_requests($sink)), 0, 'nothing is sent from the standby');
+is($standby->safe_psql('app', "SELECT sum(messages) FROM reminder.queue WHERE status = 'scheduled'"),
+	'100', 'reminder.queue reads the backlog on the standby');
+my ($ret, $out, $err) = $standby->psql('app', "SELECT reminder.send('hook', '{}', 't')");
+like($err, qr/ERROR:  cannot execute .* in a read-only transaction/, 'scheduling on the standby is refused (read-only)');
+is($standby->safe_psql('app', "SELECT (reminder.render('t', '{}', '{}', 'hook')).body IS NOT NULL"),
+	't', 'previewing with render() works there');
+is($standby->safe_psql('app', "SELECT count(*) FROM reminder.delivery_counters()"),
+	'0', 'and nothing is counted as delivered');
 
 $primary->stop;
 $standby->promote;
 ok(query_until($standby, 'app', "SELECT count(*) = 100 FROM reminder.message WHERE status = 'sent'"),
 	'once promoted, it delivers the backlog');
 is(scalar(sink_requests($sink)), 100, 'each message once');
+ok(query_until($standby, 'app', "SELECT sent = 100 FROM reminder.delivery_counters() WHERE database = 'app'"),
+	'and counts them');
 is($standby->safe_psql('app', "SELECT state FROM reminder.worker_status() WHERE database = 'app'"),
 	'running', 'and its worker is running');
 

@@ -98,6 +98,27 @@ $node->safe_psql('app', qq{
 });
 is($node->safe_psql('app', "SELECT count(*) FROM reminder.message WHERE status = 'scheduled'"),
 	'23', '0.1.0 holds 23 pending messages');
+
+# A follow_up sequence with a template per step, due next week: in 0.1.0 an
+# unsubscribe link in step 1 opts out of step 1's template only.
+$node->safe_psql('app', q{
+	SELECT reminder.create_template('fu1', 'Did you look at our offer?');
+	SELECT reminder.create_template('fu2', 'A last note about our offer');
+	CREATE TABLE lead (id int PRIMARY KEY, email text, offer_sent_at timestamptz, replied_at timestamptz);
+	SELECT reminder.watch('lead', 'follow_up', name => 'lead_followups', column_name => 'offer_sent_at',
+	                      offsets => '{3 days, 10 days}', channel => 'journal', templates => '["fu1", "fu2"]',
+	                      stop_condition => 'replied_at IS NOT NULL',
+	                      recipients => '{"to": {"email": {"expr": "email"}}}');
+	INSERT INTO lead VALUES (101, 'ada@example.com', now() + interval '1 day'),
+	                        (102, 'bob@example.com', now() + interval '1 day');
+	SELECT reminder.record_event(reminder.link_token(m.id, 'unsubscribe'))
+	  FROM reminder.message m WHERE m.recipient ->> 'email' = 'ada@example.com' AND m.template = 'fu1';
+	SELECT reminder.schedule('journal', '{"name": "c"}', 't', now() + interval '1 day', '{"n": 1, "category": "offers"}', 'with-category');
+});
+is($node->safe_psql('app', q{
+	SELECT string_agg(m.template || ':' || g.verdict, ',' ORDER BY m.template)
+	  FROM reminder.message m, reminder.gate_check(m.id) g WHERE m.recipient ->> 'email' = 'ada@example.com'}),
+	'fu1:suppress,fu2:send', 'in 0.1.0 the unsubscribe link in step 1 leaves step 2 to be sent');
 $node->stop;
 
 # --- the new library installed over it, as "make install" would ----------------
@@ -149,6 +170,43 @@ is($node->safe_psql('app', q{
 	  JOIN reminder.message m ON m.source_key = r.id::text AND m.rule_id IS NOT NULL
 }), 'scheduled:true,scheduled:true', 'the old rule moves a reminder and makes a new one after the update')
   or diag($node->safe_psql('app', 'SELECT id, status, due_at, source_key, data FROM reminder.message ORDER BY id'));
+
+# consent categories of rules: 0.1.0's rules, messages and opt-outs get theirs
+is($node->safe_psql('app', "SELECT string_agg(name || ':' || category, ',' ORDER BY name) FROM reminder.rule"),
+	'lead_followups:lead_followups,meetings_before:meetings_before', 'every 0.1.0 rule has its name as its category');
+is($node->safe_psql('app', q{
+	SELECT string_agg(DISTINCT coalesce(m.category, '-'), ',') FROM reminder.message m
+	  JOIN reminder.rule r ON r.id = m.rule_id WHERE r.name = 'lead_followups'}),
+	'lead_followups', 'and so have the messages it made');
+is($node->safe_psql('app', "SELECT category FROM reminder.message WHERE idempotency_key = 'with-category'"),
+	'offers', 'a scheduled message shows the category of its data');
+is($node->safe_psql('app', q{
+	SELECT string_agg(m.recipient ->> 'email' || ':' || m.template || ':' || g.verdict, ',' ORDER BY m.recipient ->> 'email', m.template)
+	  FROM reminder.message m JOIN reminder.rule r ON r.id = m.rule_id, reminder.gate_check(m.id) g
+	 WHERE r.name = 'lead_followups'}),
+	'ada@example.com:fu1:suppress,ada@example.com:fu2:suppress,bob@example.com:fu1:send,bob@example.com:fu2:send',
+	'the unsubscribe from step 1 made in 0.1.0 now stops step 2 too, and only for that lead');
+is($node->safe_psql('app', q{
+	SELECT string_agg(category || ':' || opted_out || ':' || source, ',' ORDER BY category) FROM reminder.consent}),
+	'fu1:true:unsubscribe link,lead_followups:true:unsubscribe link',
+	'the opt-out of the template is kept and carried to the rule\'s category');
+is($node->safe_psql('app', q{
+	SELECT string_agg(category || ':' || action || ':' || source, ',' ORDER BY id) FROM reminder.consent_log}),
+	'fu1:opt_out:unsubscribe link,lead_followups:opt_out:update to 0.2.0: a rule\'s category',
+	'the carried opt-out is logged');
+$node->safe_psql('app', q{
+	INSERT INTO lead VALUES (103, 'ada@example.com', now() + interval '2 days');
+	SELECT reminder.watch('lead', 'after', name => 'lead_thanks', column_name => 'offer_sent_at',
+	                      channel => 'journal', template => 't', category => 'offers',
+	                      recipients => '{"to": {"email": {"expr": "email"}}}');
+	INSERT INTO lead VALUES (104, 'eve@example.com', now() + interval '2 days');
+});
+is($node->safe_psql('app', q{
+	SELECT string_agg(m.source_key || ':' || m.category, ',' ORDER BY m.source_key, m.template)
+	  FROM reminder.message m JOIN reminder.rule r ON r.id = m.rule_id
+	 WHERE m.source_key IN ('103', '104')}),
+	'103:lead_followups,103:lead_followups,104:lead_followups,104:lead_followups,104:offers',
+	'after the update, the old rule writes its category and watch() takes one');
 
 # --- the upgraded schema is a fresh install's ---------------------------------------
 $node->safe_psql('postgres', 'CREATE DATABASE fresh');
