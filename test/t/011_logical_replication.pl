@@ -39,7 +39,7 @@ $pub->safe_psql('app', q{
 $sub->safe_psql('app', q{
 	SELECT reminder.watch('visits', 'before', name => 'visit', column_name => 'starts_at',
 	                      offsets => ARRAY[interval '1 hour'], channel => 'hook', template => 't',
-	                      recipients => '{"to": {"url": "http://127.0.0.1:9/never"}}');
+	                      recipients => '{"role": "clinic"}');
 	ALTER TABLE visits ENABLE ALWAYS TRIGGER reminder_visit_insert;
 });
 $sub->safe_psql('app', "CREATE SUBSCRIPTION visits CONNECTION '$connstr' PUBLICATION visits");
