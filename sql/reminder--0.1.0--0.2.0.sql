@@ -278,6 +278,11 @@ SELECT recipient_id, address, channel, category, CASE WHEN opted_out THEN 'opt_o
        'update to 0.2.0: a rule''s category'
   FROM stored;
 
+-- A rule gives its messages a priority (watch(..., priority)).
+ALTER TABLE reminder.rule ADD COLUMN priority smallint NOT NULL DEFAULT 0
+    CONSTRAINT rule_priority_known CHECK (priority BETWEEN -1 AND 1);
+COMMENT ON COLUMN reminder.rule.priority IS 'the priority of every message the rule makes: 1 high, 0 normal, -1 low (watch(..., priority))';
+
 DROP FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean);
 CREATE FUNCTION reminder.watch(table_name regclass,
                                kind text,
@@ -298,14 +303,15 @@ CREATE FUNCTION reminder.watch(table_name regclass,
                                time_zone text DEFAULT NULL,
                                key_columns text[] DEFAULT NULL,
                                backfill boolean DEFAULT false,
-                               category text DEFAULT NULL)
+                               category text DEFAULT NULL,
+                               priority text DEFAULT NULL)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'reminder_watch'
 LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-COMMENT ON FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean, text) IS
+COMMENT ON FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean, text, text) IS
 'creates a rule on a table the caller owns and the triggers that apply it; returns the rule id (see docs/rules.md)';
-REVOKE EXECUTE ON FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean, text)
+REVOKE EXECUTE ON FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean, text, text)
     TO reminder_admin;
 
 -- Dead letters: reminder.retry() requeues failed messages with a fresh set

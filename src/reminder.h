@@ -532,6 +532,7 @@ typedef struct CompiledRule
 	bool		send_past;
 	Interval	throttle;
 	char	   *category;		/* consent category of its messages */
+	int16		priority;		/* of its messages: 1, 0, -1 */
 	List	   *exprs;			/* planned Expr, evaluated as owner */
 	Bitmapset  *plain_exprs;	/* indexes of those that run no code
 								 * (rule_expr_runs_code): no owner scope */

@@ -182,14 +182,14 @@ get_batch_desc(void)
 static void
 prepare_upsert(void)
 {
-	Oid			argtypes[3] = {INT8OID, TEXTOID, TEXTOID};
+	Oid			argtypes[4] = {INT8OID, TEXTOID, TEXTOID, INT2OID};
 
 	upsert_plan = spi_prepare_kept(
 					   "INSERT INTO reminder.message AS m "
 					   "  (channel, recipient_id, recipient, template, data, due_at, next_attempt_at, "
-					   "   idempotency_key, rule_id, source_table, source_key, category) "
+					   "   idempotency_key, rule_id, source_table, source_key, category, priority) "
 					   "SELECT channel, recipient_id, recipient, template, data, due_at, due_at, "
-					   "       key, $1, $2, source_key, $3 "
+					   "       key, $1, $2, source_key, $3, $4 "
 					   "  FROM " BATCH_NAME " "
 					   "ON CONFLICT (idempotency_key) DO UPDATE SET "
 					   "  channel = excluded.channel, "
@@ -211,7 +211,7 @@ prepare_upsert(void)
 					   "  AND (m.status = 'cancelled' "
 					   "       OR (m.due_at, m.channel, m.template, m.recipient, m.data) IS DISTINCT FROM "
 					   "          (excluded.due_at, excluded.channel, excluded.template, excluded.recipient, excluded.data))",
-					   3, argtypes, 0);
+					   4, argtypes, 0);
 }
 
 /*
@@ -254,19 +254,19 @@ prepare_update(void)
 static void
 prepare_insert_missing(void)
 {
-	Oid			argtypes[3] = {INT8OID, TEXTOID, TEXTOID};
+	Oid			argtypes[4] = {INT8OID, TEXTOID, TEXTOID, INT2OID};
 
 	insert_missing_plan = spi_prepare_kept(
 							   "INSERT INTO reminder.message "
 							   "  (channel, recipient_id, recipient, template, data, due_at, next_attempt_at, "
-							   "   idempotency_key, rule_id, source_table, source_key, category) "
+							   "   idempotency_key, rule_id, source_table, source_key, category, priority) "
 							   "SELECT channel, recipient_id, recipient, template, data, due_at, due_at, "
-							   "       key, $1, $2, source_key, $3 "
+							   "       key, $1, $2, source_key, $3, $4 "
 							   "  FROM " BATCH_NAME " AS b "
 							   " WHERE NOT EXISTS (SELECT FROM reminder.message m "
 							   "                    WHERE m.idempotency_key = b.key) "
 							   "ON CONFLICT (idempotency_key) DO NOTHING",
-							   3, argtypes, 0);
+							   4, argtypes, 0);
 }
 
 /*
@@ -706,6 +706,7 @@ flush(RuleRun *run)
 	values[0] = Int64GetDatum(run->rule->id);
 	values[1] = CStringGetTextDatum(run->rule->source_table);
 	values[2] = CStringGetTextDatum(run->rule->category);	/* for inserts */
+	values[3] = Int16GetDatum(run->rule->priority);	/* for inserts */
 
 	if (run->event == RUN_DELETE)
 	{
