@@ -51,10 +51,17 @@ static bool stale_connections = false;	/* opened under an older host policy */
  * transfers start per host than it may have connections; the others wait,
  * unstarted, in the worker's queue (their leases renewed meanwhile).
  */
+typedef struct ChannelLoad
+{
+	char	   *channel;
+	int			n;
+} ChannelLoad;
+
 typedef struct HostLoad
 {
 	char	   *key;
 	int			n;
+	List	   *channels;		/* of ChannelLoad *: the n by channel */
 } HostLoad;
 
 static List *host_loads = NIL;	/* of HostLoad *, in TopMemoryContext */
@@ -294,6 +301,7 @@ host_load(const char *key, bool create)
 	h = palloc(sizeof(HostLoad));
 	h->key = pstrdup(key);
 	h->n = 0;
+	h->channels = NIL;
 	host_loads = lappend(host_loads, h);
 	MemoryContextSwitchTo(old);
 	return h;
@@ -311,17 +319,74 @@ transport_host_has_room(Delivery *d)
 	return h == NULL || h->n < reminder_max_host_connections;
 }
 
+static ChannelLoad *
+channel_load(HostLoad *h, const char *channel, bool create)
+{
+	ListCell   *lc;
+	ChannelLoad *c;
+	MemoryContext old;
+
+	foreach(lc, h->channels)
+	{
+		c = lfirst(lc);
+		if (strcmp(c->channel, channel) == 0)
+			return c;
+	}
+	if (!create)
+		return NULL;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	c = palloc(sizeof(ChannelLoad));
+	c->channel = pstrdup(channel);
+	c->n = 0;
+	h->channels = lappend(h->channels, c);
+	MemoryContextSwitchTo(old);
+	return c;
+}
+
+/*
+ * Transfers of d's channel in flight to d's host: when a connection to a
+ * host frees up, the channel with the fewest gets it, so that a backlog of
+ * one channel cannot hold up another's messages to the same host.
+ */
+int
+transport_channel_load(Delivery *d)
+{
+	HostLoad   *h;
+	ChannelLoad *c;
+
+	if (!d->ops || !d->ops->network)
+		return 0;
+	h = host_load(conn_key(d), false);
+	if (h == NULL)
+		return 0;
+	c = channel_load(h, d->channel, false);
+	return c ? c->n : 0;
+}
+
 static void
 host_load_add(Delivery *d, int delta)
 {
 	HostLoad   *h = host_load(conn_key(d), delta > 0);
+	ChannelLoad *c;
 
 	if (h == NULL)
 		return;
 	h->n += delta;
+	c = channel_load(h, d->channel, delta > 0);
+	if (c)
+	{
+		c->n += delta;
+		if (c->n <= 0)
+		{
+			h->channels = list_delete_ptr(h->channels, c);
+			pfree(c->channel);
+			pfree(c);
+		}
+	}
 	if (h->n <= 0)
 	{
 		host_loads = list_delete_ptr(host_loads, h);
+		list_free_deep(h->channels);
 		pfree(h->key);
 		pfree(h);
 	}

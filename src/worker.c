@@ -492,31 +492,66 @@ start_one(Delivery *d, dlist_head *done)
 }
 
 /*
+ * The next delivery to start: of the highest priority waiting that can
+ * start now (its host has a free connection), the one whose channel has
+ * the fewest transfers in flight to that host, the first of those.  So
+ * channels take turns on a shared host, and a backlog claimed earlier on
+ * one channel does not make another channel's messages wait.
+ */
+static Delivery *
+next_to_start(dlist_head *to_send)
+{
+	dlist_iter	iter;
+	Delivery   *best = NULL;
+	int			best_load = 0;
+
+	dlist_foreach(iter, to_send)
+	{
+		Delivery   *d = dlist_container(Delivery, node, iter.cur);
+		int			load;
+
+		if (best && d->priority < best->priority)
+			break;				/* the queue is in priority order */
+		if (!transport_host_has_room(d))
+			continue;
+		load = transport_channel_load(d);
+		if (best == NULL || load < best_load)
+		{
+			best = d;
+			best_load = load;
+			if (load == 0)
+				break;
+		}
+	}
+	return best;
+}
+
+/*
  * Start the transfers of claimed deliveries as far as transfer slots and
- * the connections allowed per host allow; the rest wait in *to_send, in
- * order.  Those of rate-limited channels go first, whatever their place:
- * their tokens were spent for now.
+ * the connections allowed per host allow (next_to_start() chooses); the
+ * rest wait in *to_send.  Those of rate-limited channels go first,
+ * whatever their place: their tokens were spent for now.
  */
 static void
 start_transfers(dlist_head *to_send, dlist_head *done)
 {
 	dlist_mutable_iter iter;
+	Delivery   *d;
 
-	for (int pass = 0; pass < 2; pass++)
+	dlist_foreach_modify(iter, to_send)
 	{
-		dlist_foreach_modify(iter, to_send)
+		d = dlist_container(Delivery, node, iter.cur);
+		if (d->paced && transport_host_has_room(d))
 		{
-			Delivery   *d = dlist_container(Delivery, node, iter.cur);
-
-			if (pass == 0 && !d->paced)
-				continue;
-			if (pass == 1 && transport_in_flight() >= reminder_max_concurrent)
-				return;
-			if (!transport_host_has_room(d))
-				continue;
 			dlist_delete(&d->node);
 			start_one(d, done);
 		}
+	}
+	while (transport_in_flight() < reminder_max_concurrent &&
+		   (d = next_to_start(to_send)) != NULL)
+	{
+		dlist_delete(&d->node);
+		start_one(d, done);
 	}
 }
 
