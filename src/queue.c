@@ -175,6 +175,43 @@ find_bucket(const char *channel)
 	return NULL;
 }
 
+/*
+ * Channels of messages still to be sent that are not in reminder.channel
+ * (deleted behind drop_channel()'s back): a walk over the distinct
+ * channels of message_due_idx, one probe each, now and then.
+ */
+#define ORPHAN_CHECK_MS		5000
+static List *orphans = NIL;		/* in TopMemoryContext */
+static TimestampTz orphans_checked_at = 0;
+static SPIPlanPtr orphans_plan = NULL;
+
+static int	execute_guarded(SPIPlanPtr plan, Datum *values, bool read_only, long count);
+
+static void
+find_orphans(void)
+{
+	MemoryContext old;
+
+	if (orphans_plan == NULL)
+		orphans_plan = spi_prepare_kept("WITH RECURSIVE ch(c) AS ("
+										" SELECT min(channel) FROM reminder.message WHERE next_attempt_at IS NOT NULL "
+										" UNION ALL "
+										" SELECT (SELECT min(m.channel) FROM reminder.message m "
+										"          WHERE m.next_attempt_at IS NOT NULL AND m.channel > ch.c) "
+										"   FROM ch WHERE ch.c IS NOT NULL) "
+										"SELECT c FROM ch WHERE c IS NOT NULL "
+										"AND NOT EXISTS (SELECT FROM reminder.channel WHERE name = ch.c)",
+										0, NULL, CURSOR_OPT_GENERIC_PLAN);
+	if (execute_guarded(orphans_plan, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not look for messages of missing channels");
+	list_free_deep(orphans);
+	orphans = NIL;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	for (uint64 i = 0; i < SPI_processed; i++)
+		orphans = lappend(orphans, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+	MemoryContextSwitchTo(old);
+}
+
 /* Whether name is in a list of channel names. */
 static bool
 name_listed(List *names, const char *name)
@@ -262,6 +299,20 @@ load_channels(TimestampTz now, List *busy, List **all, List **fair)
 	}
 
 	channel_cache_end_listing();
+
+	/* messages of channels that no longer exist: claimed, to fail clearly */
+	if (now >= orphans_checked_at + ORPHAN_CHECK_MS * INT64CONST(1000))
+	{
+		find_orphans();
+		orphans_checked_at = now;
+	}
+	foreach(lc, orphans)
+	{
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+
+		*fair = lappend(*fair, pstrdup(lfirst(lc)));
+		MemoryContextSwitchTo(old);
+	}
 
 	/* forget buckets of channels no longer limited */
 	foreach(lc, buckets)
@@ -853,8 +904,8 @@ queue_claim(int limit, int paced_limit, List *busy, dlist_head *to_send,
 	load_channels(now, busy, &all, &fair);
 
 	/* channels without a rate limit, fairly */
-	(void) claim_fair(remaining, fair);
-	rows = claimed_rows(rows, CurrentMemoryContext);
+	if (claim_fair(remaining, fair) > 0)
+		rows = claimed_rows(rows, CurrentMemoryContext);
 	remaining -= list_length(rows);
 	result->more = (remaining == 0);
 	foreach(lc, rows)
@@ -878,7 +929,8 @@ queue_claim(int limit, int paced_limit, List *busy, dlist_head *to_send,
 		if (want > 0)
 		{
 			got = claim_channel(want, b->channel);
-			rows = claimed_rows(rows, CurrentMemoryContext);
+			if (got > 0)
+				rows = claimed_rows(rows, CurrentMemoryContext);
 			remaining -= got;
 			paced_limit -= got;
 			b->tokens -= got;
