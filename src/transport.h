@@ -253,6 +253,7 @@ typedef struct ClaimResult
 	bool		more;			/* the limit was reached: more may be due */
 	TimestampTz next_due;		/* next future due time, or DT_NOEND */
 	TimestampTz next_token;		/* when a throttled channel may go on, or DT_NOEND */
+	int			left_out;		/* busy channels the claim left out */
 } ClaimResult;
 
 typedef enum ExtensionState

@@ -378,6 +378,7 @@ record_and_claim(dlist_head *done, int limit, int paced_limit, dlist_head *to_se
 	result->more = false;
 	result->next_due = DT_NOEND;
 	result->next_token = DT_NOEND;
+	result->left_out = list_length(busy);
 
 	PG_TRY();
 	{
@@ -763,6 +764,7 @@ deliver(void)
 	TimestampTz grace_until = 0;
 	TimestampTz renew_at = DT_NOEND;	/* when leases of held messages need renewing */
 	bool		claim_wanted = true;	/* woken for new work, not yet claimed */
+	int			left_out = 0;	/* busy channels the last claim left out */
 	bool		sockets_ready = false;
 	bool		more = false;
 	bool		gone = false;
@@ -821,6 +823,17 @@ deliver(void)
 		waiting = list_count(&to_send);
 		room = reminder_max_concurrent + reminder_batch_size - transport_in_flight() - waiting;
 		busy = transport_in_flight() + waiting > 0;
+
+		/*
+		 * A channel the last claim left out because it was busy may have
+		 * due messages (next_due() looks only ahead): claim again as soon
+		 * as it is not busy any more.
+		 */
+		if (left_out > 0 && list_length(busy_channels(&to_send)) < left_out)
+		{
+			claim_wanted = true;
+			left_out = 0;
+		}
 		record_wanted = false;
 		if (!dlist_is_empty(&done))
 			record_wanted = (list_count(&done) >= threshold || transport_in_flight() == 0 || stopping ||
@@ -899,6 +912,7 @@ deliver(void)
 
 				now = GetCurrentTimestamp();
 				more = res.more;
+				left_out = res.left_out;
 				claim_wanted = false;
 				next_claim = more ? now :
 					Min(Min(res.next_due, res.next_token),

@@ -76,6 +76,18 @@ cmp_ok($max, '<', 1.0, "... each within a second of falling due (slowest: $max s
 cmp_ok($node->safe_psql('app', "SELECT count(*) FROM reminder.message WHERE channel = 'slow' AND status = 'sent'"),
 	'<', 200, '... while the slow backlog was still draining');
 
+# 3. A backlog on one channel drains without waiting for the next poll: the
+# claims that leave a busy channel out claim it again as soon as its queue
+# in the worker has room (a regression sent 100 messages per poll).
+$node->safe_psql('app', "ALTER SYSTEM SET reminder.poll_interval = '60s'");
+pause(1);
+$node->safe_psql('app', q{
+	SELECT reminder.send('bulk', '{}', 't', '{}', 'drain-' || g) FROM generate_series(1, 1000) g;
+});
+pause(0);
+ok(query_until($node, 'app', "SELECT count(*) = 1000 FROM reminder.message WHERE idempotency_key LIKE 'drain-%' AND status = 'sent'", 't', 45),
+	'1,000 messages on one channel are sent with a poll interval of 60 s, not 100 per poll');
+
 $node->stop('immediate');
 stop_sink($sink);
 done_testing();
