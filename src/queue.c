@@ -225,18 +225,39 @@ name_listed(List *names, const char *name)
 }
 
 /*
+ * The lowest priority the claim takes of a channel: of a busy one, only
+ * what goes before the messages of it the worker holds already.
+ */
+static int
+busy_floor(List *busy, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, busy)
+	{
+		BusyChannel *b = lfirst(lc);
+
+		if (strcmp(b->channel, name) == 0)
+			return b->top_priority + 1;
+	}
+	return PRIORITY_LOW;
+}
+
+/*
  * Read the channels.  Those this version can deliver go to *all (for the
- * next due time); of those, the ones without a rate limit and not busy
- * (the worker already holds enough of their messages) go to *fair, for
- * the fair claim.  Refill the buckets of rate-limited channels.
+ * next due time); of those, the ones without a rate limit go to *fair, for
+ * the fair claim, with the lowest priority to take of each in *floors (of
+ * busy ones, whose messages the worker already holds enough of, only
+ * higher priorities, or none).  Refill the buckets of rate-limited
+ * channels.
  */
 static void
-load_channels(TimestampTz now, List *busy, List **all, List **fair)
+load_channels(TimestampTz now, List *busy, List **all, List **fair, List **floors)
 {
 	ListCell   *lc;
 	MemoryContext cxt = CurrentMemoryContext;
 
-	*all = *fair = NIL;
+	*all = *fair = *floors = NIL;
 	if (channels_plan == NULL)
 		channels_plan = spi_prepare_kept("SELECT c.name, c.kind, "
 									 "coalesce((c.settings->>'rate_limit')::float8, 0), "
@@ -271,8 +292,11 @@ load_channels(TimestampTz now, List *busy, List **all, List **fair)
 
 		old = MemoryContextSwitchTo(cxt);
 		*all = lappend(*all, name);
-		if (rate <= 0 && !name_listed(busy, name))
+		if (rate <= 0 && busy_floor(busy, name) <= PRIORITY_HIGH)
+		{
 			*fair = lappend(*fair, name);
+			*floors = lappend_int(*floors, busy_floor(busy, name));
+		}
 		MemoryContextSwitchTo(old);
 
 		if (rate > 0)
@@ -294,7 +318,7 @@ load_channels(TimestampTz now, List *busy, List **all, List **fair)
 			b->tokens = Min(burst, b->tokens + rate * (now - b->refilled_at) / 1000000.0);
 			b->refilled_at = now;
 			b->seen = true;
-			b->busy = name_listed(busy, name);
+			b->busy = busy_floor(busy, name) > PRIORITY_LOW;
 		}
 	}
 
@@ -389,11 +413,12 @@ execute_guarded(SPIPlanPtr plan, Datum *values, bool read_only, long count)
 #define CLAIM_CANDIDATES \
 	"SELECT x.id, p.prio, x.next_attempt_at, " \
 	"       row_number() OVER (PARTITION BY c.name, p.prio ORDER BY x.next_attempt_at) AS rank " \
-	"  FROM unnest($3::text[]) AS c(name) " \
+	"  FROM unnest($3::text[], $5::int4[]) AS c(name, floor) " \
 	"  CROSS JOIN (VALUES (1::int2), (0::int2), (-1::int2)) AS p(prio) " \
 	"  CROSS JOIN LATERAL (" \
 	"       SELECT m.id, m.next_attempt_at FROM reminder.message m " \
-	"        WHERE m.channel = c.name AND m.priority = p.prio AND m.next_attempt_at <= now() " \
+	"        WHERE m.channel = c.name AND m.priority = p.prio AND p.prio >= c.floor " \
+	"          AND m.next_attempt_at <= now() " \
 	"          AND (m.status IN ('scheduled', 'retrying') " \
 	"               OR (m.status = 'sending' AND m.lease_until < now())) " \
 	"        ORDER BY m.next_attempt_at LIMIT $4 FOR UPDATE OF m SKIP LOCKED) x"
@@ -414,32 +439,40 @@ CLAIM_RETURNING;
  */
 static int	active_channels = 1;
 
-/* Claim up to limit messages of the given channels, fairly. */
+/*
+ * Claim up to limit messages of the given channels, fairly, of each no
+ * lower priority than its floor.
+ */
 static uint64
-claim_fair(int limit, List *channels)
+claim_fair(int limit, List *channels, List *floors)
 {
-	Datum		values[4];
+	Datum		values[5];
 	ListCell   *lc;
 	Column		names;
+	Column		lows;
 	int			share;
 
 	if (channels == NIL || limit <= 0)
 		return 0;
 	if (claim_plan == NULL)
 	{
-		Oid			argtypes[4] = {INT4OID, INT4OID, TEXTARRAYOID, INT4OID};
+		Oid			argtypes[5] = {INT4OID, INT4OID, TEXTARRAYOID, INT4OID, INT4ARRAYOID};
 
-		claim_plan = spi_prepare_kept(claim_sql, 4, argtypes, CURSOR_OPT_GENERIC_PLAN);
+		claim_plan = spi_prepare_kept(claim_sql, 5, argtypes, CURSOR_OPT_GENERIC_PLAN);
 	}
 	col_init(&names, TEXTOID);
 	foreach(lc, channels)
 		col_add_text(&names, lfirst(lc));
+	col_init(&lows, INT4OID);
+	foreach(lc, floors)
+		col_add(&lows, Int32GetDatum(lfirst_int(lc)), false);
 	share = (limit + Min(active_channels, list_length(channels)) - 1) /
 		Max(1, Min(active_channels, list_length(channels)));
 	values[0] = Int32GetDatum(limit);
 	values[1] = Int32GetDatum(reminder_lease_timeout);
 	values[2] = col_done(&names);
 	values[3] = Int32GetDatum(Max(share, 1));
+	values[4] = col_done(&lows);
 	if (execute_guarded(claim_plan, values, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim messages");
 	return SPI_processed;
@@ -449,21 +482,25 @@ claim_fair(int limit, List *channels)
 static uint64
 claim_channel(int limit, const char *channel)
 {
-	Datum		values[4];
+	Datum		values[5];
 	Column		names;
+	Column		lows;
 
 	if (claim_channel_plan == NULL)
 	{
-		Oid			argtypes[4] = {INT4OID, INT4OID, TEXTARRAYOID, INT4OID};
+		Oid			argtypes[5] = {INT4OID, INT4OID, TEXTARRAYOID, INT4OID, INT4ARRAYOID};
 
-		claim_channel_plan = spi_prepare_kept(claim_sql, 4, argtypes, CURSOR_OPT_GENERIC_PLAN);
+		claim_channel_plan = spi_prepare_kept(claim_sql, 5, argtypes, CURSOR_OPT_GENERIC_PLAN);
 	}
 	col_init(&names, TEXTOID);
 	col_add_text(&names, channel);
+	col_init(&lows, INT4OID);
+	col_add(&lows, Int32GetDatum(PRIORITY_LOW), false);
 	values[0] = Int32GetDatum(limit);
 	values[1] = Int32GetDatum(reminder_lease_timeout);
 	values[2] = col_done(&names);
 	values[3] = Int32GetDatum(limit);
+	values[4] = col_done(&lows);
 	if (execute_guarded(claim_channel_plan, values, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim messages");
 	return SPI_processed;
@@ -888,6 +925,7 @@ queue_claim(int limit, int paced_limit, List *busy, dlist_head *to_send,
 	TimestampTz now = GetCurrentTimestamp();
 	List	   *all;
 	List	   *fair;
+	List	   *floors;
 	List	   *rows = NIL;
 	List	   *seen = NIL;
 	ListCell   *lc;
@@ -901,10 +939,10 @@ queue_claim(int limit, int paced_limit, List *busy, dlist_head *to_send,
 	result->next_token = DT_NOEND;
 
 	catalog_batch_begin();
-	load_channels(now, busy, &all, &fair);
+	load_channels(now, busy, &all, &fair, &floors);
 
 	/* channels without a rate limit, fairly */
-	if (claim_fair(remaining, fair) > 0)
+	if (claim_fair(remaining, fair, floors) > 0)
 		rows = claimed_rows(rows, CurrentMemoryContext);
 	remaining -= list_length(rows);
 	result->more = (remaining == 0);

@@ -73,6 +73,9 @@ extern void validate_locale(const char *locale, const char *what);
 extern void validate_name(const char *name, const char *kind);
 extern void validate_payload_size(Size size, const char *what);
 extern int	parse_duration_ms(const char *text, const char *what);
+#define PRIORITY_HIGH	1
+#define PRIORITY_NORMAL	0
+#define PRIORITY_LOW	(-1)
 extern int16 parse_priority(const char *text, const char *what);
 
 /* ----------------

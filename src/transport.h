@@ -247,6 +247,17 @@ extern ChannelConfig *channel_cache_peek(const char *name);
 extern ChannelConfig *channel_cache_get(const char *name);
 
 /* in queue.c: claim and record */
+
+/*
+ * A channel of which the worker holds enough messages not yet started: the
+ * claim takes only its messages of a higher priority than those.
+ */
+typedef struct BusyChannel
+{
+	char	   *channel;
+	int			top_priority;	/* the highest priority of those waiting */
+} BusyChannel;
+
 typedef struct ClaimResult
 {
 	int			claimed;		/* rows claimed (sent or not) */

@@ -632,13 +632,15 @@ renew_leases(dlist_head *to_send)
 
 /*
  * Channels of which the worker holds enough messages not yet started (half
- * a batch): the claim leaves them out, so that a backlog on one channel,
- * or a slow receiver, cannot fill the queue and hold up the others.
+ * a batch), with the highest priority among those: the claim takes only
+ * higher priorities of them, so that a backlog on one channel, or a slow
+ * receiver, cannot fill the queue and hold up the others, while an urgent
+ * message of the same channel still goes before its backlog.
  */
 static List *
 busy_channels(dlist_head *to_send)
 {
-	List	   *names = NIL;
+	List	   *held = NIL;		/* of BusyChannel, top_priority and a count */
 	List	   *counts = NIL;
 	List	   *busy = NIL;
 	dlist_iter	iter;
@@ -651,10 +653,13 @@ busy_channels(dlist_head *to_send)
 		Delivery   *d = dlist_container(Delivery, node, iter.cur);
 		bool		found = false;
 
-		forboth(lc, names, lc2, counts)
+		forboth(lc, held, lc2, counts)
 		{
-			if (strcmp(lfirst(lc), d->channel) == 0)
+			BusyChannel *b = lfirst(lc);
+
+			if (strcmp(b->channel, d->channel) == 0)
 			{
+				b->top_priority = Max(b->top_priority, d->priority);
 				lfirst_int(lc2)++;
 				found = true;
 				break;
@@ -662,11 +667,15 @@ busy_channels(dlist_head *to_send)
 		}
 		if (!found)
 		{
-			names = lappend(names, d->channel);
+			BusyChannel *b = palloc(sizeof(BusyChannel));
+
+			b->channel = d->channel;
+			b->top_priority = d->priority;
+			held = lappend(held, b);
 			counts = lappend_int(counts, 1);
 		}
 	}
-	forboth(lc, names, lc2, counts)
+	forboth(lc, held, lc2, counts)
 		if (lfirst_int(lc2) >= threshold)
 			busy = lappend(busy, lfirst(lc));
 	return busy;

@@ -20,6 +20,7 @@ $node->safe_psql('app', qq{
 	SELECT reminder.create_channel('other', 'webhook', '{"url": "$url/other"}');
 	SELECT reminder.create_channel('urgent', 'webhook', '{"url": "$url/urgent", "priority": "high"}');
 	SELECT reminder.create_channel('slow', 'webhook', '{"url": "$url/hang/1", "timeout": "5"}');
+	SELECT reminder.create_channel('slower', 'webhook', '{"url": "$url/hang/2", "timeout": "5"}');
 });
 
 sub pause
@@ -87,6 +88,26 @@ $node->safe_psql('app', q{
 pause(0);
 ok(query_until($node, 'app', "SELECT count(*) = 1000 FROM reminder.message WHERE idempotency_key LIKE 'drain-%' AND status = 'sent'", 't', 45),
 	'1,000 messages on one channel are sent with a poll interval of 60 s, not 100 per poll');
+
+# 4. An urgent message of a busy channel is claimed at once and starts on the
+# channel's next free connection, ahead of the backlog the worker holds (a
+# busy channel was left out of claims altogether until its queue emptied).
+$node->safe_psql('app', "ALTER SYSTEM SET reminder.poll_interval = 200; SELECT pg_reload_conf()");
+$node->safe_psql('app', q{
+	SELECT reminder.send('slower', '{}', 't', '{}', 'backlog-' || g) FROM generate_series(1, 200) g;
+});
+ok(wait_until(sub { grep({ $_->{path} eq '/hang/2' } sink_requests($sink)) >= 12 }), 'the slower backlog is draining');
+$node->safe_psql('app', q{
+	SELECT reminder.send('slower', '{}', 't', '{}', 'first-' || g, priority => 'high') FROM generate_series(1, 3) g;
+});
+ok(query_until($node, 'app', "SELECT count(*) = 3 FROM reminder.message WHERE idempotency_key LIKE 'first-%' AND status = 'sent'", 't', 30),
+	'high-priority messages of the busy channel are sent');
+$max = $node->safe_psql('app', q{
+	SELECT round(max(extract(epoch FROM sent_at - due_at))::numeric, 3)
+	  FROM reminder.message WHERE idempotency_key LIKE 'first-%'});
+cmp_ok($max, '<', 6.0, "... each within two 2-second requests of falling due (slowest: $max s), not after the held backlog");
+cmp_ok($node->safe_psql('app', "SELECT count(*) FROM reminder.message WHERE channel = 'slower' AND status = 'sent'"),
+	'<', 120, '... while the backlog was still draining');
 
 $node->stop('immediate');
 stop_sink($sink);
