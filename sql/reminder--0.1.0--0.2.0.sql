@@ -87,7 +87,7 @@ BEGIN
 
     -- Nothing can be delivered to no one.
     UPDATE reminder.message
-       SET status = 'cancelled', last_error = 'recipient forgotten', updated_at = now()
+       SET status = 'cancelled', next_attempt_at = NULL, last_error = 'recipient forgotten', updated_at = now()
      WHERE id = ANY (mids) AND status IN ('scheduled', 'retrying');
     GET DIAGNOSTICS n_cancelled = ROW_COUNT;
 
@@ -170,6 +170,55 @@ BEGIN
 END
 $$;
 
+-- The outbox's hot path (docs/worker.md): a finished message leaves the due
+-- index (next_attempt_at NULL), the index is one range per channel and
+-- priority, and the claim changes no indexed column, so that it can be a
+-- HOT update (room left on each page).  Messages have a priority.
+ALTER TABLE reminder.message ALTER COLUMN next_attempt_at DROP NOT NULL;
+UPDATE reminder.message SET next_attempt_at = NULL, lease_until = NULL
+ WHERE status IN ('sent', 'failed', 'cancelled', 'suppressed');
+ALTER TABLE reminder.message
+    ADD COLUMN priority smallint NOT NULL DEFAULT 0
+        CONSTRAINT message_priority_known CHECK (priority BETWEEN -1 AND 1),
+    ADD CONSTRAINT message_next_attempt_while_pending
+        CHECK ((next_attempt_at IS NULL) = (status IN ('sent', 'failed', 'cancelled', 'suppressed'))),
+    SET (fillfactor = 75);
+COMMENT ON COLUMN reminder.message.next_attempt_at IS 'when the worker may next try: due_at, or later after a transient failure or deferral; NULL once the message is finished (sent, failed, cancelled, suppressed)';
+COMMENT ON COLUMN reminder.message.priority IS '1 high, 0 normal, -1 low: a due message of a higher priority is claimed and started first';
+DROP INDEX reminder.message_due_idx;
+DROP INDEX reminder.message_lease_idx;
+CREATE INDEX message_due_idx ON reminder.message (channel, priority, next_attempt_at)
+    WHERE next_attempt_at IS NOT NULL;
+
+-- schedule() and send() take a priority.
+DROP FUNCTION reminder.send(text, jsonb, text, jsonb, text, text);
+DROP FUNCTION reminder.schedule(text, jsonb, text, timestamptz, jsonb, text, text);
+CREATE FUNCTION reminder.schedule(channel text, recipient jsonb, template text,
+                                  due_at timestamptz DEFAULT now(),
+                                  data jsonb DEFAULT '{}',
+                                  idempotency_key text DEFAULT NULL,
+                                  fallback text DEFAULT NULL,
+                                  priority text DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'reminder_schedule'
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION reminder.schedule(text, jsonb, text, timestamptz, jsonb, text, text, text) IS
+'schedules one message and returns its id; an existing idempotency_key returns that message''s id and creates nothing; fallback names the channel that takes over if it fails for good (default: the channel''s own "fallback" setting); priority is high, normal or low (default: the channel''s "priority", else normal)';
+CREATE FUNCTION reminder.send(channel text, recipient jsonb, template text,
+                              data jsonb DEFAULT '{}',
+                              idempotency_key text DEFAULT NULL,
+                              fallback text DEFAULT NULL,
+                              priority text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql SECURITY INVOKER
+RETURN reminder.schedule(channel, recipient, template, now(), data, idempotency_key, fallback, priority);
+COMMENT ON FUNCTION reminder.send(text, jsonb, text, jsonb, text, text, text) IS
+'schedules one message for now; the worker sends it as soon as the transaction commits';
+REVOKE EXECUTE ON FUNCTION reminder.schedule(text, jsonb, text, timestamptz, jsonb, text, text, text),
+                           reminder.send(text, jsonb, text, jsonb, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION reminder.schedule(text, jsonb, text, timestamptz, jsonb, text, text, text),
+                          reminder.send(text, jsonb, text, jsonb, text, text, text)
+    TO reminder_user;
 -- create_channel() keeps stored secrets with '{}' only while the channel
 -- connects where it did (same origins, no new recipient hosts, TLS as
 -- strict): re-pointing a channel needs its secrets again.
@@ -229,6 +278,11 @@ SELECT recipient_id, address, channel, category, CASE WHEN opted_out THEN 'opt_o
        'update to 0.2.0: a rule''s category'
   FROM stored;
 
+-- A rule gives its messages a priority (watch(..., priority)).
+ALTER TABLE reminder.rule ADD COLUMN priority smallint NOT NULL DEFAULT 0
+    CONSTRAINT rule_priority_known CHECK (priority BETWEEN -1 AND 1);
+COMMENT ON COLUMN reminder.rule.priority IS 'the priority of every message the rule makes: 1 high, 0 normal, -1 low (watch(..., priority))';
+
 DROP FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean);
 CREATE FUNCTION reminder.watch(table_name regclass,
                                kind text,
@@ -249,14 +303,15 @@ CREATE FUNCTION reminder.watch(table_name regclass,
                                time_zone text DEFAULT NULL,
                                key_columns text[] DEFAULT NULL,
                                backfill boolean DEFAULT false,
-                               category text DEFAULT NULL)
+                               category text DEFAULT NULL,
+                               priority text DEFAULT NULL)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'reminder_watch'
 LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-COMMENT ON FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean, text) IS
+COMMENT ON FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean, text, text) IS
 'creates a rule on a table the caller owns and the triggers that apply it; returns the rule id (see docs/rules.md)';
-REVOKE EXECUTE ON FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean, text)
+REVOKE EXECUTE ON FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean, text, text)
     TO reminder_admin;
 
 -- Dead letters: reminder.retry() requeues failed messages with a fresh set

@@ -204,7 +204,7 @@ reminder_cancel(PG_FUNCTION_ARGS)
 	if (strcmp(status, "scheduled") != 0 && strcmp(status, "retrying") != 0)
 		not_pending(id, status, "cancel");
 
-	if (SPI_execute_with_args("UPDATE reminder.message SET status = 'cancelled', updated_at = now() "
+	if (SPI_execute_with_args("UPDATE reminder.message SET status = 'cancelled', next_attempt_at = NULL, updated_at = now() "
 							  "WHERE id = $1", 1, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not cancel message");
 	SPI_finish();

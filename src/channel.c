@@ -41,7 +41,7 @@ static const char *const kind_names[] = {
 /* Settings every kind accepts: the delivery policy. */
 static const char *const policy_keys[] = {
 	"rate_limit", "timeout", "max_attempts", "retry_delay", "retry_max_delay",
-	"fallback", "quiet_hours", NULL
+	"fallback", "quiet_hours", "priority", NULL
 };
 
 static const char *const settings_keys[][24] = {
@@ -676,6 +676,11 @@ channel_parse(const char *name, const char *kind, Jsonb *settings, Jsonb *secret
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("setting \"timeout\" of channel \"%s\" is below 100 ms", name)));
+	{
+		char	   *priority = get_string(settings, "priority", name, false);
+
+		cc->priority = priority ? parse_priority(priority, what_setting("priority", name)) : 0;
+	}
 	fallback = get_string(settings, "fallback", name, false);
 	if (fallback && strcmp(fallback, name) == 0)
 		ereport(ERROR,

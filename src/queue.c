@@ -5,12 +5,14 @@
  *	  what became of them.  Both run inside short transactions the worker
  *	  opens (worker.c); neither ever waits on the network.
  *
- *	  Claim: one UPDATE ... WHERE id = ANY (SELECT ... FOR UPDATE SKIP LOCKED
- *	  LIMIT n) marks due messages (and sending ones whose lease ran out) as sending,
- *	  counts the attempt and sets the lease.  Each claimed message then goes
- *	  through gate_check(), the channel and the renderer inside its own
- *	  subtransaction, so one bad message fails alone.  Verdicts other than
- *	  "send" are written back before the claim commits.
+ *	  Claim: one UPDATE of the rows a SELECT ... FOR UPDATE SKIP LOCKED
+ *	  picked: by priority, then round robin between channels, then in due
+ *	  order (see claim_sql), marks them sending, counts the attempt and sets
+ *	  the lease; an UPDATE that changes no indexed column, so it can be HOT.
+ *	  Each claimed message then goes through gate_check(), the channel and
+ *	  the renderer inside its own subtransaction, so one bad message fails
+ *	  alone.  Verdicts other than "send" are written back before the claim
+ *	  commits.
  *
  *	  Record: one UPDATE ... FROM unnest(arrays) for all outcomes of a
  *	  batch, one INSERT of attempt rows, one INSERT into reminder.log for
@@ -19,7 +21,9 @@
  *	  sending, same attempt number), so a late answer never overwrites a
  *	  message another pass has since reclaimed.
  *
- *	  Plans are prepared once and kept (SPI_keepplan).
+ *	  Plans are prepared once and kept (SPI_keepplan), and made and run
+ *	  with the planner told to walk the indexes (plan_guard_begin), so that
+ *	  they stay right whatever the statistics of the outbox.
  *
  *-------------------------------------------------------------------------
  */
@@ -40,6 +44,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/rel.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -51,7 +56,6 @@
 
 static SPIPlanPtr channels_plan = NULL;
 static SPIPlanPtr claim_plan = NULL;
-static SPIPlanPtr claim_excluding_plan = NULL;
 static SPIPlanPtr claim_channel_plan = NULL;
 static SPIPlanPtr next_due_plan = NULL;
 static SPIPlanPtr update_plan = NULL;
@@ -74,6 +78,7 @@ typedef struct Bucket
 	double		tokens;
 	TimestampTz refilled_at;
 	bool		backlog;		/* the last claim took all it could */
+	bool		busy;			/* the worker holds enough of its messages */
 	bool		seen;
 } Bucket;
 
@@ -171,16 +176,88 @@ find_bucket(const char *channel)
 }
 
 /*
- * Read the channels: those this version cannot deliver and those with a
- * rate limit are left out of the main claim.  Refill the buckets.
+ * Channels of messages still to be sent that are not in reminder.channel
+ * (deleted behind drop_channel()'s back): a walk over the distinct
+ * channels of message_due_idx, one probe each, now and then.
  */
-static List *
-load_channels(TimestampTz now)
+#define ORPHAN_CHECK_MS		5000
+static List *orphans = NIL;		/* in TopMemoryContext */
+static TimestampTz orphans_checked_at = 0;
+static SPIPlanPtr orphans_plan = NULL;
+
+static int	execute_guarded(SPIPlanPtr plan, Datum *values, bool read_only, long count);
+
+static void
+find_orphans(void)
 {
-	List	   *excluded = NIL;
+	MemoryContext old;
+
+	if (orphans_plan == NULL)
+		orphans_plan = spi_prepare_kept("WITH RECURSIVE ch(c) AS ("
+										" SELECT min(channel) FROM reminder.message WHERE next_attempt_at IS NOT NULL "
+										" UNION ALL "
+										" SELECT (SELECT min(m.channel) FROM reminder.message m "
+										"          WHERE m.next_attempt_at IS NOT NULL AND m.channel > ch.c) "
+										"   FROM ch WHERE ch.c IS NOT NULL) "
+										"SELECT c FROM ch WHERE c IS NOT NULL "
+										"AND NOT EXISTS (SELECT FROM reminder.channel WHERE name = ch.c)",
+										0, NULL, CURSOR_OPT_GENERIC_PLAN);
+	if (execute_guarded(orphans_plan, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not look for messages of missing channels");
+	list_free_deep(orphans);
+	orphans = NIL;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	for (uint64 i = 0; i < SPI_processed; i++)
+		orphans = lappend(orphans, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+	MemoryContextSwitchTo(old);
+}
+
+/* Whether name is in a list of channel names. */
+static bool
+name_listed(List *names, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, names)
+		if (strcmp(lfirst(lc), name) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * The lowest priority the claim takes of a channel: of a busy one, only
+ * what goes before the messages of it the worker holds already.
+ */
+static int
+busy_floor(List *busy, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, busy)
+	{
+		BusyChannel *b = lfirst(lc);
+
+		if (strcmp(b->channel, name) == 0)
+			return b->top_priority + 1;
+	}
+	return PRIORITY_LOW;
+}
+
+/*
+ * Read the channels.  Those this version can deliver go to *all (for the
+ * next due time); of those, the ones without a rate limit go to *fair, for
+ * the fair claim, with the lowest priority to take of each in *floors (of
+ * busy ones, whose messages the worker already holds enough of, only
+ * higher priorities, or none).  Refill the buckets of rate-limited
+ * channels.
+ */
+static void
+load_channels(TimestampTz now, List *busy, List **all, List **fair, List **floors)
+{
 	ListCell   *lc;
 	MemoryContext cxt = CurrentMemoryContext;
 
+	*all = *fair = *floors = NIL;
 	if (channels_plan == NULL)
 		channels_plan = spi_prepare_kept("SELECT c.name, c.kind, "
 									 "coalesce((c.settings->>'rate_limit')::float8, 0), "
@@ -204,28 +281,32 @@ load_channels(TimestampTz now)
 		char	   *kind = SPI_getvalue(tup, desc, 2);
 		double		rate = DatumGetFloat8(SPI_getbinval(tup, desc, 3, &isnull));
 		bool		supported = false;
+		MemoryContext old;
 
 		channel_cache_listed(name, SPI_getvalue(tup, desc, 4));
 		for (int k = CHANNEL_EMAIL; k <= CHANNEL_LOG; k++)
 			if (strcmp(kind, channel_kind_name(k)) == 0)
 				supported = transport_for_kind(k) != NULL;
+		if (!supported)
+			continue;
 
-		if (!supported || rate > 0)
+		old = MemoryContextSwitchTo(cxt);
+		*all = lappend(*all, name);
+		if (rate <= 0 && busy_floor(busy, name) <= PRIORITY_HIGH)
 		{
-			MemoryContext old = MemoryContextSwitchTo(cxt);
-
-			excluded = lappend(excluded, name);
-			MemoryContextSwitchTo(old);
+			*fair = lappend(*fair, name);
+			*floors = lappend_int(*floors, busy_floor(busy, name));
 		}
-		if (supported && rate > 0)
+		MemoryContextSwitchTo(old);
+
+		if (rate > 0)
 		{
 			Bucket	   *b = find_bucket(name);
 			double		burst = Max(1.0, rate / 10.0);
 
 			if (b == NULL)
 			{
-				MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
+				old = MemoryContextSwitchTo(TopMemoryContext);
 				b = palloc0(sizeof(Bucket));
 				b->channel = pstrdup(name);
 				b->tokens = burst;
@@ -237,10 +318,25 @@ load_channels(TimestampTz now)
 			b->tokens = Min(burst, b->tokens + rate * (now - b->refilled_at) / 1000000.0);
 			b->refilled_at = now;
 			b->seen = true;
+			b->busy = busy_floor(busy, name) > PRIORITY_LOW;
 		}
 	}
 
 	channel_cache_end_listing();
+
+	/* messages of channels that no longer exist: claimed, to fail clearly */
+	if (now >= orphans_checked_at + ORPHAN_CHECK_MS * INT64CONST(1000))
+	{
+		find_orphans();
+		orphans_checked_at = now;
+	}
+	foreach(lc, orphans)
+	{
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+
+		*fair = lappend(*fair, pstrdup(lfirst(lc)));
+		MemoryContextSwitchTo(old);
+	}
 
 	/* forget buckets of channels no longer limited */
 	foreach(lc, buckets)
@@ -254,98 +350,199 @@ load_channels(TimestampTz now)
 			pfree(b);
 		}
 	}
-	return excluded;
 }
 
 /*
- * The claim: due messages first, then those whose lease ran out, locked
- * with SKIP LOCKED so that concurrent claims never wait on each other.
- * The ids go through an array so that the UPDATE probes the primary key,
- * whatever the planner guesses of LIMIT $1.  "filter" narrows the channels
- * ($3); parameters: $1 limit, $2 lease in seconds.
+ * Planner settings for the worker's own statements over the outbox.  Their
+ * plans are prepared once and kept, and must walk the indexes whatever the
+ * statistics say: a plan made on an empty outbox (a fresh install, a bulk
+ * load not yet analysed) would otherwise scan and sort the whole table on
+ * every claim.  Set for the statement only, in a GUC nest level undone at
+ * once (an error undoes it with the transaction).
  */
-static char *
-claim_sql(const char *filter)
+static int
+plan_guard_begin(void)
 {
-	return psprintf("WITH due AS ("
-					" SELECT id FROM reminder.message "
-					" WHERE status IN ('scheduled', 'retrying') AND next_attempt_at <= now() %s "
-					" ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED), "
-					"expired AS ("
-					" SELECT id FROM reminder.message "
-					" WHERE status = 'sending' AND lease_until < now() %s "
-					" ORDER BY lease_until LIMIT $1 FOR UPDATE SKIP LOCKED) "
-					"UPDATE reminder.message m "
-					"SET status = 'sending', attempts = m.attempts + 1, "
-					"lease_until = now() + pg_catalog.make_interval(secs => $2), updated_at = now() "
-					"WHERE m.id = ANY (ARRAY(SELECT id FROM due UNION ALL SELECT id FROM expired LIMIT $1)) "
-					"RETURNING m.id, m.channel, m.recipient, m.template, m.data, m.attempts, "
-					"m.idempotency_key, m.due_at, m.rule_id, m.source_key, m.fallback_of IS NOT NULL, "
-					"m.fallback, m.category",
-					filter, filter);
+	static const char *const off[] = {
+		"enable_seqscan", "enable_bitmapscan", "enable_hashjoin", "enable_mergejoin"
+	};
+	int			level = NewGUCNestLevel();
+
+	for (int i = 0; i < lengthof(off); i++)
+		(void) set_config_option(off[i], "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_LOCAL, true, 0, false);
+	return level;
 }
 
-/* Claim up to limit messages, of every channel but the excluded ones. */
-static uint64
-claim_all(int limit, List *excluded)
+static void
+plan_guard_end(int level)
 {
-	Datum		values[3];
+	AtEOXact_GUC(true, level);
+}
+
+/* SPI_execute_plan under plan_guard; returns the SPI result code. */
+static int
+execute_guarded(SPIPlanPtr plan, Datum *values, bool read_only, long count)
+{
+	int			level = plan_guard_begin();
+	int			rc = SPI_execute_plan(plan, values, NULL, read_only, count);
+
+	plan_guard_end(level);
+	return rc;
+}
+
+/*
+ * The claim.  Messages of three priorities (1 high, 0 normal, -1 low), of
+ * many channels: each (channel, priority) is one range of message_due_idx,
+ * read in due order as far as share ($4), so that a channel with a large
+ * backlog cannot crowd out another, nor future messages of one priority
+ * the due ones of the next.  Of those candidates, the claim takes the
+ * highest priority first, then round robin between channels (rank), then
+ * the oldest.  A candidate is due (scheduled or retrying) or was claimed
+ * by a worker whose lease ran out; rows a live worker holds are skipped.
+ * Rows are locked with SKIP LOCKED so concurrent claims never wait on each
+ * other.  The UPDATE changes no indexed column, so that it can be HOT.
+ * $1 limit, $2 lease in seconds, $3 channels, $4 share per channel and
+ * priority.
+ */
+#define CLAIM_RETURNING \
+	"RETURNING m.id, m.channel, m.recipient, m.template, m.data, m.attempts, " \
+	"m.idempotency_key, m.due_at, m.rule_id, m.source_key, m.fallback_of IS NOT NULL, " \
+	"m.fallback, m.priority, m.category"
+
+#define CLAIM_CANDIDATES \
+	"SELECT x.id, p.prio, x.next_attempt_at, " \
+	"       row_number() OVER (PARTITION BY c.name, p.prio ORDER BY x.next_attempt_at) AS rank " \
+	"  FROM unnest($3::text[], $5::int4[]) AS c(name, floor) " \
+	"  CROSS JOIN (VALUES (1::int2), (0::int2), (-1::int2)) AS p(prio) " \
+	"  CROSS JOIN LATERAL (" \
+	"       SELECT m.id, m.next_attempt_at FROM reminder.message m " \
+	"        WHERE m.channel = c.name AND m.priority = p.prio AND p.prio >= c.floor " \
+	"          AND m.next_attempt_at <= now() " \
+	"          AND (m.status IN ('scheduled', 'retrying') " \
+	"               OR (m.status = 'sending' AND m.lease_until < now())) " \
+	"        ORDER BY m.next_attempt_at LIMIT $4 FOR UPDATE OF m SKIP LOCKED) x"
+
+static const char *claim_sql =
+"WITH cand AS (" CLAIM_CANDIDATES "), "
+"pick AS (SELECT id FROM cand ORDER BY prio DESC, rank, next_attempt_at LIMIT $1) "
+"UPDATE reminder.message m "
+"SET status = 'sending', attempts = m.attempts + 1, "
+"lease_until = now() + pg_catalog.make_interval(secs => $2), updated_at = now() "
+"WHERE m.id = ANY (ARRAY(SELECT id FROM pick)) "
+CLAIM_RETURNING;
+
+/*
+ * How many channels had due messages at the last claim: the share of each
+ * is the limit divided by that, so that the claim locks about as many rows
+ * as it takes.
+ */
+static int	active_channels = 1;
+
+/*
+ * Claim up to limit messages of the given channels, fairly, of each no
+ * lower priority than its floor.
+ */
+static uint64
+claim_fair(int limit, List *channels, List *floors)
+{
+	Datum		values[5];
 	ListCell   *lc;
 	Column		names;
-	SPIPlanPtr	plan;
+	Column		lows;
+	int			share;
 
+	if (channels == NIL || limit <= 0)
+		return 0;
+	if (claim_plan == NULL)
+	{
+		Oid			argtypes[5] = {INT4OID, INT4OID, TEXTARRAYOID, INT4OID, INT4ARRAYOID};
+
+		claim_plan = spi_prepare_kept(claim_sql, 5, argtypes, CURSOR_OPT_GENERIC_PLAN);
+	}
+	col_init(&names, TEXTOID);
+	foreach(lc, channels)
+		col_add_text(&names, lfirst(lc));
+	col_init(&lows, INT4OID);
+	foreach(lc, floors)
+		col_add(&lows, Int32GetDatum(lfirst_int(lc)), false);
+	share = (limit + Min(active_channels, list_length(channels)) - 1) /
+		Max(1, Min(active_channels, list_length(channels)));
 	values[0] = Int32GetDatum(limit);
 	values[1] = Int32GetDatum(reminder_lease_timeout);
-	if (excluded == NIL)
-	{
-		/* the usual case, run all the time: one generic plan */
-		if (claim_plan == NULL)
-		{
-			Oid			argtypes[2] = {INT4OID, INT4OID};
-
-			claim_plan = spi_prepare_kept(claim_sql(""), 2, argtypes,
-										   CURSOR_OPT_GENERIC_PLAN);
-		}
-		plan = claim_plan;
-	}
-	else
-	{
-		if (claim_excluding_plan == NULL)
-		{
-			Oid			argtypes[3] = {INT4OID, INT4OID, TEXTARRAYOID};
-
-			claim_excluding_plan = spi_prepare_kept(claim_sql("AND channel <> ALL ($3)"),
-												3, argtypes, 0);
-		}
-		col_init(&names, TEXTOID);
-		foreach(lc, excluded)
-			col_add_text(&names, lfirst(lc));
-		values[2] = col_done(&names);
-		plan = claim_excluding_plan;
-	}
-	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+	values[2] = col_done(&names);
+	values[3] = Int32GetDatum(Max(share, 1));
+	values[4] = col_done(&lows);
+	if (execute_guarded(claim_plan, values, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim messages");
 	return SPI_processed;
 }
 
-/* Claim up to limit messages of one channel. */
+/* Claim up to limit messages of one (rate-limited) channel, by priority. */
 static uint64
 claim_channel(int limit, const char *channel)
 {
-	Datum		values[3];
+	Datum		values[5];
+	Column		names;
+	Column		lows;
 
 	if (claim_channel_plan == NULL)
 	{
-		Oid			argtypes[3] = {INT4OID, INT4OID, TEXTOID};
+		Oid			argtypes[5] = {INT4OID, INT4OID, TEXTARRAYOID, INT4OID, INT4ARRAYOID};
 
-		claim_channel_plan = spi_prepare_kept(claim_sql("AND channel = $3"), 3, argtypes, 0);
+		claim_channel_plan = spi_prepare_kept(claim_sql, 5, argtypes, CURSOR_OPT_GENERIC_PLAN);
 	}
+	col_init(&names, TEXTOID);
+	col_add_text(&names, channel);
+	col_init(&lows, INT4OID);
+	col_add(&lows, Int32GetDatum(PRIORITY_LOW), false);
 	values[0] = Int32GetDatum(limit);
 	values[1] = Int32GetDatum(reminder_lease_timeout);
-	values[2] = CStringGetTextDatum(channel);
-	if (SPI_execute_plan(claim_channel_plan, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+	values[2] = col_done(&names);
+	values[3] = Int32GetDatum(limit);
+	values[4] = col_done(&lows);
+	if (execute_guarded(claim_channel_plan, values, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim messages");
 	return SPI_processed;
+}
+
+/*
+ * When the next message of these channels falls due: the first future
+ * entry of each (channel, priority) range of message_due_idx.
+ */
+static TimestampTz
+next_due(List *channels)
+{
+	Datum		values[1];
+	Column		names;
+	ListCell   *lc;
+	bool		isnull;
+	Datum		next;
+
+	if (channels == NIL)
+		return DT_NOEND;
+	if (next_due_plan == NULL)
+	{
+		Oid			argtypes[1] = {TEXTARRAYOID};
+
+		next_due_plan = spi_prepare_kept("SELECT min(x.next_attempt_at) "
+										 "FROM unnest($1::text[]) AS c(name) "
+										 "CROSS JOIN (VALUES (1::int2), (0::int2), (-1::int2)) AS p(prio) "
+										 "CROSS JOIN LATERAL ("
+										 "  SELECT m.next_attempt_at FROM reminder.message m "
+										 "   WHERE m.channel = c.name AND m.priority = p.prio "
+										 "     AND m.next_attempt_at > now() "
+										 "   ORDER BY m.next_attempt_at LIMIT 1) x",
+										 1, argtypes, CURSOR_OPT_GENERIC_PLAN);
+	}
+	col_init(&names, TEXTOID);
+	foreach(lc, channels)
+		col_add_text(&names, lfirst(lc));
+	values[0] = col_done(&names);
+	if (execute_guarded(next_due_plan, values, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up the next due message");
+	next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? DT_NOEND : DatumGetTimestampTz(next);
 }
 
 /* Copy the claimed rows of the last SPI result out of SPI's memory. */
@@ -375,7 +572,8 @@ claimed_rows(List *rows, MemoryContext cxt)
 		m->source_key = SPI_getvalue(tup, desc, 10);
 		m->is_fallback = DatumGetBool(SPI_getbinval(tup, desc, 11, &isnull));
 		m->fallback = SPI_getvalue(tup, desc, 12);
-		m->category = SPI_getvalue(tup, desc, 13);
+		m->priority = DatumGetInt16(SPI_getbinval(tup, desc, 13, &isnull));
+		m->category = SPI_getvalue(tup, desc, 14);
 		rows = lappend(rows, m);
 	}
 	MemoryContextSwitchTo(old);
@@ -396,6 +594,7 @@ new_delivery(ClaimedMessage *m, ChannelConfig *cc, MemoryContext parent)
 	d->template_name = pstrdup(m->template_name);
 	d->data = (Jsonb *) pg_detoast_datum_copy((struct varlena *) m->data);
 	d->is_fallback = m->is_fallback;
+	d->priority = m->priority;
 	d->category = m->category ? pstrdup(m->category) : NULL;
 	d->channel = pstrdup(m->channel);
 	/* the claim's UPDATE set lease_until = now() + lease */
@@ -466,26 +665,26 @@ verdicts_add(Verdicts *v, int64 id, int attempt, const char *status,
 static void
 verdicts_apply(Verdicts *v)
 {
-	Datum		values[9];
+	Datum		values[8];
 
 	if (v->n == 0)
 		return;
 	if (update_plan == NULL)
 	{
-		Oid			argtypes[9] = {INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID,
+		Oid			argtypes[8] = {INT8ARRAYOID, INT4ARRAYOID, TEXTARRAYOID,
 			TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-		INT4ARRAYOID, TEXTOID};
+		INT4ARRAYOID};
 
 		/*
 		 * One generic plan: a nested loop over the arrays probing the
-		 * primary key.  The status is a parameter ($9) so that the planner
-		 * cannot pick message_lease_idx, whose dead entries a busy worker
-		 * leaves behind faster than vacuum removes them.
+		 * primary key.  A finished message leaves message_due_idx
+		 * (next_attempt_at NULL).
 		 */
 		update_plan = spi_prepare_kept("UPDATE reminder.message m "
 										"SET status = u.status, "
 										"attempts = m.attempts - u.uncount, "
-										"next_attempt_at = coalesce(u.next_at, m.next_attempt_at), "
+										"next_attempt_at = CASE WHEN u.status IN ('scheduled', 'retrying') "
+										"THEN coalesce(u.next_at, m.next_attempt_at) END, "
 										"sent_at = coalesce(u.sent_at, m.sent_at), "
 										"lease_until = NULL, "
 										"last_error = u.error, "
@@ -493,8 +692,8 @@ verdicts_apply(Verdicts *v)
 										"updated_at = now() "
 										"FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) "
 										"AS u(id, attempt, status, next_at, sent_at, error, provider_id, uncount) "
-										"WHERE m.id = u.id AND m.status = $9 AND m.attempts = u.attempt",
-										9, argtypes, CURSOR_OPT_GENERIC_PLAN);
+										"WHERE m.id = u.id AND m.status = 'sending' AND m.attempts = u.attempt",
+										8, argtypes, CURSOR_OPT_GENERIC_PLAN);
 	}
 	values[0] = col_done(&v->id);
 	values[1] = col_done(&v->attempt);
@@ -504,8 +703,7 @@ verdicts_apply(Verdicts *v)
 	values[5] = col_done(&v->error);
 	values[6] = col_done(&v->provider_id);
 	values[7] = col_done(&v->uncount);
-	values[8] = CStringGetTextDatum("sending");
-	if (SPI_execute_plan(update_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+	if (execute_guarded(update_plan, values, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not record message outcomes");
 }
 
@@ -679,26 +877,61 @@ prefetch_rule_rows(List *rows)
 }
 
 /*
- * Claim up to limit due messages and prepare them, of rate-limited
- * channels no more than paced_limit (transfer slots free now: their
- * tokens are spent on messages that go out at once).  Deliveries to carry
- * out go to *to_send; those already finished (log channel, messages that
- * cannot be delivered) go to *done, to be recorded.  Runs inside a
- * transaction with SPI connected.
+ * Queue a delivery for a transfer slot: after those of its priority or
+ * higher, before those of lower priority, so that a high-priority message
+ * claimed now starts before a backlog claimed earlier.
  */
 void
-queue_claim(int limit, int paced_limit, dlist_head *to_send, dlist_head *done,
-			MemoryContext delivery_parent, ClaimResult *result)
+queue_enqueue(dlist_head *queue, Delivery *d)
+{
+	dlist_node *after = NULL;
+
+	if (!dlist_is_empty(queue))
+	{
+		/* walk back from the tail past the lower priorities */
+		dlist_node *n = dlist_tail_node(queue);
+
+		for (;;)
+		{
+			if (dlist_container(Delivery, node, n)->priority >= d->priority)
+			{
+				after = n;
+				break;
+			}
+			if (!dlist_has_prev(queue, n))
+				break;
+			n = dlist_prev_node(queue, n);
+		}
+	}
+	if (after)
+		dlist_insert_after(after, &d->node);
+	else
+		dlist_push_head(queue, &d->node);
+}
+
+/*
+ * Claim up to limit due messages and prepare them, of rate-limited
+ * channels no more than paced_limit (transfer slots free now: their
+ * tokens are spent on messages that go out at once), and none of the
+ * busy channels (the worker holds enough of their messages already).
+ * Deliveries to carry out go to *to_send, by priority; those already
+ * finished (log channel, messages that cannot be delivered) go to *done,
+ * to be recorded.  Runs inside a transaction with SPI connected.
+ */
+void
+queue_claim(int limit, int paced_limit, List *busy, dlist_head *to_send,
+			dlist_head *done, MemoryContext delivery_parent, ClaimResult *result)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	List	   *excluded;
+	List	   *all;
+	List	   *fair;
+	List	   *floors;
 	List	   *rows = NIL;
+	List	   *seen = NIL;
 	ListCell   *lc;
 	Verdicts	verdicts;
 	GateMessage *gms;
 	int			remaining = limit;
-	bool		isnull;
-	Datum		next;
 
 	result->claimed = 0;
 	result->more = false;
@@ -706,13 +939,21 @@ queue_claim(int limit, int paced_limit, dlist_head *to_send, dlist_head *done,
 	result->next_token = DT_NOEND;
 
 	catalog_batch_begin();
-	excluded = load_channels(now);
+	load_channels(now, busy, &all, &fair, &floors);
 
-	/* channels without a rate limit */
-	(void) claim_all(remaining, excluded);
-	rows = claimed_rows(rows, CurrentMemoryContext);
+	/* channels without a rate limit, fairly */
+	if (claim_fair(remaining, fair, floors) > 0)
+		rows = claimed_rows(rows, CurrentMemoryContext);
 	remaining -= list_length(rows);
 	result->more = (remaining == 0);
+	foreach(lc, rows)
+	{
+		ClaimedMessage *m = lfirst(lc);
+
+		if (!name_listed(seen, m->channel))
+			seen = lappend(seen, m->channel);
+	}
+	active_channels = Max(1, list_length(seen));
 
 	/* rate-limited channels, as far as their tokens go */
 	foreach(lc, buckets)
@@ -721,17 +962,20 @@ queue_claim(int limit, int paced_limit, dlist_head *to_send, dlist_head *done,
 		int			want = (int) Min((double) Min(remaining, paced_limit), floor(b->tokens));
 		uint64		got = 0;
 
+		if (b->busy)
+			want = 0;
 		if (want > 0)
 		{
 			got = claim_channel(want, b->channel);
-			rows = claimed_rows(rows, CurrentMemoryContext);
+			if (got > 0)
+				rows = claimed_rows(rows, CurrentMemoryContext);
 			remaining -= got;
 			paced_limit -= got;
 			b->tokens -= got;
 		}
 		/* it may have more waiting: look again once a token is back */
 		b->backlog = (want == 0 || got == want);
-		if (b->backlog)
+		if (b->backlog && !b->busy)
 		{
 			TimestampTz at = b->refilled_at +
 				(TimestampTz) ((1.0 - Min(b->tokens, 1.0)) / b->rate * 1000000.0);
@@ -775,7 +1019,7 @@ queue_claim(int limit, int paced_limit, dlist_head *to_send, dlist_head *done,
 		if (d == NULL)
 			continue;
 		if (d->ops && d->ops->network)
-			dlist_push_tail(to_send, &d->node);
+			queue_enqueue(to_send, d);
 		else
 		{
 			if (d->ops)
@@ -792,15 +1036,7 @@ queue_claim(int limit, int paced_limit, dlist_head *to_send, dlist_head *done,
 	/* when the next message falls due, to sleep until then at most */
 	if (result->more)
 		return;					/* the worker claims again at once */
-	if (next_due_plan == NULL)
-		next_due_plan = spi_prepare_kept("SELECT min(next_attempt_at) FROM reminder.message "
-									 "WHERE status IN ('scheduled', 'retrying') "
-									 "AND next_attempt_at > now()", 0, NULL, 0);
-	if (SPI_execute_plan(next_due_plan, NULL, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up the next due message");
-	next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (!isnull)
-		result->next_due = DatumGetTimestampTz(next);
+	result->next_due = next_due(all);
 }
 
 /*
@@ -841,7 +1077,7 @@ queue_release(dlist_head *unsent)
 	}
 	values[0] = col_done(&id);
 	values[1] = col_done(&attempt);
-	if (SPI_execute_plan(release_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+	if (execute_guarded(release_plan, values, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not give back unsent messages");
 }
 
@@ -866,7 +1102,7 @@ queue_renew_leases(Delivery **ds, int n)
 		Oid			argtypes[3] = {INT8ARRAYOID, INT4ARRAYOID, INT4OID};
 
 		renew_plan = spi_prepare_kept("UPDATE reminder.message m "
-									  "SET lease_until = now() + make_interval(secs => $3) "
+									  "SET lease_until = now() + pg_catalog.make_interval(secs => $3) "
 									  "FROM unnest($1, $2) AS u(id, attempt) "
 									  "WHERE m.id = u.id AND m.status = 'sending' AND m.attempts = u.attempt",
 									  3, argtypes, 0);
@@ -881,7 +1117,7 @@ queue_renew_leases(Delivery **ds, int n)
 	values[0] = col_done(&id);
 	values[1] = col_done(&attempt);
 	values[2] = Int32GetDatum(reminder_lease_timeout);
-	if (SPI_execute_plan(renew_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+	if (execute_guarded(renew_plan, values, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not renew leases");
 	return GetCurrentTransactionStartTimestamp() +
 		(TimestampTz) reminder_lease_timeout * USECS_PER_SEC;
@@ -997,6 +1233,7 @@ schedule_fallback_body(void *arg)
 	req.data = d->data;
 	req.category = d->category;	/* an unsubscribe from it covers the rule */
 	req.idempotency_key = psprintf("%s:fallback", d->idempotency_key);
+	req.priority = d->priority > 0 ? "high" : d->priority < 0 ? "low" : "normal";
 	id = schedule_message(&req);
 
 	if (fallback_of_plan == NULL)
@@ -1166,7 +1403,7 @@ queue_record(dlist_head *done, int64 *sent, int64 *failed, int64 *retried)
 	values[6] = col_done(&a_smtp);
 	values[7] = col_done(&a_error);
 	values[8] = col_done(&a_response);
-	if (SPI_execute_plan(attempt_plan, values, NULL, false, 0) != SPI_OK_INSERT)
+	if (execute_guarded(attempt_plan, values, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not record attempts");
 
 	if (nlog > 0)
@@ -1203,7 +1440,7 @@ queue_record(dlist_head *done, int64 *sent, int64 *failed, int64 *retried)
 		}
 		values[0] = col_done(&s_id);
 		values[1] = col_done(&s_segments);
-		if (SPI_execute_plan(segments_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+		if (execute_guarded(segments_plan, values, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not record SMS segments");
 	}
 }

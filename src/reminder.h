@@ -73,6 +73,10 @@ extern void validate_locale(const char *locale, const char *what);
 extern void validate_name(const char *name, const char *kind);
 extern void validate_payload_size(Size size, const char *what);
 extern int	parse_duration_ms(const char *text, const char *what);
+#define PRIORITY_HIGH	1
+#define PRIORITY_NORMAL	0
+#define PRIORITY_LOW	(-1)
+extern int16 parse_priority(const char *text, const char *what);
 
 /* ----------------
  * in channel.c: channel definitions
@@ -114,6 +118,7 @@ typedef struct ChannelConfig
 
 	/* delivery policy, defaults from the GUCs */
 	double		rate_limit;		/* messages per second, 0 = unlimited */
+	int16		priority;		/* of its messages unless they say: 1, 0, -1 */
 	int			timeout_ms;
 	int			max_attempts;
 	int			retry_delay_ms;
@@ -271,6 +276,7 @@ typedef struct ScheduleRequest
 	const char *source_table;
 	const char *source_key;
 	const char *fallback;		/* NULL: the channel's own, if any */
+	const char *priority;		/* high, normal, low; NULL: the channel's */
 	const char *category;		/* consent category; NULL: data->>'category'
 								 * if any, else (when sent) the template */
 } ScheduleRequest;
@@ -529,6 +535,7 @@ typedef struct CompiledRule
 	bool		send_past;
 	Interval	throttle;
 	char	   *category;		/* consent category of its messages */
+	int16		priority;		/* of its messages: 1, 0, -1 */
 	List	   *exprs;			/* planned Expr, evaluated as owner */
 	Bitmapset  *plain_exprs;	/* indexes of those that run no code
 								 * (rule_expr_runs_code): no owner scope */

@@ -182,14 +182,14 @@ get_batch_desc(void)
 static void
 prepare_upsert(void)
 {
-	Oid			argtypes[3] = {INT8OID, TEXTOID, TEXTOID};
+	Oid			argtypes[4] = {INT8OID, TEXTOID, TEXTOID, INT2OID};
 
 	upsert_plan = spi_prepare_kept(
 					   "INSERT INTO reminder.message AS m "
 					   "  (channel, recipient_id, recipient, template, data, due_at, next_attempt_at, "
-					   "   idempotency_key, rule_id, source_table, source_key, category) "
+					   "   idempotency_key, rule_id, source_table, source_key, category, priority) "
 					   "SELECT channel, recipient_id, recipient, template, data, due_at, due_at, "
-					   "       key, $1, $2, source_key, $3 "
+					   "       key, $1, $2, source_key, $3, $4 "
 					   "  FROM " BATCH_NAME " "
 					   "ON CONFLICT (idempotency_key) DO UPDATE SET "
 					   "  channel = excluded.channel, "
@@ -211,7 +211,7 @@ prepare_upsert(void)
 					   "  AND (m.status = 'cancelled' "
 					   "       OR (m.due_at, m.channel, m.template, m.recipient, m.data) IS DISTINCT FROM "
 					   "          (excluded.due_at, excluded.channel, excluded.template, excluded.recipient, excluded.data))",
-					   3, argtypes, 0);
+					   4, argtypes, 0);
 }
 
 /*
@@ -254,19 +254,19 @@ prepare_update(void)
 static void
 prepare_insert_missing(void)
 {
-	Oid			argtypes[3] = {INT8OID, TEXTOID, TEXTOID};
+	Oid			argtypes[4] = {INT8OID, TEXTOID, TEXTOID, INT2OID};
 
 	insert_missing_plan = spi_prepare_kept(
 							   "INSERT INTO reminder.message "
 							   "  (channel, recipient_id, recipient, template, data, due_at, next_attempt_at, "
-							   "   idempotency_key, rule_id, source_table, source_key, category) "
+							   "   idempotency_key, rule_id, source_table, source_key, category, priority) "
 							   "SELECT channel, recipient_id, recipient, template, data, due_at, due_at, "
-							   "       key, $1, $2, source_key, $3 "
+							   "       key, $1, $2, source_key, $3, $4 "
 							   "  FROM " BATCH_NAME " AS b "
 							   " WHERE NOT EXISTS (SELECT FROM reminder.message m "
 							   "                    WHERE m.idempotency_key = b.key) "
 							   "ON CONFLICT (idempotency_key) DO NOTHING",
-							   3, argtypes, 0);
+							   4, argtypes, 0);
 }
 
 /*
@@ -296,7 +296,7 @@ prepare_plans(void)
 	{
 		Oid			argtypes[2] = {INT8ARRAYOID, TEXTOID};
 
-		cancel_ids_plan = spi_prepare_kept("UPDATE reminder.message SET status = 'cancelled', "
+		cancel_ids_plan = spi_prepare_kept("UPDATE reminder.message SET status = 'cancelled', next_attempt_at = NULL, "
 							   "last_error = $2, updated_at = now() "
 							   "WHERE id = ANY ($1) AND status IN ('scheduled', 'retrying')",
 							   2, argtypes, 0);
@@ -305,7 +305,7 @@ prepare_plans(void)
 	{
 		Oid			argtypes[4] = {INT8OID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID};
 
-		cancel_keys_plan = spi_prepare_kept("UPDATE reminder.message m SET status = 'cancelled', "
+		cancel_keys_plan = spi_prepare_kept("UPDATE reminder.message m SET status = 'cancelled', next_attempt_at = NULL, "
 								"last_error = $4, updated_at = now() "
 								"FROM unnest($2, $3) AS r(lo, hi), " PENDING_IN_RANGE " p "
 								"WHERE m.id = p.id",
@@ -315,7 +315,7 @@ prepare_plans(void)
 	{
 		Oid			argtypes[3] = {INT8OID, TEXTARRAYOID, TEXTOID};
 
-		cancel_by_key_plan = spi_prepare_kept("UPDATE reminder.message SET status = 'cancelled', "
+		cancel_by_key_plan = spi_prepare_kept("UPDATE reminder.message SET status = 'cancelled', next_attempt_at = NULL, "
 								  "last_error = $3, updated_at = now() "
 								  "WHERE idempotency_key = ANY ($2) AND rule_id = $1 "
 								  "AND status IN ('scheduled', 'retrying')",
@@ -325,7 +325,7 @@ prepare_plans(void)
 	{
 		Oid			argtypes[2] = {INT8OID, TEXTOID};
 
-		cancel_rule_plan = spi_prepare_kept("UPDATE reminder.message SET status = 'cancelled', "
+		cancel_rule_plan = spi_prepare_kept("UPDATE reminder.message SET status = 'cancelled', next_attempt_at = NULL, "
 								"last_error = $2, updated_at = now() "
 								"WHERE idempotency_key >= 'rule:' || $1 || ':' "
 								"AND idempotency_key < 'rule:' || $1 || ';' "
@@ -706,6 +706,7 @@ flush(RuleRun *run)
 	values[0] = Int64GetDatum(run->rule->id);
 	values[1] = CStringGetTextDatum(run->rule->source_table);
 	values[2] = CStringGetTextDatum(run->rule->category);	/* for inserts */
+	values[3] = Int16GetDatum(run->rule->priority);	/* for inserts */
 
 	if (run->event == RUN_DELETE)
 	{

@@ -1082,12 +1082,13 @@ reminder_watch(PG_FUNCTION_ARGS)
 	char	   *kind;
 	Jsonb	   *recipients;
 	bool		backfill = PG_ARGISNULL(18) ? false : PG_GETARG_BOOL(18);
-	Oid			types[16] = {TEXTOID, OIDOID, TEXTOID, TEXTOID, TEXTARRAYOID, JSONBOID,
+	Oid			types[17] = {TEXTOID, OIDOID, TEXTOID, TEXTOID, TEXTARRAYOID, JSONBOID,
 		TEXTOID, TEXTOID, TEXTARRAYOID, BOOLOID, TEXTOID, TEXTOID, TEXTOID,
-	INTERVALOID, NAMEOID, TEXTOID};
-	Datum		values[16];
-	char		nulls[16];
+	INTERVALOID, NAMEOID, TEXTOID, INT2OID};
+	Datum		values[17];
+	char		nulls[17];
 	char	   *category;
+	int16		priority;
 	int64		id;
 	int			level;
 	Oid			save_userid;
@@ -1158,6 +1159,11 @@ reminder_watch(PG_FUNCTION_ARGS)
 	if (category == NULL)
 		category = w.name;
 	validate_name(category, "category");
+	{
+		char	   *p = PG_NARGS() > 20 ? text_or_null(fcinfo, 20) : NULL;
+
+		priority = p ? parse_priority(p, "priority") : 0;
+	}
 
 	/* the column */
 	w.column = text_or_null(fcinfo, 3);
@@ -1299,12 +1305,13 @@ reminder_watch(PG_FUNCTION_ARGS)
 	nulls[13] = w.has_throttle ? ' ' : 'n';
 	values[14] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetOuterUserId(), false)));
 	values[15] = CStringGetTextDatum(category);
+	values[16] = Int16GetDatum(priority);
 
 	spi_exec("INSERT INTO reminder.rule (name, table_name, kind, column_name, key_columns, recipients, "
 			 "condition, stop_condition, changes_to, business_days, calendar, time_zone, if_past, "
-			 "throttle, created_by, category) "
-			 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
-			 16, types, values, nulls, SPI_OK_INSERT_RETURNING);
+			 "throttle, created_by, category, priority) "
+			 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id",
+			 17, types, values, nulls, SPI_OK_INSERT_RETURNING);
 	{
 		bool		isnull;
 

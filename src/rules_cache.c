@@ -594,7 +594,7 @@ compile_rule(int64 id)
 		{
 			rule_plan = spi_prepare_kept("SELECT name, table_name::oid, kind, column_name, key_columns, "
 										 "recipients, condition, stop_condition, changes_to, business_days, "
-										 "calendar, time_zone, if_past, throttle, category "
+										 "calendar, time_zone, if_past, throttle, category, priority "
 										 "FROM reminder.rule WHERE id = $1", 1, argtypes, 0);
 		}
 		if (SPI_execute_plan(rule_plan, values, NULL, false, 1) != SPI_OK_SELECT)
@@ -631,6 +631,7 @@ compile_rule(int64 id)
 		if (!isnull)
 			rule->throttle = *DatumGetIntervalP(d);
 		rule->category = TextDatumGetCString(heap_getattr(tup, 15, desc, &isnull));
+		rule->priority = DatumGetInt16(heap_getattr(tup, 16, desc, &isnull));
 
 		if (rule->business_days)
 			rule->calendar = calendar_load(calendar);

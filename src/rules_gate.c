@@ -128,7 +128,7 @@ cancel_rest(const GateMessage *msg)
 		Oid			types[4] = {INT8OID, TEXTOID, TEXTOID, INT8OID};
 
 		/* the row's messages are a range of keys: see rule_key_prefix() */
-		cancel_rest_plan = spi_prepare_kept("UPDATE reminder.message SET status = 'cancelled', "
+		cancel_rest_plan = spi_prepare_kept("UPDATE reminder.message SET status = 'cancelled', next_attempt_at = NULL, "
 								"last_error = '" RULE_CANCEL_PREFIX "stop condition holds', "
 								"updated_at = now() "
 								"WHERE idempotency_key >= $2 AND idempotency_key < $3 "
@@ -790,7 +790,7 @@ rule_keep_rows(int64 rule_id)
 			elog(ERROR, "could not keep the rows of rule " INT64_FORMAT, rule_id);
 		values[0] = PointerGetDatum(construct_array(gone, ngone, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		if (ngone > 0 &&
-			SPI_execute_with_args("UPDATE reminder.message SET status = 'cancelled', "
+			SPI_execute_with_args("UPDATE reminder.message SET status = 'cancelled', next_attempt_at = NULL, "
 								  "last_error = '" RULE_CANCEL_PREFIX "row no longer exists', updated_at = now() "
 								  "WHERE id = ANY ($1) AND status IN ('scheduled', 'retrying')",
 								  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)

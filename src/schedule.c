@@ -171,26 +171,27 @@ check_fallback(const char *fallback, ChannelConfig *cc, Jsonb *recipient)
 }
 
 static int64
-insert_message(const ScheduleRequest *req, int64 recipient_id, Jsonb *recipient)
+insert_message(const ScheduleRequest *req, int64 recipient_id, Jsonb *recipient,
+			   int16 priority)
 {
-	Datum		values[12];
-	char		nulls[12];
+	Datum		values[13];
+	char		nulls[13];
 	bool		isnull;
 	int64		id;
 	const char *category = req->category;
 
 	if (insert_plan == NULL)
 	{
-		Oid			argtypes[12] = {TEXTOID, INT8OID, JSONBOID, TEXTOID, JSONBOID,
-		TIMESTAMPTZOID, TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+		Oid			argtypes[13] = {TEXTOID, INT8OID, JSONBOID, TEXTOID, JSONBOID,
+		TIMESTAMPTZOID, TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT2OID};
 
 		insert_plan = spi_prepare_kept("INSERT INTO reminder.message "
 									   "(channel, recipient_id, recipient, template, data, due_at, next_attempt_at, "
-									   " idempotency_key, rule_id, source_table, source_key, fallback, category) "
+									   " idempotency_key, rule_id, source_table, source_key, fallback, category, priority) "
 									   "VALUES ($1, $2, $3, $4, $5, $6, $6, "
-									   " coalesce($7, gen_random_uuid()::text), $8, $9, $10, $11, $12) "
+									   " coalesce($7, gen_random_uuid()::text), $8, $9, $10, $11, $12, $13) "
 									   "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-									   12, argtypes, 0);
+									   13, argtypes, 0);
 	}
 
 	memset(nulls, ' ', sizeof(nulls));
@@ -231,6 +232,7 @@ insert_message(const ScheduleRequest *req, int64 recipient_id, Jsonb *recipient)
 		values[11] = CStringGetTextDatum(category);
 	else
 		nulls[11] = 'n';
+	values[12] = Int16GetDatum(priority);
 
 	if (SPI_execute_plan(insert_plan, values, nulls, false, 1) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not insert message");
@@ -299,7 +301,8 @@ schedule_message(const ScheduleRequest *req)
 		check_fallback(req->fallback, cc, recipient);
 
 	SPI_connect();
-	id = insert_message(req, recipient_id, recipient);
+	id = insert_message(req, recipient_id, recipient,
+						req->priority ? parse_priority(req->priority, "priority") : cc->priority);
 	SPI_finish();
 
 	return id;
@@ -342,6 +345,9 @@ reminder_schedule(PG_FUNCTION_ARGS)
 		PG_GETARG_JSONB_P(4);
 	req.idempotency_key = PG_ARGISNULL(5) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(5));
 	req.fallback = PG_ARGISNULL(6) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(6));
+	/* 0.1.0's reminder.schedule() has no priority, until ALTER EXTENSION UPDATE */
+	if (PG_NARGS() > 7 && !PG_ARGISNULL(7))
+		req.priority = text_to_cstring(PG_GETARG_TEXT_PP(7));
 
 	PG_RETURN_INT64(schedule_message(&req));
 }

@@ -51,11 +51,29 @@ static bool stale_connections = false;	/* opened under an older host policy */
  * transfers start per host than it may have connections; the others wait,
  * unstarted, in the worker's queue (their leases renewed meanwhile).
  */
+typedef struct ChannelLoad
+{
+	char	   *channel;
+	int			n;
+} ChannelLoad;
+
 typedef struct HostLoad
 {
 	char	   *key;
 	int			n;
+	List	   *channels;		/* of ChannelLoad *: the n by channel */
+	char	   *last_channel;	/* the channel that last started a transfer */
+	TimestampTz shared_at;		/* when another channel than the one before did */
+	TimestampTz used_at;		/* when a transfer last started */
 } HostLoad;
+
+/*
+ * A host that several channels used within this long is shared: no
+ * channel may take its last connections (host_reserve()), so that a
+ * message of another channel finds one free at once instead of waiting
+ * behind a backlog on a slow receiver.  Idle hosts are forgotten after it.
+ */
+#define HOST_SHARED_MS	60000
 
 static List *host_loads = NIL;	/* of HostLoad *, in TopMemoryContext */
 
@@ -275,6 +293,45 @@ conn_key(Delivery *d)
 	return d->conn_key;
 }
 
+static void
+free_host_load(HostLoad *h)
+{
+	list_free_deep(h->channels);
+	if (h->last_channel)
+		pfree(h->last_channel);
+	pfree(h->key);
+	pfree(h);
+}
+
+/* Hosts with nothing in flight, unused for HOST_SHARED_MS, are dropped. */
+static void
+forget_idle_hosts(void)
+{
+	TimestampTz cutoff = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), -HOST_SHARED_MS);
+	ListCell   *lc;
+
+	foreach(lc, host_loads)
+	{
+		HostLoad   *h = lfirst(lc);
+
+		if (h->n <= 0 && h->used_at < cutoff)
+		{
+			host_loads = foreach_delete_current(host_loads, lc);
+			free_host_load(h);
+		}
+	}
+}
+
+/* Connections of a shared host that one channel may not take. */
+static int
+host_reserve(void)
+{
+	return reminder_max_host_connections < 2 ? 0 :
+		Max(1, reminder_max_host_connections / 4);
+}
+
+static ChannelLoad *channel_load(HostLoad *h, const char *channel, bool create);
+
 static HostLoad *
 host_load(const char *key, bool create)
 {
@@ -290,10 +347,10 @@ host_load(const char *key, bool create)
 	}
 	if (!create)
 		return NULL;
+	forget_idle_hosts();
 	old = MemoryContextSwitchTo(TopMemoryContext);
-	h = palloc(sizeof(HostLoad));
+	h = palloc0(sizeof(HostLoad));
 	h->key = pstrdup(key);
-	h->n = 0;
 	host_loads = lappend(host_loads, h);
 	MemoryContextSwitchTo(old);
 	return h;
@@ -308,23 +365,99 @@ transport_host_has_room(Delivery *d)
 	if (!d->ops || !d->ops->network)
 		return true;
 	h = host_load(conn_key(d), false);
-	return h == NULL || h->n < reminder_max_host_connections;
+	if (h == NULL)
+		return true;
+	if (h->n >= reminder_max_host_connections)
+		return false;
+	if (h->shared_at != 0 &&
+		GetCurrentTimestamp() < TimestampTzPlusMilliseconds(h->shared_at, HOST_SHARED_MS))
+	{
+		ChannelLoad *c = channel_load(h, d->channel, false);
+
+		if (c && c->n >= reminder_max_host_connections - host_reserve())
+			return false;
+	}
+	return true;
+}
+
+static ChannelLoad *
+channel_load(HostLoad *h, const char *channel, bool create)
+{
+	ListCell   *lc;
+	ChannelLoad *c;
+	MemoryContext old;
+
+	foreach(lc, h->channels)
+	{
+		c = lfirst(lc);
+		if (strcmp(c->channel, channel) == 0)
+			return c;
+	}
+	if (!create)
+		return NULL;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	c = palloc(sizeof(ChannelLoad));
+	c->channel = pstrdup(channel);
+	c->n = 0;
+	h->channels = lappend(h->channels, c);
+	MemoryContextSwitchTo(old);
+	return c;
+}
+
+/*
+ * Transfers of d's channel in flight to d's host: when a connection to a
+ * host frees up, the channel with the fewest gets it, so that a backlog of
+ * one channel cannot hold up another's messages to the same host.
+ */
+int
+transport_channel_load(Delivery *d)
+{
+	HostLoad   *h;
+	ChannelLoad *c;
+
+	if (!d->ops || !d->ops->network)
+		return 0;
+	h = host_load(conn_key(d), false);
+	if (h == NULL)
+		return 0;
+	c = channel_load(h, d->channel, false);
+	return c ? c->n : 0;
 }
 
 static void
 host_load_add(Delivery *d, int delta)
 {
 	HostLoad   *h = host_load(conn_key(d), delta > 0);
+	ChannelLoad *c;
 
 	if (h == NULL)
 		return;
 	h->n += delta;
-	if (h->n <= 0)
+	if (delta > 0)
 	{
-		host_loads = list_delete_ptr(host_loads, h);
-		pfree(h->key);
-		pfree(h);
+		h->used_at = GetCurrentTimestamp();
+		if (h->last_channel == NULL || strcmp(h->last_channel, d->channel) != 0)
+		{
+			if (h->last_channel)
+			{
+				h->shared_at = h->used_at;
+				pfree(h->last_channel);
+			}
+			h->last_channel = MemoryContextStrdup(TopMemoryContext, d->channel);
+		}
 	}
+	c = channel_load(h, d->channel, delta > 0);
+	if (c)
+	{
+		c->n += delta;
+		if (c->n <= 0)
+		{
+			h->channels = list_delete_ptr(h->channels, c);
+			pfree(c->channel);
+			pfree(c);
+		}
+	}
+	/* an idle host is kept a while: whether it is shared (forget_idle_hosts) */
 }
 
 /* Call fn for every delivery whose transfer is in flight. */

@@ -53,6 +53,7 @@ typedef struct ClaimedMessage
 	char	   *source_key;
 	bool		is_fallback;	/* fallback_of is set: never falls back again */
 	char	   *fallback;		/* the message's own fallback channel, or NULL */
+	int16		priority;		/* 1 high, 0 normal, -1 low */
 	char	   *category;		/* message.category, or NULL */
 } ClaimedMessage;
 
@@ -70,6 +71,7 @@ typedef struct Delivery
 	char	   *template_name;
 	Jsonb	   *data;
 	bool		is_fallback;
+	int16		priority;		/* 1 high, 0 normal, -1 low: starts first */
 	char	   *category;		/* message.category, or NULL: its fallback's */
 
 	/* the channel's policy */
@@ -159,6 +161,7 @@ extern void transport_start(Delivery *d);
 extern void transport_perform(bool sockets_ready);
 extern int	transport_in_flight(void);
 extern bool transport_host_has_room(Delivery *d);
+extern int	transport_channel_load(Delivery *d);
 extern void transport_foreach_active(void (*fn) (Delivery *d, void *arg), void *arg);
 extern bool transport_take_done(dlist_head *into);
 extern void transport_abandon_all(void);
@@ -244,12 +247,24 @@ extern ChannelConfig *channel_cache_peek(const char *name);
 extern ChannelConfig *channel_cache_get(const char *name);
 
 /* in queue.c: claim and record */
+
+/*
+ * A channel of which the worker holds enough messages not yet started: the
+ * claim takes only its messages of a higher priority than those.
+ */
+typedef struct BusyChannel
+{
+	char	   *channel;
+	int			top_priority;	/* the highest priority of those waiting */
+} BusyChannel;
+
 typedef struct ClaimResult
 {
 	int			claimed;		/* rows claimed (sent or not) */
 	bool		more;			/* the limit was reached: more may be due */
 	TimestampTz next_due;		/* next future due time, or DT_NOEND */
 	TimestampTz next_token;		/* when a throttled channel may go on, or DT_NOEND */
+	int			left_out;		/* busy channels the claim left out */
 } ClaimResult;
 
 typedef enum ExtensionState
@@ -260,9 +275,10 @@ typedef enum ExtensionState
 } ExtensionState;
 
 extern ExtensionState queue_extension_state(char **installed);
-extern void queue_claim(int limit, int paced_limit, dlist_head *to_send,
-						dlist_head *done, MemoryContext delivery_parent,
-						ClaimResult *result);
+extern void queue_claim(int limit, int paced_limit, List *busy,
+						dlist_head *to_send, dlist_head *done,
+						MemoryContext delivery_parent, ClaimResult *result);
+extern void queue_enqueue(dlist_head *queue, Delivery *d);
 extern void queue_release(dlist_head *unsent);
 extern TimestampTz queue_renew_leases(Delivery **ds, int n);
 extern void queue_record(dlist_head *done, int64 *sent, int64 *failed,

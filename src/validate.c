@@ -463,6 +463,23 @@ validate_payload_size(Size size, const char *what)
 				 errhint("Raise reminder.max_payload_size, or keep large data in your tables and refer to it.")));
 }
 
+/* A message priority: high, normal or low, as 1, 0 and -1. */
+int16
+parse_priority(const char *text, const char *what)
+{
+	if (pg_strcasecmp(text, "high") == 0)
+		return 1;
+	if (pg_strcasecmp(text, "normal") == 0)
+		return 0;
+	if (pg_strcasecmp(text, "low") == 0)
+		return -1;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid %s: \"%s\"", what, text),
+			 errhint("A priority is \"high\", \"normal\" or \"low\".")));
+	return 0;					/* keep the compiler quiet */
+}
+
 /* [+-]digits[.digits][e[+-]digits], or .digits: what a JSON number looks like */
 static bool
 decimal_number(const char *s)

@@ -57,6 +57,8 @@ static WorkerSlot *my_slot = NULL;
 static volatile sig_atomic_t in_transaction = false;
 static bool version_mismatch = false;	/* the installed SQL is another version */
 
+static List *busy_channels(dlist_head *to_send);
+
 /* Slot counters, published every iteration. */
 static int64 n_sent = 0;
 static int64 n_failed = 0;
@@ -363,6 +365,7 @@ record_and_claim(dlist_head *done, int limit, int paced_limit, dlist_head *to_se
 	volatile ExtensionState state = EXTENSION_CURRENT;
 	volatile bool recorded = false;
 	char	   *installed = NULL;
+	List	   *busy = busy_channels(to_send);
 	dlist_head	new_send;
 	dlist_head	new_done;
 	int64		s = 0,
@@ -375,6 +378,7 @@ record_and_claim(dlist_head *done, int limit, int paced_limit, dlist_head *to_se
 	result->more = false;
 	result->next_due = DT_NOEND;
 	result->next_token = DT_NOEND;
+	result->left_out = list_length(busy);
 
 	PG_TRY();
 	{
@@ -385,7 +389,7 @@ record_and_claim(dlist_head *done, int limit, int paced_limit, dlist_head *to_se
 		{
 			if (!dlist_is_empty(done))
 				queue_record(done, &s, &f, &r);
-			queue_claim(limit, paced_limit, &new_send, &new_done, delivery_parent, result);
+			queue_claim(limit, paced_limit, busy, &new_send, &new_done, delivery_parent, result);
 		}
 		if (installed)
 			installed = MemoryContextStrdup(cxt, installed);
@@ -415,7 +419,7 @@ record_and_claim(dlist_head *done, int limit, int paced_limit, dlist_head *to_se
 		record_done(done);
 
 	while (!dlist_is_empty(&new_send))
-		dlist_push_tail(to_send, dlist_pop_head_node(&new_send));
+		queue_enqueue(to_send, dlist_container(Delivery, node, dlist_pop_head_node(&new_send)));
 	while (!dlist_is_empty(&new_done))
 		dlist_push_tail(done, dlist_pop_head_node(&new_done));
 	return state;
@@ -489,31 +493,66 @@ start_one(Delivery *d, dlist_head *done)
 }
 
 /*
+ * The next delivery to start: of the highest priority waiting that can
+ * start now (its host has a free connection), the one whose channel has
+ * the fewest transfers in flight to that host, the first of those.  So
+ * channels take turns on a shared host, and a backlog claimed earlier on
+ * one channel does not make another channel's messages wait.
+ */
+static Delivery *
+next_to_start(dlist_head *to_send)
+{
+	dlist_iter	iter;
+	Delivery   *best = NULL;
+	int			best_load = 0;
+
+	dlist_foreach(iter, to_send)
+	{
+		Delivery   *d = dlist_container(Delivery, node, iter.cur);
+		int			load;
+
+		if (best && d->priority < best->priority)
+			break;				/* the queue is in priority order */
+		if (!transport_host_has_room(d))
+			continue;
+		load = transport_channel_load(d);
+		if (best == NULL || load < best_load)
+		{
+			best = d;
+			best_load = load;
+			if (load == 0)
+				break;
+		}
+	}
+	return best;
+}
+
+/*
  * Start the transfers of claimed deliveries as far as transfer slots and
- * the connections allowed per host allow; the rest wait in *to_send, in
- * order.  Those of rate-limited channels go first, whatever their place:
- * their tokens were spent for now.
+ * the connections allowed per host allow (next_to_start() chooses); the
+ * rest wait in *to_send.  Those of rate-limited channels go first,
+ * whatever their place: their tokens were spent for now.
  */
 static void
 start_transfers(dlist_head *to_send, dlist_head *done)
 {
 	dlist_mutable_iter iter;
+	Delivery   *d;
 
-	for (int pass = 0; pass < 2; pass++)
+	dlist_foreach_modify(iter, to_send)
 	{
-		dlist_foreach_modify(iter, to_send)
+		d = dlist_container(Delivery, node, iter.cur);
+		if (d->paced && transport_host_has_room(d))
 		{
-			Delivery   *d = dlist_container(Delivery, node, iter.cur);
-
-			if (pass == 0 && !d->paced)
-				continue;
-			if (pass == 1 && transport_in_flight() >= reminder_max_concurrent)
-				return;
-			if (!transport_host_has_room(d))
-				continue;
 			dlist_delete(&d->node);
 			start_one(d, done);
 		}
+	}
+	while (transport_in_flight() < reminder_max_concurrent &&
+		   (d = next_to_start(to_send)) != NULL)
+	{
+		dlist_delete(&d->node);
+		start_one(d, done);
 	}
 }
 
@@ -589,6 +628,57 @@ renew_leases(dlist_head *to_send)
 		elog(DEBUG1, "reminder worker: renewed the leases of %d messages", h.n);
 	}
 	return h.earliest_kept == DT_NOEND ? DT_NOEND : h.earliest_kept - half;
+}
+
+/*
+ * Channels of which the worker holds enough messages not yet started (half
+ * a batch), with the highest priority among those: the claim takes only
+ * higher priorities of them, so that a backlog on one channel, or a slow
+ * receiver, cannot fill the queue and hold up the others, while an urgent
+ * message of the same channel still goes before its backlog.
+ */
+static List *
+busy_channels(dlist_head *to_send)
+{
+	List	   *held = NIL;		/* of BusyChannel, top_priority and a count */
+	List	   *counts = NIL;
+	List	   *busy = NIL;
+	dlist_iter	iter;
+	ListCell   *lc,
+			   *lc2;
+	int			threshold = Max(1, reminder_batch_size / 2);
+
+	dlist_foreach(iter, to_send)
+	{
+		Delivery   *d = dlist_container(Delivery, node, iter.cur);
+		bool		found = false;
+
+		forboth(lc, held, lc2, counts)
+		{
+			BusyChannel *b = lfirst(lc);
+
+			if (strcmp(b->channel, d->channel) == 0)
+			{
+				b->top_priority = Max(b->top_priority, d->priority);
+				lfirst_int(lc2)++;
+				found = true;
+				break;
+			}
+		}
+		if (!found)
+		{
+			BusyChannel *b = palloc(sizeof(BusyChannel));
+
+			b->channel = d->channel;
+			b->top_priority = d->priority;
+			held = lappend(held, b);
+			counts = lappend_int(counts, 1);
+		}
+	}
+	forboth(lc, held, lc2, counts)
+		if (lfirst_int(lc2) >= threshold)
+			busy = lappend(busy, lfirst(lc));
+	return busy;
 }
 
 static int
@@ -683,6 +773,7 @@ deliver(void)
 	TimestampTz grace_until = 0;
 	TimestampTz renew_at = DT_NOEND;	/* when leases of held messages need renewing */
 	bool		claim_wanted = true;	/* woken for new work, not yet claimed */
+	int			left_out = 0;	/* busy channels the last claim left out */
 	bool		sockets_ready = false;
 	bool		more = false;
 	bool		gone = false;
@@ -741,6 +832,17 @@ deliver(void)
 		waiting = list_count(&to_send);
 		room = reminder_max_concurrent + reminder_batch_size - transport_in_flight() - waiting;
 		busy = transport_in_flight() + waiting > 0;
+
+		/*
+		 * A channel the last claim left out because it was busy may have
+		 * due messages (next_due() looks only ahead): claim again as soon
+		 * as it is not busy any more.
+		 */
+		if (left_out > 0 && list_length(busy_channels(&to_send)) < left_out)
+		{
+			claim_wanted = true;
+			left_out = 0;
+		}
 		record_wanted = false;
 		if (!dlist_is_empty(&done))
 			record_wanted = (list_count(&done) >= threshold || transport_in_flight() == 0 || stopping ||
@@ -819,6 +921,7 @@ deliver(void)
 
 				now = GetCurrentTimestamp();
 				more = res.more;
+				left_out = res.left_out;
 				claim_wanted = false;
 				next_claim = more ? now :
 					Min(Min(res.next_due, res.next_token),

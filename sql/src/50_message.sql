@@ -33,7 +33,7 @@ CREATE TABLE reminder.message (
                         CONSTRAINT message_status_known CHECK (status IN
                             ('scheduled', 'sending', 'sent', 'retrying', 'failed', 'cancelled', 'suppressed')),
     due_at              timestamptz NOT NULL,
-    next_attempt_at     timestamptz NOT NULL,
+    next_attempt_at     timestamptz,
     attempts            integer NOT NULL DEFAULT 0,
     lease_until         timestamptz,
     sent_at             timestamptz,
@@ -46,8 +46,16 @@ CREATE TABLE reminder.message (
     fallback_of         bigint,
     fallback            text,
     created_at          timestamptz NOT NULL DEFAULT now(),
-    updated_at          timestamptz NOT NULL DEFAULT now()
-);
+    updated_at          timestamptz NOT NULL DEFAULT now(),
+    sms_segments        smallint,
+    priority            smallint NOT NULL DEFAULT 0
+                        CONSTRAINT message_priority_known CHECK (priority BETWEEN -1 AND 1),
+    CONSTRAINT message_next_attempt_while_pending
+        CHECK ((next_attempt_at IS NULL) = (status IN ('sent', 'failed', 'cancelled', 'suppressed')))
+)
+-- room on each page for the claim's new row version: a HOT update, with no
+-- index entry to write
+WITH (fillfactor = 75);
 COMMENT ON TABLE reminder.message IS 'the outbox: one notification to one recipient on one channel; write through reminder.schedule() and friends';
 COMMENT ON COLUMN reminder.message.channel IS 'the channel it goes out on (checked when scheduled; no foreign key, see reminder.drop_channel())';
 COMMENT ON COLUMN reminder.message.recipient_id IS 'the stored recipient it was resolved from, if any; NULL once that recipient is deleted';
@@ -55,7 +63,10 @@ COMMENT ON COLUMN reminder.message.recipient IS 'the resolved recipient (address
 COMMENT ON COLUMN reminder.message.data IS 'template data; messages of on_change and survey rules carry row and old as they were at the change, those of before, after and follow_up rules nothing: the worker reads their row when it sends';
 COMMENT ON COLUMN reminder.message.status IS 'scheduled, sending, sent, retrying, failed (gave up), cancelled or suppressed (opt-out, throttle, stop condition)';
 COMMENT ON COLUMN reminder.message.due_at IS 'when the message should go out';
-COMMENT ON COLUMN reminder.message.next_attempt_at IS 'when the worker may next try: due_at, or later after a transient failure or deferral';
+COMMENT ON COLUMN reminder.message.next_attempt_at IS 'when the worker may next try: due_at, or later after a transient failure or deferral; NULL once the message is finished (sent, failed, cancelled, suppressed)';
+COMMENT ON COLUMN reminder.message.priority IS '1 high, 0 normal, -1 low: a due message of a higher priority is claimed and started first';
+COMMENT ON COLUMN reminder.message.sms_segments IS
+'SMS only: segments the text took when it was last sent (GSM-7: 160 septets, or 153 each when split; UCS-2: 70 UTF-16 units, or 67 each), as providers bill';
 COMMENT ON COLUMN reminder.message.lease_until IS 'while sending: when another worker may reclaim the message (crash recovery)';
 COMMENT ON COLUMN reminder.message.idempotency_key IS 'unique; sent as the Idempotency-Key header and in the SMTP Message-ID so a receiver can drop duplicates; rule-made messages have rule:<rule>:<row key>:<recipient>:<step>[:<value>]; COLLATE "C" (byte order)';
 COMMENT ON COLUMN reminder.message.source_key IS 'rule-made messages: the key of the row that made them, as text (a JSON array of texts for several key columns)';
@@ -63,16 +74,19 @@ COMMENT ON COLUMN reminder.message.provider_message_id IS 'the id the provider r
 COMMENT ON COLUMN reminder.message.fallback IS 'the channel to fall back to if this message fails for good, instead of its channel''s "fallback" setting (reminder.schedule(..., fallback))';
 COMMENT ON COLUMN reminder.message.fallback_of IS 'the failed message this one replaces on a fallback channel (which purge() may since have deleted)';
 
--- The due scan touches only rows that can still be sent; the lease scan only
--- rows in flight.  Both stay small however large the history grows.
+-- The due scan touches only rows that can still be sent: one range per
+-- channel and priority, in due order, so that the claim can take each
+-- channel's share and each priority first (see the worker's claim).  A
+-- claim changes no column of an index, so its update can be HOT; a
+-- finished message leaves this index (next_attempt_at NULL).  Messages a
+-- worker holds stay in it, skipped by other claims until their lease ends:
+-- crash recovery needs no index of its own.
 -- Keys are compared byte-wise (COLLATE "C": the database's collation would
 -- cost a strcoll() per comparison).  A rule-made message's key starts with
 -- rule:<rule>:<row key>:, so the messages of a rule, or of one row, are a
 -- range of the key's unique index, and need no index of their own.
-CREATE INDEX message_due_idx ON reminder.message (next_attempt_at)
-    WHERE status IN ('scheduled', 'retrying');
-CREATE INDEX message_lease_idx ON reminder.message (lease_until)
-    WHERE status = 'sending';
+CREATE INDEX message_due_idx ON reminder.message (channel, priority, next_attempt_at)
+    WHERE next_attempt_at IS NOT NULL;
 CREATE INDEX message_recipient_idx ON reminder.message (recipient_id)
     WHERE recipient_id IS NOT NULL;
 
@@ -146,21 +160,23 @@ CREATE FUNCTION reminder.schedule(channel text, recipient jsonb, template text,
                                   due_at timestamptz DEFAULT now(),
                                   data jsonb DEFAULT '{}',
                                   idempotency_key text DEFAULT NULL,
-                                  fallback text DEFAULT NULL)
+                                  fallback text DEFAULT NULL,
+                                  priority text DEFAULT NULL)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'reminder_schedule'
 LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-COMMENT ON FUNCTION reminder.schedule(text, jsonb, text, timestamptz, jsonb, text, text) IS
-'schedules one message and returns its id; an existing idempotency_key returns that message''s id and creates nothing; fallback names the channel that takes over if it fails for good (default: the channel''s own "fallback" setting)';
+COMMENT ON FUNCTION reminder.schedule(text, jsonb, text, timestamptz, jsonb, text, text, text) IS
+'schedules one message and returns its id; an existing idempotency_key returns that message''s id and creates nothing; fallback names the channel that takes over if it fails for good (default: the channel''s own "fallback" setting); priority is high, normal or low (default: the channel''s "priority", else normal)';
 
 CREATE FUNCTION reminder.send(channel text, recipient jsonb, template text,
                               data jsonb DEFAULT '{}',
                               idempotency_key text DEFAULT NULL,
-                              fallback text DEFAULT NULL)
+                              fallback text DEFAULT NULL,
+                              priority text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE sql SECURITY INVOKER
-RETURN reminder.schedule(channel, recipient, template, now(), data, idempotency_key, fallback);
-COMMENT ON FUNCTION reminder.send(text, jsonb, text, jsonb, text, text) IS
+RETURN reminder.schedule(channel, recipient, template, now(), data, idempotency_key, fallback, priority);
+COMMENT ON FUNCTION reminder.send(text, jsonb, text, jsonb, text, text, text) IS
 'schedules one message for now; the worker sends it as soon as the transaction commits';
 
 CREATE FUNCTION reminder.cancel(message_id bigint)
@@ -177,8 +193,8 @@ LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION reminder.reschedule(bigint, timestamptz) IS
 'moves a message that is not yet sent to a new due time';
 
-GRANT EXECUTE ON FUNCTION reminder.schedule(text, jsonb, text, timestamptz, jsonb, text, text),
-                          reminder.send(text, jsonb, text, jsonb, text, text),
+GRANT EXECUTE ON FUNCTION reminder.schedule(text, jsonb, text, timestamptz, jsonb, text, text, text),
+                          reminder.send(text, jsonb, text, jsonb, text, text, text),
                           reminder.cancel(bigint),
                           reminder.reschedule(bigint, timestamptz)
     TO reminder_user;

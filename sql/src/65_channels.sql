@@ -3,10 +3,6 @@
 -- to the outbox, and what they let one ask in advance.  See docs/channels.md.
 -- ---------------------------------------------------------------------------
 
-ALTER TABLE reminder.message ADD COLUMN sms_segments smallint;
-COMMENT ON COLUMN reminder.message.sms_segments IS
-'SMS only: segments the text took when it was last sent (GSM-7: 160 septets, or 153 each when split; UCS-2: 70 UTF-16 units, or 67 each), as providers bill';
-
 CREATE FUNCTION reminder.sms_segments(body text, transliterate boolean DEFAULT false,
                                       OUT encoding text, OUT units integer, OUT segments integer,
                                       OUT sms_text text)

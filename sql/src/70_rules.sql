@@ -28,7 +28,9 @@ CREATE TABLE reminder.rule (
     created_by      name NOT NULL,
     created_at      timestamptz NOT NULL DEFAULT now(),
     category        text NOT NULL
-                    CONSTRAINT rule_category_format CHECK (category ~ '^[A-Za-z][A-Za-z0-9_.-]{0,62}$')
+                    CONSTRAINT rule_category_format CHECK (category ~ '^[A-Za-z][A-Za-z0-9_.-]{0,62}$'),
+    priority        smallint NOT NULL DEFAULT 0
+                    CONSTRAINT rule_priority_known CHECK (priority BETWEEN -1 AND 1)
 );
 CREATE INDEX rule_table_name_idx ON reminder.rule (table_name);
 
@@ -50,6 +52,7 @@ COMMENT ON COLUMN reminder.rule.business_days IS 'whether the days of offsets co
 COMMENT ON COLUMN reminder.rule.time_zone IS 'time zone of day arithmetic, business days, and timestamp-without-time-zone columns';
 COMMENT ON COLUMN reminder.rule.if_past IS 'what happens to a message whose time has already passed when the row is written: skip (default) or send (at once)';
 COMMENT ON COLUMN reminder.rule.category IS 'the consent category of every message the rule makes (default: the rule''s name), so that an opt-out or unsubscribe link from one of them stops them all';
+COMMENT ON COLUMN reminder.rule.priority IS 'the priority of every message the rule makes: 1 high, 0 normal, -1 low (watch(..., priority))';
 COMMENT ON COLUMN reminder.rule.throttle IS 'survey: no second survey to the same email address or phone number within this interval';
 
 -- ---------------------------------------------------------------------------
@@ -141,11 +144,12 @@ CREATE FUNCTION reminder.watch(table_name regclass,
                                time_zone text DEFAULT NULL,
                                key_columns text[] DEFAULT NULL,
                                backfill boolean DEFAULT false,
-                               category text DEFAULT NULL)
+                               category text DEFAULT NULL,
+                               priority text DEFAULT NULL)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'reminder_watch'
 LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-COMMENT ON FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean, text) IS
+COMMENT ON FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean, text, text) IS
 'creates a rule on a table the caller owns and the triggers that apply it; returns the rule id (see docs/rules.md)';
 
 CREATE FUNCTION reminder.unwatch(name text, cancel_pending boolean DEFAULT true)
@@ -229,6 +233,6 @@ GRANT EXECUTE ON FUNCTION reminder.is_business_day(date, text),
     TO reminder_user;
 -- A table owner restoring a dump creates the triggers again.
 GRANT EXECUTE ON FUNCTION reminder.watch_trigger() TO reminder_admin;
-GRANT EXECUTE ON FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean, text),
+GRANT EXECUTE ON FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean, text, text),
                           reminder.unwatch(text, boolean)
     TO reminder_admin;

@@ -15,13 +15,13 @@ SELECT plan(49);
 SELECT has_function('reminder', 'create_channel', ARRAY['text', 'text', 'jsonb', 'jsonb']);
 SELECT function_returns('reminder', 'create_channel', ARRAY['text', 'text', 'jsonb', 'jsonb'], 'void');
 SELECT has_function('reminder', 'create_template', ARRAY['text', 'text', 'text', 'text', 'text', 'text[]']);
-SELECT has_function('reminder', 'schedule', ARRAY['text', 'jsonb', 'text', 'timestamp with time zone', 'jsonb', 'text', 'text']);
-SELECT function_returns('reminder', 'schedule', ARRAY['text', 'jsonb', 'text', 'timestamp with time zone', 'jsonb', 'text', 'text'], 'bigint');
-SELECT has_function('reminder', 'send', ARRAY['text', 'jsonb', 'text', 'jsonb', 'text', 'text']);
+SELECT has_function('reminder', 'schedule', ARRAY['text', 'jsonb', 'text', 'timestamp with time zone', 'jsonb', 'text', 'text', 'text']);
+SELECT function_returns('reminder', 'schedule', ARRAY['text', 'jsonb', 'text', 'timestamp with time zone', 'jsonb', 'text', 'text', 'text'], 'bigint');
+SELECT has_function('reminder', 'send', ARRAY['text', 'jsonb', 'text', 'jsonb', 'text', 'text', 'text']);
 SELECT has_function('reminder', 'cancel', ARRAY['bigint']);
 SELECT has_function('reminder', 'reschedule', ARRAY['bigint', 'timestamp with time zone']);
-SELECT is((SELECT pg_get_function_arguments('reminder.schedule(text, jsonb, text, timestamptz, jsonb, text, text)'::regprocedure)),
-          'channel text, recipient jsonb, template text, due_at timestamp with time zone DEFAULT now(), data jsonb DEFAULT ''{}''::jsonb, idempotency_key text DEFAULT NULL::text, fallback text DEFAULT NULL::text',
+SELECT is((SELECT pg_get_function_arguments('reminder.schedule(text, jsonb, text, timestamptz, jsonb, text, text, text)'::regprocedure)),
+          'channel text, recipient jsonb, template text, due_at timestamp with time zone DEFAULT now(), data jsonb DEFAULT ''{}''::jsonb, idempotency_key text DEFAULT NULL::text, fallback text DEFAULT NULL::text, priority text DEFAULT NULL::text',
           'schedule has the documented parameter names and defaults: SPEC''s fixed six, then optional ones');
 SELECT is((SELECT pg_get_function_arguments('reminder.create_channel(text, text, jsonb, jsonb)'::regprocedure)),
           'name text, kind text, settings jsonb DEFAULT ''{}''::jsonb, secrets jsonb DEFAULT ''{}''::jsonb',
@@ -32,9 +32,9 @@ SELECT ok(has_function_privilege('reminder_admin', 'reminder.create_channel(text
 SELECT ok(NOT has_function_privilege('reminder_user', 'reminder.create_channel(text, text, jsonb, jsonb)', 'EXECUTE'), 'user may not create channels');
 SELECT ok(NOT has_function_privilege('reminder_user', 'reminder.set_channel_secrets(text, jsonb)', 'EXECUTE'), 'user may not set secrets');
 SELECT ok(NOT has_function_privilege('reminder_user', 'reminder.create_template(text, text, text, text, text, text[])', 'EXECUTE'), 'user may not create templates');
-SELECT ok(has_function_privilege('reminder_user', 'reminder.schedule(text, jsonb, text, timestamptz, jsonb, text, text)', 'EXECUTE'), 'user may schedule');
+SELECT ok(has_function_privilege('reminder_user', 'reminder.schedule(text, jsonb, text, timestamptz, jsonb, text, text, text)', 'EXECUTE'), 'user may schedule');
 SELECT ok(has_function_privilege('reminder_user', 'reminder.cancel(bigint)', 'EXECUTE'), 'user may cancel');
-SELECT ok(has_function_privilege('reminder_admin', 'reminder.schedule(text, jsonb, text, timestamptz, jsonb, text, text)', 'EXECUTE'), 'admin may schedule too');
+SELECT ok(has_function_privilege('reminder_admin', 'reminder.schedule(text, jsonb, text, timestamptz, jsonb, text, text, text)', 'EXECUTE'), 'admin may schedule too');
 
 -- set up as the admin role, schedule as the user role
 CREATE ROLE tap_admin IN ROLE reminder_admin;
@@ -85,7 +85,7 @@ SELECT throws_ok($$SELECT reminder.schedule('tap_log', '{"time_zone": "Nowhere/L
 SELECT throws_ok($$SELECT reminder.create_template('tap_u', 'x', E'Sub\r\nBcc: a@example.com')$$, '22023', NULL, 'CR/LF in a header field');
 SELECT throws_ok($$SELECT reminder.schedule('tap_log', '{}', 'tap_t', NULL, '{"name": "x"}')$$, '22004', NULL, 'NULL due_at');
 SELECT throws_ok($$SELECT reminder.schedule('tap_log', '{}', 'tap_t', now(), '{}')$$, '22023', 'template "tap_t" requires variable "name"', 'missing required variable');
-UPDATE reminder.message SET status = 'sent' WHERE data->>'name' = 'Now';
+UPDATE reminder.message SET status = 'sent', next_attempt_at = NULL WHERE data->>'name' = 'Now';
 SELECT throws_ok($$SELECT reminder.cancel((SELECT id FROM reminder.message WHERE data->>'name' = 'Now'))$$, '55000', NULL, 'cancelling a message already sent');
 SET LOCAL reminder.max_payload_size = '1kB';
 SELECT throws_ok($$SELECT reminder.schedule('tap_log', '{}', 'tap_t', now(), jsonb_build_object('name', repeat('x', 5000)))$$, '54000', NULL, 'data over the size limit');

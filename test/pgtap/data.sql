@@ -22,7 +22,7 @@ SELECT reminder.schedule('dt_mail', '{"external_id": "dt-1"}', 'dt_t', now(), '{
 SELECT reminder.schedule('dt_mail', '{"external_id": "dt-1"}', 'dt_t', now() + interval '1 day', '{"name": "Ada"}') AS pending \gset
 SELECT reminder.schedule('dt_log', '{"email": "ADA@example.com"}', 'dt_t', now(), '{"name": "Ada"}') AS inline \gset
 SELECT reminder.schedule('dt_mail', '{"email": "bob@example.com", "cc": ["ada@example.com", "eve@example.com"]}', 'dt_t', now(), '{"name": "Bob"}') AS bob \gset
-UPDATE reminder.message SET status = 'sent', sent_at = now(), attempts = 1, provider_message_id = 'prov-1' WHERE id IN (:sent, :inline);
+UPDATE reminder.message SET status = 'sent', sent_at = now(), next_attempt_at = NULL, attempts = 1, provider_message_id = 'prov-1' WHERE id IN (:sent, :inline);
 INSERT INTO reminder.attempt (message_id, attempt, started_at, outcome, error, response, smtp_reply)
 VALUES (:sent, 1, now(), 'sent', NULL, '250 OK queued for ada@example.com', '250 2.0.0 OK');
 INSERT INTO reminder.log (message_id, channel, recipient, subject, body)
@@ -107,7 +107,7 @@ UPDATE reminder.message SET updated_at = now() - interval '100 days' WHERE id = 
 UPDATE reminder.event SET occurred_at = now() - interval '100 days' WHERE message_id = :sent;
 SELECT reminder.schedule('dt_log', '{"email": "old@example.com"}', 'dt_t', now() - interval '200 days', '{}') AS old_pending \gset
 SELECT reminder.schedule('dt_log', '{"email": "answered@example.com"}', 'dt_t', now(), '{}') AS late_answer \gset
-UPDATE reminder.message SET status = 'sent', sent_at = now() - interval '100 days', updated_at = now() - interval '100 days' WHERE id = :late_answer;
+UPDATE reminder.message SET status = 'sent', next_attempt_at = NULL, sent_at = now() - interval '100 days', updated_at = now() - interval '100 days' WHERE id = :late_answer;
 SELECT reminder.record_event(reminder.link_token(:late_answer, 'confirm'));
 SELECT bag_eq($$ SELECT object, purged FROM reminder.purge('90 days') $$,
               $$ VALUES ('messages', 3::bigint), ('attempts', 1), ('events', 1), ('log', 1) $$,

@@ -26,7 +26,8 @@ DECLARE
 BEGIN
     UPDATE reminder.message m
        SET status = msg.status, attempts = CASE WHEN msg.status IN ('failed', 'sent') THEN 3 ELSE 0 END,
-           last_error = msg.last_error, updated_at = now() - interval '1 hour'
+           last_error = msg.last_error, updated_at = now() - interval '1 hour',
+           next_attempt_at = CASE WHEN msg.status IN ('scheduled', 'retrying', 'sending') THEN m.next_attempt_at END
      WHERE m.id = mid;
     IF msg.status IN ('failed', 'sent') THEN
         INSERT INTO reminder.attempt (message_id, attempt, started_at, duration, outcome, error)
@@ -75,7 +76,7 @@ SELECT is((SELECT string_agg(status || ':' || retries, ',' ORDER BY id) FROM rem
 -- a failed message whose fallback took over: never sent twice
 SELECT pg_temp.msg('fb-1', 'failed', 'gave up after 3 attempts: connection refused') AS fb_1 \gset
 SELECT reminder.schedule('rt_log', '{"name": "Ada"}', 'rt_t', now(), '{"n": 1}', 'fb-1:fallback') AS fb_1_fallback \gset
-UPDATE reminder.message SET fallback_of = :fb_1, status = 'sent' WHERE id = :fb_1_fallback;
+UPDATE reminder.message SET fallback_of = :fb_1, status = 'sent', next_attempt_at = NULL WHERE id = :fb_1_fallback;
 SELECT throws_ok(format('SELECT reminder.retry(%s)', :fb_1), '55000',
                  format('cannot retry message %s because fallback message %s took it over', :fb_1, :fb_1_fallback),
                  'a message whose fallback took over is refused, naming the fallback');

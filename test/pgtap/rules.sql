@@ -90,7 +90,7 @@ SELECT is((SELECT count(*) FROM reminder.message m, reminder.render(m.id) r
     'and they show the title as it is now');
 
 -- a sent reminder is not sent again when the meeting moves
-UPDATE reminder.message SET status = 'sent', sent_at = now()
+UPDATE reminder.message SET status = 'sent', sent_at = now(), next_attempt_at = NULL
  WHERE rule_id = :meeting_rule AND idempotency_key LIKE 'rule:%:1:0:0';
 SELECT due_at AS sent_due FROM reminder.message WHERE rule_id = :meeting_rule AND status = 'sent' \gset
 UPDATE ru_meeting SET starts_at = starts_at + interval '2 hours' WHERE id = 1;
@@ -268,7 +268,7 @@ SELECT results_eq($$SELECT verdict FROM reminder.gate_check($$ || :s2 || $$)$$, 
 -- what the worker records when it lets the first survey through
 INSERT INTO reminder.survey_log (address_hash, message_id, rule_id)
 VALUES (sha256(convert_to('email:ada@example.com', 'UTF8')), :s1, :survey_rule);
-UPDATE reminder.message SET status = 'sent', sent_at = now() WHERE id = :s1;
+UPDATE reminder.message SET status = 'sent', sent_at = now(), next_attempt_at = NULL WHERE id = :s1;
 SELECT results_eq($$SELECT verdict, reason FROM reminder.gate_check($$ || :s2 || $$)$$,
     $$VALUES ('suppress', 'survey throttle: surveyed within 90 days')$$,
     'the same person (address case aside) within 90 days: suppressed, not retried');

@@ -32,11 +32,11 @@ SELECT is((SELECT row(messages, due_now, next_attempt_at)::text FROM reminder.qu
 -- 25 failed, 5 suppressed; events on them
 DELETE FROM reminder.message WHERE channel IN ('vw_a', 'vw_b');
 INSERT INTO reminder.message (channel, recipient, template, status, due_at, next_attempt_at, sent_at, updated_at)
-SELECT 'vw_a', '{}', 'vw_t', 'sent', '2024-05-01 10:00+00', '2024-05-01 10:00+00',
+SELECT 'vw_a', '{}', 'vw_t', 'sent', '2024-05-01 10:00+00', NULL,
        '2024-05-01 10:00+00'::timestamptz + s * interval '1 second', '2024-05-01 11:00+00'
   FROM generate_series(1, 100) s;
 INSERT INTO reminder.message (channel, recipient, template, status, due_at, next_attempt_at, updated_at)
-SELECT 'vw_a', '{}', 'vw_t', st, '2024-05-01 10:00+00', '2024-05-01 10:00+00', '2024-05-01 12:00+00'
+SELECT 'vw_a', '{}', 'vw_t', st, '2024-05-01 10:00+00', NULL, '2024-05-01 12:00+00'
   FROM unnest(array_fill('failed'::text, ARRAY[25]) || array_fill('suppressed'::text, ARRAY[5])) st;
 INSERT INTO reminder.event (message_id, kind, occurred_at)
 SELECT id, k, '2024-05-01 13:00+00' FROM (SELECT id FROM reminder.message WHERE channel = 'vw_a' AND status = 'sent' ORDER BY id LIMIT 80) m,

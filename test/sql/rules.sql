@@ -170,6 +170,17 @@ SELECT reminder.unwatch('rg_visit');
 DROP TABLE rg_visit;
 SELECT reminder.drop_template('rg_visit_t');
 
+-- A rule's priority: every message it makes carries it
+CREATE TABLE rg_urgent (id int PRIMARY KEY, at timestamptz NOT NULL);
+SELECT pg_temp.try($$SELECT reminder.watch('rg_urgent', 'before', column_name => 'at', offsets => '{1 hour}', channel => 'rg_mail', template => 'rg_t', recipients => '{"to": {"email": "ops@example.com"}}', priority => 'urgent')$$);
+SELECT reminder.watch('rg_urgent', 'before', column_name => 'at', offsets => '{1 hour}', channel => 'rg_mail',
+    template => 'rg_t', recipients => '{"to": {"email": "ops@example.com"}}', priority => 'high') > 0 AS created;
+INSERT INTO rg_urgent VALUES (1, now() + interval '1 day');
+SELECT r.priority AS rule, m.priority AS message FROM reminder.rule r JOIN reminder.message m ON m.rule_id = r.id
+ WHERE r.name = 'rg_urgent_before';
+SELECT reminder.unwatch('rg_urgent_before');
+DROP TABLE rg_urgent;
+
 DROP TABLE rg_meeting, rg_nokey, rg_canary CASCADE;
 REVOKE USAGE ON SCHEMA public FROM rg_admin;
 DROP ROLE rg_admin, rg_app;

@@ -43,17 +43,29 @@ SELECT id = :id5, recipient->>'phone' FROM reminder.message WHERE id IN (:id5, :
 -- required variables present
 SELECT reminder.schedule('sc_log', '{"name": "Ada"}', 'sc_strict', now(), '{"row": {"starts_at": "2030-01-01T10:00:00Z"}}') > 0;
 
+-- priority: the message's, else its channel's "priority", else normal
+SELECT reminder.create_channel('sc_urgent', 'log', '{"priority": "high"}');
+CREATE TEMP TABLE sc_prio AS SELECT * FROM (VALUES
+    (reminder.schedule('sc_log', '{}', 'sc_hello', now(), '{}', NULL, NULL, 'high')),
+    (reminder.send('sc_log', '{}', 'sc_hello', priority => 'LOW')),
+    (reminder.send('sc_log', '{}', 'sc_hello')),
+    (reminder.send('sc_urgent', '{}', 'sc_hello')),
+    (reminder.send('sc_urgent', '{}', 'sc_hello', priority => 'normal'))) v(id);
+SELECT m.channel, m.priority FROM sc_prio JOIN reminder.message m USING (id) ORDER BY m.id;
+
 -- cancel and reschedule
 SELECT reminder.cancel(:id1);
 SELECT reminder.cancel(:id1);
 SELECT status FROM reminder.message WHERE id = :id1;
 SELECT reminder.reschedule(:id2, '2031-06-01 12:00+00');
 SELECT status, due_at = '2031-06-01 12:00+00', next_attempt_at = due_at FROM reminder.message WHERE id = :id2;
-UPDATE reminder.message SET status = 'sent', sent_at = now() WHERE id = :id3;
+UPDATE reminder.message SET status = 'sent', sent_at = now(), next_attempt_at = NULL WHERE id = :id3;
 
 -- bad input: each refused with its SQLSTATE, and nothing written
 SELECT count(*) AS messages_before FROM reminder.message \gset
 SELECT pg_temp.try($$SELECT reminder.schedule('nope', '{}', 'sc_hello')$$);
+SELECT pg_temp.try($$SELECT reminder.send('sc_log', '{}', 'sc_hello', priority => 'urgent')$$);
+SELECT pg_temp.try($$SELECT reminder.create_channel('sc_bad', 'log', '{"priority": "top"}')$$);
 SELECT pg_temp.try($$SELECT reminder.schedule('sc_log', '{}', 'nope')$$);
 SELECT pg_temp.try($$SELECT reminder.schedule(NULL, '{}', 'sc_hello')$$);
 SELECT pg_temp.try($$SELECT reminder.schedule('sc_log', NULL, 'sc_hello')$$);
