@@ -503,6 +503,7 @@ typedef struct RuleRecipient
 	RuleValue	bcc;			/* constant: Jsonb */
 	int			when;			/* boolean expression, or -1 */
 	bool		constant;		/* nothing about the address varies per row */
+	Jsonb	   *digest;			/* digest settings (digest.c), or NULL */
 } RuleRecipient;
 
 typedef struct CompiledRule
@@ -587,6 +588,15 @@ extern void rule_prefetch_rows(int n, const int64 *rule_ids, char *const *source
 extern bool rule_message_data(int64 rule_id, const char *source_key, Jsonb **data,
 							  char **reason);
 extern void rule_keep_rows(int64 rule_id);
+
+/* ----------------
+ * in digest.c: items collected for a recipient, sent as one message
+ * ----------------
+ */
+struct ClaimedMessage;
+extern Jsonb *digest_check_spec(Jsonb *spec);
+extern bool digest_collect_rule_message(struct ClaimedMessage *m, GateResult *gr);
+extern void digest_fill(struct ClaimedMessage *m, ChannelConfig *cc, GateResult *gr);
 
 /* ----------------
  * in wakeup.c: waking the worker at commit
