@@ -30,6 +30,7 @@
 #include "fmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
@@ -198,6 +199,34 @@ key_recipient(const char *key)
 	return atoi(p);
 }
 
+typedef struct CollectRuleMessage
+{
+	Jsonb	   *spec;
+	ClaimedMessage *m;
+	Jsonb	   *data;
+	const char *category;
+	int64		digest_message; /* out */
+} CollectRuleMessage;
+
+/*
+ * In a subtransaction, with a short lock_timeout: the worker does not
+ * wait behind a transaction that is adding to the same digest (or opening
+ * it); the item is tried again a moment later.
+ */
+static void
+collect_rule_message(void *arg)
+{
+	CollectRuleMessage *c = arg;
+	int			level = NewGUCNestLevel();
+
+	(void) set_config_option("lock_timeout", "100ms", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	c->digest_message = collect(c->spec, c->m->channel, c->m->recipient, c->m->template_name,
+								c->data, c->category, c->m->rule_id, c->m->source_key,
+								c->m->id);
+	AtEOXact_GUC(false, level);
+}
+
 /*
  * A rule's message whose recipient has a "digest" is not sent: it goes
  * into the recipient's open digest, and is suppressed with a reason that
@@ -213,8 +242,9 @@ digest_collect_rule_message(ClaimedMessage *m, GateResult *gr)
 	bool		live_row = false;
 	char	   *category = NULL;
 	int			index;
-	int64		digest_message;
 	int			level;
+	CollectRuleMessage c;
+	ErrorData  *edata;
 
 	if (m->rule_id == 0 || m->idempotency_key == NULL)
 		return false;
@@ -250,14 +280,25 @@ digest_collect_rule_message(ClaimedMessage *m, GateResult *gr)
 	if (spec == NULL)
 		return false;
 
-	digest_message = collect(spec, m->channel, m->recipient, m->template_name,
-							 live_row ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"))) :
-							 m->data,
-							 m->category ? m->category : category,
-							 m->rule_id, m->source_key, m->id);
+	c.spec = spec;
+	c.m = m;
+	c.data = live_row ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"))) : m->data;
+	c.category = m->category ? m->category : category;
+	edata = subxact_try(collect_rule_message, &c);
+	if (edata != NULL)
+	{
+		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+			ReThrowError(edata);
+		/* a transaction is adding to the same digest: do not wait for it */
+		FreeErrorData(edata);
+		gr->verdict = GATE_DEFER;
+		gr->defer_until = GetCurrentTimestamp() + USECS_PER_SEC;
+		gr->reason = pstrdup("digest: another transaction is adding to it");
+		return true;
+	}
 	gr->verdict = GATE_SUPPRESS;
 	gr->defer_until = 0;
-	gr->reason = psprintf("digest: collected into message " INT64_FORMAT, digest_message);
+	gr->reason = psprintf("digest: collected into message " INT64_FORMAT, c.digest_message);
 	return true;
 }
 

@@ -110,6 +110,36 @@ ok(query_until($node, 'app', q{
 	SELECT count(*) = 1 FROM reminder.digest WHERE closed_at IS NULL AND items = 1}),
 	'an item after the digest went out opens a new digest');
 
+# The worker does not wait behind a transaction that is adding to the same
+# digest: the item is tried again a moment later, other messages go on.
+my $session = $node->background_psql('app');
+$session->query_safe(q{BEGIN});
+$session->query_safe(q{
+	SELECT reminder.add_to_digest('mail', '{"email": "ops1@example.com"}', 'tasks_tomorrow',
+		'{"key": "tasks_tomorrow", "at": "18:00"}', '{"row": {"title": "By hand"}}')});
+$node->safe_psql('app', q{
+	INSERT INTO task (title, due_on, operator_email)
+	VALUES ('Busy task', (now() AT TIME ZONE 'Europe/Warsaw')::date + 1, 'ops1@example.com');
+});
+ok(query_until($node, 'app', q{
+	SELECT m.status = 'scheduled' AND m.last_error = 'digest: another transaction is adding to it'
+	  FROM reminder.message m JOIN task t ON m.source_key = t.id::text WHERE t.title = 'Busy task'}),
+	'an item whose digest another transaction holds waits, without holding up the worker');
+$node->safe_psql('app', q{
+	SELECT reminder.create_template('plain', 'Hello', 'Hello');
+	SELECT reminder.send('mail', '{"email": "meanwhile@example.com"}', 'plain', '{}', 'meanwhile');
+});
+ok(query_until($node, 'app', q{SELECT status = 'sent' FROM reminder.message WHERE idempotency_key = 'meanwhile'}),
+	'... which sends other messages meanwhile');
+$session->query_safe(q{COMMIT});
+$session->quit;
+ok(query_until($node, 'app', q{
+	SELECT m.status = 'suppressed' AND d.items = 3
+	  FROM reminder.message m JOIN task t ON m.source_key = t.id::text
+	  JOIN reminder.digest d ON d.closed_at IS NULL AND d.digest_key = 'tasks_tomorrow'
+	 WHERE t.title = 'Busy task'}),
+	'once that transaction commits, the item joins the same digest');
+
 # Items of add_to_digest() are checked for consent one by one
 $node->safe_psql('app', q{
 	SELECT reminder.create_template('news', E'{{#items}}* {{title}}\\n{{/items}}', 'News');
