@@ -42,6 +42,14 @@ PG_FUNCTION_INFO_V1(reminder_add_to_digest);
 
 #define DIGEST_KEY_PREFIX	"digest:"
 
+/*
+ * Set while this backend adds an item: only then may reminder.schedule()
+ * make a message with a key digest:<id> (the digest's own).  Anyone else's
+ * message with such a key could be taken for the digest's and get its
+ * items.
+ */
+static bool collecting = false;
+
 static SPIPlanPtr spec_plan = NULL;
 static SPIPlanPtr collect_plan = NULL;
 static SPIPlanPtr lock_plan = NULL;
@@ -113,11 +121,36 @@ collect(Jsonb *spec, const char *channel, Jsonb *recipient, const char *template
 		nulls[7] = 'n';
 	values[8] = Int64GetDatum(message_id);
 	nulls[8] = message_id ? ' ' : 'n';
-	if (SPI_execute_plan(collect_plan, values, nulls, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not add an item to a digest");
+	collecting = true;
+	PG_TRY();
+	{
+		if (SPI_execute_plan(collect_plan, values, nulls, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not add an item to a digest");
+	}
+	PG_FINALLY();
+	{
+		collecting = false;
+	}
+	PG_END_TRY();
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
 	return id;
+}
+
+/*
+ * reminder.schedule() refuses keys of digest messages but for the digest
+ * being opened here.
+ */
+void
+digest_check_key(const char *idempotency_key)
+{
+	if (idempotency_key != NULL && !collecting &&
+		strncmp(idempotency_key, DIGEST_KEY_PREFIX, strlen(DIGEST_KEY_PREFIX)) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("idempotency keys starting with \"%s\" are reserved", DIGEST_KEY_PREFIX),
+				 errdetail("They name the messages that send digests."),
+				 errhint("Choose another key; reminder.add_to_digest() adds to a digest.")));
 }
 
 /*
@@ -187,6 +220,8 @@ key_recipient(const char *key)
 {
 	const char *p = key;
 
+	if (strncmp(key, "rule:", 5) != 0)
+		return -1;
 	for (int colons = 0; colons < 3; p++)
 	{
 		if (*p == '\0')
@@ -345,7 +380,7 @@ void
 digest_fill(ClaimedMessage *m, ChannelConfig *cc, GateResult *gr)
 {
 	int64		digest_id = key_digest(m->idempotency_key);
-	Datum		values[3];
+	Datum		values[2];
 	bool		isnull;
 	MemoryContext cxt = CurrentMemoryContext;
 	JsonbParseState *st = NULL;
@@ -364,11 +399,13 @@ digest_fill(ClaimedMessage *m, ChannelConfig *cc, GateResult *gr)
 	SPI_connect();
 	if (lock_plan == NULL)
 	{
-		Oid			argtypes[1] = {INT8OID};
+		Oid			argtypes[2] = {INT8OID, INT8OID};
 
 		lock_plan = spi_prepare_kept("SELECT closed_at IS NOT NULL FROM reminder.digest "
-									 "WHERE id = $1 FOR UPDATE SKIP LOCKED", 1, argtypes, 0);
-		exists_plan = spi_prepare_kept("SELECT FROM reminder.digest WHERE id = $1", 1, argtypes, 0);
+									 "WHERE id = $1 AND message_id = $2 FOR UPDATE SKIP LOCKED",
+									 2, argtypes, 0);
+		exists_plan = spi_prepare_kept("SELECT FROM reminder.digest WHERE id = $1 AND message_id = $2",
+									   2, argtypes, 0);
 		close_plan = spi_prepare_kept("UPDATE reminder.digest SET closed_at = now() WHERE id = $1",
 									  1, argtypes, 0);
 		items_plan = spi_prepare_kept("SELECT id, data, category, rule_id, source_key, message_id "
@@ -376,6 +413,7 @@ digest_fill(ClaimedMessage *m, ChannelConfig *cc, GateResult *gr)
 									  1, argtypes, 0);
 	}
 	values[0] = Int64GetDatum(digest_id);
+	values[1] = Int64GetDatum(m->id);
 
 	if (SPI_execute_plan(lock_plan, values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not lock digest " INT64_FORMAT, digest_id);

@@ -595,6 +595,7 @@ extern void rule_keep_rows(int64 rule_id);
  */
 struct ClaimedMessage;
 extern Jsonb *digest_check_spec(Jsonb *spec);
+extern void digest_check_key(const char *idempotency_key);
 extern bool digest_collect_rule_message(struct ClaimedMessage *m, GateResult *gr);
 extern void digest_fill(struct ClaimedMessage *m, ChannelConfig *cc, GateResult *gr);
 

@@ -70,6 +70,13 @@ SELECT digest_key, channel, template, recipient_key ~ '^sha256:[0-9a-f]{64}$' AS
   FROM reminder.digest;
 SELECT data, category, rule_id, source_key, message_id, dropped FROM reminder.digest_item ORDER BY id;
 
+-- the keys of digest messages are reserved: another message with one could
+-- be taken for a digest's and get its items
+SELECT pg_temp.try(format($$SELECT reminder.schedule('dg_log', '{"name": "Eve"}', 'dg_t', now() + interval '1 day', '{}', 'digest:%s')$$,
+                          (SELECT id + 1 FROM reminder.digest)));
+SELECT pg_temp.try($$SELECT reminder.send('dg_log', '{"name": "Eve"}', 'dg_t', '{}', 'digest:1')$$);
+SELECT count(*) AS messages FROM reminder.message;
+
 -- a window overflows: refused, and nothing written
 SELECT pg_temp.try($$SELECT reminder.add_to_digest('dg_log', '{"name": "Ada"}', 'dg_t', '{"key": "news", "window": "1 hour", "max_items": 2, "overflow": "error"}', '{"title": "three"}')$$);
 SELECT count(*) AS items FROM reminder.digest_item;
