@@ -158,6 +158,30 @@ my ($news) = grep { $_->{rcpt_tos}[0] eq 'ada@example.com' } smtp_messages($smtp
 is(inspect_mail($news->{data})->{plain}, "* Invoice 7 paid\n* Invoice 8 paid\n",
 	'the item of a category the recipient opted out of is left out');
 
+# An on_change rule's items keep the row as it was at the change
+$node->safe_psql('app', q{
+	CREATE TABLE orders (id int PRIMARY KEY, status text NOT NULL, customer_email text NOT NULL);
+	SELECT reminder.create_template('order_news', E'{{#items}}{{row.id}}: {{old.status}} -> {{row.status}}\n{{/items}}', 'Your orders');
+	SELECT reminder.watch('orders', 'on_change', name => 'order_news', column_name => 'status',
+		channel => 'mail', template => 'order_news',
+		recipients => '{"to": {"email": {"expr": "customer_email"}}, "digest": {"key": "orders", "window": "1 hour"}}');
+	INSERT INTO orders VALUES (1, 'new', 'buyer@example.com'), (2, 'new', 'buyer@example.com');
+	UPDATE orders SET status = 'paid';
+});
+ok(query_until($node, 'app', q{SELECT items = 4 FROM reminder.digest WHERE digest_key = 'orders'}),
+	'every change of an on_change rule is an item');
+$node->safe_psql('app', q{UPDATE orders SET status = 'shipped' WHERE id = 1});
+ok(query_until($node, 'app', q{SELECT items = 5 FROM reminder.digest WHERE digest_key = 'orders'}),
+	'... and joins the open digest');
+$node->safe_psql('app', q{
+	SELECT reminder.reschedule(message_id, now()) FROM reminder.digest WHERE digest_key = 'orders'});
+ok(query_until($node, 'app', q{
+	SELECT bool_or(m.status = 'sent') FROM reminder.digest d JOIN reminder.message m ON m.id = d.message_id
+	 WHERE d.digest_key = 'orders'}), 'the orders digest is sent');
+my ($orders) = grep { $_->{rcpt_tos}[0] eq 'buyer@example.com' } smtp_messages($smtp);
+is(inspect_mail($orders->{data})->{plain}, "1:  -> new\n2:  -> new\n1: new -> paid\n2: new -> paid\n1: paid -> shipped\n",
+	'... listing each change with the row as it was then');
+
 # Quiet hours defer the whole digest: nothing is checked or sent before they end
 $node->safe_psql('app', q{
 	SELECT reminder.add_to_digest('mail',
