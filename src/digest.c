@@ -375,9 +375,11 @@ item_passes(GateMessage *item, GateResult *r)
  * close its digest, and give m->data its items, each checked again now.
  * Sets *gr to suppress it when no item is left, or to defer it a moment
  * while a transaction is adding an item.  Does nothing to other messages.
+ * A dry run (reminder.render()) closes nothing, locks nothing, writes
+ * nothing.
  */
-void
-digest_fill(ClaimedMessage *m, ChannelConfig *cc, GateResult *gr)
+static void
+fill(ClaimedMessage *m, ChannelConfig *cc, GateResult *gr, bool dry_run)
 {
 	int64		digest_id = key_digest(m->idempotency_key);
 	Datum		values[2];
@@ -415,8 +417,20 @@ digest_fill(ClaimedMessage *m, ChannelConfig *cc, GateResult *gr)
 	values[0] = Int64GetDatum(digest_id);
 	values[1] = Int64GetDatum(m->id);
 
-	if (SPI_execute_plan(lock_plan, values, NULL, false, 1) != SPI_OK_SELECT)
+	if (dry_run)
+	{
+		if (SPI_execute_plan(exists_plan, values, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not look up digest " INT64_FORMAT, digest_id);
+	}
+	else if (SPI_execute_plan(lock_plan, values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not lock digest " INT64_FORMAT, digest_id);
+	if (SPI_processed == 0 && dry_run)
+	{
+		gr->verdict = GATE_CANCEL;
+		gr->reason = MemoryContextStrdup(cxt, "digest: its items are gone");
+		SPI_finish();
+		return;
+	}
 	if (SPI_processed == 0)
 	{
 		if (SPI_execute_plan(exists_plan, values, NULL, true, 1) != SPI_OK_SELECT)
@@ -436,7 +450,8 @@ digest_fill(ClaimedMessage *m, ChannelConfig *cc, GateResult *gr)
 		SPI_finish();
 		return;
 	}
-	if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) &&
+	if (!dry_run &&
+		!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) &&
 		SPI_execute_plan(close_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not close digest " INT64_FORMAT, digest_id);
 
@@ -476,6 +491,7 @@ digest_fill(ClaimedMessage *m, ChannelConfig *cc, GateResult *gr)
 		item.due_at = m->due_at;
 		item.rule_id = rule_id;
 		item.source_key = source_key;
+		item.dry_run = dry_run;
 
 		if (!rule_message_data(rule_id, source_key, &data, &reason))
 			;					/* the row (or its rule) is gone */
@@ -511,7 +527,7 @@ digest_fill(ClaimedMessage *m, ChannelConfig *cc, GateResult *gr)
 										"WHERE i.id = u.id AND i.dropped IS DISTINCT FROM u.reason",
 										2, argtypes, 0);
 	}
-	if (n > 0)
+	if (n > 0 && !dry_run)
 	{
 		Datum		args[2];
 
@@ -558,4 +574,42 @@ digest_fill(ClaimedMessage *m, ChannelConfig *cc, GateResult *gr)
 													 JsonbPGetDatum(extra)));
 	}
 	gr->verdict = GATE_SEND;
+}
+
+void
+digest_fill(ClaimedMessage *m, ChannelConfig *cc, GateResult *gr)
+{
+	fill(m, cc, gr, false);
+}
+
+/*
+ * reminder.render(message_id) of a digest message: the data it would go
+ * out with now, its items checked, nothing changed.  Returns false, with
+ * *reason, when it would not go out at all.  Other messages' data is
+ * left as it is.
+ */
+bool
+digest_preview(int64 message_id, const char *idempotency_key, ChannelConfig *cc,
+			   Jsonb *recipient, const char *template_name, const char *category,
+			   Jsonb **data, char **reason)
+{
+	ClaimedMessage m = {0};
+	GateResult	gr = {GATE_SEND, 0, NULL};
+
+	m.id = message_id;
+	m.idempotency_key = unconstify(char *, idempotency_key);
+	m.channel = cc->name;
+	m.recipient = recipient;
+	m.template_name = unconstify(char *, template_name);
+	m.category = unconstify(char *, category);
+	m.data = *data;
+	m.due_at = GetCurrentTimestamp();
+	fill(&m, cc, &gr, true);
+	if (gr.verdict != GATE_SEND)
+	{
+		*reason = gr.reason;
+		return false;
+	}
+	*data = m.data;
+	return true;
 }

@@ -598,6 +598,9 @@ extern Jsonb *digest_check_spec(Jsonb *spec);
 extern void digest_check_key(const char *idempotency_key);
 extern bool digest_collect_rule_message(struct ClaimedMessage *m, GateResult *gr);
 extern void digest_fill(struct ClaimedMessage *m, ChannelConfig *cc, GateResult *gr);
+extern bool digest_preview(int64 message_id, const char *idempotency_key, ChannelConfig *cc,
+						   Jsonb *recipient, const char *template_name, const char *category,
+						   Jsonb **data, char **reason);
 
 /* ----------------
  * in wakeup.c: waking the worker at commit

@@ -13,7 +13,7 @@
 \set ON_ERROR_STOP true
 
 BEGIN;
-SELECT plan(26);
+SELECT plan(30);
 
 SELECT reminder.create_channel('dg_log', 'log');
 SELECT reminder.create_channel('dg_mail', 'email', '{"url": "smtp://127.0.0.1:2525", "from": "r@example.com"}');
@@ -71,6 +71,27 @@ SELECT results_eq(format($$SELECT data ->> 'title' FROM reminder.digest_item
                   ARRAY['one', 'two'], 'its items, in the order they came');
 SELECT is((SELECT recipient_key FROM reminder.digest WHERE message_id = :ada),
           'sha256:' || encode(sha256('ada@example.com'), 'hex'), 'the digest keeps a hash of the address, not the address');
+
+-- ----------------------------------------------------------------------
+-- render(message_id): the digest as it would go out now, changing nothing
+-- ----------------------------------------------------------------------
+SELECT is((SELECT body FROM reminder.render(:ada)), '2: one two', 'render() of a digest message lists its items');
+SELECT reminder.add_to_digest('dg_mail', '{"email": "ola@example.com"}', 'dg_t', '{"key": "k", "window": "1 hour"}',
+                              '{"title": "invoice"}');
+SELECT reminder.add_to_digest('dg_mail', '{"email": "ola@example.com"}', 'dg_t', '{"key": "k", "window": "1 hour"}',
+                              '{"title": "sale"}', 'promotions') AS ola \gset
+SELECT reminder.add_to_digest('dg_mail', '{"email": "ola@example.com"}', 'dg_t', '{"key": "promo", "window": "1 hour"}',
+                              '{"title": "sale"}', 'promotions') AS ola_promo \gset
+SELECT reminder.opt_out('{"email": "ola@example.com"}', category => 'promotions');
+SELECT is((SELECT body FROM reminder.render(:ola)), '1: invoice',
+          '... without the items the recipient opted out of');
+SELECT throws_ok(format('SELECT * FROM reminder.render(%s)', :ola_promo), 'P0002',
+                 format('message %s would not be sent: digest: no items left (1 left out)', :ola_promo),
+                 'a digest with no items left would not be sent');
+SELECT ok((SELECT bool_and(d.closed_at IS NULL AND i.dropped IS NULL)
+             FROM reminder.digest d JOIN reminder.digest_item i ON i.digest_id = d.id
+            WHERE d.message_id IN (:ola, :ola_promo)),
+          'render() closes no digest and marks no item');
 
 -- ----------------------------------------------------------------------
 -- max_items: "send" sends a full digest now and starts another

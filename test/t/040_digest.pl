@@ -72,6 +72,10 @@ $node->safe_psql('app', q{
 	DELETE FROM task WHERE title = 'Water plants';
 });
 
+is($node->safe_psql('app', q{
+	SELECT r.body FROM reminder.digest d, reminder.render(d.message_id) r WHERE d.items = 3}),
+	"Due tomorrow (2):\n- Call Ada\n- Book room\n", 'render() previews a digest as it would go out now');
+
 # 18:00 comes (the digests are made due now)
 $node->safe_psql('app', q{SELECT reminder.reschedule(message_id, now()) FROM reminder.digest});
 ok(query_until($node, 'app', q{
