@@ -411,7 +411,8 @@ fill(ClaimedMessage *m, ChannelConfig *cc, GateResult *gr, bool dry_run)
 		close_plan = spi_prepare_kept("UPDATE reminder.digest SET closed_at = now() WHERE id = $1",
 									  1, argtypes, 0);
 		items_plan = spi_prepare_kept("SELECT id, data, category, rule_id, source_key, message_id "
-									  "FROM reminder.digest_item WHERE digest_id = $1 ORDER BY id",
+									  "FROM reminder.digest_item WHERE digest_id = $1 "
+									  "ORDER BY added_at, message_id, id",
 									  1, argtypes, 0);
 	}
 	values[0] = Int64GetDatum(digest_id);

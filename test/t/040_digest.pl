@@ -48,15 +48,16 @@ $node->safe_psql('app', q{
 	INSERT INTO task (title, due_on, operator_email)
 	SELECT t, (now() AT TIME ZONE 'Europe/Warsaw')::date + 1, e
 	  FROM (VALUES ('Call Ada', 'ops1@example.com'), ('Send offer', 'ops1@example.com'),
-	               ('Book room', 'ops1@example.com'), ('Order toner', 'ops2@example.com'),
+	               ('Book room', 'ops1@example.com'), ('Print labels', 'ops1@example.com'),
+	               ('Order toner', 'ops2@example.com'),
 	               ('Water plants', 'ops3@example.com')) v(t, e);
 });
 ok(query_until($node, 'app', q{
-	SELECT count(*) = 5 AND bool_and(status = 'suppressed' AND last_error LIKE 'digest: collected into message %')
+	SELECT count(*) = 6 AND bool_and(status = 'suppressed' AND last_error LIKE 'digest: collected into message %')
 	  FROM reminder.message WHERE rule_id IS NOT NULL}),
 	'the worker collects each task\'s message into a digest instead of sending it');
 is($node->safe_psql('app', q{SELECT string_agg(items::text, ',' ORDER BY items DESC) FROM reminder.digest}),
-	'3,1,1', 'one digest per operator: 3 items, 1 and 1');
+	'4,1,1', 'one digest per operator: 4 items, 1 and 1');
 is($node->safe_psql('app', q{
 	SELECT bool_and(send_at = (((now() AT TIME ZONE 'Europe/Warsaw')::date
 	                            + CASE WHEN (now() AT TIME ZONE 'Europe/Warsaw')::time < '18:00' THEN 0 ELSE 1 END)
@@ -73,8 +74,8 @@ $node->safe_psql('app', q{
 });
 
 is($node->safe_psql('app', q{
-	SELECT r.body FROM reminder.digest d, reminder.render(d.message_id) r WHERE d.items = 3}),
-	"Due tomorrow (2):\n- Call Ada\n- Book room\n", 'render() previews a digest as it would go out now');
+	SELECT r.body FROM reminder.digest d, reminder.render(d.message_id) r WHERE d.items = 4}),
+	"Due tomorrow (3):\n- Call Ada\n- Book room\n- Print labels\n", 'render() previews a digest as it would go out now');
 
 # 18:00 comes (the digests are made due now)
 $node->safe_psql('app', q{SELECT reminder.reschedule(message_id, now()) FROM reminder.digest});
@@ -91,14 +92,14 @@ for my $m (smtp_messages($smtp))
 }
 is_deeply([ sort keys %mail ], [ 'ops1@example.com', 'ops2@example.com' ], 'one e-mail to each of two operators');
 is($mail{'ops1@example.com'}{headers}{subject}[0], 'Your tasks for tomorrow', 'subject of the digest template');
-is($mail{'ops1@example.com'}{plain}, "Due tomorrow (2):\n- Call Ada\n- Book room\n",
-	'the first operator\'s lists two tasks, without the one done since');
+is($mail{'ops1@example.com'}{plain}, "Due tomorrow (3):\n- Call Ada\n- Book room\n- Print labels\n",
+	'the first operator\'s lists three tasks, without the one done since');
 is($mail{'ops2@example.com'}{plain}, "Due tomorrow (1):\n- Order toner\n",
 	'the second operator\'s digest is separate');
 is($node->safe_psql('app', q{
-	SELECT string_agg(coalesce(t.title, '(deleted)') || ': ' || coalesce(i.dropped, 'listed'), '; ' ORDER BY i.id)
+	SELECT string_agg(coalesce(t.title, '(deleted)') || ': ' || coalesce(i.dropped, 'listed'), '; ' ORDER BY i.message_id)
 	  FROM reminder.digest_item i LEFT JOIN task t ON t.id::text = i.source_key}),
-	'Call Ada: listed; Send offer: rule: stop condition holds; Book room: listed; Order toner: listed; (deleted): rule: row no longer exists',
+	'Call Ada: listed; Send offer: rule: stop condition holds; Book room: listed; Print labels: listed; Order toner: listed; (deleted): rule: row no longer exists',
 	'digest_item.dropped says why an item was left out');
 like($node->safe_psql('app', q{
 	SELECT m.last_error FROM reminder.digest d JOIN reminder.message m ON m.id = d.message_id
