@@ -670,6 +670,8 @@ COMMENT ON FUNCTION reminder.add_to_digest(text, jsonb, text, jsonb, jsonb, text
 
 GRANT EXECUTE ON FUNCTION reminder.add_to_digest(text, jsonb, text, jsonb, jsonb, text) TO reminder_user;
 
+-- a rule recipient may have a "digest"
+COMMENT ON COLUMN reminder.rule.recipients IS 'one object per recipient: role, channel, template or templates, offsets, to, bcc, when, digest; a value {"expr": "..."} is an SQL expression over the row';
 REVOKE EXECUTE ON FUNCTION reminder._digest_spec(jsonb),
                            reminder._digest_send_at(jsonb, text, timestamptz),
                            reminder._digest_collect(jsonb, text, jsonb, text, jsonb, text, bigint, text, bigint),
