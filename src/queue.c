@@ -771,10 +771,15 @@ prepare_one_body(void *arg)
 	/* rules that follow their row store no copy: it is read now */
 	if (!rule_message_data(m->rule_id, m->source_key, &m->data, &gr.reason))
 		gr.verdict = GATE_CANCEL;	/* the row is gone */
+	else if (digest_collect_rule_message(m, &gr))
+		;						/* digest.c: an item, into its digest */
 	else
 	{
 		p->gm->data = m->data;
 		gate_check(p->gm, &gr);
+		/* digest.c: a digest gets its items, each checked again */
+		if (gr.verdict == GATE_SEND)
+			digest_fill(m, p->cc, &gr);
 	}
 
 	switch (gr.verdict)

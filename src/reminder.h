@@ -506,6 +506,7 @@ typedef struct RuleRecipient
 	RuleValue	bcc;			/* constant: Jsonb */
 	int			when;			/* boolean expression, or -1 */
 	bool		constant;		/* nothing about the address varies per row */
+	Jsonb	   *digest;			/* digest settings (digest.c), or NULL */
 } RuleRecipient;
 
 typedef struct CompiledRule
@@ -590,6 +591,19 @@ extern void rule_prefetch_rows(int n, const int64 *rule_ids, char *const *source
 extern bool rule_message_data(int64 rule_id, const char *source_key, Jsonb **data,
 							  char **reason);
 extern void rule_keep_rows(int64 rule_id);
+
+/* ----------------
+ * in digest.c: items collected for a recipient, sent as one message
+ * ----------------
+ */
+struct ClaimedMessage;
+extern Jsonb *digest_check_spec(Jsonb *spec);
+extern void digest_check_key(const char *idempotency_key);
+extern bool digest_collect_rule_message(struct ClaimedMessage *m, GateResult *gr);
+extern void digest_fill(struct ClaimedMessage *m, ChannelConfig *cc, GateResult *gr);
+extern bool digest_preview(int64 message_id, const char *idempotency_key, ChannelConfig *cc,
+						   Jsonb *recipient, const char *template_name, const char *category,
+						   Jsonb **data, char **reason);
 
 /* ----------------
  * in wakeup.c: waking the worker at commit

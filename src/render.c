@@ -395,12 +395,15 @@ reminder_render_message(PG_FUNCTION_ARGS)
 	Datum		d;
 	int64		rule_id;
 	char	   *source_key;
+	char	   *key;
+	char	   *category;
 	char	   *reason;
 	MemoryContext old;
 	ChannelConfig *cc;
 
 	SPI_connect();
-	if (SPI_execute_with_args("SELECT channel, template, recipient, data, rule_id, source_key "
+	if (SPI_execute_with_args("SELECT channel, template, recipient, data, rule_id, source_key, "
+							  "idempotency_key, category "
 							  "FROM reminder.message WHERE id = $1",
 							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read message");
@@ -416,6 +419,8 @@ reminder_render_message(PG_FUNCTION_ARGS)
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull);
 	rule_id = isnull ? 0 : DatumGetInt64(d);
 	source_key = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6);
+	key = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7);
+	category = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 8);
 	MemoryContextSwitchTo(old);
 	SPI_finish();
 
@@ -427,5 +432,11 @@ reminder_render_message(PG_FUNCTION_ARGS)
 				 errhint("The worker cancels it when it comes due; reminder.gate_check() says so too.")));
 
 	cc = catalog_channel(channel);
+	/* a digest: its items as they would go out now (digest.c) */
+	if (!digest_preview(id, key, cc, recipient, template_name, category, &data, &reason))
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("message %lld would not be sent: %s", (long long) id, reason),
+				 errhint("A digest's items are checked again when it goes out: their rows, stop conditions and the recipient's consent.")));
 	return rendered_tuple(fcinfo, render_message(cc, template_name, recipient, data, id));
 }

@@ -555,7 +555,7 @@ static void
 push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 {
 	static const char *const known[] = {"role", "channel", "template", "templates",
-	"offsets", "to", "bcc", "when", NULL};
+	"offsets", "to", "bcc", "when", "digest", NULL};
 	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken tok;
@@ -566,6 +566,7 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 	JsonbValue *bcc = jsonb_get(spec, "bcc");
 	JsonbValue *when = jsonb_get(spec, "when");
 	JsonbValue *role = jsonb_get(spec, "role");
+	JsonbValue *digest = jsonb_get(spec, "digest");
 	char	   *channel_name = NULL;
 	char	   *text;
 	char	   *canonical;
@@ -590,7 +591,7 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unknown key \"%s\" in recipients[%d]", key, index),
-					 errhint("A recipient may have role, channel, template, templates, offsets, to, bcc and when.")));
+					 errhint("A recipient may have role, channel, template, templates, offsets, to, bcc, when and digest.")));
 	}
 
 	/* null is no value, as for role and channel: the rule's then applies */
@@ -813,6 +814,25 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 		(void) parse_as_owner(w, text, REXPR_BOOL, what, &canonical);
 		jsonb_push_key(st, "when");
 		push_string(st, WJB_VALUE, canonical);
+	}
+
+	/* the recipient's messages go into a digest (digest.c) */
+	if (digest && digest->type != jbvNull)
+	{
+		Jsonb	   *checked;
+		JsonbValue	dv;
+
+		if (w->kind == RULE_SURVEY)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("recipients[%d] of a survey rule cannot have a digest", index),
+					 errhint("A survey is one message per person, throttled; send it on its own.")));
+		checked = digest_check_spec(JsonbValueToJsonb(digest));
+		jsonb_push_key(st, "digest");
+		dv.type = jbvBinary;
+		dv.val.binary.data = &checked->root;
+		dv.val.binary.len = VARSIZE(checked) - VARHDRSZ;
+		pushJsonbValue(st, WJB_VALUE, &dv);
 	}
 
 	pushJsonbValue(st, WJB_END_OBJECT, NULL);

@@ -493,6 +493,9 @@ compile_recipient(CompiledRule *rule, Relation rel, JsonbValue *spec_value, int 
 		r->when = add_expr(rule, rel, pnstrdup(v->val.string.val, v->val.string.len),
 						   REXPR_BOOL, psprintf("recipients[%d].when", index));
 
+	if ((v = jsonb_get(spec, "digest")) != NULL && v->type == jbvBinary)
+		r->digest = value_jsonb(v);
+
 	r->constant = r->to_expr < 0 && r->to_fields == NIL && r->bcc.expr < 0 &&
 		r->channel.expr < 0;
 	return r;

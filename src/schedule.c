@@ -344,6 +344,7 @@ reminder_schedule(PG_FUNCTION_ARGS)
 		DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"))) :
 		PG_GETARG_JSONB_P(4);
 	req.idempotency_key = PG_ARGISNULL(5) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(5));
+	digest_check_key(req.idempotency_key);	/* digest.c: its messages' keys */
 	req.fallback = PG_ARGISNULL(6) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(6));
 	/* 0.1.0's reminder.schedule() has no priority, until ALTER EXTENSION UPDATE */
 	if (PG_NARGS() > 7 && !PG_ARGISNULL(7))

@@ -19,11 +19,12 @@ BEGIN
     FOREACH t IN ARRAY ARRAY['channel', 'channel_secret', 'template', 'recipient',
                              'message', 'attempt', 'event', 'log',
                              'consent', 'consent_log', 'signing_key',
-                             'rule', 'calendar', 'holiday', 'survey_log'] LOOP
+                             'rule', 'calendar', 'holiday', 'survey_log',
+                             'digest', 'digest_item'] LOOP
         PERFORM pg_catalog.pg_extension_config_dump(('reminder.' || t)::regclass, '');
     END LOOP;
     FOREACH t IN ARRAY ARRAY['recipient', 'message', 'attempt', 'event', 'log',
-                             'consent', 'consent_log', 'rule'] LOOP
+                             'consent', 'consent_log', 'rule', 'digest', 'digest_item'] LOOP
         PERFORM pg_catalog.pg_extension_config_dump(
             pg_catalog.pg_get_serial_sequence('reminder.' || t, 'id')::regclass, '');
     END LOOP;
