@@ -681,3 +681,33 @@ SELECT pg_catalog.pg_extension_config_dump('reminder.digest', '');
 SELECT pg_catalog.pg_extension_config_dump('reminder.digest_item', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('reminder.digest', 'id')::regclass, '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('reminder.digest_item', 'id')::regclass, '');
+-- Inbound replies (docs/inbound.md): replies to SMS channels, recorded as
+-- consent statements or as events of kind confirmed, declined or the new
+-- replied; has_event() for rules' stop conditions.
+ALTER TABLE reminder.event DROP CONSTRAINT event_kind_known,
+    ADD CONSTRAINT event_kind_known CHECK (kind IN
+        ('delivered', 'bounced', 'opened', 'clicked', 'confirmed', 'declined',
+         'reschedule_requested', 'answered', 'unsubscribed', 'complained', 'replied'));
+
+
+CREATE FUNCTION reminder.record_inbound(channel text, payload jsonb, signature text,
+                                        url text DEFAULT NULL,
+                                        OUT action text, OUT phone text,
+                                        OUT message_id bigint, OUT event_id bigint)
+AS 'MODULE_PATHNAME', 'reminder_record_inbound'
+LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION reminder.record_inbound(text, jsonb, text, text) IS
+'records an SMS sent to an SMS channel (Twilio or SMSAPI webhook fields as a JSON object; signature: X-Twilio-Signature, or the shared secret of an SMSAPI channel; url: the URL Twilio called, default the channel''s inbound_url): STOP/START keywords opt the number out or in on the channel, 1/TAK/YES confirm and 2/NIE/NO decline the latest message sent to it, other text is a reply to it; returns the action, the number, and the message and event. Forged: 28000; no message to reply to: P0002; nothing recorded';
+
+CREATE FUNCTION reminder.has_event(rule text, row_key text, kind text DEFAULT 'confirmed')
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'reminder_has_event'
+LANGUAGE C STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION reminder.has_event(text, text, text) IS
+'whether a message the rule made for the row with this key (its key column as text) has an event of the kind (default confirmed): for stop conditions such as reminder.has_event(''visits'', id::text)';
+
+GRANT EXECUTE ON FUNCTION reminder.record_inbound(text, jsonb, text, text)
+    TO reminder_web, reminder_user;
+GRANT EXECUTE ON FUNCTION reminder.has_event(text, text, text) TO reminder_user;
+REVOKE EXECUTE ON FUNCTION reminder.record_inbound(text, jsonb, text, text),
+                           reminder.has_event(text, text, text) FROM PUBLIC;

@@ -49,7 +49,8 @@ static const char *const settings_keys[][24] = {
 	"tls_verify", "ca_file", "list_unsubscribe", NULL},
 	[CHANNEL_SMS] = {"provider", "from", "base_url", "default_country_code",
 	"account_sid", "messaging_service_sid", "unicode", "tls_verify", "ca_file",
-	"url", "method", "headers", "body", "content_type", "id_field", NULL},
+	"url", "method", "headers", "body", "content_type", "id_field",
+	"inbound_url", "inbound_window", NULL},
 	[CHANNEL_WEBHOOK] = {"url", "method", "headers", "recipient_hosts", NULL},
 	[CHANNEL_SLACK] = {"url", "username", "icon_emoji", "icon_url", "channel",
 	"tls_verify", "ca_file", NULL},
@@ -587,6 +588,7 @@ parse_sms(Jsonb *settings, Jsonb *secrets, ChannelConfig *cc)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown SMS provider \"%s\" for channel \"%s\"", cc->provider, cc->name),
 				 errhint("Valid providers are: twilio, smsapi, generic.")));
+	inbound_check_settings(settings, cc->name, cc->provider);
 
 	if (strcmp(cc->provider, "generic") != 0)
 	{

@@ -771,6 +771,16 @@ insert_event(int64 message_id, const char *kind, int score, const char *comment,
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
+/*
+ * For inbound replies (inbound.c): record an event on a message, once per
+ * message for the kinds recorded once.  Needs SPI.
+ */
+int64
+links_record_event(int64 message_id, const char *kind, Jsonb *detail, const char *source)
+{
+	return insert_event(message_id, kind, -1, NULL, detail, source);
+}
+
 /* The message's address on its channel: email for email, phone for SMS. */
 static char *
 channel_address(const MessageFacts *f)

@@ -406,6 +406,15 @@ extern char *links_token(int64 message_id, LinkAction action, int score,
 						 TimestampTz expires_at);
 extern Jsonb *links_context(int64 message_id);
 extern Jsonb *links_add_to_context(Jsonb *context, int64 message_id);
+extern int64 links_record_event(int64 message_id, const char *kind, Jsonb *detail,
+								const char *source);
+
+/* ----------------
+ * in inbound.c: replies to SMS channels (reminder.record_inbound)
+ * ----------------
+ */
+extern void inbound_check_settings(Jsonb *settings, const char *channel,
+								   const char *provider);
 
 /* ----------------
  * in calendar.c: business days and day arithmetic in a time zone

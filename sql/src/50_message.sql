@@ -140,7 +140,7 @@ CREATE TABLE reminder.event (
     kind         text NOT NULL
                  CONSTRAINT event_kind_known CHECK (kind IN
                      ('delivered', 'bounced', 'opened', 'clicked', 'confirmed', 'declined',
-                      'reschedule_requested', 'answered', 'unsubscribed', 'complained')),
+                      'reschedule_requested', 'answered', 'unsubscribed', 'complained', 'replied')),
     score        smallint CONSTRAINT event_score_range CHECK (score BETWEEN 0 AND 10),
     comment      text,
     detail       jsonb NOT NULL DEFAULT '{}',

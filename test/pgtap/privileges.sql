@@ -5,7 +5,8 @@
 --   reminder_admin  manages channels, secrets, templates, recipients, keys, data
 --   reminder_user   schedules and reads message state; never secrets or keys
 --   reminder_web    only passes link tokens in (record_event, record_response,
---                   token_info); reads nothing
+--                   token_info) and provider webhooks (record_inbound); reads
+--                   nothing
 --   (nobody)        a role with no reminder membership
 \unset ECHO
 \set QUIET 1
@@ -39,6 +40,7 @@ $$;
 
 -- Setup: a channel, a template, a message and tokens for it.
 SELECT reminder.create_channel('pm_log', 'log');
+SELECT reminder.create_channel('pm_sms', 'sms', '{"provider": "smsapi"}', '{"token": "t", "inbound_secret": "pm-secret"}');
 SELECT reminder.create_template('pm_tpl', 'Hello');
 SELECT reminder.upsert_recipient('pm-1', email => 'pm@example.com');
 SELECT reminder.schedule('pm_log', '{"email": "pm@example.com"}', 'pm_tpl') AS msg \gset
@@ -84,6 +86,8 @@ INSERT INTO fn VALUES
     ('reminder.record_event(text,text,jsonb)', $$SELECT reminder.record_event((SELECT t FROM tok WHERE a = 'open'))$$, 'web'),
     ('reminder.record_response(text,integer,text)', $$SELECT reminder.record_response((SELECT t FROM tok WHERE a = 'score'))$$, 'web'),
     ('reminder.token_info(text)', $$SELECT reminder.token_info((SELECT t FROM tok WHERE a = 'confirm'))$$, 'web'),
+    ('reminder.record_inbound(text,jsonb,text,text)', $$SELECT reminder.record_inbound('pm_sms', '{"sms_from": "48601234567", "sms_text": "STOP"}', 'pm-secret')$$, 'web'),
+    ('reminder.has_event(text,text,text)', $$SELECT reminder.has_event('pm_none', '1')$$, 'user'),
     ('reminder.recipient_check()', $$SELECT reminder.recipient_check()$$, 'none'),
     ('reminder._recipient_subject(jsonb)', $$SELECT reminder._recipient_subject('{"email": "pm@example.com"}')$$, 'none'),
     ('reminder._strip_copies(jsonb,text[])', $$SELECT reminder._strip_copies('{}', '{}')$$, 'none'),
@@ -178,8 +182,9 @@ SELECT set_eq($$ SELECT p.oid::regprocedure::text FROM pg_proc p
                     AND has_function_privilege('reminder_web', p.oid, 'EXECUTE') $$,
               ARRAY['reminder.record_event(text,text,jsonb)',
                     'reminder.record_response(text,integer,text)',
-                    'reminder.token_info(text)'],
-              'reminder_web may execute the three token functions and nothing else');
+                    'reminder.token_info(text)',
+                    'reminder.record_inbound(text,jsonb,text,text)'],
+              'reminder_web may execute the three token functions and record_inbound, and nothing else');
 SELECT is_empty($$ SELECT c.oid::regclass::text FROM pg_class c
                     WHERE c.relnamespace = 'reminder'::regnamespace AND c.relkind IN ('r', 'v', 'm', 'S')
                       AND has_table_privilege('reminder_web', c.oid, 'SELECT') $$,
