@@ -335,6 +335,7 @@ load_channels(TimestampTz now, List *busy, List **all, List **fair, List **floor
 		MemoryContext old = MemoryContextSwitchTo(cxt);
 
 		*fair = lappend(*fair, pstrdup(lfirst(lc)));
+		*floors = lappend_int(*floors, PRIORITY_LOW);
 		MemoryContextSwitchTo(old);
 	}
 
@@ -454,6 +455,7 @@ claim_fair(int limit, List *channels, List *floors)
 
 	if (channels == NIL || limit <= 0)
 		return 0;
+	Assert(list_length(floors) == list_length(channels));
 	if (claim_plan == NULL)
 	{
 		Oid			argtypes[5] = {INT4OID, INT4OID, TEXTARRAYOID, INT4OID, INT4ARRAYOID};
