@@ -87,7 +87,7 @@ BEGIN
 
     -- Nothing can be delivered to no one.
     UPDATE reminder.message
-       SET status = 'cancelled', last_error = 'recipient forgotten', updated_at = now()
+       SET status = 'cancelled', next_attempt_at = NULL, last_error = 'recipient forgotten', updated_at = now()
      WHERE id = ANY (mids) AND status IN ('scheduled', 'retrying');
     GET DIAGNOSTICS n_cancelled = ROW_COUNT;
 
