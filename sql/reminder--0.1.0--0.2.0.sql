@@ -364,3 +364,6 @@ COMMENT ON FUNCTION reminder.stats_reset() IS
 GRANT EXECUTE ON FUNCTION reminder.delivery_counters() TO reminder_user;
 GRANT EXECUTE ON FUNCTION reminder.stats_reset() TO reminder_admin;
 REVOKE EXECUTE ON FUNCTION reminder.delivery_counters(), reminder.stats_reset() FROM PUBLIC;
+
+-- A recipient's "unless": escalation on a missing event.
+COMMENT ON COLUMN reminder.rule.recipients IS 'one object per recipient: role, channel, template or templates, offsets, to, bcc, when, unless (events or a condition that make its messages unnecessary); a value {"expr": "..."} is an SQL expression over the row';

@@ -896,6 +896,7 @@ reminder_record_event(PG_FUNCTION_ARGS)
 	id = insert_event(t.message_id, kind, -1, NULL, detail,
 					  t.action == LINK_CALLBACK ? "provider" : "link");
 	event_consequences(&facts, kind, detail);
+	(void) rule_event_recorded(t.message_id, kind);
 	SPI_finish();
 
 	PG_RETURN_INT64(id);
@@ -937,6 +938,7 @@ reminder_record_response(PG_FUNCTION_ARGS)
 
 	message_must_exist(t.message_id);
 	id = insert_event(t.message_id, "answered", score, comment, detail, "link");
+	(void) rule_event_recorded(t.message_id, "answered");
 	SPI_finish();
 
 	PG_RETURN_INT64(id);

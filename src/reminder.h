@@ -323,6 +323,7 @@ typedef struct GateMessage
 	TimestampTz due_at;
 	int64		rule_id;		/* 0: not made by a rule */
 	const char *source_key;
+	const char *idempotency_key;
 	bool		dry_run;		/* reminder.gate_check(): decide, change nothing */
 
 	/* found for a whole batch by gate_prepare(); gate_check() then uses it */
@@ -503,7 +504,21 @@ typedef struct RuleRecipient
 	RuleValue	bcc;			/* constant: Jsonb */
 	int			when;			/* boolean expression, or -1 */
 	bool		constant;		/* nothing about the address varies per row */
+
+	/* "unless": the message is not needed once one of these holds */
+	int			unless;			/* boolean expression, or -1 */
+	char	   *unless_text;	/* its canonical text, for the send-time check */
+	List	   *unless_events;	/* RuleUnlessEvent */
+	SPIPlanPtr	unless_plan;	/* rules_gate.c: the expression at send time */
 } RuleRecipient;
+
+/* An event that makes a recipient's message unnecessary. */
+typedef struct RuleUnlessEvent
+{
+	List	   *kinds;			/* C strings: confirmed, declined ... */
+	char	   *role;			/* only on messages to recipients of this
+								 * role; NULL: of any */
+} RuleUnlessEvent;
 
 typedef struct CompiledRule
 {
@@ -587,6 +602,8 @@ extern void rule_prefetch_rows(int n, const int64 *rule_ids, char *const *source
 extern bool rule_message_data(int64 rule_id, const char *source_key, Jsonb **data,
 							  char **reason);
 extern void rule_keep_rows(int64 rule_id);
+extern void rule_unless_check(const GateMessage *msg, GateResult *result);
+extern int64 rule_event_recorded(int64 message_id, const char *kind);
 
 /* ----------------
  * in wakeup.c: waking the worker at commit

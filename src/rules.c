@@ -1089,6 +1089,8 @@ emit(RuleRun *run, RuleRecipient *r, const char *row_key, TimestampTz anchor,
 
 	if (r->when >= 0 && !eval_bool(run, r->when))
 		return;
+	if (r->unless >= 0 && eval_bool(run, r->unless))
+		return;
 	if (blank(channel = eval_text(run, &r->channel)))
 		return;
 	if (run->keys_only)

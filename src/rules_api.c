@@ -91,6 +91,8 @@ typedef struct WatchSpec
 	char	   *if_past;
 	char	   *time_zone;
 	List	   *exprs;			/* transformed expressions, for dependencies */
+	List	   *roles;			/* roles of the recipients */
+	List	   *unless_roles;	/* roles named by "unless" events */
 } WatchSpec;
 
 /* ----------------------------------------------------------------
@@ -548,6 +550,167 @@ push_offsets(WatchSpec *w, JsonbParseState **st, JsonbValue *v, const char *what
 }
 
 /*
+ * "unless": what makes a recipient's message unnecessary, checked when it
+ * is about to be sent (the escalation of a missing event).  Given as
+ *
+ *   {"event": "confirmed"}                    an event on a message of the
+ *   {"event": ["confirmed", "declined"],      rule for the row (of the
+ *    "role": "client"}                        recipients with that role)
+ *   {"expr": "confirmed_at IS NOT NULL"}      a condition over the row
+ *   "confirmed_at IS NOT NULL"                the same
+ *   [one of those, ...]                       any of them
+ *
+ * and stored as an array of {"event": [kinds], "role": ...} and at most
+ * one {"expr": "canonical"}.
+ */
+static const char *const unless_event_kinds[] = {
+	"delivered", "bounced", "opened", "clicked", "confirmed", "declined",
+	"reschedule_requested", "answered", "unsubscribed", "complained", NULL
+};
+
+static void
+push_unless_item(WatchSpec *w, JsonbParseState **st, JsonbValue *v, const char *what,
+				 bool *has_expr)
+{
+	char	   *text;
+	char	   *canonical;
+	JsonbIterator *it;
+	JsonbValue	k;
+	JsonbIteratorToken tok;
+	Jsonb	   *obj;
+	JsonbValue *event;
+	JsonbValue *role;
+	List	   *kinds = NIL;
+	ListCell   *lc;
+
+	if ((text = expr_of(v)) != NULL || (text = string_of(v)) != NULL)
+	{
+		if (*has_expr)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s has more than one condition", what),
+					 errhint("Join them with OR in one {\"expr\": ...}.")));
+		*has_expr = true;
+		(void) parse_as_owner(w, text, REXPR_BOOL, what, &canonical);
+		push_expr(st, NULL, canonical);
+		return;
+	}
+	if (!is_object(v))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be {\"event\": \"confirmed\"}, {\"expr\": \"...\"} or an array of them", what)));
+
+	obj = JsonbValueToJsonb(v);
+	it = JsonbIteratorInit(&obj->root);
+	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+	{
+		char	   *key;
+
+		if (tok != WJB_KEY)
+			continue;
+		key = pnstrdup(k.val.string.val, k.val.string.len);
+		if (strcmp(key, "event") != 0 && strcmp(key, "role") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown key \"%s\" in %s", key, what),
+					 errhint("Write {\"event\": \"confirmed\"}, optionally with \"role\", or {\"expr\": \"...\"} alone.")));
+	}
+	event = jsonb_get(obj, "event");
+	role = jsonb_get(obj, "role");
+	if (event == NULL || event->type == jbvNull)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s has no \"event\"", what),
+				 errhint("Write {\"event\": \"confirmed\"}.")));
+	if (event->type == jbvString)
+		kinds = list_make1(string_of(event));
+	else if (is_array(event))
+	{
+		JsonbValue	e;
+
+		it = JsonbIteratorInit(event->val.binary.data);
+		while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+		{
+			if (tok != WJB_ELEM)
+				continue;
+			if (e.type != jbvString)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("%s.event must be an event kind or an array of them", what)));
+			kinds = lappend(kinds, string_of(&e));
+		}
+		if (kinds == NIL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s.event must not be empty", what)));
+	}
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s.event must be an event kind or an array of them", what)));
+	foreach(lc, kinds)
+	{
+		const char *kind = lfirst(lc);
+		int			i;
+
+		for (i = 0; unless_event_kinds[i] && strcmp(unless_event_kinds[i], kind) != 0; i++)
+			;
+		if (unless_event_kinds[i] == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown event kind \"%s\" in %s", kind, what),
+					 errhint("Valid kinds are: delivered, bounced, opened, clicked, confirmed, declined, reschedule_requested, answered, unsubscribed, complained.")));
+	}
+
+	pushJsonbValue(st, WJB_BEGIN_OBJECT, NULL);
+	jsonb_push_key(st, "event");
+	pushJsonbValue(st, WJB_BEGIN_ARRAY, NULL);
+	foreach(lc, kinds)
+		push_string(st, WJB_ELEM, lfirst(lc));
+	pushJsonbValue(st, WJB_END_ARRAY, NULL);
+	if (role && role->type != jbvNull)
+	{
+		char	   *r = string_of(role);
+
+		if (r == NULL || *r == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s.role must be the role of one of the rule's recipients", what)));
+		jsonb_push_key(st, "role");
+		push_string(st, WJB_VALUE, r);
+		w->unless_roles = lappend(w->unless_roles, psprintf("%s.role", what));
+		w->unless_roles = lappend(w->unless_roles, r);
+	}
+	pushJsonbValue(st, WJB_END_OBJECT, NULL);
+}
+
+static void
+push_unless(WatchSpec *w, JsonbParseState **st, JsonbValue *v, int index)
+{
+	char	   *what = psprintf("recipients[%d].unless", index);
+	bool		has_expr = false;
+
+	jsonb_push_key(st, "unless");
+	pushJsonbValue(st, WJB_BEGIN_ARRAY, NULL);
+	if (is_array(v))
+	{
+		int			n = JsonContainerSize(v->val.binary.data);
+
+		if (n == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s must not be empty", what),
+					 errhint("Leave \"unless\" out for a message that is always sent.")));
+		for (int i = 0; i < n; i++)
+			push_unless_item(w, st, getIthJsonbValueFromContainer(v->val.binary.data, i),
+							 psprintf("%s[%d]", what, i), &has_expr);
+	}
+	else
+		push_unless_item(w, st, v, what, &has_expr);
+	pushJsonbValue(st, WJB_END_ARRAY, NULL);
+}
+
+/*
  * One recipient, checked and normalized: every setting the rule gives
  * as a default is filled in, expressions are canonical.
  */
@@ -555,7 +718,7 @@ static void
 push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 {
 	static const char *const known[] = {"role", "channel", "template", "templates",
-	"offsets", "to", "bcc", "when", NULL};
+	"offsets", "to", "bcc", "when", "unless", NULL};
 	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken tok;
@@ -565,6 +728,7 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 	JsonbValue *to = jsonb_get(spec, "to");
 	JsonbValue *bcc = jsonb_get(spec, "bcc");
 	JsonbValue *when = jsonb_get(spec, "when");
+	JsonbValue *unless = jsonb_get(spec, "unless");
 	JsonbValue *role = jsonb_get(spec, "role");
 	char	   *channel_name = NULL;
 	char	   *text;
@@ -590,7 +754,7 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unknown key \"%s\" in recipients[%d]", key, index),
-					 errhint("A recipient may have role, channel, template, templates, offsets, to, bcc and when.")));
+					 errhint("A recipient may have role, channel, template, templates, offsets, to, bcc, when and unless.")));
 	}
 
 	/* null is no value, as for role and channel: the rule's then applies */
@@ -611,6 +775,7 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 					 errmsg("recipients[%d].role must be a short string such as \"client\"", index)));
 		jsonb_push_key(st, "role");
 		push_string(st, WJB_VALUE, r);
+		w->roles = lappend(w->roles, r);
 	}
 
 	/* channel */
@@ -815,6 +980,9 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 		push_string(st, WJB_VALUE, canonical);
 	}
 
+	if (unless && unless->type != jbvNull)
+		push_unless(w, st, unless, index);
+
 	pushJsonbValue(st, WJB_END_OBJECT, NULL);
 
 	/*
@@ -891,6 +1059,23 @@ normalize_recipients(WatchSpec *w, Jsonb *recipients)
 						 errmsg("recipients[%d] must be a JSON object", i)));
 			push_recipient(w, &st, JsonbValueToJsonb(e), i);
 		}
+	}
+
+	/* an "unless" event of a role no recipient has would never count */
+	for (int i = 0; i + 1 < list_length(w->unless_roles); i += 2)
+	{
+		const char *role = list_nth(w->unless_roles, i + 1);
+		ListCell   *lc;
+		bool		found = false;
+
+		foreach(lc, w->roles)
+			found |= strcmp(lfirst(lc), role) == 0;
+		if (!found)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s is \"%s\", which is the role of none of the rule's recipients",
+							(char *) list_nth(w->unless_roles, i), role),
+					 errhint("Give the recipient whose messages get the event a \"role\".")));
 	}
 	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_ARRAY, NULL));
 }

@@ -452,6 +452,43 @@ compile_to(CompiledRule *rule, Relation rel, RuleRecipient *r, JsonbValue *v)
 	r->to_const = JsonbValueToJsonb(res);
 }
 
+/* "unless", as rules_api.c stores it: events, and at most one condition */
+static void
+compile_unless(CompiledRule *rule, Relation rel, RuleRecipient *r, JsonbValue *v)
+{
+	int			n = JsonContainerSize(v->val.binary.data);
+
+	for (int i = 0; i < n; i++)
+	{
+		JsonbValue *e = getIthJsonbValueFromContainer(v->val.binary.data, i);
+		Jsonb	   *item;
+		JsonbValue *x;
+		char	   *text;
+
+		if ((text = expr_text(e)) != NULL)
+		{
+			r->unless_text = text;
+			r->unless = add_expr(rule, rel, text, REXPR_BOOL,
+								 psprintf("recipients[%d].unless", r->index));
+			continue;
+		}
+		if (e->type != jbvBinary || !JsonContainerIsObject(e->val.binary.data))
+			elog(ERROR, "recipients[%d].unless of rule \"%s\" is malformed", r->index, rule->name);
+		item = value_jsonb(e);
+		if ((x = jsonb_get(item, "event")) != NULL && x->type == jbvBinary)
+		{
+			RuleUnlessEvent *ue = palloc0(sizeof(RuleUnlessEvent));
+			int			nk = JsonContainerSize(x->val.binary.data);
+
+			for (int k = 0; k < nk; k++)
+				ue->kinds = lappend(ue->kinds,
+									jsonb_value_text(getIthJsonbValueFromContainer(x->val.binary.data, k)));
+			ue->role = jsonb_get_text(item, "role");
+			r->unless_events = lappend(r->unless_events, ue);
+		}
+	}
+}
+
 static RuleRecipient *
 compile_recipient(CompiledRule *rule, Relation rel, JsonbValue *spec_value, int index)
 {
@@ -492,6 +529,11 @@ compile_recipient(CompiledRule *rule, Relation rel, JsonbValue *spec_value, int 
 	if ((v = jsonb_get(spec, "when")) != NULL && v->type == jbvString)
 		r->when = add_expr(rule, rel, pnstrdup(v->val.string.val, v->val.string.len),
 						   REXPR_BOOL, psprintf("recipients[%d].when", index));
+
+	r->unless = -1;
+	if ((v = jsonb_get(spec, "unless")) != NULL && v->type == jbvBinary &&
+		JsonContainerIsArray(v->val.binary.data))
+		compile_unless(rule, rel, r, v);
 
 	r->constant = r->to_expr < 0 && r->to_fields == NIL && r->bcc.expr < 0 &&
 		r->channel.expr < 0;
@@ -727,10 +769,19 @@ missing:
 static void
 free_rule(CompiledRule *rule)
 {
+	ListCell   *lc;
+
 	if (rule->gate_plan)
 		SPI_freeplan(rule->gate_plan);
 	if (rule->rows_plan)
 		SPI_freeplan(rule->rows_plan);
+	foreach(lc, rule->recipients)
+	{
+		RuleRecipient *r = lfirst(lc);
+
+		if (r->unless_plan)
+			SPI_freeplan(r->unless_plan);
+	}
 	MemoryContextDelete(rule->cxt);
 }
 

@@ -44,7 +44,7 @@ COMMENT ON COLUMN reminder.rule.table_name IS 'the watched table; its triggers r
 COMMENT ON COLUMN reminder.rule.kind IS 'before/after a timestamp column, on_change of a column, follow_up steps after an anchor, or survey after a change';
 COMMENT ON COLUMN reminder.rule.column_name IS 'the timestamp column (before, after, follow_up) or the watched column (on_change, survey)';
 COMMENT ON COLUMN reminder.rule.key_columns IS 'columns identifying a row (the primary key unless given); messages record them as source_key';
-COMMENT ON COLUMN reminder.rule.recipients IS 'one object per recipient: role, channel, template or templates, offsets, to, bcc, when; a value {"expr": "..."} is an SQL expression over the row';
+COMMENT ON COLUMN reminder.rule.recipients IS 'one object per recipient: role, channel, template or templates, offsets, to, bcc, when, unless (events or a condition that make its messages unnecessary); a value {"expr": "..."} is an SQL expression over the row';
 COMMENT ON COLUMN reminder.rule.condition IS 'SQL predicate over the row; messages exist only while it holds (checked when the row is written)';
 COMMENT ON COLUMN reminder.rule.stop_condition IS 'SQL predicate over the row; while it holds nothing is scheduled, and a message about to be sent is suppressed and the rest of its sequence cancelled';
 COMMENT ON COLUMN reminder.rule.changes_to IS 'on_change and survey: the values of column_name that trigger a message (NULL: any new value)';
