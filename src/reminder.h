@@ -432,7 +432,9 @@ typedef enum RuleExprType
 	REXPR_TEXT,					/* channel, template, recipient fields */
 	REXPR_JSONB,				/* a whole recipient */
 	REXPR_ANY_JSONB,			/* bcc: any type, passed through to_jsonb() */
-	REXPR_INTERVALS				/* offsets: interval or interval[] */
+	REXPR_INTERVALS,			/* offsets: interval or interval[] */
+	REXPR_TIME					/* invite start and end: timestamptz,
+								 * timestamp or date, as it is */
 } RuleExprType;
 
 extern Node *rule_expr_parse(Relation rel, const char *text, RuleExprType type,
@@ -510,7 +512,24 @@ typedef struct RuleRecipient
 	char	   *unless_text;	/* its canonical text, for the send-time check */
 	List	   *unless_events;	/* RuleUnlessEvent */
 	SPIPlanPtr	unless_plan;	/* rules_gate.c: the expression at send time */
+
+	struct RuleInvite *invite;	/* "invite": NULL when none */
 } RuleRecipient;
+
+/* An iCalendar event sent with a recipient's emails (ical.c). */
+typedef struct RuleInvite
+{
+	RuleValue	summary;		/* text */
+	RuleValue	location;
+	RuleValue	description;
+	int			start;			/* expression: timestamptz, timestamp, date */
+	int			end;			/* the same, or -1: start + duration */
+	Interval	duration;
+	char	   *organizer;		/* mailbox, or NULL: the channel's "from" */
+	char	   *template;		/* for invitations and updates; NULL: the
+								 * recipient's first step's */
+	char	   *cancel_template;	/* for cancellations; NULL: as template */
+} RuleInvite;
 
 /* An event that makes a recipient's message unnecessary. */
 typedef struct RuleUnlessEvent
@@ -603,6 +622,8 @@ extern bool rule_message_data(int64 rule_id, const char *source_key, Jsonb **dat
 							  char **reason);
 extern void rule_keep_rows(int64 rule_id);
 extern void rule_unless_check(const GateMessage *msg, GateResult *result);
+extern RuleRecipient *rule_key_recipient(CompiledRule *rule, const char *source_key,
+										 const char *key);
 extern int64 rule_event_recorded(int64 message_id, const char *kind);
 
 /* ----------------

@@ -711,6 +711,199 @@ push_unless(WatchSpec *w, JsonbParseState **st, JsonbValue *v, int index)
 }
 
 /*
+ * "invite": an iCalendar event attached to the recipient's emails (ical.c),
+ * built from the row:
+ *
+ *   {"summary": "Visit" | {"expr": "title"},          required
+ *    "start": "starts_at",                            an expression of type
+ *    "end": "ends_at" | "duration": "1 hour",         timestamptz, timestamp
+ *    "location": ..., "description": ...,             or date; start defaults
+ *    "organizer": "Office <office@example.com>",      to the rule's column,
+ *    "template": ..., "cancel_template": ...}         end to start + 1 hour
+ *
+ * Stored with start and end as {"expr": "canonical"}, so that renaming a
+ * column rewrites them and dropping it is refused, like any expression.
+ */
+static void
+push_invite_text(WatchSpec *w, JsonbParseState **st, Jsonb *obj, const char *key,
+				 const char *what, bool required)
+{
+	JsonbValue *v = jsonb_get(obj, key);
+	char	   *text;
+	char	   *canonical;
+
+	if (v == NULL || v->type == jbvNull)
+	{
+		if (required)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("%s.%s is missing", what, key),
+					 errhint("Write \"%s\": {\"expr\": \"title\"} or a constant text.", key)));
+		return;
+	}
+	if ((text = expr_of(v)) != NULL)
+	{
+		(void) parse_as_owner(w, text, REXPR_TEXT, psprintf("%s.%s", what, key), &canonical);
+		push_expr(st, key, canonical);
+		return;
+	}
+	if ((text = string_of(v)) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s.%s must be a text or {\"expr\": ...}", what, key)));
+	jsonb_push_key(st, key);
+	push_string(st, WJB_VALUE, text);
+}
+
+static void
+push_invite_time(WatchSpec *w, JsonbParseState **st, const char *key, const char *text,
+				 const char *what)
+{
+	char	   *canonical;
+
+	(void) parse_as_owner(w, text, REXPR_TIME, psprintf("%s.%s", what, key), &canonical);
+	push_expr(st, key, canonical);
+}
+
+static char *
+invite_time_text(JsonbValue *v, const char *what, const char *key)
+{
+	char	   *text;
+
+	if ((text = expr_of(v)) == NULL && (text = string_of(v)) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s.%s must be an SQL expression such as \"starts_at\"", what, key)));
+	return text;
+}
+
+static void
+push_invite(WatchSpec *w, JsonbParseState **st, JsonbValue *v, int index, const char *channel)
+{
+	static const char *const known[] = {"summary", "start", "end", "duration", "location",
+	"description", "organizer", "template", "cancel_template", NULL};
+	char	   *what = psprintf("recipients[%d].invite", index);
+	JsonbIterator *it;
+	JsonbValue	k;
+	JsonbIteratorToken tok;
+	Jsonb	   *obj;
+	JsonbValue *start;
+	JsonbValue *end;
+	JsonbValue *duration;
+	JsonbValue *organizer;
+	char	   *text;
+
+	if (w->kind != RULE_BEFORE && w->kind != RULE_AFTER && w->kind != RULE_FOLLOW_UP)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s is for rules that follow their row", what),
+				 errdetail("A %s rule sends one message per change, not an event that moves with the row.",
+						   rule_kind_name(w->kind)),
+				 errhint("Watch the table with kind before, after or follow_up.")));
+	if (!is_object(v))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a JSON object", what),
+				 errhint("Write {\"summary\": {\"expr\": \"title\"}, \"start\": \"starts_at\", \"end\": \"ends_at\"}.")));
+	if (channel && catalog_channel(channel)->kind != CHANNEL_EMAIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s is only for email channels", what),
+				 errdetail("Channel \"%s\" is of kind %s.", channel,
+						   channel_kind_name(catalog_channel(channel)->kind))));
+
+	obj = JsonbValueToJsonb(v);
+	it = JsonbIteratorInit(&obj->root);
+	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+	{
+		char	   *key;
+		int			i;
+
+		if (tok != WJB_KEY)
+			continue;
+		key = pnstrdup(k.val.string.val, k.val.string.len);
+		for (i = 0; known[i] && strcmp(known[i], key) != 0; i++)
+			;
+		if (known[i] == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown key \"%s\" in %s", key, what),
+					 errhint("An invite may have summary, start, end, duration, location, description, organizer, template and cancel_template.")));
+	}
+
+	jsonb_push_key(st, "invite");
+	pushJsonbValue(st, WJB_BEGIN_OBJECT, NULL);
+
+	push_invite_text(w, st, obj, "summary", what, true);
+	push_invite_text(w, st, obj, "location", what, false);
+	push_invite_text(w, st, obj, "description", what, false);
+
+	start = jsonb_get(obj, "start");
+	if (start && start->type != jbvNull)
+		push_invite_time(w, st, "start", invite_time_text(start, what, "start"), what);
+	else
+		push_invite_time(w, st, "start", quote_identifier(w->column), what);
+
+	end = jsonb_get(obj, "end");
+	duration = jsonb_get(obj, "duration");
+	if (end && end->type == jbvNull)
+		end = NULL;
+	if (duration && duration->type == jbvNull)
+		duration = NULL;
+	if (end)
+		push_invite_time(w, st, "end", invite_time_text(end, what, "end"), what);
+	/* the length of an event without an end (or whose end is NULL) */
+	{
+		Interval   *iv;
+		Interval	zero = {0};
+
+		if (duration && (text = string_of(duration)) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s.duration must be an interval such as \"1 hour\"", what)));
+		iv = DatumGetIntervalP(DirectFunctionCall3(interval_in,
+												   CStringGetDatum(duration ? text : "1 hour"),
+												   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+		if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(iv),
+											  IntervalPGetDatum(&zero))) <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s.duration must be positive", what)));
+		jsonb_push_key(st, "duration");
+		push_string(st, WJB_VALUE, DatumGetCString(DirectFunctionCall1(interval_out,
+																	   IntervalPGetDatum(iv))));
+	}
+
+	organizer = jsonb_get(obj, "organizer");
+	if (organizer && organizer->type != jbvNull)
+	{
+		if ((text = string_of(organizer)) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s.organizer must be an address such as \"Office <office@example.com>\"", what)));
+		validate_mailbox(text, psprintf("%s.organizer", what));
+		jsonb_push_key(st, "organizer");
+		push_string(st, WJB_VALUE, text);
+	}
+	for (int i = 0; i < 2; i++)
+	{
+		const char *key = i == 0 ? "template" : "cancel_template";
+		JsonbValue *t = jsonb_get(obj, key);
+
+		if (t == NULL || t->type == jbvNull)
+			continue;
+		if ((text = string_of(t)) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s.%s must be a template name", what, key)));
+		check_template_name(text);
+		jsonb_push_key(st, key);
+		push_string(st, WJB_VALUE, text);
+	}
+	pushJsonbValue(st, WJB_END_OBJECT, NULL);
+}
+
+/*
  * One recipient, checked and normalized: every setting the rule gives
  * as a default is filled in, expressions are canonical.
  */
@@ -718,7 +911,7 @@ static void
 push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 {
 	static const char *const known[] = {"role", "channel", "template", "templates",
-	"offsets", "to", "bcc", "when", "unless", NULL};
+	"offsets", "to", "bcc", "when", "unless", "invite", NULL};
 	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken tok;
@@ -729,6 +922,7 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 	JsonbValue *bcc = jsonb_get(spec, "bcc");
 	JsonbValue *when = jsonb_get(spec, "when");
 	JsonbValue *unless = jsonb_get(spec, "unless");
+	JsonbValue *invite = jsonb_get(spec, "invite");
 	JsonbValue *role = jsonb_get(spec, "role");
 	char	   *channel_name = NULL;
 	char	   *text;
@@ -754,7 +948,7 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unknown key \"%s\" in recipients[%d]", key, index),
-					 errhint("A recipient may have role, channel, template, templates, offsets, to, bcc, when and unless.")));
+					 errhint("A recipient may have role, channel, template, templates, offsets, to, bcc, when, unless and invite.")));
 	}
 
 	/* null is no value, as for role and channel: the rule's then applies */
@@ -982,6 +1176,8 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 
 	if (unless && unless->type != jbvNull)
 		push_unless(w, st, unless, index);
+	if (invite && invite->type != jbvNull)
+		push_invite(w, st, invite, index, channel_name);
 
 	pushJsonbValue(st, WJB_END_OBJECT, NULL);
 

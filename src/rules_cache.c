@@ -489,6 +489,38 @@ compile_unless(CompiledRule *rule, Relation rel, RuleRecipient *r, JsonbValue *v
 	}
 }
 
+/* "invite", as rules_api.c stores it */
+static RuleInvite *
+compile_invite(CompiledRule *rule, Relation rel, RuleRecipient *r, Jsonb *spec)
+{
+	RuleInvite *inv = palloc0(sizeof(RuleInvite));
+	const char *what = psprintf("recipients[%d].invite", r->index);
+	JsonbValue *v;
+	char	   *text;
+
+	compile_text_value(rule, rel, jsonb_get(spec, "summary"), &inv->summary, psprintf("%s.summary", what));
+	compile_text_value(rule, rel, jsonb_get(spec, "location"), &inv->location, psprintf("%s.location", what));
+	compile_text_value(rule, rel, jsonb_get(spec, "description"), &inv->description,
+					   psprintf("%s.description", what));
+	if ((text = expr_text(jsonb_get(spec, "start"))) == NULL)
+		elog(ERROR, "%s of rule \"%s\" has no start", what, rule->name);
+	inv->start = add_expr(rule, rel, text, REXPR_TIME, psprintf("%s.start", what));
+	inv->end = -1;
+	if ((text = expr_text(jsonb_get(spec, "end"))) != NULL)
+		inv->end = add_expr(rule, rel, text, REXPR_TIME, psprintf("%s.end", what));
+	if ((v = jsonb_get(spec, "duration")) != NULL && v->type == jbvString)
+		inv->duration = *DatumGetIntervalP(DirectFunctionCall3(interval_in,
+															   CStringGetDatum(pnstrdup(v->val.string.val, v->val.string.len)),
+															   ObjectIdGetDatum(InvalidOid),
+															   Int32GetDatum(-1)));
+	else
+		inv->duration.time = USECS_PER_HOUR;
+	inv->organizer = jsonb_get_text(spec, "organizer");
+	inv->template = jsonb_get_text(spec, "template");
+	inv->cancel_template = jsonb_get_text(spec, "cancel_template");
+	return inv;
+}
+
 static RuleRecipient *
 compile_recipient(CompiledRule *rule, Relation rel, JsonbValue *spec_value, int index)
 {
@@ -534,6 +566,9 @@ compile_recipient(CompiledRule *rule, Relation rel, JsonbValue *spec_value, int 
 	if ((v = jsonb_get(spec, "unless")) != NULL && v->type == jbvBinary &&
 		JsonContainerIsArray(v->val.binary.data))
 		compile_unless(rule, rel, r, v);
+
+	if ((v = jsonb_get(spec, "invite")) != NULL && v->type == jbvBinary)
+		r->invite = compile_invite(rule, rel, r, value_jsonb(v));
 
 	r->constant = r->to_expr < 0 && r->to_fields == NIL && r->bcc.expr < 0 &&
 		r->channel.expr < 0;

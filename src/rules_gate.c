@@ -815,8 +815,8 @@ static SPIPlanPtr event_message_plan = NULL;
  * The recipient of the rule a message key names: rule:<rule>:<row key>:
  * <recipient>:<step>..., or NULL.
  */
-static RuleRecipient *
-key_recipient(CompiledRule *rule, const char *source_key, const char *key)
+RuleRecipient *
+rule_key_recipient(CompiledRule *rule, const char *source_key, const char *key)
 {
 	char	   *prefix = rule_key_prefix(rule->id, source_key);
 	size_t		len = strlen(prefix);
@@ -934,7 +934,7 @@ rule_unless_check(const GateMessage *msg, GateResult *result)
 
 	PG_TRY();
 	{
-		RuleRecipient *r = key_recipient(rule, msg->source_key, msg->idempotency_key);
+		RuleRecipient *r = rule_key_recipient(rule, msg->source_key, msg->idempotency_key);
 		ListCell   *lc;
 		char	   *found = NULL;
 

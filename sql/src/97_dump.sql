@@ -19,7 +19,7 @@ BEGIN
     FOREACH t IN ARRAY ARRAY['channel', 'channel_secret', 'template', 'recipient',
                              'message', 'attempt', 'event', 'log',
                              'consent', 'consent_log', 'signing_key',
-                             'rule', 'calendar', 'holiday', 'survey_log'] LOOP
+                             'rule', 'calendar', 'holiday', 'survey_log', 'invite'] LOOP
         PERFORM pg_catalog.pg_extension_config_dump(('reminder.' || t)::regclass, '');
     END LOOP;
     FOREACH t IN ARRAY ARRAY['recipient', 'message', 'attempt', 'event', 'log',
