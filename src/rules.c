@@ -160,6 +160,7 @@ typedef struct InviteNote
 static void invite_note(RuleRun *run, RuleRecipient *r, const char *row_key,
 						const char *channel, Jsonb *rcpt, const char *template);
 static void invites_gone(RuleRun *run, const char *row_key);
+static void invites_truncated(CompiledRule *rule);
 
 static TupleDesc batch_desc = NULL;
 static SPIPlanPtr upsert_plan = NULL;
@@ -1649,7 +1650,10 @@ reminder_watch_trigger(PG_FUNCTION_ARGS)
 							td->tg_trigger->tgname, rule->name)));
 
 		if (TRIGGER_FIRED_BY_TRUNCATE(ev))
+		{
 			(void) rules_cancel_pending(rule->id, RULE_CANCEL_PREFIX "table truncated");
+			invites_truncated(rule);
+		}
 		else if (TRIGGER_FIRED_BY_INSERT(ev))
 		{
 			if (td->tg_newtable)
@@ -2017,4 +2021,29 @@ flush_invites(RuleRun *run)
 			schedule_notice(run, n, prefix, sequence, true, was, channel, rcpt, template);
 		}
 	}
+}
+
+/*
+ * TRUNCATE: the rows' events are gone without a notice (there are no rows
+ * to tell about), but a row written again with the same key must get a new
+ * invitation with a higher SEQUENCE, which calendars do not ignore.
+ */
+static void
+invites_truncated(CompiledRule *rule)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(rule->id)};
+	ListCell   *lc;
+	bool		any = false;
+
+	foreach(lc, rule->recipients)
+		any |= ((RuleRecipient *) lfirst(lc))->invite != NULL;
+	if (!any)
+		return;
+	SPI_connect();
+	if (SPI_execute_with_args("UPDATE reminder.invite SET cancelled = true, sequence = sequence + 1, "
+							  "updated_at = now() WHERE rule_id = $1 AND NOT cancelled",
+							  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not cancel the events of a truncated table");
+	SPI_finish();
 }

@@ -14,7 +14,7 @@
 \set ON_ERROR_STOP true
 
 BEGIN;
-SELECT plan(42);
+SELECT plan(44);
 
 SET LOCAL TimeZone = 'UTC';
 SELECT reminder.create_channel('mail', 'email', '{"url": "smtp://127.0.0.1:2525", "from": "office@example.com"}');
@@ -144,6 +144,15 @@ INSERT INTO local_visit VALUES (1, '2030-01-15 10:00', 'dan@example.com');
 SELECT is((SELECT invite->>'start' || ' ' || (invite->>'end') FROM reminder.invite i JOIN reminder.rule r ON r.id = i.rule_id
             WHERE r.name = 'local_visit'), '20300115T090000Z 20300115T094500Z',
     '10:00 in Warsaw is 09:00 UTC; "duration" sets the end');
+
+-- TRUNCATE: no rows to tell about, but a row written again gets a new invitation.
+TRUNCATE local_visit;
+SELECT is((SELECT sequence || ' ' || cancelled FROM reminder.invite WHERE rule_id = :local_rule), '1 true',
+    'TRUNCATE cancels the events, raising their SEQUENCE');
+INSERT INTO local_visit VALUES (1, '2030-01-15 10:00', 'dan@example.com');
+SELECT is((SELECT string_agg(regexp_replace(idempotency_key, '^.*:', '') || ' ' || status, ', ' ORDER BY id)
+             FROM reminder.message WHERE rule_id = :local_rule AND idempotency_key ~ ':i[0-9]+$'),
+    'i0 cancelled, i2 scheduled', 'the same row written again gets a new invitation at SEQUENCE 2');
 
 -- DDL: renaming a column rewrites the invite, dropping it is refused.
 ALTER TABLE appointment RENAME COLUMN ends_at TO finishes_at;
