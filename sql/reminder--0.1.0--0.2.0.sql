@@ -670,8 +670,6 @@ COMMENT ON FUNCTION reminder.add_to_digest(text, jsonb, text, jsonb, jsonb, text
 
 GRANT EXECUTE ON FUNCTION reminder.add_to_digest(text, jsonb, text, jsonb, jsonb, text) TO reminder_user;
 
--- a rule recipient may have a "digest"
-COMMENT ON COLUMN reminder.rule.recipients IS 'one object per recipient: role, channel, template or templates, offsets, to, bcc, when, digest; a value {"expr": "..."} is an SQL expression over the row';
 REVOKE EXECUTE ON FUNCTION reminder._digest_spec(jsonb),
                            reminder._digest_send_at(jsonb, text, timestamptz),
                            reminder._digest_collect(jsonb, text, jsonb, text, jsonb, text, bigint, text, bigint),
@@ -711,3 +709,30 @@ GRANT EXECUTE ON FUNCTION reminder.record_inbound(text, jsonb, text, text)
 GRANT EXECUTE ON FUNCTION reminder.has_event(text, text, text) TO reminder_user;
 REVOKE EXECUTE ON FUNCTION reminder.record_inbound(text, jsonb, text, text),
                            reminder.has_event(text, text, text) FROM PUBLIC;
+-- A rule recipient may have a "digest", an "unless" (escalation on a
+-- missing event) and an "invite".
+COMMENT ON COLUMN reminder.rule.recipients IS 'one object per recipient: role, channel, template or templates, offsets, to, bcc, when, digest, unless (events or a condition that make its messages unnecessary), invite (a calendar event for email); a value {"expr": "..."} is an SQL expression over the row';
+
+-- Calendar invites: the event of each row for a recipient with "invite".
+CREATE TABLE reminder.invite (
+    rule_id        bigint NOT NULL REFERENCES reminder.rule ON DELETE CASCADE,
+    source_key     text COLLATE "C" NOT NULL,
+    recipient      integer NOT NULL,
+    invite         jsonb NOT NULL,
+    sequence       integer NOT NULL DEFAULT 0,
+    cancelled      boolean NOT NULL DEFAULT false,
+    sent_sequence  integer,
+    sent_at        timestamptz,
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (rule_id, source_key, recipient)
+);
+COMMENT ON TABLE reminder.invite IS 'the calendar event of each row for each recipient with an "invite": what it is now, its SEQUENCE, and what was sent';
+COMMENT ON COLUMN reminder.invite.source_key IS 'the row, as reminder.message.source_key';
+COMMENT ON COLUMN reminder.invite.recipient IS 'the recipient''s position in the rule''s recipients, from 0';
+COMMENT ON COLUMN reminder.invite.invite IS 'the event as the row last called for it: start and end (UTC, iCalendar form), summary, location, description, organizer';
+COMMENT ON COLUMN reminder.invite.sequence IS 'the iCalendar SEQUENCE: 0, raised by every change of the event and by its cancellation';
+COMMENT ON COLUMN reminder.invite.cancelled IS 'the row no longer calls for the event (condition, when, address, or deleted): emails carry METHOD:CANCEL';
+COMMENT ON COLUMN reminder.invite.sent_sequence IS 'the sequence of the last email that carried the event; NULL: none went out yet';
+REVOKE ALL ON reminder.invite FROM PUBLIC;
+GRANT SELECT ON reminder.invite TO reminder_user;
+SELECT pg_catalog.pg_extension_config_dump('reminder.invite', '');

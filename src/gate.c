@@ -28,6 +28,7 @@ static const GateCheck checks[] = {
 	consent_gate,				/* consent.c: opted out -> suppress */
 	quiet_hours_gate,			/* quiet_hours.c: inside quiet hours -> defer */
 	rule_stop_check,			/* rules_gate.c: stop condition of the rule */
+	rule_unless_check,			/* rules_gate.c: "unless" of the recipient */
 	survey_throttle_check,		/* rules_gate.c: one survey per person per
 								 * throttle interval; keep last, it logs */
 	NULL						/* end of list */

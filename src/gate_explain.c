@@ -52,7 +52,7 @@ reminder_gate_check(PG_FUNCTION_ARGS)
 		elog(ERROR, "return type must be a row type");
 
 	SPI_connect();
-	if (SPI_execute_with_args("SELECT channel, recipient, data, template, due_at, rule_id, source_key, category "
+	if (SPI_execute_with_args("SELECT channel, recipient, data, template, due_at, rule_id, source_key, category, idempotency_key "
 							  "FROM reminder.message WHERE id = $1",
 							  1, argtypes, arg, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not look up message");
@@ -74,6 +74,7 @@ reminder_gate_check(PG_FUNCTION_ARGS)
 	msg.rule_id = isnull ? 0 : DatumGetInt64(d);
 	msg.source_key = SPI_getvalue(tup, SPI_tuptable->tupdesc, 7);
 	msg.category = SPI_getvalue(tup, SPI_tuptable->tupdesc, 8);
+	msg.idempotency_key = SPI_getvalue(tup, SPI_tuptable->tupdesc, 9);
 	MemoryContextSwitchTo(old);
 	SPI_finish();
 

@@ -107,12 +107,6 @@ static const char *const decline_words[] = {
 	"2", "NIE", "NO", "N", "DECLINE", "ODWOLUJE", "ODWOLAJ", NULL
 };
 
-/* reminder.event.kind */
-static const char *const event_kinds[] = {
-	"delivered", "bounced", "opened", "clicked", "confirmed", "declined",
-	"reschedule_requested", "answered", "unsubscribed", "complained", "replied", NULL
-};
-
 static bool
 in_list(const char *s, const char *const *list)
 {
@@ -752,11 +746,11 @@ reminder_has_event(PG_FUNCTION_ARGS)
 	rule = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	row_key = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	kind = text_to_cstring(PG_GETARG_TEXT_PP(2));
-	if (!in_list(kind, event_kinds))
+	if (!in_list(kind, reminder_event_kinds))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown event kind \"%s\"", kind),
-				 errhint("Valid kinds are: delivered, bounced, opened, clicked, confirmed, declined, reschedule_requested, answered, unsubscribed, complained, replied.")));
+				 errhint("Valid kinds are: " REMINDER_EVENT_KINDS ".")));
 
 	SPI_connect();
 	if (rule_plan == NULL)

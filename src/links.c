@@ -95,9 +95,10 @@ static const char *const action_names[] = {
 
 #define LINK_LAST_ACTION	LINK_CALLBACK
 
-static const char *const event_kinds[] = {
+/* reminder.event.kind, as its CHECK constraint has them */
+const char *const reminder_event_kinds[] = {
 	"delivered", "bounced", "opened", "clicked", "confirmed", "declined",
-	"reschedule_requested", "answered", "unsubscribed", "complained", NULL
+	"reschedule_requested", "answered", "unsubscribed", "complained", "replied", NULL
 };
 
 static SPIPlanPtr current_key_plan = NULL;
@@ -778,7 +779,10 @@ insert_event(int64 message_id, const char *kind, int score, const char *comment,
 int64
 links_record_event(int64 message_id, const char *kind, Jsonb *detail, const char *source)
 {
-	return insert_event(message_id, kind, -1, NULL, detail, source);
+	int64		id = insert_event(message_id, kind, -1, NULL, detail, source);
+
+	(void) rule_event_recorded(message_id, kind);
+	return id;
 }
 
 /* The message's address on its channel: email for email, phone for SMS. */
@@ -872,11 +876,11 @@ reminder_record_event(PG_FUNCTION_ARGS)
 	MessageFacts facts;
 	int64		id;
 
-	if (kind && !in_list(kind, event_kinds))
+	if (kind && !in_list(kind, reminder_event_kinds))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown event kind \"%s\"", kind),
-				 errhint("Valid kinds are: delivered, bounced, opened, clicked, confirmed, declined, reschedule_requested, unsubscribed, complained.")));
+				 errhint("Valid kinds are: " REMINDER_EVENT_KINDS ".")));
 
 	SPI_connect();
 	verify_token(token, &t);
@@ -906,6 +910,7 @@ reminder_record_event(PG_FUNCTION_ARGS)
 	id = insert_event(t.message_id, kind, -1, NULL, detail,
 					  t.action == LINK_CALLBACK ? "provider" : "link");
 	event_consequences(&facts, kind, detail);
+	(void) rule_event_recorded(t.message_id, kind);
 	SPI_finish();
 
 	PG_RETURN_INT64(id);
@@ -947,6 +952,7 @@ reminder_record_response(PG_FUNCTION_ARGS)
 
 	message_must_exist(t.message_id);
 	id = insert_event(t.message_id, "answered", score, comment, detail, "link");
+	(void) rule_event_recorded(t.message_id, "answered");
 	SPI_finish();
 
 	PG_RETURN_INT64(id);

@@ -1012,6 +1012,7 @@ queue_claim(int limit, int paced_limit, List *busy, dlist_head *to_send,
 		gm->due_at = m->due_at;
 		gm->rule_id = m->rule_id;
 		gm->source_key = m->source_key;
+		gm->idempotency_key = m->idempotency_key;
 	}
 	gate_prepare(gms, list_length(rows));
 

@@ -326,6 +326,7 @@ typedef struct GateMessage
 	TimestampTz due_at;
 	int64		rule_id;		/* 0: not made by a rule */
 	const char *source_key;
+	const char *idempotency_key;
 	bool		dry_run;		/* reminder.gate_check(): decide, change nothing */
 
 	/* found for a whole batch by gate_prepare(); gate_check() then uses it */
@@ -409,6 +410,11 @@ extern Jsonb *links_add_to_context(Jsonb *context, int64 message_id);
 extern int64 links_record_event(int64 message_id, const char *kind, Jsonb *detail,
 								const char *source);
 
+/* reminder.event.kind: the list, and the same for hints */
+extern const char *const reminder_event_kinds[];
+#define REMINDER_EVENT_KINDS "delivered, bounced, opened, clicked, confirmed, declined, " \
+	"reschedule_requested, answered, unsubscribed, complained, replied"
+
 /* ----------------
  * in inbound.c: replies to SMS channels (reminder.record_inbound)
  * ----------------
@@ -443,7 +449,9 @@ typedef enum RuleExprType
 	REXPR_TEXT,					/* channel, template, recipient fields */
 	REXPR_JSONB,				/* a whole recipient */
 	REXPR_ANY_JSONB,			/* bcc: any type, passed through to_jsonb() */
-	REXPR_INTERVALS				/* offsets: interval or interval[] */
+	REXPR_INTERVALS,			/* offsets: interval or interval[] */
+	REXPR_TIME					/* invite start and end: timestamptz,
+								 * timestamp or date, as it is */
 } RuleExprType;
 
 extern Node *rule_expr_parse(Relation rel, const char *text, RuleExprType type,
@@ -516,7 +524,38 @@ typedef struct RuleRecipient
 	int			when;			/* boolean expression, or -1 */
 	bool		constant;		/* nothing about the address varies per row */
 	Jsonb	   *digest;			/* digest settings (digest.c), or NULL */
+
+	/* "unless": the message is not needed once one of these holds */
+	int			unless;			/* boolean expression, or -1 */
+	char	   *unless_text;	/* its canonical text, for the send-time check */
+	List	   *unless_events;	/* RuleUnlessEvent */
+	SPIPlanPtr	unless_plan;	/* rules_gate.c: the expression at send time */
+
+	struct RuleInvite *invite;	/* "invite": NULL when none */
 } RuleRecipient;
+
+/* An iCalendar event sent with a recipient's emails (ical.c). */
+typedef struct RuleInvite
+{
+	RuleValue	summary;		/* text */
+	RuleValue	location;
+	RuleValue	description;
+	int			start;			/* expression: timestamptz, timestamp, date */
+	int			end;			/* the same, or -1: start + duration */
+	Interval	duration;
+	char	   *organizer;		/* mailbox, or NULL: the channel's "from" */
+	char	   *template;		/* for invitations and updates; NULL: the
+								 * recipient's first step's */
+	char	   *cancel_template;	/* for cancellations; NULL: as template */
+} RuleInvite;
+
+/* An event that makes a recipient's message unnecessary. */
+typedef struct RuleUnlessEvent
+{
+	List	   *kinds;			/* C strings: confirmed, declined ... */
+	char	   *role;			/* only on messages to recipients of this
+								 * role; NULL: of any */
+} RuleUnlessEvent;
 
 typedef struct CompiledRule
 {
@@ -600,6 +639,10 @@ extern void rule_prefetch_rows(int n, const int64 *rule_ids, char *const *source
 extern bool rule_message_data(int64 rule_id, const char *source_key, Jsonb **data,
 							  char **reason);
 extern void rule_keep_rows(int64 rule_id);
+extern void rule_unless_check(const GateMessage *msg, GateResult *result);
+extern RuleRecipient *rule_key_recipient(CompiledRule *rule, const char *source_key,
+										 const char *key);
+extern int64 rule_event_recorded(int64 message_id, const char *kind);
 
 /* ----------------
  * in digest.c: items collected for a recipient, sent as one message

@@ -46,6 +46,7 @@
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "funcapi.h"
+#include "nodes/nodeFuncs.h"
 #include "miscadmin.h"
 #include "pgtime.h"
 #include "utils/array.h"
@@ -64,6 +65,10 @@
 #include "reminder.h"
 
 PG_FUNCTION_INFO_V1(reminder_watch_trigger);
+
+struct RuleRun;
+static bool invite_notice_key(const char *key);
+static void flush_invites(struct RuleRun *run);
 
 /* Messages written per INSERT ... SELECT; bounds memory for huge statements. */
 #define BATCH_ROWS		10000
@@ -133,7 +138,29 @@ typedef struct RuleRun
 	int			nold;
 	int			maxold;
 	List	   *old_wanted;		/* Desired: what the old rows called for */
+
+	/* invites (ical.c): what each row's invite recipients are sent */
+	bool		has_invites;
+	List	   *invites;		/* InviteNote, in batch_cxt */
+	Bitmapset  *invite_seen;	/* recipients of the current row with one */
 } RuleRun;
+
+/* The invite a row calls for, for one recipient; NULL invite: none now. */
+typedef struct InviteNote
+{
+	char	   *row_key;
+	int			recipient;
+	Jsonb	   *invite;			/* start, end, summary, ... or NULL */
+	char	   *channel;
+	Jsonb	   *rcpt;
+	char	   *template;
+	Jsonb	   *row;			/* {"row": ...}: the row, for notices */
+} InviteNote;
+
+static void invite_note(RuleRun *run, RuleRecipient *r, const char *row_key,
+						const char *channel, Jsonb *rcpt, const char *template);
+static void invites_gone(RuleRun *run, const char *row_key);
+static void invites_truncated(CompiledRule *rule);
 
 static TupleDesc batch_desc = NULL;
 static SPIPlanPtr upsert_plan = NULL;
@@ -508,6 +535,7 @@ batch_start(RuleRun *run)
 	run->old_keys = palloc(sizeof(Datum) * run->maxold);
 	run->desired = NULL;
 	run->old_wanted = NIL;
+	run->invites = NIL;
 	if (run->follow_state && run->event == RUN_UPDATE)
 	{
 		ctl.keysize = sizeof(char *);
@@ -680,6 +708,9 @@ flush_update(RuleRun *run, Datum *values)
 			TimestampTz due = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
 			Desired    *d = hash_search(run->desired, &key, HASH_FIND, NULL);
 
+			/* invitations, updates and cancellations are flush_invites()'s */
+			if (invite_notice_key(key))
+				continue;
 			if (d == NULL || (!d->written && d->due_at != due))
 				cancel[ncancel++] = SPI_getbinval(tup, desc, 1, &isnull);
 		}
@@ -697,7 +728,7 @@ flush(RuleRun *run)
 	MemoryContext old;
 	Datum		values[4];
 
-	if (run->nbatch == 0 && run->nold == 0 && run->old_wanted == NIL)
+	if (run->nbatch == 0 && run->nold == 0 && run->old_wanted == NIL && run->invites == NIL)
 		return;
 
 	old = MemoryContextSwitchTo(run->batch_cxt);
@@ -719,6 +750,8 @@ flush(RuleRun *run)
 		flush_update(run, values);
 	else if (run->nbatch > 0)
 		(void) run_on_batch(run, &upsert_plan, prepare_upsert, values, SPI_OK_INSERT);
+	if (run->invites != NIL)
+		flush_invites(run);
 
 	if (run->nbatch > 0)
 		wakeup_at_commit(run->min_due);
@@ -799,14 +832,14 @@ eval_data(RuleRun *run, ExprState *state)
 
 /* A local date or time in the rule's zone as a point in time. */
 static bool
-anchor_time(CompiledRule *rule, Datum d, TimestampTz *result)
+local_time(CompiledRule *rule, Oid type, Datum d, TimestampTz *result)
 {
 	struct pg_tm tm;
 	fsec_t		fsec;
 	Timestamp	ts;
 	int			tz;
 
-	switch (rule->column_type)
+	switch (type)
 	{
 		case TIMESTAMPTZOID:
 			*result = DatumGetTimestampTz(d);
@@ -824,6 +857,12 @@ anchor_time(CompiledRule *rule, Datum d, TimestampTz *result)
 		return false;
 	tz = DetermineTimeZoneOffset(&tm, rule->tz);
 	return tm2timestamp(&tm, fsec, &tz, result) == 0;
+}
+
+static bool
+anchor_time(CompiledRule *rule, Datum d, TimestampTz *result)
+{
+	return local_time(rule, rule->column_type, d, result);
 }
 
 static bool
@@ -1089,6 +1128,8 @@ emit(RuleRun *run, RuleRecipient *r, const char *row_key, TimestampTz anchor,
 
 	if (r->when >= 0 && !eval_bool(run, r->when))
 		return;
+	if (r->unless >= 0 && eval_bool(run, r->unless))
+		return;
 	if (blank(channel = eval_text(run, &r->channel)))
 		return;
 	if (run->keys_only)
@@ -1126,6 +1167,8 @@ emit(RuleRun *run, RuleRecipient *r, const char *row_key, TimestampTz anchor,
 	}
 	if (noffsets == 0)
 		return;
+	if (r->invite && !run->keys_only && cc->kind == CHANNEL_EMAIL)
+		invite_note(run, r, row_key, channel, rcpt, template_for(run, r, value, 0));
 
 	locale = rcpt ? jsonb_get_text(rcpt, "locale") : NULL;
 
@@ -1319,7 +1362,11 @@ process_row(RuleRun *run, TupleTableSlot *newslot, TupleTableSlot *oldslot)
 	row_key = rule_source_key(run->rule, newslot);
 	run->row_key = row_key;
 	run->key_prefix = rule_key_prefix(run->rule->id, row_key);
+	if (run->has_invites)
+		run->invite_seen = NULL;
 	wanted_for_row(run, newslot, oldslot, row_key);
+	if (run->has_invites)
+		invites_gone(run, row_key);
 
 	MemoryContextSwitchTo(old);
 	run->row_key = NULL;
@@ -1366,6 +1413,18 @@ run_begin(RuleRun *run, CompiledRule *rule, RunEvent event)
 	run->fixed = palloc0(sizeof(Jsonb *) * Max(nrecipients, 1));
 	run->fixed_id = palloc0(sizeof(int64) * Max(nrecipients, 1));
 
+	foreach(lc, rule->recipients)
+		run->has_invites |= ((RuleRecipient *) lfirst(lc))->invite != NULL;
+	if (event == RUN_DELETE && run->has_invites)
+	{
+		/* cancellations of the deleted rows' invites carry the row */
+		MemoryContext old = MemoryContextSwitchTo(run->econtext->ecxt_per_query_memory);
+
+		rule_owner_enter(&scope, rule->owner);
+		run->data_new = ExecInitExpr(rule->data_new, NULL);
+		rule_owner_leave(&scope);
+		MemoryContextSwitchTo(old);
+	}
 	if (event != RUN_DELETE)
 	{
 		MemoryContext old = MemoryContextSwitchTo(run->econtext->ecxt_per_query_memory);
@@ -1453,7 +1512,16 @@ apply_rule(CompiledRule *rule, RunEvent event, TupleDesc desc,
 			{
 				MemoryContext old = MemoryContextSwitchTo(run.econtext->ecxt_per_tuple_memory);
 
-				add_old_key(&run, rule_key_prefix(rule->id, rule_source_key(rule, oldslot)));
+				char	   *row_key = rule_source_key(rule, oldslot);
+
+				add_old_key(&run, rule_key_prefix(rule->id, row_key));
+				if (run.has_invites)
+				{
+					/* every invite of a deleted row is cancelled */
+					run.econtext->ecxt_scantuple = oldslot;
+					run.invite_seen = NULL;
+					invites_gone(&run, row_key);
+				}
 				MemoryContextSwitchTo(old);
 				ResetExprContext(run.econtext);
 				if (run.nold >= BATCH_ROWS)
@@ -1582,7 +1650,10 @@ reminder_watch_trigger(PG_FUNCTION_ARGS)
 							td->tg_trigger->tgname, rule->name)));
 
 		if (TRIGGER_FIRED_BY_TRUNCATE(ev))
+		{
 			(void) rules_cancel_pending(rule->id, RULE_CANCEL_PREFIX "table truncated");
+			invites_truncated(rule);
+		}
 		else if (TRIGGER_FIRED_BY_INSERT(ev))
 		{
 			if (td->tg_newtable)
@@ -1608,4 +1679,371 @@ reminder_watch_trigger(PG_FUNCTION_ARGS)
 
 	rule_unpin(level);
 	return PointerGetDatum(NULL);
+}
+
+/* ----------------------------------------------------------------
+ *		Invites: the state of each row's iCalendar event
+ *
+ *	  reminder.invite holds, per rule, row and recipient, the event the row
+ *	  calls for (start, end, summary ...), its SEQUENCE and whether it is
+ *	  cancelled; the worker reads it when it sends one of the recipient's
+ *	  emails and attaches the event (ical.c).  When a write changes the
+ *	  event, SEQUENCE goes up and a notice goes out at once: the invitation
+ *	  (or its update) while the row calls for it, a cancellation when it no
+ *	  longer does (condition, "when", address, DELETE) and an invitation had
+ *	  been sent.  Notices have keys <row prefix><recipient>:i<sequence>.
+ * ----------------------------------------------------------------
+ */
+
+static SPIPlanPtr invite_get_plan = NULL;
+static SPIPlanPtr invite_put_plan = NULL;
+static SPIPlanPtr invite_supersede_plan = NULL;
+static SPIPlanPtr invite_last_sent_plan = NULL;
+
+static bool
+invite_notice_key(const char *key)
+{
+	const char *last = strrchr(key, ':');
+
+	return last && last[1] == 'i' && last[2] >= '0' && last[2] <= '9';
+}
+
+/* A point in time as iCalendar writes it in UTC: 20251205T130000Z */
+static char *
+ical_utc(TimestampTz t)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+
+	if (timestamp2tm(t, NULL, &tm, &fsec, NULL, NULL) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range")));
+	return psprintf("%04d%02d%02dT%02d%02d%02dZ", tm.tm_year, tm.tm_mon, tm.tm_mday,
+					tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+static void
+push_text(JsonbParseState **st, const char *key, const char *value)
+{
+	JsonbValue	v;
+
+	if (value == NULL)
+		return;
+	jsonb_push_key(st, key);
+	v.type = jbvString;
+	v.val.string.val = (char *) value;
+	v.val.string.len = strlen(value);
+	pushJsonbValue(st, WJB_VALUE, &v);
+}
+
+static void
+add_invite_note(RuleRun *run, RuleRecipient *r, const char *row_key, Jsonb *invite,
+				const char *channel, Jsonb *rcpt, const char *template)
+{
+	MemoryContext old = MemoryContextSwitchTo(run->batch_cxt);
+	InviteNote *n = palloc0(sizeof(InviteNote));
+	Jsonb	   *row = eval_data(run, run->data_new);
+
+	n->row_key = pstrdup(row_key);
+	n->recipient = r->index;
+	n->invite = invite ? DatumGetJsonbPCopy(JsonbPGetDatum(invite)) : NULL;
+	n->channel = channel ? pstrdup(channel) : NULL;
+	n->rcpt = rcpt ? DatumGetJsonbPCopy(JsonbPGetDatum(rcpt)) : NULL;
+	n->template = template ? pstrdup(template) : NULL;
+	n->row = DatumGetJsonbPCopy(JsonbPGetDatum(row));
+	run->invites = lappend(run->invites, n);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * The event the row calls for, for recipient r, who is to get messages on
+ * an email channel.
+ */
+static void
+invite_note(RuleRun *run, RuleRecipient *r, const char *row_key, const char *channel,
+			Jsonb *rcpt, const char *template)
+{
+	RuleInvite *inv = r->invite;
+	CompiledRule *rule = run->rule;
+	JsonbParseState *st = NULL;
+	TimestampTz start;
+	TimestampTz end;
+	bool		isnull;
+	Datum		d;
+	char	   *summary;
+
+	d = eval(run, inv->start, &isnull);
+	if (isnull || !local_time(rule, exprType(list_nth(rule->exprs, inv->start)), d, &start))
+		return;					/* no start: no event, as if not called for */
+	if (inv->end >= 0)
+	{
+		d = eval(run, inv->end, &isnull);
+		if (isnull || !local_time(rule, exprType(list_nth(rule->exprs, inv->end)), d, &end))
+			end = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+														  TimestampTzGetDatum(start),
+														  IntervalPGetDatum(&inv->duration)));
+	}
+	else
+		end = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+													  TimestampTzGetDatum(start),
+													  IntervalPGetDatum(&inv->duration)));
+	if (end <= start)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the invite of recipients[%d] ends before it starts", r->index),
+				 errdetail("It starts at %s and ends at %s.",
+						   pstrdup(timestamptz_to_str(start)), pstrdup(timestamptz_to_str(end))),
+				 errhint("An event must end after it starts; leave \"end\" NULL for \"duration\".")));
+	summary = eval_text(run, &inv->summary);
+	if (summary == NULL || *summary == '\0')
+		return;					/* nothing to call it: no event */
+
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	push_text(&st, "start", ical_utc(start));
+	push_text(&st, "end", ical_utc(end));
+	push_text(&st, "summary", summary);
+	push_text(&st, "location", eval_text(run, &inv->location));
+	push_text(&st, "description", eval_text(run, &inv->description));
+	push_text(&st, "organizer", inv->organizer);
+	add_invite_note(run, r, row_key,
+					JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL)),
+					channel, rcpt, inv->template ? inv->template : template);
+	run->invite_seen = bms_add_member(run->invite_seen, r->index);
+}
+
+/* The invite recipients the current row did not call for: none now. */
+static void
+invites_gone(RuleRun *run, const char *row_key)
+{
+	ListCell   *lc;
+
+	foreach(lc, run->rule->recipients)
+	{
+		RuleRecipient *r = lfirst(lc);
+
+		if (r->invite && !bms_is_member(r->index, run->invite_seen))
+			add_invite_note(run, r, row_key, NULL, NULL, NULL, NULL);
+	}
+}
+
+static char *
+priority_name(int16 p)
+{
+	return p > 0 ? "high" : p < 0 ? "low" : "normal";
+}
+
+/* One notice: the invitation, its update, or its cancellation. */
+static void
+schedule_notice(RuleRun *run, InviteNote *n, const char *prefix, int sequence, bool cancelled,
+				Jsonb *invite, const char *channel, Jsonb *rcpt, const char *template)
+{
+	ScheduleRequest req = {0};
+	JsonbParseState *st = NULL;
+	JsonbValue	v;
+	Jsonb	   *notice;
+
+	/* {"invite": {... "method": ..., "sequence": ...}} || {"row": ...} */
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	push_text(&st, "method", cancelled ? "CANCEL" : "REQUEST");
+	jsonb_push_key(&st, "sequence");
+	v.type = jbvNumeric;
+	v.val.numeric = int64_to_numeric(sequence);
+	pushJsonbValue(&st, WJB_VALUE, &v);
+	jsonb_push_key(&st, "cancelled");
+	v.type = jbvBool;
+	v.val.boolean = cancelled;
+	pushJsonbValue(&st, WJB_VALUE, &v);
+	notice = JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
+	notice = DatumGetJsonbP(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(invite),
+												JsonbPGetDatum(notice)));
+	st = NULL;
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	jsonb_push_key(&st, "invite");
+	v.type = jbvBinary;
+	v.val.binary.data = &notice->root;
+	v.val.binary.len = VARSIZE(notice) - VARHDRSZ;
+	pushJsonbValue(&st, WJB_VALUE, &v);
+	notice = JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
+
+	req.channel = channel;
+	req.recipient = rcpt;
+	req.template_name = template;
+	req.due_at = GetCurrentTimestamp();
+	req.data = DatumGetJsonbP(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(n->row),
+												  JsonbPGetDatum(notice)));
+	req.idempotency_key = psprintf("%s%d:i%d", prefix, n->recipient, sequence);
+	req.rule_id = run->rule->id;
+	req.source_table = run->rule->source_table;
+	req.source_key = n->row_key;
+	req.priority = priority_name(run->rule->priority);
+	req.category = run->rule->category;
+	(void) schedule_message(&req);
+	wakeup_at_commit(req.due_at);
+}
+
+/*
+ * Bring reminder.invite up to date with what the batch's rows call for, and
+ * send the notices the changes need.  SPI is connected.
+ */
+static void
+flush_invites(RuleRun *run)
+{
+	ListCell   *lc;
+
+	if (invite_get_plan == NULL)
+	{
+		Oid			t3[3] = {INT8OID, TEXTOID, INT4OID};
+		Oid			t6[6] = {INT8OID, TEXTOID, INT4OID, JSONBOID, INT4OID, BOOLOID};
+		Oid			t4[4] = {INT8OID, TEXTOID, TEXTOID, TEXTOID};
+
+		invite_get_plan = spi_prepare_kept("SELECT invite, sequence, cancelled, sent_sequence IS NOT NULL "
+										   "FROM reminder.invite "
+										   "WHERE rule_id = $1 AND source_key = $2 AND recipient = $3 FOR UPDATE",
+										   3, t3, 0);
+		invite_put_plan = spi_prepare_kept("INSERT INTO reminder.invite AS i "
+										   "  (rule_id, source_key, recipient, invite, sequence, cancelled) "
+										   "VALUES ($1, $2, $3, $4, $5, $6) "
+										   "ON CONFLICT (rule_id, source_key, recipient) DO UPDATE SET "
+										   "  invite = excluded.invite, "
+										   "  sequence = excluded.sequence, cancelled = excluded.cancelled, "
+										   "  updated_at = now()",
+										   6, t6, 0);
+		/* pending notices of the recipient: keys <prefix><recipient>:i... */
+		invite_supersede_plan = spi_prepare_kept("UPDATE reminder.message SET status = 'cancelled', "
+												 "next_attempt_at = NULL, last_error = $4, updated_at = now() "
+												 "WHERE idempotency_key >= $2 AND idempotency_key < $3 "
+												 "AND rule_id = $1 AND status IN ('scheduled', 'retrying')",
+												 4, t4, 0);
+		invite_last_sent_plan = spi_prepare_kept("SELECT channel, recipient, template FROM reminder.message "
+												 "WHERE idempotency_key >= $2 AND idempotency_key < $3 "
+												 "AND rule_id = $1 AND status = 'sent' "
+												 "ORDER BY sent_at DESC LIMIT 1",
+												 3, t4, 0);
+	}
+
+	foreach(lc, run->invites)
+	{
+		InviteNote *n = lfirst(lc);
+		char	   *prefix = rule_key_prefix(run->rule->id, n->row_key);
+		Datum		values[6];
+		bool		isnull;
+		bool		exists;
+		bool		was_cancelled = false;
+		bool		was_sent = false;
+		int			sequence = 0;
+		Jsonb	   *was = NULL;
+		bool		cancel;
+		RuleRecipient *r = list_nth(run->rule->recipients, n->recipient);
+
+		values[0] = Int64GetDatum(run->rule->id);
+		values[1] = CStringGetTextDatum(n->row_key);
+		values[2] = Int32GetDatum(n->recipient);
+		if (SPI_execute_plan(invite_get_plan, values, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read the invite of a row");
+		exists = SPI_processed > 0;
+		if (exists)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[0];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+
+			was = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 1, &isnull));
+			sequence = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+			was_cancelled = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+			was_sent = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+		}
+
+		if (n->invite == NULL)
+		{
+			/* the row calls for no event (any more) */
+			if (!exists || was_cancelled)
+				continue;
+			cancel = true;
+			sequence++;
+		}
+		else if (!exists)
+			cancel = false;
+		else if (was_cancelled ||
+				 DatumGetInt32(DirectFunctionCall2(jsonb_cmp, JsonbPGetDatum(was),
+												   JsonbPGetDatum(n->invite))) != 0)
+		{
+			cancel = false;
+			sequence++;
+		}
+		else
+			continue;			/* the same event: nothing to tell */
+
+		/* a cancelled event keeps what it was: the cancellation names it */
+		values[3] = JsonbPGetDatum(n->invite ? n->invite : was);
+		values[4] = Int32GetDatum(sequence);
+		values[5] = BoolGetDatum(cancel);
+		if (SPI_execute_plan(invite_put_plan, values, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not write the invite of a row");
+
+		/* a notice not yet sent is replaced by the new one */
+		values[1] = CStringGetTextDatum(psprintf("%s%d:i", prefix, n->recipient));
+		values[2] = CStringGetTextDatum(psprintf("%s%d:j", prefix, n->recipient));
+		values[3] = CStringGetTextDatum(psprintf("invite: superseded by sequence %d", sequence));
+		if (SPI_execute_plan(invite_supersede_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not replace the notice of an invite");
+
+		if (!cancel)
+		{
+			Jsonb	   *ends = n->invite;
+			char	   *end = jsonb_get_text(ends, "end");
+
+			/* an event that is over needs no invitation */
+			if (end && strcmp(end, ical_utc(GetCurrentTimestamp())) < 0)
+				continue;
+			schedule_notice(run, n, prefix, sequence, false, n->invite, n->channel, n->rcpt,
+							n->template);
+		}
+		else if (was_sent)
+		{
+			/* to where the invitation went */
+			char	   *channel;
+			Jsonb	   *rcpt;
+			char	   *template;
+
+			values[1] = CStringGetTextDatum(psprintf("%s%d:", prefix, n->recipient));
+			values[2] = CStringGetTextDatum(psprintf("%s%d;", prefix, n->recipient));
+			if (SPI_execute_plan(invite_last_sent_plan, values, NULL, false, 1) != SPI_OK_SELECT)
+				elog(ERROR, "could not find the invitation sent");
+			if (SPI_processed == 0)
+				continue;
+			channel = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+			rcpt = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+			template = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+			if (r->invite->cancel_template)
+				template = r->invite->cancel_template;
+			else if (r->invite->template)
+				template = r->invite->template;
+			schedule_notice(run, n, prefix, sequence, true, was, channel, rcpt, template);
+		}
+	}
+}
+
+/*
+ * TRUNCATE: the rows' events are gone without a notice (there are no rows
+ * to tell about), but a row written again with the same key must get a new
+ * invitation with a higher SEQUENCE, which calendars do not ignore.
+ */
+static void
+invites_truncated(CompiledRule *rule)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(rule->id)};
+	ListCell   *lc;
+	bool		any = false;
+
+	foreach(lc, rule->recipients)
+		any |= ((RuleRecipient *) lfirst(lc))->invite != NULL;
+	if (!any)
+		return;
+	SPI_connect();
+	if (SPI_execute_with_args("UPDATE reminder.invite SET cancelled = true, sequence = sequence + 1, "
+							  "updated_at = now() WHERE rule_id = $1 AND NOT cancelled",
+							  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not cancel the events of a truncated table");
+	SPI_finish();
 }

@@ -91,6 +91,8 @@ typedef struct WatchSpec
 	char	   *if_past;
 	char	   *time_zone;
 	List	   *exprs;			/* transformed expressions, for dependencies */
+	List	   *roles;			/* roles of the recipients */
+	List	   *unless_roles;	/* roles named by "unless" events */
 } WatchSpec;
 
 /* ----------------------------------------------------------------
@@ -548,6 +550,355 @@ push_offsets(WatchSpec *w, JsonbParseState **st, JsonbValue *v, const char *what
 }
 
 /*
+ * "unless": what makes a recipient's message unnecessary, checked when it
+ * is about to be sent (the escalation of a missing event).  Given as
+ *
+ *   {"event": "confirmed"}                    an event on a message of the
+ *   {"event": ["confirmed", "declined"],      rule for the row (of the
+ *    "role": "client"}                        recipients with that role)
+ *   {"expr": "confirmed_at IS NOT NULL"}      a condition over the row
+ *   "confirmed_at IS NOT NULL"                the same
+ *   [one of those, ...]                       any of them
+ *
+ * and stored as an array of {"event": [kinds], "role": ...} and at most
+ * one {"expr": "canonical"}.
+ */
+static void
+push_unless_item(WatchSpec *w, JsonbParseState **st, JsonbValue *v, const char *what,
+				 bool *has_expr)
+{
+	char	   *text;
+	char	   *canonical;
+	JsonbIterator *it;
+	JsonbValue	k;
+	JsonbIteratorToken tok;
+	Jsonb	   *obj;
+	JsonbValue *event;
+	JsonbValue *role;
+	List	   *kinds = NIL;
+	ListCell   *lc;
+
+	if ((text = expr_of(v)) != NULL || (text = string_of(v)) != NULL)
+	{
+		if (*has_expr)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s has more than one condition", what),
+					 errhint("Join them with OR in one {\"expr\": ...}.")));
+		*has_expr = true;
+		(void) parse_as_owner(w, text, REXPR_BOOL, what, &canonical);
+		push_expr(st, NULL, canonical);
+		return;
+	}
+	if (!is_object(v))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be {\"event\": \"confirmed\"}, {\"expr\": \"...\"} or an array of them", what)));
+
+	obj = JsonbValueToJsonb(v);
+	it = JsonbIteratorInit(&obj->root);
+	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+	{
+		char	   *key;
+
+		if (tok != WJB_KEY)
+			continue;
+		key = pnstrdup(k.val.string.val, k.val.string.len);
+		if (strcmp(key, "event") != 0 && strcmp(key, "role") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown key \"%s\" in %s", key, what),
+					 errhint("Write {\"event\": \"confirmed\"}, optionally with \"role\", or {\"expr\": \"...\"} alone.")));
+	}
+	event = jsonb_get(obj, "event");
+	role = jsonb_get(obj, "role");
+	if (event == NULL || event->type == jbvNull)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s has no \"event\"", what),
+				 errhint("Write {\"event\": \"confirmed\"}.")));
+	if (event->type == jbvString)
+		kinds = list_make1(string_of(event));
+	else if (is_array(event))
+	{
+		JsonbValue	e;
+
+		it = JsonbIteratorInit(event->val.binary.data);
+		while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+		{
+			if (tok != WJB_ELEM)
+				continue;
+			if (e.type != jbvString)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("%s.event must be an event kind or an array of them", what)));
+			kinds = lappend(kinds, string_of(&e));
+		}
+		if (kinds == NIL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s.event must not be empty", what)));
+	}
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s.event must be an event kind or an array of them", what)));
+	foreach(lc, kinds)
+	{
+		const char *kind = lfirst(lc);
+		int			i;
+
+		for (i = 0; reminder_event_kinds[i] && strcmp(reminder_event_kinds[i], kind) != 0; i++)
+			;
+		if (reminder_event_kinds[i] == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown event kind \"%s\" in %s", kind, what),
+					 errhint("Valid kinds are: " REMINDER_EVENT_KINDS ".")));
+	}
+
+	pushJsonbValue(st, WJB_BEGIN_OBJECT, NULL);
+	jsonb_push_key(st, "event");
+	pushJsonbValue(st, WJB_BEGIN_ARRAY, NULL);
+	foreach(lc, kinds)
+		push_string(st, WJB_ELEM, lfirst(lc));
+	pushJsonbValue(st, WJB_END_ARRAY, NULL);
+	if (role && role->type != jbvNull)
+	{
+		char	   *r = string_of(role);
+
+		if (r == NULL || *r == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s.role must be the role of one of the rule's recipients", what)));
+		jsonb_push_key(st, "role");
+		push_string(st, WJB_VALUE, r);
+		w->unless_roles = lappend(w->unless_roles, psprintf("%s.role", what));
+		w->unless_roles = lappend(w->unless_roles, r);
+	}
+	pushJsonbValue(st, WJB_END_OBJECT, NULL);
+}
+
+static void
+push_unless(WatchSpec *w, JsonbParseState **st, JsonbValue *v, int index)
+{
+	char	   *what = psprintf("recipients[%d].unless", index);
+	bool		has_expr = false;
+
+	jsonb_push_key(st, "unless");
+	pushJsonbValue(st, WJB_BEGIN_ARRAY, NULL);
+	if (is_array(v))
+	{
+		int			n = JsonContainerSize(v->val.binary.data);
+
+		if (n == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s must not be empty", what),
+					 errhint("Leave \"unless\" out for a message that is always sent.")));
+		for (int i = 0; i < n; i++)
+			push_unless_item(w, st, getIthJsonbValueFromContainer(v->val.binary.data, i),
+							 psprintf("%s[%d]", what, i), &has_expr);
+	}
+	else
+		push_unless_item(w, st, v, what, &has_expr);
+	pushJsonbValue(st, WJB_END_ARRAY, NULL);
+}
+
+/*
+ * "invite": an iCalendar event attached to the recipient's emails (ical.c),
+ * built from the row:
+ *
+ *   {"summary": "Visit" | {"expr": "title"},          required
+ *    "start": "starts_at",                            an expression of type
+ *    "end": "ends_at" | "duration": "1 hour",         timestamptz, timestamp
+ *    "location": ..., "description": ...,             or date; start defaults
+ *    "organizer": "Office <office@example.com>",      to the rule's column,
+ *    "template": ..., "cancel_template": ...}         end to start + 1 hour
+ *
+ * Stored with start and end as {"expr": "canonical"}, so that renaming a
+ * column rewrites them and dropping it is refused, like any expression.
+ */
+static void
+push_invite_text(WatchSpec *w, JsonbParseState **st, Jsonb *obj, const char *key,
+				 const char *what, bool required)
+{
+	JsonbValue *v = jsonb_get(obj, key);
+	char	   *text;
+	char	   *canonical;
+
+	if (v == NULL || v->type == jbvNull)
+	{
+		if (required)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("%s.%s is missing", what, key),
+					 errhint("Write \"%s\": {\"expr\": \"title\"} or a constant text.", key)));
+		return;
+	}
+	if ((text = expr_of(v)) != NULL)
+	{
+		(void) parse_as_owner(w, text, REXPR_TEXT, psprintf("%s.%s", what, key), &canonical);
+		push_expr(st, key, canonical);
+		return;
+	}
+	if ((text = string_of(v)) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s.%s must be a text or {\"expr\": ...}", what, key)));
+	jsonb_push_key(st, key);
+	push_string(st, WJB_VALUE, text);
+}
+
+static void
+push_invite_time(WatchSpec *w, JsonbParseState **st, const char *key, const char *text,
+				 const char *what)
+{
+	char	   *canonical;
+
+	(void) parse_as_owner(w, text, REXPR_TIME, psprintf("%s.%s", what, key), &canonical);
+	push_expr(st, key, canonical);
+}
+
+static char *
+invite_time_text(JsonbValue *v, const char *what, const char *key)
+{
+	char	   *text;
+
+	if ((text = expr_of(v)) == NULL && (text = string_of(v)) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s.%s must be an SQL expression such as \"starts_at\"", what, key)));
+	return text;
+}
+
+static void
+push_invite(WatchSpec *w, JsonbParseState **st, JsonbValue *v, int index, const char *channel)
+{
+	static const char *const known[] = {"summary", "start", "end", "duration", "location",
+	"description", "organizer", "template", "cancel_template", NULL};
+	char	   *what = psprintf("recipients[%d].invite", index);
+	JsonbIterator *it;
+	JsonbValue	k;
+	JsonbIteratorToken tok;
+	Jsonb	   *obj;
+	JsonbValue *start;
+	JsonbValue *end;
+	JsonbValue *duration;
+	JsonbValue *organizer;
+	char	   *text;
+
+	if (w->kind != RULE_BEFORE && w->kind != RULE_AFTER && w->kind != RULE_FOLLOW_UP)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s is for rules that follow their row", what),
+				 errdetail("A %s rule sends one message per change, not an event that moves with the row.",
+						   rule_kind_name(w->kind)),
+				 errhint("Watch the table with kind before, after or follow_up.")));
+	if (!is_object(v))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a JSON object", what),
+				 errhint("Write {\"summary\": {\"expr\": \"title\"}, \"start\": \"starts_at\", \"end\": \"ends_at\"}.")));
+	if (channel && catalog_channel(channel)->kind != CHANNEL_EMAIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s is only for email channels", what),
+				 errdetail("Channel \"%s\" is of kind %s.", channel,
+						   channel_kind_name(catalog_channel(channel)->kind))));
+
+	obj = JsonbValueToJsonb(v);
+	it = JsonbIteratorInit(&obj->root);
+	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+	{
+		char	   *key;
+		int			i;
+
+		if (tok != WJB_KEY)
+			continue;
+		key = pnstrdup(k.val.string.val, k.val.string.len);
+		for (i = 0; known[i] && strcmp(known[i], key) != 0; i++)
+			;
+		if (known[i] == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown key \"%s\" in %s", key, what),
+					 errhint("An invite may have summary, start, end, duration, location, description, organizer, template and cancel_template.")));
+	}
+
+	jsonb_push_key(st, "invite");
+	pushJsonbValue(st, WJB_BEGIN_OBJECT, NULL);
+
+	push_invite_text(w, st, obj, "summary", what, true);
+	push_invite_text(w, st, obj, "location", what, false);
+	push_invite_text(w, st, obj, "description", what, false);
+
+	start = jsonb_get(obj, "start");
+	if (start && start->type != jbvNull)
+		push_invite_time(w, st, "start", invite_time_text(start, what, "start"), what);
+	else
+		push_invite_time(w, st, "start", quote_identifier(w->column), what);
+
+	end = jsonb_get(obj, "end");
+	duration = jsonb_get(obj, "duration");
+	if (end && end->type == jbvNull)
+		end = NULL;
+	if (duration && duration->type == jbvNull)
+		duration = NULL;
+	if (end)
+		push_invite_time(w, st, "end", invite_time_text(end, what, "end"), what);
+	/* the length of an event without an end (or whose end is NULL) */
+	{
+		Interval   *iv;
+		Interval	zero = {0};
+
+		if (duration && (text = string_of(duration)) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s.duration must be an interval such as \"1 hour\"", what)));
+		iv = DatumGetIntervalP(DirectFunctionCall3(interval_in,
+												   CStringGetDatum(duration ? text : "1 hour"),
+												   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+		if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(iv),
+											  IntervalPGetDatum(&zero))) <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s.duration must be positive", what)));
+		jsonb_push_key(st, "duration");
+		push_string(st, WJB_VALUE, DatumGetCString(DirectFunctionCall1(interval_out,
+																	   IntervalPGetDatum(iv))));
+	}
+
+	organizer = jsonb_get(obj, "organizer");
+	if (organizer && organizer->type != jbvNull)
+	{
+		if ((text = string_of(organizer)) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s.organizer must be an address such as \"Office <office@example.com>\"", what)));
+		validate_mailbox(text, psprintf("%s.organizer", what));
+		jsonb_push_key(st, "organizer");
+		push_string(st, WJB_VALUE, text);
+	}
+	for (int i = 0; i < 2; i++)
+	{
+		const char *key = i == 0 ? "template" : "cancel_template";
+		JsonbValue *t = jsonb_get(obj, key);
+
+		if (t == NULL || t->type == jbvNull)
+			continue;
+		if ((text = string_of(t)) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s.%s must be a template name", what, key)));
+		check_template_name(text);
+		jsonb_push_key(st, key);
+		push_string(st, WJB_VALUE, text);
+	}
+	pushJsonbValue(st, WJB_END_OBJECT, NULL);
+}
+
+/*
  * One recipient, checked and normalized: every setting the rule gives
  * as a default is filled in, expressions are canonical.
  */
@@ -555,7 +906,7 @@ static void
 push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 {
 	static const char *const known[] = {"role", "channel", "template", "templates",
-	"offsets", "to", "bcc", "when", "digest", NULL};
+	"offsets", "to", "bcc", "when", "digest", "unless", "invite", NULL};
 	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken tok;
@@ -565,6 +916,8 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 	JsonbValue *to = jsonb_get(spec, "to");
 	JsonbValue *bcc = jsonb_get(spec, "bcc");
 	JsonbValue *when = jsonb_get(spec, "when");
+	JsonbValue *unless = jsonb_get(spec, "unless");
+	JsonbValue *invite = jsonb_get(spec, "invite");
 	JsonbValue *role = jsonb_get(spec, "role");
 	JsonbValue *digest = jsonb_get(spec, "digest");
 	char	   *channel_name = NULL;
@@ -591,7 +944,7 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unknown key \"%s\" in recipients[%d]", key, index),
-					 errhint("A recipient may have role, channel, template, templates, offsets, to, bcc, when and digest.")));
+					 errhint("A recipient may have role, channel, template, templates, offsets, to, bcc, when, digest, unless and invite.")));
 	}
 
 	/* null is no value, as for role and channel: the rule's then applies */
@@ -612,6 +965,7 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 					 errmsg("recipients[%d].role must be a short string such as \"client\"", index)));
 		jsonb_push_key(st, "role");
 		push_string(st, WJB_VALUE, r);
+		w->roles = lappend(w->roles, r);
 	}
 
 	/* channel */
@@ -834,6 +1188,10 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 		dv.val.binary.len = VARSIZE(checked) - VARHDRSZ;
 		pushJsonbValue(st, WJB_VALUE, &dv);
 	}
+	if (unless && unless->type != jbvNull)
+		push_unless(w, st, unless, index);
+	if (invite && invite->type != jbvNull)
+		push_invite(w, st, invite, index, channel_name);
 
 	pushJsonbValue(st, WJB_END_OBJECT, NULL);
 
@@ -911,6 +1269,23 @@ normalize_recipients(WatchSpec *w, Jsonb *recipients)
 						 errmsg("recipients[%d] must be a JSON object", i)));
 			push_recipient(w, &st, JsonbValueToJsonb(e), i);
 		}
+	}
+
+	/* an "unless" event of a role no recipient has would never count */
+	for (int i = 0; i + 1 < list_length(w->unless_roles); i += 2)
+	{
+		const char *role = list_nth(w->unless_roles, i + 1);
+		ListCell   *lc;
+		bool		found = false;
+
+		foreach(lc, w->roles)
+			found |= strcmp(lfirst(lc), role) == 0;
+		if (!found)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s is \"%s\", which is the role of none of the rule's recipients",
+							(char *) list_nth(w->unless_roles, i), role),
+					 errhint("Give the recipient whose messages get the event a \"role\".")));
 	}
 	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_ARRAY, NULL));
 }

@@ -452,6 +452,75 @@ compile_to(CompiledRule *rule, Relation rel, RuleRecipient *r, JsonbValue *v)
 	r->to_const = JsonbValueToJsonb(res);
 }
 
+/* "unless", as rules_api.c stores it: events, and at most one condition */
+static void
+compile_unless(CompiledRule *rule, Relation rel, RuleRecipient *r, JsonbValue *v)
+{
+	int			n = JsonContainerSize(v->val.binary.data);
+
+	for (int i = 0; i < n; i++)
+	{
+		JsonbValue *e = getIthJsonbValueFromContainer(v->val.binary.data, i);
+		Jsonb	   *item;
+		JsonbValue *x;
+		char	   *text;
+
+		if ((text = expr_text(e)) != NULL)
+		{
+			r->unless_text = text;
+			r->unless = add_expr(rule, rel, text, REXPR_BOOL,
+								 psprintf("recipients[%d].unless", r->index));
+			continue;
+		}
+		if (e->type != jbvBinary || !JsonContainerIsObject(e->val.binary.data))
+			elog(ERROR, "recipients[%d].unless of rule \"%s\" is malformed", r->index, rule->name);
+		item = value_jsonb(e);
+		if ((x = jsonb_get(item, "event")) != NULL && x->type == jbvBinary)
+		{
+			RuleUnlessEvent *ue = palloc0(sizeof(RuleUnlessEvent));
+			int			nk = JsonContainerSize(x->val.binary.data);
+
+			for (int k = 0; k < nk; k++)
+				ue->kinds = lappend(ue->kinds,
+									jsonb_value_text(getIthJsonbValueFromContainer(x->val.binary.data, k)));
+			ue->role = jsonb_get_text(item, "role");
+			r->unless_events = lappend(r->unless_events, ue);
+		}
+	}
+}
+
+/* "invite", as rules_api.c stores it */
+static RuleInvite *
+compile_invite(CompiledRule *rule, Relation rel, RuleRecipient *r, Jsonb *spec)
+{
+	RuleInvite *inv = palloc0(sizeof(RuleInvite));
+	const char *what = psprintf("recipients[%d].invite", r->index);
+	JsonbValue *v;
+	char	   *text;
+
+	compile_text_value(rule, rel, jsonb_get(spec, "summary"), &inv->summary, psprintf("%s.summary", what));
+	compile_text_value(rule, rel, jsonb_get(spec, "location"), &inv->location, psprintf("%s.location", what));
+	compile_text_value(rule, rel, jsonb_get(spec, "description"), &inv->description,
+					   psprintf("%s.description", what));
+	if ((text = expr_text(jsonb_get(spec, "start"))) == NULL)
+		elog(ERROR, "%s of rule \"%s\" has no start", what, rule->name);
+	inv->start = add_expr(rule, rel, text, REXPR_TIME, psprintf("%s.start", what));
+	inv->end = -1;
+	if ((text = expr_text(jsonb_get(spec, "end"))) != NULL)
+		inv->end = add_expr(rule, rel, text, REXPR_TIME, psprintf("%s.end", what));
+	if ((v = jsonb_get(spec, "duration")) != NULL && v->type == jbvString)
+		inv->duration = *DatumGetIntervalP(DirectFunctionCall3(interval_in,
+															   CStringGetDatum(pnstrdup(v->val.string.val, v->val.string.len)),
+															   ObjectIdGetDatum(InvalidOid),
+															   Int32GetDatum(-1)));
+	else
+		inv->duration.time = USECS_PER_HOUR;
+	inv->organizer = jsonb_get_text(spec, "organizer");
+	inv->template = jsonb_get_text(spec, "template");
+	inv->cancel_template = jsonb_get_text(spec, "cancel_template");
+	return inv;
+}
+
 static RuleRecipient *
 compile_recipient(CompiledRule *rule, Relation rel, JsonbValue *spec_value, int index)
 {
@@ -495,6 +564,13 @@ compile_recipient(CompiledRule *rule, Relation rel, JsonbValue *spec_value, int 
 
 	if ((v = jsonb_get(spec, "digest")) != NULL && v->type == jbvBinary)
 		r->digest = value_jsonb(v);
+	r->unless = -1;
+	if ((v = jsonb_get(spec, "unless")) != NULL && v->type == jbvBinary &&
+		JsonContainerIsArray(v->val.binary.data))
+		compile_unless(rule, rel, r, v);
+
+	if ((v = jsonb_get(spec, "invite")) != NULL && v->type == jbvBinary)
+		r->invite = compile_invite(rule, rel, r, value_jsonb(v));
 
 	r->constant = r->to_expr < 0 && r->to_fields == NIL && r->bcc.expr < 0 &&
 		r->channel.expr < 0;
@@ -730,10 +806,19 @@ missing:
 static void
 free_rule(CompiledRule *rule)
 {
+	ListCell   *lc;
+
 	if (rule->gate_plan)
 		SPI_freeplan(rule->gate_plan);
 	if (rule->rows_plan)
 		SPI_freeplan(rule->rows_plan);
+	foreach(lc, rule->recipients)
+	{
+		RuleRecipient *r = lfirst(lc);
+
+		if (r->unless_plan)
+			SPI_freeplan(r->unless_plan);
+	}
 	MemoryContextDelete(rule->cxt);
 }
 

@@ -421,6 +421,7 @@ transform(Relation rel, const char *text, Node *raw, RuleExprType type,
 	if (exprType(expr) == UNKNOWNOID)
 		expr = coerce_or_fail(pstate, expr,
 							  type == REXPR_INTERVALS ? INTERVALOID :
+							  type == REXPR_TIME ? TIMESTAMPTZOID :
 							  type == REXPR_BOOL ? BOOLOID :
 							  type == REXPR_JSONB ? JSONBOID : TEXTOID, what);
 	assign_expr_collations(pstate, expr);
@@ -443,6 +444,15 @@ transform(Relation rel, const char *text, Node *raw, RuleExprType type,
 				expr = (Node *) makeFuncExpr(F_TO_JSONB, JSONBOID, list_make1(expr),
 											 InvalidOid, InvalidOid,
 											 COERCE_EXPLICIT_CALL);
+			break;
+		case REXPR_TIME:
+			if (exprType(expr) != TIMESTAMPTZOID && exprType(expr) != TIMESTAMPOID &&
+				exprType(expr) != DATEOID)
+				ereport(ERROR,
+						(errcode(ERRCODE_DATATYPE_MISMATCH),
+						 errmsg("%s must be of type timestamptz, timestamp or date, not %s",
+								what, format_type_be(exprType(expr))),
+						 errhint("Name a column such as \"starts_at\".")));
 			break;
 		case REXPR_INTERVALS:
 			if (exprType(expr) == INTERVALOID)

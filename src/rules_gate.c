@@ -801,3 +801,286 @@ rule_keep_rows(int64 rule_id)
 	MemoryContextDelete(cxt);
 	SPI_finish();
 }
+
+/* ----------------------------------------------------------------
+ *		"unless": escalation on a missing event
+ * ----------------------------------------------------------------
+ */
+
+static SPIPlanPtr unless_event_plan = NULL;
+static SPIPlanPtr unless_cancel_plan = NULL;
+static SPIPlanPtr event_message_plan = NULL;
+
+/*
+ * The recipient of the rule a message key names: rule:<rule>:<row key>:
+ * <recipient>:<step>..., or NULL.
+ */
+RuleRecipient *
+rule_key_recipient(CompiledRule *rule, const char *source_key, const char *key)
+{
+	char	   *prefix = rule_key_prefix(rule->id, source_key);
+	size_t		len = strlen(prefix);
+	int			index = 0;
+	const char *p;
+
+	if (key == NULL || strncmp(key, prefix, len) != 0)
+		return NULL;
+	for (p = key + len; *p >= '0' && *p <= '9' && index < 1000; p++)
+		index = index * 10 + (*p - '0');
+	if (p == key + len || *p != ':' || index >= list_length(rule->recipients))
+		return NULL;
+	return list_nth(rule->recipients, index);
+}
+
+/* SELECT (unless) FROM the table WHERE key = $1 ..., as the owner. */
+static SPIPlanPtr
+unless_plan(CompiledRule *rule, RuleRecipient *r)
+{
+	StringInfoData sql;
+	char		relkind = get_rel_relkind(rule->relid);
+
+	if (r->unless_plan)
+		return r->unless_plan;
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT (%s) FROM %s%s WHERE ", r->unless_text,
+					 relkind == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ", rule->source_table);
+	for (int i = 0; i < rule->nkeys; i++)
+		appendStringInfo(&sql, "%s%s %s $%d", i > 0 ? " AND " : "",
+						 quote_identifier(get_attname(rule->relid, rule->key_columns[i], false)),
+						 key_equality(rule, i), i + 1);
+	r->unless_plan = spi_prepare_kept(sql.data, rule->nkeys, rule->key_types, 0);
+	return r->unless_plan;
+}
+
+static Datum
+text_list_array(List *list)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(list_length(list), 1));
+	ListCell   *lc;
+
+	foreach(lc, list)
+		elems[foreach_current_index(lc)] = CStringGetTextDatum(lfirst(lc));
+	return PointerGetDatum(construct_array(elems, list_length(list), TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/*
+ * An event of one of the kinds on a message of the rule for the row (to a
+ * recipient of the role, if given): "<kind>" event recorded on message <id>,
+ * or NULL.
+ */
+static char *
+unless_event_found(const GateMessage *msg, RuleUnlessEvent *ue)
+{
+	char	   *prefix = rule_key_prefix(msg->rule_id, msg->source_key);
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	bool		isnull;
+
+	if (unless_event_plan == NULL)
+	{
+		Oid			types[5] = {INT8OID, TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID};
+
+		/* the row's messages are a range of keys: see rule_key_prefix() */
+		unless_event_plan = spi_prepare_kept("SELECT e.kind, m.id FROM reminder.message m "
+											 "JOIN reminder.event e ON e.message_id = m.id "
+											 "WHERE m.idempotency_key >= $2 AND m.idempotency_key < $3 "
+											 "AND m.rule_id = $1 AND e.kind = ANY ($4) "
+											 "AND ($5::text IS NULL OR m.recipient->>'role' = $5) "
+											 "ORDER BY e.occurred_at, e.id LIMIT 1",
+											 5, types, 0);
+	}
+	values[0] = Int64GetDatum(msg->rule_id);
+	values[1] = CStringGetTextDatum(prefix);
+	values[2] = CStringGetTextDatum(rule_key_prefix_end(prefix));
+	values[3] = text_list_array(ue->kinds);
+	values[4] = ue->role ? CStringGetTextDatum(ue->role) : (Datum) 0;
+	nulls[4] = ue->role ? ' ' : 'n';
+	if (SPI_execute_plan(unless_event_plan, values, nulls, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look for the events of a rule's row");
+	if (SPI_processed == 0)
+		return NULL;
+	return psprintf("unless: \"%s\" event recorded on message " INT64_FORMAT,
+					SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1),
+					DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)));
+}
+
+/*
+ * A recipient's "unless": the message is suppressed when one of its events
+ * was recorded on a message of the rule for the row, or its condition holds
+ * for the current row; cancelled when the row is gone.
+ */
+void
+rule_unless_check(const GateMessage *msg, GateResult *result)
+{
+	CompiledRule *rule;
+	Oid			save_userid;
+	int			save_sec;
+	int			level;
+	RuleOwnerScope scope;
+
+	if (msg->rule_id == 0 || msg->source_key == NULL)
+		return;
+
+	level = rule_pin_search_path();
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(extension_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	rule = rule_cache_get(msg->rule_id, true);
+	if (rule == NULL)
+	{
+		SetUserIdAndSecContext(save_userid, save_sec);
+		rule_unpin(level);
+		return;
+	}
+
+	PG_TRY();
+	{
+		RuleRecipient *r = rule_key_recipient(rule, msg->source_key, msg->idempotency_key);
+		ListCell   *lc;
+		char	   *found = NULL;
+
+		SPI_connect();
+		if (r != NULL)
+		{
+			foreach(lc, r->unless_events)
+				if ((found = unless_event_found(msg, lfirst(lc))) != NULL)
+					break;
+		}
+		if (found)
+			set_result(result, GATE_SUPPRESS, found);
+		else if (r != NULL && r->unless >= 0)
+		{
+			Datum	   *keys = palloc(sizeof(Datum) * rule->nkeys);
+			bool		isnull;
+			int			rc;
+
+			if (!key_values(rule, msg->source_key, keys))
+				set_result(result, GATE_CANCEL, RULE_CANCEL_PREFIX "row key not understood");
+			else
+			{
+				/* the owner's code: nothing it does to the session survives */
+				rule_owner_enter(&scope, rule->owner);
+				rc = SPI_execute_plan(unless_plan(rule, r), keys, NULL, true, 1);
+				rule_owner_leave(&scope);
+				if (rc != SPI_OK_SELECT)
+					elog(ERROR, "could not check \"unless\" of rule \"%s\"", rule->name);
+				if (SPI_processed == 0)
+					set_result(result, GATE_CANCEL, RULE_CANCEL_PREFIX "row no longer exists");
+				else if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) &&
+						 !isnull)
+					set_result(result, GATE_SUPPRESS, "unless: condition holds");
+			}
+		}
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		rule_cache_release(rule);
+		SetUserIdAndSecContext(save_userid, save_sec);
+	}
+	PG_END_TRY();
+	rule_unpin(level);
+}
+
+/*
+ * An event was recorded on message_id: the pending messages of its rule for
+ * its row that the event makes unnecessary ("unless": {"event": kind}) are
+ * cancelled now, for good (the reason does not start with "rule: ", so a
+ * later write of the row does not bring them back).  Returns how many.
+ * Call with SPI connected, as the extension owner.
+ */
+int64
+rule_event_recorded(int64 message_id, const char *kind)
+{
+	Datum		values[5];
+	bool		isnull;
+	int64		rule_id;
+	char	   *source_key;
+	char	   *role;
+	CompiledRule *rule;
+	int			level;
+	int64		cancelled = 0;
+
+	if (event_message_plan == NULL)
+	{
+		Oid			types[1] = {INT8OID};
+
+		event_message_plan = spi_prepare_kept("SELECT rule_id, source_key, recipient->>'role' "
+											  "FROM reminder.message WHERE id = $1 AND rule_id IS NOT NULL "
+											  "AND source_key IS NOT NULL",
+											  1, types, 0);
+	}
+	values[0] = Int64GetDatum(message_id);
+	if (SPI_execute_plan(event_message_plan, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up message");
+	if (SPI_processed == 0)
+		return 0;
+	rule_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	source_key = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	role = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+
+	level = rule_pin_search_path();
+	rule = rule_cache_get(rule_id, true);
+	if (rule == NULL)
+	{
+		rule_unpin(level);
+		return 0;
+	}
+	PG_TRY();
+	{
+		char	   *prefix = rule_key_prefix(rule_id, source_key);
+		ListCell   *lc;
+
+		if (unless_cancel_plan == NULL)
+		{
+			Oid			types[5] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, INT8OID};
+
+			unless_cancel_plan = spi_prepare_kept("UPDATE reminder.message SET status = 'cancelled', "
+												  "next_attempt_at = NULL, last_error = $4, updated_at = now() "
+												  "WHERE idempotency_key >= $2 AND idempotency_key < $3 "
+												  "AND rule_id = $1 AND id <> $5 "
+												  "AND status IN ('scheduled', 'retrying')",
+												  5, types, 0);
+		}
+		foreach(lc, rule->recipients)
+		{
+			RuleRecipient *r = lfirst(lc);
+			ListCell   *le;
+			bool		match = false;
+			char	   *lo;
+			char	   *hi;
+
+			foreach(le, r->unless_events)
+			{
+				RuleUnlessEvent *ue = lfirst(le);
+				ListCell   *lk;
+
+				if (ue->role && (role == NULL || strcmp(ue->role, role) != 0))
+					continue;
+				foreach(lk, ue->kinds)
+					match |= strcmp(lfirst(lk), kind) == 0;
+			}
+			if (!match)
+				continue;
+
+			/* the recipient's messages: keys starting <prefix><index>: */
+			lo = psprintf("%s%d:", prefix, r->index);
+			hi = psprintf("%s%d;", prefix, r->index);
+			values[0] = Int64GetDatum(rule_id);
+			values[1] = CStringGetTextDatum(lo);
+			values[2] = CStringGetTextDatum(hi);
+			values[3] = CStringGetTextDatum(psprintf("unless: \"%s\" event recorded on message " INT64_FORMAT,
+													 kind, message_id));
+			values[4] = Int64GetDatum(message_id);
+			if (SPI_execute_plan(unless_cancel_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+				elog(ERROR, "could not cancel the messages an event made unnecessary");
+			cancelled += SPI_processed;
+		}
+	}
+	PG_FINALLY();
+	{
+		rule_cache_release(rule);
+	}
+	PG_END_TRY();
+	rule_unpin(level);
+	return cancelled;
+}

@@ -227,6 +227,14 @@ extern const char *mail_address_domain(const char *addr);
 extern char *mail_message_id(const char *key, const char *domain);
 extern char *mail_date(TimestampTz t);
 
+/* in ical.c */
+extern char *ical_build(Jsonb *event, const char *uid, int sequence, bool cancelled,
+						const char *organizer, const char *attendee_name,
+						const char *attendee);
+extern char *ical_for_message(const ClaimedMessage *m, const char *from,
+							  const char *attendee_name, const char *attendee,
+							  const char **method);
+
 /* in json_scan.c: scalars out of a provider's JSON answer, never raising */
 typedef struct JsonScanField
 {

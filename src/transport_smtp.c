@@ -47,6 +47,10 @@ typedef struct SmtpState
 	const char *text_encoder;
 	char	   *html;			/* NULL: text only */
 	const char *html_encoder;
+	char	   *ics;			/* a calendar invite (ical.c), or NULL */
+	const char *ics_method;		/* its METHOD: REQUEST or CANCEL */
+	char	   *ics_type;		/* text/calendar; ...; method=... */
+	const char *ics_encoder;
 	char	   *username;		/* NULL: no AUTH */
 	char	   *password;
 	StartTlsMode starttls;
@@ -222,9 +226,18 @@ smtp_build(Delivery *d, ChannelConfig *cc, ClaimedMessage *m, RenderedMessage *r
 	{
 		st->html = crlf_lines(transport_to_utf8(r->html));
 		st->html_encoder = encoder_for(st->html);
-		/* libcurl appends the boundary to the root's type */
-		d->headers = lappend(d->headers, "Content-Type: multipart/alternative");
 	}
+	st->ics = ical_for_message(m, cc->from, to_name, to_addr, &st->ics_method);
+	if (st->ics)
+	{
+		st->ics_encoder = encoder_for(st->ics);
+		st->ics_type = psprintf("text/calendar; charset=UTF-8; method=%s", st->ics_method);
+	}
+	/* libcurl appends the boundary to the root's type */
+	if (st->ics)
+		d->headers = lappend(d->headers, "Content-Type: multipart/mixed");
+	else if (st->html)
+		d->headers = lappend(d->headers, "Content-Type: multipart/alternative");
 	d->body = st->text;
 	d->body_len = strlen(st->text);
 
@@ -317,9 +330,42 @@ smtp_setup(Delivery *d, CURL *easy)
 	st->mime = curl_mime_init(easy);
 	if (st->mime == NULL)
 		check(CURLE_OUT_OF_MEMORY, "curl_mime_init");
-	add_part(st->mime, st->text, "text/plain; charset=UTF-8", st->text_encoder);
-	if (st->html)
-		add_part(st->mime, st->html, "text/html; charset=UTF-8", st->html_encoder);
+	if (st->ics == NULL)
+	{
+		add_part(st->mime, st->text, "text/plain; charset=UTF-8", st->text_encoder);
+		if (st->html)
+			add_part(st->mime, st->html, "text/html; charset=UTF-8", st->html_encoder);
+	}
+	else
+	{
+		/*
+		 * As calendar servers send invitations: multipart/mixed of the
+		 * alternatives (text, HTML, and the event as text/calendar with
+		 * its method, which mail clients offer to add) and the same event
+		 * as an invite.ics attachment, for clients that only show those.
+		 */
+		curl_mimepart *alt = curl_mime_addpart(st->mime);
+		curl_mime  *sub;
+		curl_mimepart *ics;
+
+		if (alt == NULL)
+			check(CURLE_OUT_OF_MEMORY, "curl_mime_addpart");
+		sub = curl_mime_init(easy);
+		if (sub == NULL)
+			check(CURLE_OUT_OF_MEMORY, "curl_mime_init");
+		if (curl_mime_subparts(alt, sub) != CURLE_OK)
+		{
+			curl_mime_free(sub);
+			check(CURLE_OUT_OF_MEMORY, "curl_mime_subparts");
+		}
+		check(curl_mime_type(alt, "multipart/alternative"), "curl_mime_type");
+		add_part(sub, st->text, "text/plain; charset=UTF-8", st->text_encoder);
+		if (st->html)
+			add_part(sub, st->html, "text/html; charset=UTF-8", st->html_encoder);
+		add_part(sub, st->ics, st->ics_type, st->ics_encoder);
+		ics = add_part(st->mime, st->ics, "application/ics; name=\"invite.ics\"", "base64");
+		check(curl_mime_filename(ics, "invite.ics"), "curl_mime_filename");
+	}
 
 	foreach(lc, d->headers)
 		d->slist = append(d->slist, lfirst(lc));

@@ -44,7 +44,7 @@ COMMENT ON COLUMN reminder.rule.table_name IS 'the watched table; its triggers r
 COMMENT ON COLUMN reminder.rule.kind IS 'before/after a timestamp column, on_change of a column, follow_up steps after an anchor, or survey after a change';
 COMMENT ON COLUMN reminder.rule.column_name IS 'the timestamp column (before, after, follow_up) or the watched column (on_change, survey)';
 COMMENT ON COLUMN reminder.rule.key_columns IS 'columns identifying a row (the primary key unless given); messages record them as source_key';
-COMMENT ON COLUMN reminder.rule.recipients IS 'one object per recipient: role, channel, template or templates, offsets, to, bcc, when, digest; a value {"expr": "..."} is an SQL expression over the row';
+COMMENT ON COLUMN reminder.rule.recipients IS 'one object per recipient: role, channel, template or templates, offsets, to, bcc, when, digest, unless (events or a condition that make its messages unnecessary), invite (a calendar event for email); a value {"expr": "..."} is an SQL expression over the row';
 COMMENT ON COLUMN reminder.rule.condition IS 'SQL predicate over the row; messages exist only while it holds (checked when the row is written)';
 COMMENT ON COLUMN reminder.rule.stop_condition IS 'SQL predicate over the row; while it holds nothing is scheduled, and a message about to be sent is suppressed and the rest of its sequence cancelled';
 COMMENT ON COLUMN reminder.rule.changes_to IS 'on_change and survey: the values of column_name that trigger a message (NULL: any new value)';
@@ -54,6 +54,36 @@ COMMENT ON COLUMN reminder.rule.if_past IS 'what happens to a message whose time
 COMMENT ON COLUMN reminder.rule.category IS 'the consent category of every message the rule makes (default: the rule''s name), so that an opt-out or unsubscribe link from one of them stops them all';
 COMMENT ON COLUMN reminder.rule.priority IS 'the priority of every message the rule makes: 1 high, 0 normal, -1 low (watch(..., priority))';
 COMMENT ON COLUMN reminder.rule.throttle IS 'survey: no second survey to the same email address or phone number within this interval';
+
+-- ---------------------------------------------------------------------------
+-- Invites: the iCalendar event of a row for each recipient with "invite"
+-- (docs/rules.md, "Calendar invites").  The watch trigger keeps it in step
+-- with the row, raising sequence whenever the event changes or is
+-- cancelled; the worker attaches it to the recipient's emails and notes
+-- which sequence went out.
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE reminder.invite (
+    rule_id        bigint NOT NULL REFERENCES reminder.rule ON DELETE CASCADE,
+    source_key     text COLLATE "C" NOT NULL,
+    recipient      integer NOT NULL,
+    invite         jsonb NOT NULL,
+    sequence       integer NOT NULL DEFAULT 0,
+    cancelled      boolean NOT NULL DEFAULT false,
+    sent_sequence  integer,
+    sent_at        timestamptz,
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (rule_id, source_key, recipient)
+);
+COMMENT ON TABLE reminder.invite IS 'the calendar event of each row for each recipient with an "invite": what it is now, its SEQUENCE, and what was sent';
+COMMENT ON COLUMN reminder.invite.source_key IS 'the row, as reminder.message.source_key';
+COMMENT ON COLUMN reminder.invite.recipient IS 'the recipient''s position in the rule''s recipients, from 0';
+COMMENT ON COLUMN reminder.invite.invite IS 'the event as the row last called for it: start and end (UTC, iCalendar form), summary, location, description, organizer';
+COMMENT ON COLUMN reminder.invite.sequence IS 'the iCalendar SEQUENCE: 0, raised by every change of the event and by its cancellation';
+COMMENT ON COLUMN reminder.invite.cancelled IS 'the row no longer calls for the event (condition, when, address, or deleted): emails carry METHOD:CANCEL';
+COMMENT ON COLUMN reminder.invite.sent_sequence IS 'the sequence of the last email that carried the event; NULL: none went out yet';
+REVOKE ALL ON reminder.invite FROM PUBLIC;
+GRANT SELECT ON reminder.invite TO reminder_user;
 
 -- ---------------------------------------------------------------------------
 -- The business calendar: days off for business-day offsets.

@@ -20,7 +20,7 @@ BEGIN
                              'message', 'attempt', 'event', 'log',
                              'consent', 'consent_log', 'signing_key',
                              'rule', 'calendar', 'holiday', 'survey_log',
-                             'digest', 'digest_item'] LOOP
+                             'digest', 'digest_item', 'invite'] LOOP
         PERFORM pg_catalog.pg_extension_config_dump(('reminder.' || t)::regclass, '');
     END LOOP;
     FOREACH t IN ARRAY ARRAY['recipient', 'message', 'attempt', 'event', 'log',
