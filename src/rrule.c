@@ -203,7 +203,8 @@ parse_bits(const char *text, const char *part, char *value, int lo, int hi,
 	char	   *save;
 	char	   *item;
 
-	if (*value == '\0' || value[strlen(value) - 1] == ',')
+	if (*value == '\0' || *value == ',' || value[strlen(value) - 1] == ',' ||
+		strstr(value, ",,") != NULL)
 		bad_rrule(text, psprintf("%s needs a list of numbers.", part));
 	for (item = strtok_r(value, ",", &save); item; item = strtok_r(NULL, ",", &save))
 	{
@@ -227,7 +228,8 @@ parse_byday(RRule *r, const char *text, char *value)
 	char	   *save;
 	char	   *item;
 
-	if (*value == '\0' || value[strlen(value) - 1] == ',')
+	if (*value == '\0' || *value == ',' || value[strlen(value) - 1] == ',' ||
+		strstr(value, ",,") != NULL)
 		bad_rrule(text, "BYDAY needs a list of days such as MO,WE,FR.");
 	for (item = strtok_r(value, ",", &save); item; item = strtok_r(NULL, ",", &save))
 	{
@@ -329,6 +331,8 @@ rrule_parse(const char *text)
 		bad_rrule(text, "The rule is empty.");
 	if (part[strlen(part) - 1] == ';')
 		bad_rrule(text, "The rule ends with \";\".");
+	if (*part == ';' || strstr(part, ";;") != NULL)
+		bad_rrule(text, "The rule has an empty part.");
 
 	for (part = strtok_r(part, ";", &save); part; part = strtok_r(NULL, ";", &save))
 	{

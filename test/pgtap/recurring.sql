@@ -12,7 +12,7 @@
 \set ON_ERROR_STOP true
 
 BEGIN;
-SELECT plan(59);
+SELECT plan(62);
 
 SET LOCAL TimeZone = 'Europe/Warsaw';
 
@@ -129,6 +129,10 @@ SELECT throws_ok($$SELECT reminder.rrule_occurrences('FREQ=DAILY;COUNT=1001', no
                  'invalid RRULE "FREQ=DAILY;COUNT=1001"', 'COUNT above 1000');
 SELECT throws_ok($$SELECT reminder.rrule_occurrences('FREQ=DAILY;BYHOUR=9;;', now())$$, '22023',
                  'invalid RRULE "FREQ=DAILY;BYHOUR=9;;"', 'a stray separator');
+SELECT throws_ok($$SELECT reminder.rrule_occurrences('FREQ=DAILY;;BYHOUR=9,,10', now())$$, '22023',
+                 'invalid RRULE "FREQ=DAILY;;BYHOUR=9,,10"', 'an empty part');
+SELECT throws_ok($$SELECT reminder.rrule_occurrences('FREQ=DAILY;BYHOUR=9,,10', now())$$, '22023',
+                 'invalid RRULE "FREQ=DAILY;BYHOUR=9,,10"', 'an empty list item');
 SELECT throws_ok($$SELECT reminder.rrule_occurrences('FREQ=YEARLY', now())$$, '0A000',
                  'RRULE part FREQ=YEARLY is not supported', 'FREQ=YEARLY: valid RFC 5545, not supported (0A000)');
 SELECT throws_ok($$SELECT reminder.rrule_occurrences('FREQ=MONTHLY;BYSETPOS=1', now())$$, '0A000',
@@ -247,6 +251,12 @@ SELECT is((SELECT due_at FROM reminder.message WHERE rule_id = :rule_id AND stat
           (SELECT o FROM reminder.rrule_occurrences('FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=9;BYMINUTE=0',
                                                    (SELECT created_at FROM task), 'Europe/Warsaw', 1, calendar => 'default') o),
           '...on the first weekday from the new start');
+
+-- a new assignee: the pending occurrence is readdressed in place
+SELECT id AS pending_id FROM reminder.message WHERE rule_id = :rule_id AND status = 'scheduled' \gset
+UPDATE task SET assignee = 'bob@example.com';
+SELECT is((SELECT array_agg(id || ' ' || (recipient->>'email')) FROM reminder.message WHERE rule_id = :rule_id AND status = 'scheduled'),
+          ARRAY[:pending_id || ' bob@example.com'], 'a new assignee: the same pending message, to the new address');
 
 -- done: the stop condition cancels it
 UPDATE task SET done_at = now();

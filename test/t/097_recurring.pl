@@ -5,6 +5,7 @@
 # rendered with the row as it is when sent; marking the task done cancels
 # the pending one and nothing more is sent.  Missed occurrences (the worker
 # disabled for a while) are not sent late: the series goes on from now.
+# An opted-out recipient's occurrences are suppressed one by one.
 use strict;
 use warnings;
 
@@ -102,6 +103,24 @@ $node->safe_psql('app', q{DELETE FROM task});
 is($node->safe_psql('app', q{
 	SELECT count(*) FROM reminder.message WHERE status IN ('scheduled', 'retrying')}),
 	'0', 'a deleted row leaves nothing pending');
+
+# an opted-out recipient's occurrences are suppressed, and the series goes
+# on (opting in again would let the next one through)
+$node->safe_psql('app', qq{
+	SELECT reminder.create_channel('journal', 'log');
+	SELECT reminder.watch('task', 'recurring', name => 'task_log', column_name => 'starts_at',
+		rrule => '$every4', time_zone => 'Europe/Warsaw', stop_condition => 'done',
+		channel => 'journal', template => 'nag', recipients => '{"to": {"email": "ada\@example.com"}}');
+	SELECT reminder.opt_out('{"email": "ada\@example.com"}', category => 'task_log');
+	INSERT INTO task VALUES (2, 'Invoice', now(), false);
+});
+ok(query_until($node, 'app', q{
+	SELECT count(*) >= 2 FROM reminder.message m JOIN reminder.rule r ON r.id = m.rule_id
+	 WHERE r.name = 'task_log' AND m.status = 'suppressed'}, 't', 30),
+	'opted out: occurrence after occurrence is suppressed, the series goes on');
+is($node->safe_psql('app', q{
+	SELECT count(*) FROM reminder.message m JOIN reminder.rule r ON r.id = m.rule_id
+	 WHERE r.name = 'task_log' AND m.status = 'sent'}), '0', 'and none is sent');
 
 stop_sink($sink);
 $node->stop;
