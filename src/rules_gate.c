@@ -908,8 +908,9 @@ schedule_next(void *arg)
 		elog(ERROR, "could not read message " INT64_FORMAT, msg->id);
 	key = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	colon = strrchr(key, ':');
-	if (colon == NULL || strncmp(key, "rule:", 5) != 0)
-		return;					/* not a message the rule made */
+	if (colon == NULL || strncmp(key, "rule:", 5) != 0 ||
+		strlen(colon + 1) != 16 || colon[9] != 'T' || colon[16] != 'Z')
+		return;					/* not an occurrence the rule made */
 	colon[1] = '\0';
 
 	req.channel = msg->channel->name;
