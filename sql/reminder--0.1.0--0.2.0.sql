@@ -736,3 +736,62 @@ COMMENT ON COLUMN reminder.invite.sent_sequence IS 'the sequence of the last ema
 REVOKE ALL ON reminder.invite FROM PUBLIC;
 GRANT SELECT ON reminder.invite TO reminder_user;
 SELECT pg_catalog.pg_extension_config_dump('reminder.invite', '');
+-- Recurring rules (watch(..., kind => 'recurring', rrule => ...)): an RRULE
+-- counted from a start column, one occurrence scheduled at a time; and
+-- reminder.rrule_occurrences() to see what a rule schedules.
+ALTER TABLE reminder.rule DROP CONSTRAINT rule_kind_known;
+ALTER TABLE reminder.rule ADD CONSTRAINT rule_kind_known
+    CHECK (kind IN ('before', 'after', 'on_change', 'follow_up', 'survey', 'recurring'));
+ALTER TABLE reminder.rule ADD COLUMN rrule text;
+ALTER TABLE reminder.rule ADD CONSTRAINT rule_rrule_recurring
+    CHECK ((kind = 'recurring') = (rrule IS NOT NULL));
+COMMENT ON COLUMN reminder.rule.kind IS 'before/after a timestamp column, on_change of a column, follow_up steps after an anchor, survey after a change, or recurring from a start column';
+COMMENT ON COLUMN reminder.rule.column_name IS 'the timestamp column (before, after, follow_up), the start of the series (recurring) or the watched column (on_change, survey)';
+COMMENT ON COLUMN reminder.rule.rrule IS 'recurring: the RRULE (RFC 5545 subset) of the series, counted from column_name in time_zone';
+COMMENT ON COLUMN reminder.rule.business_days IS 'whether the days of offsets count business days of the calendar (recurring: whether occurrences on days off are left out)';
+
+CREATE FUNCTION reminder.rrule_occurrences(rrule text, dtstart timestamptz,
+                                           time_zone text DEFAULT NULL,
+                                           n integer DEFAULT 10,
+                                           after timestamptz DEFAULT NULL,
+                                           calendar text DEFAULT NULL)
+RETURNS SETOF timestamptz
+AS 'MODULE_PATHNAME', 'reminder_rrule_occurrences'
+LANGUAGE C STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+ROWS 10;
+COMMENT ON FUNCTION reminder.rrule_occurrences(text, timestamptz, text, integer, timestamptz, text) IS
+'the first n occurrences (after after, if given) of an RRULE started at dtstart, counted in time_zone (default: the session''s), without the days off of calendar if given; what a recurring rule schedules';
+REVOKE EXECUTE ON FUNCTION reminder.rrule_occurrences(text, timestamptz, text, integer, timestamptz, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION reminder.rrule_occurrences(text, timestamptz, text, integer, timestamptz, text) TO reminder_user;
+
+DROP FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean, text, text);
+CREATE FUNCTION reminder.watch(table_name regclass,
+                               kind text,
+                               name text DEFAULT NULL,
+                               column_name text DEFAULT NULL,
+                               offsets interval[] DEFAULT NULL,
+                               channel text DEFAULT NULL,
+                               template text DEFAULT NULL,
+                               recipients jsonb DEFAULT NULL,
+                               condition text DEFAULT NULL,
+                               changes_to text[] DEFAULT NULL,
+                               templates jsonb DEFAULT NULL,
+                               stop_condition text DEFAULT NULL,
+                               business_days boolean DEFAULT false,
+                               calendar text DEFAULT 'default',
+                               throttle interval DEFAULT NULL,
+                               if_past text DEFAULT 'skip',
+                               time_zone text DEFAULT NULL,
+                               key_columns text[] DEFAULT NULL,
+                               backfill boolean DEFAULT false,
+                               category text DEFAULT NULL,
+                               priority text DEFAULT NULL,
+                               rrule text DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'reminder_watch'
+LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean, text, text, text) IS
+'creates a rule on a table the caller owns and the triggers that apply it; returns the rule id (see docs/rules.md)';
+REVOKE EXECUTE ON FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean, text, text, text)
+    TO reminder_admin;

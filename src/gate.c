@@ -86,6 +86,9 @@ gate_check(const GateMessage *msg, GateResult *result)
 	{
 		checks[i] (msg, result);
 		if (result->verdict != GATE_SEND)
-			return;
+			break;
 	}
+
+	/* rules_gate.c: a recurring rule's next occurrence, once this one is taken */
+	rule_recurring_next(msg, result);
 }

@@ -279,6 +279,8 @@ typedef struct ScheduleRequest
 	const char *priority;		/* high, normal, low; NULL: the channel's */
 	const char *category;		/* consent category; NULL: data->>'category'
 								 * if any, else (when sent) the template */
+	Jsonb	   *check_data;		/* what the template's required variables
+								 * are checked against; NULL: data */
 } ScheduleRequest;
 
 extern int64 schedule_message(const ScheduleRequest *req);
@@ -440,6 +442,21 @@ extern TimestampTz calendar_add(TimestampTz ts, const Interval *offset, int sign
 								const BusinessCalendar *cal, struct pg_tz *tz);
 
 /* ----------------
+ * in rrule.c: recurrence rules (an RFC 5545 subset) and their occurrences
+ * ----------------
+ */
+typedef struct RRule RRule;
+
+extern RRule *rrule_parse(const char *text);
+extern bool rrule_next(const RRule *r, TimestampTz dtstart, struct pg_tz *tz,
+					   const BusinessCalendar *cal, TimestampTz after,
+					   bool inclusive, TimestampTz *result);
+extern bool rrule_prev(const RRule *r, TimestampTz dtstart, struct pg_tz *tz,
+					   const BusinessCalendar *cal, TimestampTz before,
+					   TimestampTz *result);
+extern char *rrule_instant_key(TimestampTz t);
+
+/* ----------------
  * in rules_expr.c: SQL expressions over the row of a watched table
  * ----------------
  */
@@ -490,7 +507,8 @@ typedef enum RuleKind
 	RULE_AFTER,
 	RULE_ON_CHANGE,
 	RULE_FOLLOW_UP,
-	RULE_SURVEY
+	RULE_SURVEY,
+	RULE_RECURRING
 } RuleKind;
 
 /* A setting that is a constant or an expression over the row. */
@@ -578,8 +596,9 @@ typedef struct CompiledRule
 	int			nchanges;		/* on_change/survey: values, 0 = any */
 	char	  **changes_to;
 	List	   *recipients;		/* RuleRecipient */
-	bool		business_days;
+	bool		business_days;	/* recurring: leave out days off */
 	BusinessCalendar *calendar;
+	RRule	   *rrule;			/* recurring: the series */
 	struct pg_tz *tz;
 	bool		send_past;
 	Interval	throttle;
@@ -604,6 +623,7 @@ typedef struct CompiledRule
 	bool		stale;
 	SPIPlanPtr	gate_plan;		/* rules_gate.c: row lookup at send time */
 	SPIPlanPtr	rows_plan;		/* rules_gate.c: rows read at send time */
+	SPIPlanPtr	next_plan;		/* rules_gate.c: a recurring rule's row */
 } CompiledRule;
 
 extern CompiledRule *rule_cache_get(int64 rule_id, bool missing_ok);
@@ -627,6 +647,7 @@ extern void rules_backfill(CompiledRule *rule);
 extern int64 rules_cancel_pending(int64 rule_id, const char *reason);
 extern char *rule_key_prefix(int64 rule_id, const char *row_key);
 extern char *rule_key_prefix_end(const char *prefix);
+extern bool rule_anchor_time(CompiledRule *rule, Datum d, TimestampTz *result);
 
 /* ----------------
  * in rules_gate.c: send-time checks of rule-made messages
@@ -643,6 +664,7 @@ extern void rule_unless_check(const GateMessage *msg, GateResult *result);
 extern RuleRecipient *rule_key_recipient(CompiledRule *rule, const char *source_key,
 										 const char *key);
 extern int64 rule_event_recorded(int64 message_id, const char *kind);
+extern void rule_recurring_next(const GateMessage *msg, const GateResult *result);
 
 /* ----------------
  * in digest.c: items collected for a recipient, sent as one message

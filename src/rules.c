@@ -859,8 +859,9 @@ local_time(CompiledRule *rule, Oid type, Datum d, TimestampTz *result)
 	return tm2timestamp(&tm, fsec, &tz, result) == 0;
 }
 
-static bool
-anchor_time(CompiledRule *rule, Datum d, TimestampTz *result)
+/* The rule's column_name value as a point in time. */
+bool
+rule_anchor_time(CompiledRule *rule, Datum d, TimestampTz *result)
 {
 	return local_time(rule, rule->column_type, d, result);
 }
@@ -1227,6 +1228,39 @@ emit(RuleRun *run, RuleRecipient *r, const char *row_key, TimestampTz anchor,
 }
 
 /*
+ * A recurring rule keeps one occurrence ahead: the row calls for the first
+ * occurrence at or after now of the series started at dtstart, each
+ * recipient's message keyed by it.  The worker schedules the one after
+ * when it takes this one (rule_recurring_next).  An UPDATE also counts the
+ * occurrence before now as called for, unwritten: a message for it that
+ * has not gone out yet keeps its place unless the series moved.
+ */
+static void
+recurring_for_row(RuleRun *run, const char *row_key, TimestampTz dtstart, Jsonb **data)
+{
+	CompiledRule *rule = run->rule;
+	BusinessCalendar *cal = rule->business_days ? rule->calendar : NULL;
+	TimestampTz occ;
+	ListCell   *lc;
+
+	if ((run->desired || run->keys_only) &&
+		rrule_prev(rule->rrule, dtstart, rule->tz, cal, run->now, &occ))
+	{
+		char	   *value = rrule_instant_key(occ);
+
+		foreach(lc, rule->recipients)
+			emit(run, lfirst(lc), row_key, occ, value, data, false);
+	}
+	if (rrule_next(rule->rrule, dtstart, rule->tz, cal, run->now, true, &occ))
+	{
+		char	   *value = rrule_instant_key(occ);
+
+		foreach(lc, rule->recipients)
+			emit(run, lfirst(lc), row_key, occ, value, data, false);
+	}
+}
+
+/*
  * What the row in slot calls for, given the row before (oldslot, for an
  * UPDATE of an on_change or survey rule) or NULL.
  */
@@ -1247,7 +1281,7 @@ wanted_for_row(RuleRun *run, TupleTableSlot *slot, TupleTableSlot *oldslot,
 		return;
 	if (run->follow_state)
 	{
-		if (!anchor_time(rule, d, &anchor))
+		if (!rule_anchor_time(rule, d, &anchor))
 			return;
 	}
 	else
@@ -1279,6 +1313,11 @@ wanted_for_row(RuleRun *run, TupleTableSlot *slot, TupleTableSlot *oldslot,
 	if (rule->stop >= 0 && eval_bool(run, rule->stop))
 		return;
 
+	if (rule->kind == RULE_RECURRING)
+	{
+		recurring_for_row(run, row_key, anchor, &data);
+		return;
+	}
 	foreach(lc, rule->recipients)
 		emit(run, lfirst(lc), row_key, anchor, value, &data, oldslot != NULL);
 }
@@ -1404,7 +1443,7 @@ run_begin(RuleRun *run, CompiledRule *rule, RunEvent event)
 	run->rule = rule;
 	run->event = event;
 	run->follow_state = rule->kind == RULE_BEFORE || rule->kind == RULE_AFTER ||
-		rule->kind == RULE_FOLLOW_UP;
+		rule->kind == RULE_FOLLOW_UP || rule->kind == RULE_RECURRING;
 	run->zone = pg_get_timezone_name(rule->tz);
 	run->now = GetCurrentTransactionStartTimestamp();
 

@@ -90,6 +90,7 @@ typedef struct WatchSpec
 	bool		has_throttle;
 	char	   *if_past;
 	char	   *time_zone;
+	char	   *rrule;			/* recurring: the series */
 	List	   *exprs;			/* transformed expressions, for dependencies */
 	List	   *roles;			/* roles of the recipients */
 	List	   *unless_roles;	/* roles named by "unless" events */
@@ -421,6 +422,11 @@ check_templates(WatchSpec *w, JsonbValue *v, const char *what)
 	JsonbIteratorToken tok;
 	int			n = 0;
 
+	if (w->kind == RULE_RECURRING)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s is not used by recurring rules", what),
+				 errhint("Every occurrence of a recurring rule has the same template: pass template => 'name'.")));
 	if (is_object(v))
 	{
 		if (w->kind != RULE_ON_CHANGE && w->kind != RULE_SURVEY)
@@ -487,6 +493,11 @@ push_offsets(WatchSpec *w, JsonbParseState **st, JsonbValue *v, const char *what
 	bool	   *nulls;
 	int			n;
 
+	if (w->kind == RULE_RECURRING && (v || w->offsets))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s is not used by recurring rules", v ? what : "offsets"),
+				 errhint("A recurring rule's messages are due at its occurrences: say the time of day in the RRULE, such as BYHOUR=8;BYMINUTE=45.")));
 	if (v && (text = expr_of(v)) != NULL)
 	{
 		char	   *canonical;
@@ -1469,6 +1480,32 @@ drop_triggers(Oid relid, int64 id)
  * ----------------------------------------------------------------
  */
 
+/*
+ * A recurring rule's RRULE: it parses (22023, or 0A000 for parts of RFC
+ * 5545 left out), and a series started now has an occurrence within the
+ * horizon (not one whose UNTIL has passed, nor BYMONTH=2;BYMONTHDAY=30).
+ */
+static void
+check_rrule(WatchSpec *w)
+{
+	RRule	   *r;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	TimestampTz first;
+
+	if (w->rrule == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("a recurring rule needs rrule"),
+				 errhint("Pass rrule => 'FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=9;BYMINUTE=0'.")));
+	r = rrule_parse(w->rrule);
+	if (!rrule_next(r, now, pg_tzset(w->time_zone), NULL, now, true, &first))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("RRULE \"%s\" has no occurrence after now", w->rrule),
+				 errdetail("A series started now would never recur within ten years."),
+				 errhint("Check UNTIL, and that BYMONTH, BYMONTHDAY and BYDAY can meet.")));
+}
+
 Datum
 reminder_watch(PG_FUNCTION_ARGS)
 {
@@ -1477,11 +1514,11 @@ reminder_watch(PG_FUNCTION_ARGS)
 	char	   *kind;
 	Jsonb	   *recipients;
 	bool		backfill = PG_ARGISNULL(18) ? false : PG_GETARG_BOOL(18);
-	Oid			types[17] = {TEXTOID, OIDOID, TEXTOID, TEXTOID, TEXTARRAYOID, JSONBOID,
+	Oid			types[18] = {TEXTOID, OIDOID, TEXTOID, TEXTOID, TEXTARRAYOID, JSONBOID,
 		TEXTOID, TEXTOID, TEXTARRAYOID, BOOLOID, TEXTOID, TEXTOID, TEXTOID,
-	INTERVALOID, NAMEOID, TEXTOID, INT2OID};
-	Datum		values[17];
-	char		nulls[17];
+	INTERVALOID, NAMEOID, TEXTOID, INT2OID, TEXTOID};
+	Datum		values[18];
+	char		nulls[18];
 	char	   *category;
 	int16		priority;
 	int64		id;
@@ -1497,7 +1534,7 @@ reminder_watch(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("kind must not be null"),
-				 errhint("Use one of before, after, on_change, follow_up, survey.")));
+				 errhint("Use one of before, after, on_change, follow_up, survey, recurring.")));
 	relid = PG_GETARG_OID(0);
 	kind = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	w.kind = rule_kind_from_name(kind);
@@ -1582,6 +1619,11 @@ reminder_watch(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("offsets must be a one-dimensional array")));
+	if (w.offsets && w.kind == RULE_RECURRING)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("offsets is not used by recurring rules"),
+				 errhint("A recurring rule's messages are due at its occurrences: say the time of day in the RRULE, such as BYHOUR=8;BYMINUTE=45.")));
 	w.channel = text_or_null(fcinfo, 5);
 	if (w.channel)
 		check_channel_name(w.channel);
@@ -1590,8 +1632,11 @@ reminder_watch(PG_FUNCTION_ARGS)
 		check_template_name(w.template);
 	w.templates = PG_ARGISNULL(10) ? NULL : PG_GETARG_JSONB_P(10);
 	w.business_days = PG_ARGISNULL(12) ? false : PG_GETARG_BOOL(12);
-	if (w.business_days && w.kind != RULE_FOLLOW_UP && w.kind != RULE_AFTER && w.kind != RULE_BEFORE)
-		not_for_kind(&w, "business_days", "before, after and follow_up");
+	if (w.business_days && w.kind != RULE_FOLLOW_UP && w.kind != RULE_AFTER && w.kind != RULE_BEFORE &&
+		w.kind != RULE_RECURRING)
+		not_for_kind(&w, "business_days", "before, after, follow_up and recurring");
+	if (w.templates && w.kind == RULE_RECURRING)
+		not_for_kind(&w, "templates", "on_change, survey and follow_up");
 
 	/* calendar, time zone, past, throttle */
 	w.calendar = PG_ARGISNULL(13) ? "default" : text_to_cstring(PG_GETARG_TEXT_PP(13));
@@ -1611,12 +1656,23 @@ reminder_watch(PG_FUNCTION_ARGS)
 	if (w.time_zone == NULL)
 		w.time_zone = pstrdup(pg_get_timezone_name(session_timezone));
 	validate_time_zone(w.time_zone, "time_zone");
+	w.rrule = PG_NARGS() > 21 ? text_or_null(fcinfo, 21) : NULL;	/* 0.1.0 had 19 */
+	if (w.rrule && w.kind != RULE_RECURRING)
+		not_for_kind(&w, "rrule", "recurring");
+	if (w.kind == RULE_RECURRING)
+		check_rrule(&w);
 	w.if_past = PG_ARGISNULL(15) ? "skip" : text_to_cstring(PG_GETARG_TEXT_PP(15));
 	if (strcmp(w.if_past, "skip") != 0 && strcmp(w.if_past, "send") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("if_past must be \"skip\" or \"send\", not \"%s\"", w.if_past),
 				 errdetail("It says what happens to a message whose time has passed when the row is written.")));
+	if (w.kind == RULE_RECURRING && strcmp(w.if_past, "send") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("if_past => 'send' is not used by recurring rules"),
+				 errdetail("A recurring rule schedules its first occurrence at or after the time the row is written; occurrences before it are not sent."),
+				 errhint("Leave if_past out.")));
 	if (!PG_ARGISNULL(14))
 	{
 		if (w.kind != RULE_SURVEY)
@@ -1701,12 +1757,14 @@ reminder_watch(PG_FUNCTION_ARGS)
 	values[14] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetOuterUserId(), false)));
 	values[15] = CStringGetTextDatum(category);
 	values[16] = Int16GetDatum(priority);
+	values[17] = w.rrule ? CStringGetTextDatum(w.rrule) : (Datum) 0;
+	nulls[17] = w.rrule ? ' ' : 'n';
 
 	spi_exec("INSERT INTO reminder.rule (name, table_name, kind, column_name, key_columns, recipients, "
 			 "condition, stop_condition, changes_to, business_days, calendar, time_zone, if_past, "
-			 "throttle, created_by, category, priority) "
-			 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id",
-			 17, types, values, nulls, SPI_OK_INSERT_RETURNING);
+			 "throttle, created_by, category, priority, rrule) "
+			 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING id",
+			 18, types, values, nulls, SPI_OK_INSERT_RETURNING);
 	{
 		bool		isnull;
 

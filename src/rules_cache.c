@@ -85,6 +85,7 @@ static const char *const kind_names[] = {
 	[RULE_ON_CHANGE] = "on_change",
 	[RULE_FOLLOW_UP] = "follow_up",
 	[RULE_SURVEY] = "survey",
+	[RULE_RECURRING] = "recurring",
 };
 
 RuleKind
@@ -96,7 +97,7 @@ rule_kind_from_name(const char *kind)
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("unknown rule kind \"%s\"", kind),
-			 errhint("Use one of before, after, on_change, follow_up, survey.")));
+			 errhint("Use one of before, after, on_change, follow_up, survey, recurring.")));
 	return RULE_BEFORE;			/* keep compiler quiet */
 }
 
@@ -673,7 +674,7 @@ compile_rule(int64 id)
 		{
 			rule_plan = spi_prepare_kept("SELECT name, table_name::oid, kind, column_name, key_columns, "
 										 "recipients, condition, stop_condition, changes_to, business_days, "
-										 "calendar, time_zone, if_past, throttle, category, priority "
+										 "calendar, time_zone, if_past, throttle, category, priority, rrule "
 										 "FROM reminder.rule WHERE id = $1", 1, argtypes, 0);
 		}
 		if (SPI_execute_plan(rule_plan, values, NULL, false, 1) != SPI_OK_SELECT)
@@ -711,6 +712,9 @@ compile_rule(int64 id)
 			rule->throttle = *DatumGetIntervalP(d);
 		rule->category = TextDatumGetCString(heap_getattr(tup, 15, desc, &isnull));
 		rule->priority = DatumGetInt16(heap_getattr(tup, 16, desc, &isnull));
+		d = heap_getattr(tup, 17, desc, &isnull);
+		if (!isnull)
+			rule->rrule = rrule_parse(TextDatumGetCString(d));
 
 		if (rule->business_days)
 			rule->calendar = calendar_load(calendar);
@@ -765,7 +769,7 @@ compile_rule(int64 id)
 														 i));
 		rule->deterministic = !contain_mutable_functions((Node *) rule->exprs);
 		rule->live_row = rule->kind == RULE_BEFORE || rule->kind == RULE_AFTER ||
-			rule->kind == RULE_FOLLOW_UP;
+			rule->kind == RULE_FOLLOW_UP || rule->kind == RULE_RECURRING;
 		pull_varattnos((Node *) rule->exprs, 1, &rule->columns);
 		rule->columns = bms_add_member(rule->columns,
 									   rule->column - FirstLowInvalidHeapAttributeNumber);

@@ -1084,3 +1084,196 @@ rule_event_recorded(int64 message_id, const char *kind)
 	rule_unpin(level);
 	return cancelled;
 }
+
+/* ----------------------------------------------------------------
+ *		The next occurrence of a recurring rule
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * SELECT start column, (condition), (stop condition) FROM the table WHERE
+ * key = $1 ..., as the owner: what the next occurrence depends on.
+ */
+static SPIPlanPtr
+next_plan(CompiledRule *rule)
+{
+	StringInfoData sql;
+	char		relkind = get_rel_relkind(rule->relid);
+
+	if (rule->next_plan)
+		return rule->next_plan;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT %s, (%s), (%s) FROM %s%s WHERE ",
+					 quote_identifier(get_attname(rule->relid, rule->column, false)),
+					 rule->condition_text ? rule->condition_text : "true",
+					 rule->stop_text ? rule->stop_text : "false",
+					 relkind == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ", rule->source_table);
+	for (int i = 0; i < rule->nkeys; i++)
+		appendStringInfo(&sql, "%s%s %s $%d", i > 0 ? " AND " : "",
+						 quote_identifier(get_attname(rule->relid, rule->key_columns[i], false)),
+						 key_equality(rule, i), i + 1);
+	rule->next_plan = spi_prepare_kept(sql.data, rule->nkeys, rule->key_types, 0);
+	return rule->next_plan;
+}
+
+static const char *
+priority_name(int16 priority)
+{
+	return priority > 0 ? "high" : priority < 0 ? "low" : "normal";
+}
+
+typedef struct NextOccurrence
+{
+	const GateMessage *msg;
+	CompiledRule *rule;
+} NextOccurrence;
+
+/*
+ * Schedule the occurrence after msg's, for the same recipient, channel and
+ * template, unless the row is gone, its condition no longer holds or its
+ * stop condition does.  The message is keyed like msg with the next
+ * occurrence's time instead, so scheduling it twice (a retry, a replay)
+ * makes one message.  Runs as the extension owner, SPI connected.
+ */
+static void
+schedule_next(void *arg)
+{
+	NextOccurrence *no = arg;
+	const GateMessage *msg = no->msg;
+	CompiledRule *rule = no->rule;
+	Datum	   *keys = palloc(sizeof(Datum) * rule->nkeys);
+	RuleOwnerScope scope;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	Datum		d;
+	TimestampTz dtstart;
+	TimestampTz next;
+	TimestampTz now = GetCurrentTimestamp();
+	char	   *key;
+	char	   *colon;
+	ScheduleRequest req = {0};
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(msg->id)};
+	int			rc;
+
+	if (!key_values(rule, msg->source_key, keys))
+		return;
+	rule_owner_enter(&scope, rule->owner);
+	rc = SPI_execute_plan(next_plan(rule), keys, NULL, true, 1);
+	rule_owner_leave(&scope);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read the row of rule \"%s\"", rule->name);
+	if (SPI_processed == 0)
+		return;					/* the row is gone */
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	d = SPI_getbinval(tup, desc, 1, &isnull);
+	if (isnull || !rule_anchor_time(rule, d, &dtstart))
+		return;
+	d = SPI_getbinval(tup, desc, 2, &isnull);
+	if (isnull || !DatumGetBool(d))
+		return;					/* the condition does not hold */
+	d = SPI_getbinval(tup, desc, 3, &isnull);
+	if (!isnull && DatumGetBool(d))
+		return;					/* the stop condition holds */
+
+	/* missed occurrences (the worker was down) are not sent late */
+	if (!rrule_next(rule->rrule, dtstart, rule->tz,
+					rule->business_days ? rule->calendar : NULL,
+					Max(now, msg->due_at), false, &next))
+		return;					/* the series is over */
+
+	rc = SPI_execute_with_args("SELECT idempotency_key FROM reminder.message WHERE id = $1",
+							   1, types, values, NULL, true, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not read message " INT64_FORMAT, msg->id);
+	key = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	colon = strrchr(key, ':');
+	if (colon == NULL || strncmp(key, "rule:", 5) != 0 ||
+		strlen(colon + 1) != 16 || colon[9] != 'T' || colon[16] != 'Z')
+		return;					/* not an occurrence the rule made */
+	colon[1] = '\0';
+
+	req.channel = msg->channel->name;
+	req.recipient = msg->recipient;
+	req.template_name = msg->template_name;
+	req.due_at = next;
+	req.data = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+	req.check_data = msg->data;
+	req.idempotency_key = psprintf("%s%s", key, rrule_instant_key(next));
+	req.rule_id = rule->id;
+	req.source_table = rule->source_table;
+	req.source_key = msg->source_key;
+	req.priority = priority_name(rule->priority);
+	req.category = rule->category;
+	(void) schedule_message(&req);
+}
+
+/*
+ * When the worker takes a message of a recurring rule (to send it, or to
+ * suppress it for an opt-out), the rule's next occurrence is scheduled in
+ * the same transaction: one occurrence ahead at a time.  Nothing follows a
+ * message the stop condition suppressed, one cancelled, or one deferred
+ * (it comes back).  A next occurrence that cannot be scheduled (its
+ * channel or template is gone, the row lacks a variable the template
+ * requires) ends the series with a warning, without failing this one.
+ */
+void
+rule_recurring_next(const GateMessage *msg, const GateResult *result)
+{
+	CompiledRule *rule;
+	Oid			save_userid;
+	int			save_sec;
+	int			level;
+	NextOccurrence no;
+	ErrorData  *edata = NULL;
+	char	   *name;
+
+	if (msg->dry_run || msg->rule_id == 0 || msg->source_key == NULL || msg->channel == NULL)
+		return;
+	if (result->verdict != GATE_SEND &&
+		!(result->verdict == GATE_SUPPRESS && result->reason &&
+		  strncmp(result->reason, RULE_CANCEL_PREFIX, strlen(RULE_CANCEL_PREFIX)) != 0))
+		return;
+
+	level = rule_pin_search_path();
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(extension_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	rule = rule_cache_get(msg->rule_id, true);
+	if (rule == NULL || rule->kind != RULE_RECURRING || rule->rrule == NULL)
+	{
+		if (rule)
+			rule_cache_release(rule);
+		SetUserIdAndSecContext(save_userid, save_sec);
+		rule_unpin(level);
+		return;
+	}
+
+	name = pstrdup(rule->name);
+	PG_TRY();
+	{
+		no.msg = msg;
+		no.rule = rule;
+		SPI_connect();
+		edata = subxact_try(schedule_next, &no);
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		rule_cache_release(rule);
+		SetUserIdAndSecContext(save_userid, save_sec);
+	}
+	PG_END_TRY();
+	rule_unpin(level);
+
+	if (edata)
+	{
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("reminder: the next occurrence of rule \"%s\" after message " INT64_FORMAT " could not be scheduled: %s",
+						name, msg->id, edata->message)));
+		FreeErrorData(edata);
+	}
+}

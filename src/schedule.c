@@ -296,7 +296,7 @@ schedule_message(const ScheduleRequest *req)
 	recipient = catalog_resolve_recipient(req->recipient, &recipient_id);
 	recipient = recipient_for_channel(recipient, cc);
 	tmpl = catalog_template(req->template_name, jsonb_get_text(recipient, "locale"));
-	check_required_variables(tmpl, req->data, recipient);
+	check_required_variables(tmpl, req->check_data ? req->check_data : req->data, recipient);
 	if (req->fallback)
 		check_fallback(req->fallback, cc, recipient);
 

@@ -11,7 +11,7 @@ CREATE TABLE reminder.rule (
                     CONSTRAINT rule_name_format CHECK (name ~ '^[A-Za-z][A-Za-z0-9_]{0,39}$'),
     table_name      regclass NOT NULL,
     kind            text NOT NULL
-                    CONSTRAINT rule_kind_known CHECK (kind IN ('before', 'after', 'on_change', 'follow_up', 'survey')),
+                    CONSTRAINT rule_kind_known CHECK (kind IN ('before', 'after', 'on_change', 'follow_up', 'survey', 'recurring')),
     column_name     text NOT NULL,
     key_columns     text[] NOT NULL,
     recipients      jsonb NOT NULL
@@ -30,7 +30,9 @@ CREATE TABLE reminder.rule (
     category        text NOT NULL
                     CONSTRAINT rule_category_format CHECK (category ~ '^[A-Za-z][A-Za-z0-9_.-]{0,62}$'),
     priority        smallint NOT NULL DEFAULT 0
-                    CONSTRAINT rule_priority_known CHECK (priority BETWEEN -1 AND 1)
+                    CONSTRAINT rule_priority_known CHECK (priority BETWEEN -1 AND 1),
+    rrule           text,
+    CONSTRAINT rule_rrule_recurring CHECK ((kind = 'recurring') = (rrule IS NOT NULL))
 );
 CREATE INDEX rule_table_name_idx ON reminder.rule (table_name);
 
@@ -41,14 +43,15 @@ ALTER TABLE reminder.message ADD COLUMN category text;
 COMMENT ON COLUMN reminder.message.category IS 'what an opt-out or unsubscribe link of the message covers: its rule''s category for rule-made messages, the data''s "category" for schedule(); NULL: data->>''category'', else the template name';
 COMMENT ON TABLE reminder.rule IS 'rules on business tables; write through reminder.watch() and reminder.unwatch()';
 COMMENT ON COLUMN reminder.rule.table_name IS 'the watched table; its triggers reminder_<name>_insert, _update, _delete and _truncate carry the rule id';
-COMMENT ON COLUMN reminder.rule.kind IS 'before/after a timestamp column, on_change of a column, follow_up steps after an anchor, or survey after a change';
-COMMENT ON COLUMN reminder.rule.column_name IS 'the timestamp column (before, after, follow_up) or the watched column (on_change, survey)';
+COMMENT ON COLUMN reminder.rule.kind IS 'before/after a timestamp column, on_change of a column, follow_up steps after an anchor, survey after a change, or recurring from a start column';
+COMMENT ON COLUMN reminder.rule.column_name IS 'the timestamp column (before, after, follow_up), the start of the series (recurring) or the watched column (on_change, survey)';
+COMMENT ON COLUMN reminder.rule.rrule IS 'recurring: the RRULE (RFC 5545 subset) of the series, counted from column_name in time_zone';
 COMMENT ON COLUMN reminder.rule.key_columns IS 'columns identifying a row (the primary key unless given); messages record them as source_key';
 COMMENT ON COLUMN reminder.rule.recipients IS 'one object per recipient: role, channel, template or templates, offsets, to, bcc, when, digest, unless (events or a condition that make its messages unnecessary), invite (a calendar event for email); a value {"expr": "..."} is an SQL expression over the row';
 COMMENT ON COLUMN reminder.rule.condition IS 'SQL predicate over the row; messages exist only while it holds (checked when the row is written)';
 COMMENT ON COLUMN reminder.rule.stop_condition IS 'SQL predicate over the row; while it holds nothing is scheduled, and a message about to be sent is suppressed and the rest of its sequence cancelled';
 COMMENT ON COLUMN reminder.rule.changes_to IS 'on_change and survey: the values of column_name that trigger a message (NULL: any new value)';
-COMMENT ON COLUMN reminder.rule.business_days IS 'whether the days of offsets count business days of the calendar';
+COMMENT ON COLUMN reminder.rule.business_days IS 'whether the days of offsets count business days of the calendar (recurring: whether occurrences on days off are left out)';
 COMMENT ON COLUMN reminder.rule.time_zone IS 'time zone of day arithmetic, business days, and timestamp-without-time-zone columns';
 COMMENT ON COLUMN reminder.rule.if_past IS 'what happens to a message whose time has already passed when the row is written: skip (default) or send (at once)';
 COMMENT ON COLUMN reminder.rule.category IS 'the consent category of every message the rule makes (default: the rule''s name), so that an opt-out or unsubscribe link from one of them stops them all';
@@ -122,6 +125,18 @@ LANGUAGE C STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION reminder.add_business_days(timestamptz, integer, text, text) IS
 'ts moved by days business days (backwards when negative) at the same local time of day; time_zone defaults to the session''s';
 
+CREATE FUNCTION reminder.rrule_occurrences(rrule text, dtstart timestamptz,
+                                           time_zone text DEFAULT NULL,
+                                           n integer DEFAULT 10,
+                                           after timestamptz DEFAULT NULL,
+                                           calendar text DEFAULT NULL)
+RETURNS SETOF timestamptz
+AS 'MODULE_PATHNAME', 'reminder_rrule_occurrences'
+LANGUAGE C STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+ROWS 10;
+COMMENT ON FUNCTION reminder.rrule_occurrences(text, timestamptz, text, integer, timestamptz, text) IS
+'the first n occurrences (after after, if given) of an RRULE started at dtstart, counted in time_zone (default: the session''s), without the days off of calendar if given; what a recurring rule schedules';
+
 -- ---------------------------------------------------------------------------
 -- Survey throttle: who was surveyed when.  Addresses are kept as SHA-256 of
 -- the lower-cased email address or the E.164 phone number, never in clear.
@@ -175,11 +190,12 @@ CREATE FUNCTION reminder.watch(table_name regclass,
                                key_columns text[] DEFAULT NULL,
                                backfill boolean DEFAULT false,
                                category text DEFAULT NULL,
-                               priority text DEFAULT NULL)
+                               priority text DEFAULT NULL,
+                               rrule text DEFAULT NULL)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'reminder_watch'
 LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-COMMENT ON FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean, text, text) IS
+COMMENT ON FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean, text, text, text) IS
 'creates a rule on a table the caller owns and the triggers that apply it; returns the rule id (see docs/rules.md)';
 
 CREATE FUNCTION reminder.unwatch(name text, cancel_pending boolean DEFAULT true)
@@ -259,10 +275,11 @@ REVOKE ALL ON reminder.survey_log FROM PUBLIC;
 GRANT SELECT ON reminder.rule, reminder.calendar, reminder.holiday TO reminder_user;
 GRANT INSERT, UPDATE, DELETE ON reminder.calendar, reminder.holiday TO reminder_admin;
 GRANT EXECUTE ON FUNCTION reminder.is_business_day(date, text),
-                          reminder.add_business_days(timestamptz, integer, text, text)
+                          reminder.add_business_days(timestamptz, integer, text, text),
+                          reminder.rrule_occurrences(text, timestamptz, text, integer, timestamptz, text)
     TO reminder_user;
 -- A table owner restoring a dump creates the triggers again.
 GRANT EXECUTE ON FUNCTION reminder.watch_trigger() TO reminder_admin;
-GRANT EXECUTE ON FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean, text, text),
+GRANT EXECUTE ON FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean, text, text, text),
                           reminder.unwatch(text, boolean)
     TO reminder_admin;
