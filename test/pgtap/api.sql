@@ -1,12 +1,6 @@
 -- The SQL API with its fixed signatures, what each role may call, and the
 -- behaviour and failures of each function.
-\unset ECHO
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-\set ON_ERROR_ROLLBACK 1
-\set ON_ERROR_STOP true
+\ir setup.psql
 
 BEGIN;
 SELECT plan(49);

@@ -1,12 +1,6 @@
 -- The bad-input matrix: every call below is wrong in one way, must fail
 -- with the SQLSTATE given, and must leave every table as it was.
-\unset ECHO
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-\set ON_ERROR_ROLLBACK 1
-\set ON_ERROR_STOP true
+\ir setup.psql
 
 BEGIN;
 SELECT plan(81);

@@ -1,13 +1,7 @@
 -- Business calendars as docs/rules.md documents them: reminder.calendar's
 -- weekend holds ISO days of the week (1 = Monday ... 7 = Sunday), holidays
 -- come on top, and a follow_up rule counts business days of its calendar.
-\unset ECHO
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-\set ON_ERROR_ROLLBACK 1
-\set ON_ERROR_STOP true
+\ir setup.psql
 
 BEGIN;
 SELECT plan(11);

@@ -3,13 +3,7 @@
 -- name), so an unsubscribe link in step 1 of a follow_up sequence with a
 -- template per step stops step 2 (the B2B example of docs/rules.md);
 -- schedule() messages show their data's "category".
-\unset ECHO
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-\set ON_ERROR_ROLLBACK 1
-\set ON_ERROR_STOP true
+\ir setup.psql
 
 BEGIN;
 SELECT plan(17);

@@ -5,13 +5,7 @@
 -- again, and a channel's headers can neither repeat nor replace the ones the
 -- worker writes.  What the worker then sends is tested in
 -- test/t/034_channel_security.pl.
-\unset ECHO
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-\set ON_ERROR_ROLLBACK 1
-\set ON_ERROR_STOP true
+\ir setup.psql
 
 BEGIN;
 SELECT plan(101);

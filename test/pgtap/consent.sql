@@ -1,12 +1,6 @@
 -- Opt-out and opt-in: scopes, the latest covering statement wins, the log,
 -- and the send-time gate that applies it to messages already scheduled.
-\unset ECHO
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-\set ON_ERROR_ROLLBACK 1
-\set ON_ERROR_STOP true
+\ir setup.psql
 
 BEGIN;
 SELECT plan(18);

@@ -1,12 +1,6 @@
 -- GDPR: forget() erases a person's data and keeps anonymous counts;
 -- purge() ages finished messages out.
-\unset ECHO
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-\set ON_ERROR_ROLLBACK 1
-\set ON_ERROR_STOP true
+\ir setup.psql
 
 BEGIN;
 SELECT plan(26);

@@ -4,13 +4,7 @@
 -- message is gone, and who may add items.  Refusals are pinned in
 -- test/sql/digest.sql; the worker's side (items collected, checked again
 -- and sent as one e-mail) is test/t/040_digest.pl.
-\unset ECHO
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-\set ON_ERROR_ROLLBACK 1
-\set ON_ERROR_STOP true
+\ir setup.psql
 
 BEGIN;
 SELECT plan(30);

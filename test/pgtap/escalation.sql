@@ -5,13 +5,7 @@
 -- the operator is told one day before.  Recording the event cancels the
 -- escalation at once and for good; what got past that is caught at send
 -- time (reminder.gate_check()); bad "unless" values write nothing.
-\unset ECHO
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-\set ON_ERROR_ROLLBACK 1
-\set ON_ERROR_STOP true
+\ir setup.psql
 
 BEGIN;
 SELECT plan(31);

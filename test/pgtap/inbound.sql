@@ -3,13 +3,7 @@
 -- keywords to the consent log, replies to events on the sender's latest
 -- message, the failure modes (each writes nothing), and has_event() in a
 -- rule's stop condition.  docs/inbound.md.
-\unset ECHO
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-\set ON_ERROR_ROLLBACK 1
-\set ON_ERROR_STOP true
+\ir setup.psql
 
 BEGIN;
 SELECT plan(83);

@@ -5,13 +5,7 @@
 -- cancellation), and bad "invite" values, refused with nothing written.
 -- What the worker sends (the iCalendar itself) is checked through a real
 -- SMTP server and parser in test/t/098_invite.pl.
-\unset ECHO
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-\set ON_ERROR_ROLLBACK 1
-\set ON_ERROR_STOP true
+\ir setup.psql
 
 BEGIN;
 SELECT plan(44);

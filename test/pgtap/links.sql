@@ -1,12 +1,6 @@
 -- Signed action links: token format and verification, key rotation,
 -- events from links and provider callbacks, survey answers and NPS.
-\unset ECHO
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-\set ON_ERROR_ROLLBACK 1
-\set ON_ERROR_STOP true
+\ir setup.psql
 
 BEGIN;
 SELECT plan(42);

@@ -8,13 +8,7 @@
 --                   token_info) and provider webhooks (record_inbound); reads
 --                   nothing
 --   (nobody)        a role with no reminder membership
-\unset ECHO
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-\set ON_ERROR_ROLLBACK 1
-\set ON_ERROR_STOP true
+\ir setup.psql
 
 BEGIN;
 

@@ -2,13 +2,7 @@
 -- daylight saving changes of Europe/Warsaw and America/New_York.  Deferral
 -- is computed by reminder.next_send_time(), the same code the worker's
 -- gate runs (reminder.gate_check() shows the gate's verdict).
-\unset ECHO
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-\set ON_ERROR_ROLLBACK 1
-\set ON_ERROR_STOP true
+\ir setup.psql
 
 BEGIN;
 SELECT plan(24);

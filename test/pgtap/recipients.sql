@@ -1,12 +1,6 @@
 -- Stored recipients: upsert, validation trigger, resolution like inline
 -- recipients, template locale fallback, recipients-per-message limit.
-\unset ECHO
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-\set ON_ERROR_ROLLBACK 1
-\set ON_ERROR_STOP true
+\ir setup.psql
 
 BEGIN;
 SELECT plan(22);

@@ -3,13 +3,7 @@
 -- changes (2026-03-29 and 2026-10-25), with a business calendar; bad
 -- rules refused with a SQLSTATE and nothing written; the watch trigger
 -- keeping one occurrence ahead per row, following the row, and stopping.
-\unset ECHO
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-\set ON_ERROR_ROLLBACK 1
-\set ON_ERROR_STOP true
+\ir setup.psql
 
 BEGIN;
 SELECT plan(62);

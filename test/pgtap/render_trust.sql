@@ -1,12 +1,6 @@
 -- End to end through reminder.render(): timestamps in the recipient's time
 -- zone and locale, and the signed links templates see.
-\unset ECHO
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-\set ON_ERROR_ROLLBACK 1
-\set ON_ERROR_STOP true
+\ir setup.psql
 
 BEGIN;
 SELECT plan(12);

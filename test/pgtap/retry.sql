@@ -2,13 +2,7 @@
 -- requeued and what a requeue resets and keeps, who may call which form,
 -- and the clear errors for the rest.  The worker side (a channel fixed,
 -- messages delivered once) is test/t/096_retry.pl.
-\unset ECHO
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-\set ON_ERROR_ROLLBACK 1
-\set ON_ERROR_STOP true
+\ir setup.psql
 
 BEGIN;
 SELECT plan(27);

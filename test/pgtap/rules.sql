@@ -2,13 +2,7 @@
 -- move, cancel, delete, truncate, rollback, repeat), per-row settings, the
 -- business calendar, caches seeing changes, DDL on watched tables, and the
 -- send-time checks as reminder.gate_check() reports them.
-\unset ECHO
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-\set ON_ERROR_ROLLBACK 1
-\set ON_ERROR_STOP true
+\ir setup.psql
 
 BEGIN;
 SELECT plan(84);

@@ -12,13 +12,7 @@
 --    evaluation, so the extension's own statements never see a search_path
 --    that makes them call a function of the owner's, and the writing
 --    session keeps its own; SET ROLE and temporary tables are refused.
-\unset ECHO
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-\set ON_ERROR_ROLLBACK 1
-\set ON_ERROR_STOP true
+\ir setup.psql
 
 BEGIN;
 SELECT plan(27);

@@ -2,13 +2,7 @@
 -- no caller can make it resolve a name to an object of the caller's
 -- choosing.  Written over the catalog, so a function added later that
 -- forgets the SET clause fails here.
-\unset ECHO
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-\set ON_ERROR_ROLLBACK 1
-\set ON_ERROR_STOP true
+\ir setup.psql
 
 BEGIN;
 SELECT plan(5);

@@ -1,4 +1,4 @@
-# Email through a real SMTP server (aiosmtpd, test/smtp_sink.py) with
+# Email through a real SMTP server (aiosmtpd, test/servers/smtp_sink.py) with
 # STARTTLS, SMTPS and AUTH on a certificate made for the run; the mail it
 # stores is read by Python's email package (policy.default), as a mail
 # client would: header fields and their encodings, the two alternative

@@ -1,4 +1,4 @@
-# SMS through stand-ins for Twilio and SMSAPI.pl (test/provider_sink.py)
+# SMS through stand-ins for Twilio and SMSAPI.pl (test/servers/provider_sink.py)
 # that check requests as the services do and answer in their shapes, and
 # through a templated generic gateway: the exact requests, provider ids
 # stored, errors classified (SMSAPI's HTTP-200 errors included), segments

@@ -1,4 +1,4 @@
-# Slack incoming webhooks against a stand-in (test/provider_sink.py): the
+# Slack incoming webhooks against a stand-in (test/servers/provider_sink.py): the
 # payload's shape, Slack's escaping of values, Block Kit blocks from the
 # template's html part, and Slack's answers classified.
 use strict;

@@ -2,7 +2,7 @@
 # of From, Reply-To and To - are deliverable whatever their length: SMTP
 # refuses lines over 998 characters ("500 Line too long"), so a word too
 # long for a line goes as RFC 2047 encoded words, folded between whole
-# characters.  Checked through aiosmtpd (test/smtp_sink.py) and read back
+# characters.  Checked through aiosmtpd (test/servers/smtp_sink.py) and read back
 # with Python's email package, as a mail client would; display names are
 # decoded by Perl's Encode (MIME-Header), as Python 3.11 puts a space between
 # adjacent encoded words of a display name, which RFC 2047 (6.2) says to

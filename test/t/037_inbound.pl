@@ -1,5 +1,5 @@
 # Inbound replies end to end: the worker delivers a visit reminder through
-# the Twilio stand-in (test/provider_sink.py); the client's "TAK" comes back
+# the Twilio stand-in (test/servers/provider_sink.py); the client's "TAK" comes back
 # as Twilio's inbound webhook would bring it (a form, signed with
 # X-Twilio-Signature, computed here with Perl's Digest::SHA, not the
 # extension's code) and confirms it, so the rule's stop condition

@@ -1,5 +1,5 @@
 # Digests delivered by the worker through a real SMTP server
-# (test/smtp_sink.py): the operators' evening e-mail of their tasks due
+# (test/servers/smtp_sink.py): the operators' evening e-mail of their tasks due
 # tomorrow (docs/digests.md, seed 004).  A rule's messages are collected
 # into one digest per operator instead of going out one by one; when the
 # digest goes out every item is checked again, so a task marked done

@@ -1,7 +1,7 @@
 # Calendar invites that follow the row, through a real SMTP server
-# (aiosmtpd, test/smtp_sink.py): every mail is read as a mail client would
+# (aiosmtpd, test/servers/smtp_sink.py): every mail is read as a mail client would
 # (Python's email package) and its calendars parsed by a real iCalendar
-# parser (Debian's python3-icalendar, test/ical_inspect.py).
+# parser (Debian's python3-icalendar, test/servers/ical_inspect.py).
 #  - booking a meeting sends the invitation at once: METHOD:REQUEST,
 #    SEQUENCE 0, a UID made from the rule and the row, the row's start,
 #    end, summary and location, as text/calendar inside
@@ -59,7 +59,7 @@ sub mails_to
 	for my $m (grep { $_->{rcpt_tos}[0] eq $to } smtp_messages($smtp))
 	{
 		my ($out, $err) = ('', '');
-		IPC::Run::run([ '/usr/bin/python3', "$ENV{REMINDER_SRC}/test/ical_inspect.py" ],
+		IPC::Run::run([ '/usr/bin/python3', "$ENV{REMINDER_SRC}/test/servers/ical_inspect.py" ],
 			'<', \$m->{data}, '>', \$out, '2>', \$err)
 		  or die "ical_inspect.py failed: $err";
 		my $i = JSON::PP->new->utf8->decode($out);

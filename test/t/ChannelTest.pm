@@ -1,6 +1,6 @@
 # Helpers for the channel tests (email, SMS, Slack): the SMTP server
-# (test/smtp_sink.py) with a certificate made for the run, the provider
-# stand-ins (test/provider_sink.py), and reading what they received.  The
+# (test/servers/smtp_sink.py) with a certificate made for the run, the provider
+# stand-ins (test/servers/provider_sink.py), and reading what they received.  The
 # cluster, waiting and the request log format come from ReminderTest.
 package ChannelTest;
 
@@ -56,7 +56,7 @@ sub start_smtp_sink
 	open(my $fh, '>', $smtp->{log}) or die;
 	close $fh;
 	$smtp->{handle} = IPC::Run::start(
-		[ $python, "$src/test/smtp_sink.py", $smtp->{log}, "$dir/smtp.ports",
+		[ $python, "$src/test/servers/smtp_sink.py", $smtp->{log}, "$dir/smtp.ports",
 			$smtp->{cert}, $smtp->{key} ],
 		'>', "$dir/smtp.out", '2>', "$dir/smtp.err");
 	wait_for_file("$dir/smtp.ports", 'SMTP server');
@@ -108,7 +108,7 @@ sub inspect_mail
 	my ($raw) = @_;
 	my ($out, $err) = ('', '');
 
-	IPC::Run::run([ $python, "$src/test/mail_inspect.py" ], '<', \$raw, '>', \$out, '2>', \$err)
+	IPC::Run::run([ $python, "$src/test/servers/mail_inspect.py" ], '<', \$raw, '>', \$out, '2>', \$err)
 	  or die "mail_inspect.py failed: $err";
 	return JSON::PP->new->utf8->decode($out);
 }
@@ -123,7 +123,7 @@ sub start_provider_sink
 	open(my $fh, '>', $sink->{log}) or die;
 	close $fh;
 	$sink->{handle} = IPC::Run::start(
-		[ $python, "$src/test/provider_sink.py", $sink->{log}, "$dir/providers.port" ],
+		[ $python, "$src/test/servers/provider_sink.py", $sink->{log}, "$dir/providers.port" ],
 		'>', "$dir/providers.out", '2>', "$dir/providers.err");
 	wait_for_file("$dir/providers.port", 'provider sink');
 	$sink->{port} = slurp_file("$dir/providers.port");

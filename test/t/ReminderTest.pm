@@ -1,5 +1,5 @@
 # Shared helpers for the worker's integration tests: a cluster with the
-# library preloaded and fast settings, the HTTP sink (test/http_sink.py) on a
+# library preloaded and fast settings, the HTTP sink (test/servers/http_sink.py) on a
 # free port of 127.0.0.1, and wait-for helpers that poll with a deadline.
 package ReminderTest;
 
@@ -61,7 +61,7 @@ sub start_sink
 	close $fh;
 
 	$sink->{handle} = IPC::Run::start(
-		[ '/usr/bin/python3', "$src/test/http_sink.py", $sink->{log}, $sink->{portfile} ],
+		[ '/usr/bin/python3', "$src/test/servers/http_sink.py", $sink->{log}, $sink->{portfile} ],
 		'>', "$dir/sink.out", '2>', "$dir/sink.err");
 	my $deadline = time + 30;
 	until (-s $sink->{portfile})

@@ -5,7 +5,7 @@ integration tests (standard library only).
     provider_sink.py LOGFILE PORTFILE
 
 Listens on 127.0.0.1, a free port written to PORTFILE once listening.
-Every request is appended to LOGFILE as one JSON line, as test/http_sink.py
+Every request is appended to LOGFILE as one JSON line, as test/servers/http_sink.py
 does: {"t", "method", "path", "headers", "body", "status", "response"}.
 
 It checks requests as the real services would and answers in their
