@@ -1008,6 +1008,16 @@ reminder_worker_main(Datum main_arg)
 	/* a superuser: no schema another role can write to is ever searched */
 	rule_worker_session();
 
+	/*
+	 * No JIT: the worker runs short statements over many rows' worth of
+	 * estimates.  Once the outbox is analysed with a backlog, the claim's
+	 * estimated cost passes jit_above_cost and every claim compiled some 30
+	 * functions again (30 ms a claim: bench/throughput's analysed run fell to
+	 * a fifth of the fresh one); no statement of the worker runs long enough
+	 * to gain from it.
+	 */
+	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	state = queue_extension_state(&installed);
