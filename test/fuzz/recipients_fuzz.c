@@ -102,6 +102,17 @@ rule_expr_canonical(Relation rel, const char *text, RuleExprType type,
 	return pstrdup(text);
 }
 
+/* expressions are not run here: no identity to switch to */
+void
+rule_owner_enter(RuleOwnerScope *scope, Oid owner)
+{
+}
+
+void
+rule_owner_leave(RuleOwnerScope *scope)
+{
+}
+
 void
 GetUserIdAndSecContext(Oid *userid, int *sec_context)
 {
