@@ -45,7 +45,12 @@ transport_url_host(const char *url, const char *what, bool may_hold_secrets)
 	/* an international name as libcurl connects to it, for name rules */
 	if (rc == CURLUE_OK &&
 		curl_url_get(u, CURLUPART_HOST, &host, CURLU_PUNYCODE) != CURLUE_OK)
+	{
+		/* a failed get may still have allocated the part (found by fuzzing) */
+		curl_free(host);
+		host = NULL;
 		rc = curl_url_get(u, CURLUPART_HOST, &host, 0);
+	}
 	curl_url_cleanup(u);
 	if (rc != CURLUE_OK)
 	{
