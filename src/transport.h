@@ -6,6 +6,11 @@
  *	  kind (transport_http.c for webhooks, transport_log.c for the log
  *	  channel; SMTP, SMS and Slack plug in the same way).
  *
+ *	  Each vtable also says what its kind asks of a recipient and of a
+ *	  rendered body, so that scheduling, rendering and rules hold no switch
+ *	  on the kind: a new kind is one transport_*.c file and one line in
+ *	  transport_for_kind().
+ *
  *	  A Delivery is built inside the claim transaction (build: everything
  *	  that reads the database or may raise an error: channel secrets, the
  *	  rendered body, the signature), carried out with no transaction open
@@ -25,6 +30,7 @@
 #include "lib/stringinfo.h"
 
 #include "reminder.h"
+#include "template.h"
 
 #define DELIVERY_RESPONSE_MAX	1024	/* first bytes of a response kept */
 #define DELIVERY_WHY_MAX		256
@@ -147,6 +153,30 @@ typedef struct TransportOps
 	 * NULL.  Never raises.
 	 */
 	void		(*cleanup) (Delivery *d);
+
+	/*
+	 * The recipient (schedule.c, rules.c).  address_key names the field
+	 * that holds the address, or is NULL when the channel itself is the
+	 * address: a rule's row without it gets no message.  copies: cc and bcc
+	 * go with the message (rules drop them for other kinds).  invites:
+	 * reminders of a rule may carry a calendar invite.
+	 */
+	const char *address_key;
+	bool		copies;
+	bool		invites;
+
+	/*
+	 * In schedule(), after the checks every kind shares: check what this
+	 * kind needs of the recipient and return it, normalised.  May be NULL.
+	 */
+	Jsonb	   *(*check_recipient) (ChannelConfig *cc, Jsonb *recipient);
+
+	/* The rendered message (render.c): how values are escaped in each part */
+	RenderEscape body_escape;
+	RenderEscape html_escape;
+
+	/* The body once rendered, changed in place and returned.  May be NULL. */
+	char	   *(*finish_body) (char *body);
 } TransportOps;
 
 /* in transport.c: the multi driver */

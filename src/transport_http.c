@@ -165,4 +165,8 @@ const TransportOps transport_webhook_ops = {
 	.build = webhook_build,
 	.setup = webhook_setup,
 	.classify = webhook_classify,
+
+	/* the body is JSON: values go in as JSON strings */
+	.body_escape = RENDER_ESCAPE_JSON,
+	.html_escape = RENDER_ESCAPE_HTML,
 };

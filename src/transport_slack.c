@@ -134,6 +134,34 @@ slack_classify(Delivery *d)
 							st->response->data);
 }
 
+/*
+ * Slack decodes only &amp; &lt; &gt;: turn the quotes HTML escaping made of
+ * values back into characters, leaving exactly Slack's own escaping.
+ */
+static char *
+slack_text(char *s)
+{
+	char	   *out = s;
+
+	for (char *in = s; *in;)
+	{
+		if (strncmp(in, "&quot;", 6) == 0)
+		{
+			*out++ = '"';
+			in += 6;
+		}
+		else if (strncmp(in, "&#39;", 5) == 0)
+		{
+			*out++ = '\'';
+			in += 5;
+		}
+		else
+			*out++ = *in++;
+	}
+	*out = '\0';
+	return s;
+}
+
 const TransportOps transport_slack_ops = {
 	.kind = CHANNEL_SLACK,
 	.network = true,
@@ -141,4 +169,13 @@ const TransportOps transport_slack_ops = {
 	.setup = slack_setup,
 	.classify = slack_classify,
 	.cleanup = NULL,
+
+	/*
+	 * Slack text needs & < > as entities (see slack_text), so that values
+	 * cannot smuggle in Slack's <!channel> or <url|label> syntax; the html
+	 * part holds Block Kit JSON, where values go in as JSON strings.
+	 */
+	.body_escape = RENDER_ESCAPE_HTML,
+	.html_escape = RENDER_ESCAPE_JSON,
+	.finish_body = slack_text,
 };

@@ -608,4 +608,7 @@ const TransportOps transport_sms_ops = {
 	.setup = sms_setup,
 	.classify = sms_classify,
 	.cleanup = NULL,
+
+	.body_escape = RENDER_ESCAPE_NONE,
+	.html_escape = RENDER_ESCAPE_HTML,
 };

@@ -473,4 +473,7 @@ const TransportOps transport_smtp_ops = {
 	.setup = smtp_setup,
 	.classify = smtp_classify,
 	.cleanup = smtp_cleanup,
+
+	.body_escape = RENDER_ESCAPE_NONE,
+	.html_escape = RENDER_ESCAPE_HTML,
 };
