@@ -285,6 +285,9 @@ typedef struct ScheduleRequest
 
 extern int64 schedule_message(const ScheduleRequest *req);
 extern Jsonb *recipient_for_channel(Jsonb *recipient, ChannelConfig *channel);
+extern char *recipient_string(Jsonb *recipient, const char *key);
+extern void recipient_missing_address(ChannelConfig *cc, const char *key,
+									  const char *example) pg_attribute_noreturn();
 extern void check_required_variables(TemplateRow *tmpl, Jsonb *data, Jsonb *recipient);
 
 /* ----------------

@@ -159,12 +159,28 @@ webhook_classify(Delivery *d)
 	MemoryContextSwitchTo(old);
 }
 
+/*
+ * At schedule(): the channel's credentials go with the request, so a
+ * recipient's own "url" only where the channel says.
+ */
+static Jsonb *
+webhook_check_recipient(ChannelConfig *cc, Jsonb *recipient)
+{
+	char	   *url = recipient_string(recipient, "url");
+
+	if (url != NULL)
+		check_recipient_url(cc, url);
+	return recipient;
+}
+
 const TransportOps transport_webhook_ops = {
 	.kind = CHANNEL_WEBHOOK,
 	.network = true,
 	.build = webhook_build,
 	.setup = webhook_setup,
 	.classify = webhook_classify,
+
+	.check_recipient = webhook_check_recipient,
 
 	/* the body is JSON: values go in as JSON strings */
 	.body_escape = RENDER_ESCAPE_JSON,

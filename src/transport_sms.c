@@ -601,6 +601,25 @@ sms_classify(Delivery *d)
 	}
 }
 
+/*
+ * At schedule(): a phone number, stored in E.164 with the channel's
+ * default country code.
+ */
+static Jsonb *
+sms_check_recipient(ChannelConfig *cc, Jsonb *recipient)
+{
+	char	   *s = recipient_string(recipient, "phone");
+	char	   *e164;
+
+	if (s == NULL)
+		recipient_missing_address(cc, "phone number", "{\"phone\": \"+48 601 234 567\"}");
+	/* a new jsonb only if normalising changed the number */
+	e164 = normalize_phone(s, cc->default_country_code, "recipient \"phone\"");
+	if (strcmp(e164, s) != 0)
+		recipient = jsonb_set_text(recipient, "phone", e164);
+	return recipient;
+}
+
 const TransportOps transport_sms_ops = {
 	.kind = CHANNEL_SMS,
 	.network = true,
@@ -608,6 +627,9 @@ const TransportOps transport_sms_ops = {
 	.setup = sms_setup,
 	.classify = sms_classify,
 	.cleanup = NULL,
+
+	.address_key = "phone",
+	.check_recipient = sms_check_recipient,
 
 	.body_escape = RENDER_ESCAPE_NONE,
 	.html_escape = RENDER_ESCAPE_HTML,

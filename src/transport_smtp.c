@@ -466,6 +466,20 @@ smtp_classify(Delivery *d)
 	transport_classify_curl(d);
 }
 
+/*
+ * At schedule(): an email address to send to, and cc and bcc lists that
+ * hold addresses.
+ */
+static Jsonb *
+smtp_check_recipient(ChannelConfig *cc, Jsonb *recipient)
+{
+	if (recipient_string(recipient, "email") == NULL)
+		recipient_missing_address(cc, "email address", "{\"email\": \"ada@example.com\"}");
+	(void) validate_email_list(recipient, "cc", "recipient \"cc\"");
+	(void) validate_email_list(recipient, "bcc", "recipient \"bcc\"");
+	return recipient;
+}
+
 const TransportOps transport_smtp_ops = {
 	.kind = CHANNEL_EMAIL,
 	.network = true,
@@ -473,6 +487,11 @@ const TransportOps transport_smtp_ops = {
 	.setup = smtp_setup,
 	.classify = smtp_classify,
 	.cleanup = smtp_cleanup,
+
+	.address_key = "email",
+	.copies = true,
+	.invites = true,
+	.check_recipient = smtp_check_recipient,
 
 	.body_escape = RENDER_ESCAPE_NONE,
 	.html_escape = RENDER_ESCAPE_HTML,
