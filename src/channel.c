@@ -75,12 +75,26 @@ channel_kind_name(ChannelKind kind)
 	return kind_names[kind];
 }
 
+/* The kind named name into *kind; false if there is none. */
+bool
+channel_kind_from_name(const char *name, ChannelKind *kind)
+{
+	for (int i = 0; i < lengthof(kind_names); i++)
+		if (strcmp(name, kind_names[i]) == 0)
+		{
+			*kind = (ChannelKind) i;
+			return true;
+		}
+	return false;
+}
+
 static ChannelKind
 parse_kind(const char *kind)
 {
-	for (int i = 0; i < lengthof(kind_names); i++)
-		if (strcmp(kind, kind_names[i]) == 0)
-			return (ChannelKind) i;
+	ChannelKind k;
+
+	if (channel_kind_from_name(kind, &k))
+		return k;
 
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -165,6 +165,7 @@ typedef struct ChannelConfig
 } ChannelConfig;
 
 extern const char *channel_kind_name(ChannelKind kind);
+extern bool channel_kind_from_name(const char *name, ChannelKind *kind);
 extern ChannelConfig *channel_parse(const char *name, const char *kind,
 									Jsonb *settings, Jsonb *secrets);
 
