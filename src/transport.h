@@ -8,8 +8,8 @@
  *
  *	  Each vtable also says what its kind asks of a recipient and of a
  *	  rendered body, so that scheduling, rendering and rules hold no switch
- *	  on the kind: a new kind is one transport_*.c file and one line in
- *	  transport_for_kind().
+ *	  on the kind.  (Its settings are still parsed in channel.c and the
+ *	  places it sends secrets to listed in origin.c.)
  *
  *	  A Delivery is built inside the claim transaction (build: everything
  *	  that reads the database or may raise an error: channel secrets, the
