@@ -195,6 +195,8 @@ extern HostPattern *host_pattern_parse(const char *entry, const char *what);
 extern bool host_pattern_matches(const HostPattern *p, const UrlOrigin *o);
 extern void check_recipient_url(ChannelConfig *cc, const char *url);
 extern char *url_template_authority(const char *tmpl, const char *what);
+extern char *host_pattern_text(const HostPattern *p);
+extern void channel_destination_url(List **dest, const char *url);
 extern List *channel_destinations(ChannelConfig *cc);
 
 /* ----------------

@@ -8,8 +8,7 @@
  *
  *	  Each vtable also says what its kind asks of a recipient and of a
  *	  rendered body, so that scheduling, rendering and rules hold no switch
- *	  on the kind.  (Its settings are still parsed in channel.c and the
- *	  places it sends secrets to listed in origin.c.)
+ *	  on the kind.  (Its settings are still parsed in channel.c.)
  *
  *	  A Delivery is built inside the claim transaction (build: everything
  *	  that reads the database or may raise an error: channel secrets, the
@@ -170,6 +169,13 @@ typedef struct TransportOps
 	 * kind needs of the recipient and return it, normalised.  May be NULL.
 	 */
 	Jsonb	   *(*check_recipient) (ChannelConfig *cc, Jsonb *recipient);
+
+	/*
+	 * The places a channel of this kind sends its secrets to, as text (see
+	 * channel_destinations(), which adds how network kinds trust the
+	 * server).  May be NULL.
+	 */
+	List	   *(*destinations) (ChannelConfig *cc);
 
 	/* The rendered message (render.c): how values are escaped in each part */
 	RenderEscape body_escape;

@@ -173,6 +173,19 @@ webhook_check_recipient(ChannelConfig *cc, Jsonb *recipient)
 	return recipient;
 }
 
+/* The endpoint, and the hosts recipients may name in their own "url". */
+static List *
+webhook_destinations(ChannelConfig *cc)
+{
+	List	   *dest = NIL;
+	ListCell   *lc;
+
+	channel_destination_url(&dest, cc->url);
+	foreach(lc, cc->recipient_hosts)
+		dest = lappend(dest, psprintf("recipient host %s", host_pattern_text(lfirst(lc))));
+	return dest;
+}
+
 const TransportOps transport_webhook_ops = {
 	.kind = CHANNEL_WEBHOOK,
 	.network = true,
@@ -181,6 +194,7 @@ const TransportOps transport_webhook_ops = {
 	.classify = webhook_classify,
 
 	.check_recipient = webhook_check_recipient,
+	.destinations = webhook_destinations,
 
 	/* the body is JSON: values go in as JSON strings */
 	.body_escape = RENDER_ESCAPE_JSON,

@@ -162,6 +162,16 @@ slack_text(char *s)
 	return s;
 }
 
+/* The incoming webhook's URL. */
+static List *
+slack_destinations(ChannelConfig *cc)
+{
+	List	   *dest = NIL;
+
+	channel_destination_url(&dest, cc->url);
+	return dest;
+}
+
 const TransportOps transport_slack_ops = {
 	.kind = CHANNEL_SLACK,
 	.network = true,
@@ -169,6 +179,8 @@ const TransportOps transport_slack_ops = {
 	.setup = slack_setup,
 	.classify = slack_classify,
 	.cleanup = NULL,
+
+	.destinations = slack_destinations,
 
 	/*
 	 * Slack text needs & < > as entities (see slack_text), so that values

@@ -620,6 +620,19 @@ sms_check_recipient(ChannelConfig *cc, Jsonb *recipient)
 	return recipient;
 }
 
+/* A generic gateway's host (its url is a template), or the provider's API. */
+static List *
+sms_destinations(ChannelConfig *cc)
+{
+	List	   *dest = NIL;
+
+	if (cc->provider && strcmp(cc->provider, "generic") == 0)
+		dest = lappend(dest, psprintf("gateway %s", url_template_authority(cc->url, "the url")));
+	else
+		channel_destination_url(&dest, cc->base_url);
+	return dest;
+}
+
 const TransportOps transport_sms_ops = {
 	.kind = CHANNEL_SMS,
 	.network = true,
@@ -630,6 +643,7 @@ const TransportOps transport_sms_ops = {
 
 	.address_key = "phone",
 	.check_recipient = sms_check_recipient,
+	.destinations = sms_destinations,
 
 	.body_escape = RENDER_ESCAPE_NONE,
 	.html_escape = RENDER_ESCAPE_HTML,

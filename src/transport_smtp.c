@@ -480,6 +480,19 @@ smtp_check_recipient(ChannelConfig *cc, Jsonb *recipient)
 	return recipient;
 }
 
+/* The server, and whether the password may go over a plain connection. */
+static List *
+smtp_destinations(ChannelConfig *cc)
+{
+	List	   *dest = NIL;
+
+	channel_destination_url(&dest, cc->url);
+	dest = lappend(dest, pstrdup(cc->starttls == STARTTLS_REQUIRED ? "STARTTLS required" :
+								 cc->starttls == STARTTLS_NEVER ? "STARTTLS never" :
+								 "STARTTLS when offered"));
+	return dest;
+}
+
 const TransportOps transport_smtp_ops = {
 	.kind = CHANNEL_EMAIL,
 	.network = true,
@@ -492,6 +505,7 @@ const TransportOps transport_smtp_ops = {
 	.copies = true,
 	.invites = true,
 	.check_recipient = smtp_check_recipient,
+	.destinations = smtp_destinations,
 
 	.body_escape = RENDER_ESCAPE_NONE,
 	.html_escape = RENDER_ESCAPE_HTML,
