@@ -168,6 +168,17 @@ extern const char *channel_kind_name(ChannelKind kind);
 extern bool channel_kind_from_name(const char *name, ChannelKind *kind);
 extern ChannelConfig *channel_parse(const char *name, const char *kind,
 									Jsonb *settings, Jsonb *secrets);
+/* for the kinds' parse hooks (transport_*.c) */
+extern char *channel_what_setting(const char *key, const char *channel);
+extern char *channel_get_string(Jsonb *obj, const char *key, const char *channel,
+								bool secret);
+extern void channel_require(const char *value, const char *key, ChannelConfig *cc,
+							const char *hint);
+extern void channel_require_secret(const char *value, const char *key,
+								   ChannelConfig *cc, const char *hint);
+extern void channel_parse_tls(Jsonb *settings, ChannelConfig *cc);
+extern List *channel_get_headers(Jsonb *obj, const char *key, ChannelConfig *cc);
+extern List *channel_get_recipient_hosts(Jsonb *settings, ChannelConfig *cc);
 
 /* ----------------
  * in origin.c: where URLs connect, and who may receive a channel's secrets

@@ -8,7 +8,7 @@
  *
  *	  Each vtable also says what its kind asks of a recipient and of a
  *	  rendered body, so that scheduling, rendering and rules hold no switch
- *	  on the kind.  (Its settings are still parsed in channel.c.)
+ *	  on the kind.
  *
  *	  A Delivery is built inside the claim transaction (build: everything
  *	  that reads the database or may raise an error: channel secrets, the
@@ -152,6 +152,18 @@ typedef struct TransportOps
 	 * NULL.  Never raises.
 	 */
 	void		(*cleanup) (Delivery *d);
+
+	/*
+	 * The channel definition (channel.c): the settings this kind takes
+	 * besides the delivery policy, and its secrets (NULL: none; with
+	 * any_secrets, any key, for an SMS gateway's templates name their own).
+	 * parse reads them into cc once the policy is parsed; it may raise an
+	 * error, and may be NULL.
+	 */
+	const char *const *settings_keys;
+	const char *const *secrets_keys;
+	bool		any_secrets;
+	void		(*parse) (Jsonb *settings, Jsonb *secrets, ChannelConfig *cc);
 
 	/*
 	 * The recipient (schedule.c, rules.c).  address_key names the field

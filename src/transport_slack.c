@@ -135,6 +135,36 @@ slack_classify(Delivery *d)
 }
 
 /*
+ * The channel definition: the incoming webhook's URL (better kept as a
+ * secret: it is one) and how the message shows (channel_parse()).
+ */
+static const char *const http_schemes[] = {"http", "https", NULL};
+
+static const char *const slack_settings[] = {
+	"url", "username", "icon_emoji", "icon_url", "channel", "tls_verify",
+	"ca_file", NULL
+};
+
+static const char *const slack_secrets[] = {"url", NULL};
+
+static void
+slack_parse(Jsonb *settings, Jsonb *secrets, ChannelConfig *cc)
+{
+	if (cc->url == NULL)
+		cc->url = channel_get_string(secrets, "url", cc->name, true);
+	channel_require(cc->url, "url", cc, "Give the Slack incoming webhook URL in settings or, better, in secrets.");
+	validate_url(cc->url, http_schemes, channel_what_setting("url", cc->name));
+	cc->method = pstrdup("POST");
+	cc->slack_username = channel_get_string(settings, "username", cc->name, false);
+	cc->slack_icon_emoji = channel_get_string(settings, "icon_emoji", cc->name, false);
+	cc->slack_icon_url = channel_get_string(settings, "icon_url", cc->name, false);
+	cc->slack_channel = channel_get_string(settings, "channel", cc->name, false);
+	if (cc->slack_icon_url)
+		validate_url(cc->slack_icon_url, http_schemes, channel_what_setting("icon_url", cc->name));
+	channel_parse_tls(settings, cc);
+}
+
+/*
  * Slack decodes only &amp; &lt; &gt;: turn the quotes HTML escaping made of
  * values back into characters, leaving exactly Slack's own escaping.
  */
@@ -179,6 +209,10 @@ const TransportOps transport_slack_ops = {
 	.setup = slack_setup,
 	.classify = slack_classify,
 	.cleanup = NULL,
+
+	.settings_keys = slack_settings,
+	.secrets_keys = slack_secrets,
+	.parse = slack_parse,
 
 	.destinations = slack_destinations,
 
