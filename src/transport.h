@@ -6,9 +6,11 @@
  *	  kind (transport_http.c for webhooks, transport_log.c for the log
  *	  channel; SMTP, SMS and Slack plug in the same way).
  *
- *	  Each vtable also says what its kind asks of a recipient and of a
- *	  rendered body, so that scheduling, rendering and rules hold no switch
- *	  on the kind.
+ *	  Each vtable also holds what else is particular to its kind: the
+ *	  settings and secrets of its channels, what it needs of a recipient,
+ *	  where it sends secrets, how values are escaped in a rendered body.
+ *	  So channel_parse(), channel_destinations(), schedule.c, render.c and
+ *	  rules.c hold no switch on the kind.
  *
  *	  A Delivery is built inside the claim transaction (build: everything
  *	  that reads the database or may raise an error: channel secrets, the
@@ -155,10 +157,10 @@ typedef struct TransportOps
 
 	/*
 	 * The channel definition (channel.c): the settings this kind takes
-	 * besides the delivery policy, and its secrets (NULL: none; with
-	 * any_secrets, any key, for an SMS gateway's templates name their own).
-	 * parse reads them into cc once the policy is parsed; it may raise an
-	 * error, and may be NULL.
+	 * besides the delivery policy, and its secrets (NULL: none; any_secrets:
+	 * any key, as an SMS gateway's templates name their own).  parse reads
+	 * them into cc once the policy is parsed; it may raise an error, and may
+	 * be NULL.
 	 */
 	const char *const *settings_keys;
 	const char *const *secrets_keys;
