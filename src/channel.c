@@ -25,6 +25,7 @@
 
 #include "reminder.h"
 #include "template.h"
+#include "transport.h"
 
 PG_FUNCTION_INFO_V1(reminder_create_channel);
 PG_FUNCTION_INFO_V1(reminder_set_channel_secrets);
@@ -38,36 +39,16 @@ static const char *const kind_names[] = {
 	[CHANNEL_LOG] = "log",
 };
 
-/* Settings every kind accepts: the delivery policy. */
+/*
+ * Settings every kind accepts: the delivery policy.  Each kind lists its own
+ * settings and secrets in its transport ops.
+ */
 static const char *const policy_keys[] = {
 	"rate_limit", "timeout", "max_attempts", "retry_delay", "retry_max_delay",
 	"fallback", "quiet_hours", "priority", NULL
 };
 
-static const char *const settings_keys[][24] = {
-	[CHANNEL_EMAIL] = {"url", "from", "reply_to", "bcc", "starttls",
-	"tls_verify", "ca_file", "list_unsubscribe", NULL},
-	[CHANNEL_SMS] = {"provider", "from", "base_url", "default_country_code",
-	"account_sid", "messaging_service_sid", "unicode", "tls_verify", "ca_file",
-	"url", "method", "headers", "body", "content_type", "id_field",
-	"inbound_url", "inbound_window", NULL},
-	[CHANNEL_WEBHOOK] = {"url", "method", "headers", "recipient_hosts", NULL},
-	[CHANNEL_SLACK] = {"url", "username", "icon_emoji", "icon_url", "channel",
-	"tls_verify", "ca_file", NULL},
-	[CHANNEL_LOG] = {NULL},
-};
-
-/* Secrets by kind (SMS accepts any key) */
-static const char *const secrets_keys[][8] = {
-	[CHANNEL_EMAIL] = {"username", "password", NULL},
-	[CHANNEL_SMS] = {NULL},
-	[CHANNEL_WEBHOOK] = {"signing_secret", "bearer_token", "username", "password", NULL},
-	[CHANNEL_SLACK] = {"url", NULL},
-	[CHANNEL_LOG] = {NULL},
-};
-
-static const char *const http_schemes[] = {"http", "https", NULL};
-static const char *const smtp_schemes[] = {"smtp", "smtps", NULL};
+static const char *const no_keys[] = {NULL};
 
 const char *
 channel_kind_name(ChannelKind kind)
@@ -75,12 +56,26 @@ channel_kind_name(ChannelKind kind)
 	return kind_names[kind];
 }
 
+/* The kind named name into *kind; false if there is none. */
+bool
+channel_kind_from_name(const char *name, ChannelKind *kind)
+{
+	for (int i = 0; i < lengthof(kind_names); i++)
+		if (strcmp(name, kind_names[i]) == 0)
+		{
+			*kind = (ChannelKind) i;
+			return true;
+		}
+	return false;
+}
+
 static ChannelKind
 parse_kind(const char *kind)
 {
-	for (int i = 0; i < lengthof(kind_names); i++)
-		if (strcmp(kind, kind_names[i]) == 0)
-			return (ChannelKind) i;
+	ChannelKind k;
+
+	if (channel_kind_from_name(kind, &k))
+		return k;
 
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -150,15 +145,15 @@ check_keys(Jsonb *obj, const char *const *a, const char *const *b,
 	}
 }
 
-static char *
-what_setting(const char *key, const char *channel)
+char *
+channel_what_setting(const char *key, const char *channel)
 {
 	return psprintf("setting \"%s\" of channel \"%s\"", key, channel);
 }
 
 /* A string setting or secret, or NULL when absent or null. */
-static char *
-get_string(Jsonb *obj, const char *key, const char *channel, bool secret)
+char *
+channel_get_string(Jsonb *obj, const char *key, const char *channel, bool secret)
 {
 	return jsonb_get_string(obj, key,
 							psprintf("%s \"%s\" of channel \"%s\"",
@@ -203,7 +198,7 @@ get_duration(Jsonb *obj, const char *key, const char *channel, int dflt_ms)
 				 errmsg("setting \"%s\" of channel \"%s\" must be an interval or a number of seconds",
 						key, channel)));
 	text = jsonb_value_text(v);
-	return parse_duration_ms(text, what_setting(key, channel));
+	return parse_duration_ms(text, channel_what_setting(key, channel));
 }
 
 /*
@@ -253,8 +248,8 @@ check_header_name(const char *name, const char *what, ChannelKind kind)
 }
 
 /* "headers": {"Name": "value", ...} -> list of "Name: value" */
-static List *
-get_headers(Jsonb *obj, const char *key, ChannelConfig *cc)
+List *
+channel_get_headers(Jsonb *obj, const char *key, ChannelConfig *cc)
 {
 	JsonbValue *v = jsonb_get(obj, key);
 	JsonbIterator *it;
@@ -262,7 +257,7 @@ get_headers(Jsonb *obj, const char *key, ChannelConfig *cc)
 				val;
 	JsonbIteratorToken tok;
 	List	   *headers = NIL;
-	char	   *what = what_setting(key, cc->name);
+	char	   *what = channel_what_setting(key, cc->name);
 
 	if (v == NULL || v->type == jbvNull)
 		return NIL;
@@ -308,11 +303,11 @@ get_headers(Jsonb *obj, const char *key, ChannelConfig *cc)
 }
 
 /* "recipient_hosts": ["hooks.example.com", "*.example.com:8443", ...] */
-static List *
-get_recipient_hosts(Jsonb *settings, ChannelConfig *cc)
+List *
+channel_get_recipient_hosts(Jsonb *settings, ChannelConfig *cc)
 {
 	JsonbValue *v = jsonb_get(settings, "recipient_hosts");
-	char	   *what = what_setting("recipient_hosts", cc->name);
+	char	   *what = channel_what_setting("recipient_hosts", cc->name);
 	JsonbIterator *it;
 	JsonbValue	e;
 	JsonbIteratorToken tok;
@@ -340,19 +335,19 @@ get_recipient_hosts(Jsonb *settings, ChannelConfig *cc)
 	return result;
 }
 
-static void
-require(const char *value, const char *key, ChannelConfig *cc, const char *hint)
+void
+channel_require(const char *value, const char *key, ChannelConfig *cc, const char *hint)
 {
 	if (value == NULL || *value == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("channel \"%s\" of kind %s needs setting \"%s\"",
-						cc->name, kind_names[cc->kind], key),
+						cc->name, channel_kind_name(cc->kind), key),
 				 errhint("%s", hint)));
 }
 
-static void
-require_secret(const char *value, const char *key, ChannelConfig *cc, const char *hint)
+void
+channel_require_secret(const char *value, const char *key, ChannelConfig *cc, const char *hint)
 {
 	if (value == NULL || *value == '\0')
 		ereport(ERROR,
@@ -368,7 +363,7 @@ parse_quiet_hours(Jsonb *settings, ChannelConfig *cc)
 	QuietHours	qh;
 
 	quiet_hours_parse(jsonb_get(settings, "quiet_hours"), &qh,
-					  what_setting("quiet_hours", cc->name), true);
+					  channel_what_setting("quiet_hours", cc->name), true);
 }
 
 /*
@@ -376,8 +371,8 @@ parse_quiet_hours(Jsonb *settings, ChannelConfig *cc)
  * this extension owns.  Turning verification off is allowed only as an
  * explicit setting, and create_channel() warns about it.
  */
-static void
-parse_tls(Jsonb *settings, ChannelConfig *cc)
+void
+channel_parse_tls(Jsonb *settings, ChannelConfig *cc)
 {
 	JsonbValue *v = jsonb_get(settings, "tls_verify");
 
@@ -387,265 +382,18 @@ parse_tls(Jsonb *settings, ChannelConfig *cc)
 		if (v->type != jbvBool)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("%s must be true or false", what_setting("tls_verify", cc->name))));
+					 errmsg("%s must be true or false", channel_what_setting("tls_verify", cc->name))));
 		cc->tls_verify = v->val.boolean;
 	}
 
-	cc->ca_file = get_string(settings, "ca_file", cc->name, false);
+	cc->ca_file = channel_get_string(settings, "ca_file", cc->name, false);
 	if (cc->ca_file && !is_absolute_path(cc->ca_file))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be an absolute path", what_setting("ca_file", cc->name)),
+				 errmsg("%s must be an absolute path", channel_what_setting("ca_file", cc->name)),
 				 errhint("Give the PEM file of the certificate authorities to trust, as the server sees it.")));
 	if (cc->ca_file)
-		validate_header_value(cc->ca_file, what_setting("ca_file", cc->name));
-}
-
-static void
-parse_email(Jsonb *settings, Jsonb *secrets, ChannelConfig *cc)
-{
-	char	   *starttls = get_string(settings, "starttls", cc->name, false);
-	char	   *unsubscribe = get_string(settings, "list_unsubscribe", cc->name, false);
-	char	   *user = get_string(secrets, "username", cc->name, true);
-	char	   *password = get_string(secrets, "password", cc->name, true);
-
-	require(cc->url, "url", cc, "Give the SMTP server as \"smtp://host:587\" or \"smtps://host:465\".");
-	validate_url(cc->url, smtp_schemes, what_setting("url", cc->name));
-
-	cc->from = get_string(settings, "from", cc->name, false);
-	require(cc->from, "from", cc, "Give the sender as \"Reminders <noreply@example.com>\".");
-	validate_mailbox(cc->from, what_setting("from", cc->name));
-
-	cc->reply_to = get_string(settings, "reply_to", cc->name, false);
-	if (cc->reply_to)
-		validate_mailbox(cc->reply_to, what_setting("reply_to", cc->name));
-
-	cc->bcc = validate_email_list(settings, "bcc", what_setting("bcc", cc->name));
-
-	if (starttls == NULL || strcmp(starttls, "when_offered") == 0)
-		cc->starttls = STARTTLS_WHEN_OFFERED;
-	else if (strcmp(starttls, "required") == 0)
-		cc->starttls = STARTTLS_REQUIRED;
-	else if (strcmp(starttls, "never") == 0)
-		cc->starttls = STARTTLS_NEVER;
-	else
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid value \"%s\" for %s", starttls, what_setting("starttls", cc->name)),
-				 errhint("Valid values are: required, when_offered, never.")));
-
-	if (unsubscribe == NULL || strcmp(unsubscribe, "one_click") == 0)
-		cc->list_unsubscribe = LIST_UNSUBSCRIBE_ONE_CLICK;
-	else if (strcmp(unsubscribe, "link") == 0)
-		cc->list_unsubscribe = LIST_UNSUBSCRIBE_LINK;
-	else if (strcmp(unsubscribe, "never") == 0)
-		cc->list_unsubscribe = LIST_UNSUBSCRIBE_NEVER;
-	else
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid value \"%s\" for %s", unsubscribe, what_setting("list_unsubscribe", cc->name)),
-				 errhint("Valid values are: one_click, link, never.")));
-
-	parse_tls(settings, cc);
-
-	if ((user == NULL) != (password == NULL))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("channel \"%s\" has only one of the secrets \"username\" and \"password\"", cc->name),
-				 errhint("SMTP authentication needs both, or neither.")));
-}
-
-/* A template setting of a generic SMS gateway: compiles, or an error. */
-static char *
-get_template(Jsonb *settings, const char *key, ChannelConfig *cc)
-{
-	char	   *source = get_string(settings, key, cc->name, false);
-
-	if (source)
-		template_check_syntax(source, what_setting(key, cc->name));
-	return source;
-}
-
-static void
-parse_sms_generic(Jsonb *settings, ChannelConfig *cc)
-{
-	ListCell   *lc;
-
-	cc->method = get_string(settings, "method", cc->name, false);
-	if (cc->method == NULL)
-		cc->method = pstrdup("POST");
-	else if (strcmp(cc->method, "GET") != 0 && strcmp(cc->method, "POST") != 0 &&
-			 strcmp(cc->method, "PUT") != 0 && strcmp(cc->method, "PATCH") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid %s: \"%s\"", what_setting("method", cc->name), cc->method),
-				 errhint("Valid methods are: GET, POST, PUT, PATCH.")));
-
-	cc->url = get_template(settings, "url", cc);
-	require(cc->url, "url", cc, "A generic SMS gateway needs the URL to call (a template).");
-	(void) url_template_authority(cc->url, what_setting("url", cc->name));
-	cc->body = get_template(settings, "body", cc);
-	if (strcmp(cc->method, "GET") == 0)
-	{
-		if (cc->body)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("channel \"%s\" sends GET requests, which carry no body", cc->name),
-					 errhint("Put the parameters into the \"url\" template, or use POST.")));
-	}
-	else
-		require(cc->body, "body", cc,
-				"A generic SMS gateway needs the request body (a template), or method GET.");
-
-	cc->content_type = get_string(settings, "content_type", cc->name, false);
-	if (cc->content_type)
-		validate_header_value(cc->content_type, what_setting("content_type", cc->name));
-	else
-		cc->content_type = pstrdup("application/x-www-form-urlencoded");
-
-	cc->headers = get_headers(settings, "headers", cc);
-	foreach(lc, cc->headers)
-		template_check_syntax(lfirst(lc), what_setting("headers", cc->name));
-
-	cc->id_field = get_string(settings, "id_field", cc->name, false);
-}
-
-static void
-parse_sms(Jsonb *settings, Jsonb *secrets, ChannelConfig *cc)
-{
-	char	   *unicode = get_string(settings, "unicode", cc->name, false);
-
-	cc->provider = get_string(settings, "provider", cc->name, false);
-	require(cc->provider, "provider", cc, "Valid providers are: twilio, smsapi, generic.");
-	cc->sender = get_string(settings, "from", cc->name, false);
-	if (cc->sender)
-		validate_header_value(cc->sender, what_setting("from", cc->name));
-	cc->base_url = get_string(settings, "base_url", cc->name, false);
-	if (cc->base_url)
-		validate_url(cc->base_url, http_schemes, what_setting("base_url", cc->name));
-	cc->default_country_code = get_string(settings, "default_country_code", cc->name, false);
-	if (cc->default_country_code)
-	{
-		const char *p = cc->default_country_code + (cc->default_country_code[0] == '+');
-
-		if (*p == '\0' || strlen(p) > 3 || strspn(p, "0123456789") != strlen(p))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid %s: \"%s\"", what_setting("default_country_code", cc->name),
-							cc->default_country_code),
-					 errhint("A country calling code is one to three digits, such as \"48\".")));
-	}
-	else if (reminder_default_country_code && *reminder_default_country_code)
-		cc->default_country_code = pstrdup(reminder_default_country_code);
-
-	if (unicode == NULL || strcmp(unicode, "allow") == 0)
-		cc->transliterate = false;
-	else if (strcmp(unicode, "transliterate") == 0)
-		cc->transliterate = true;
-	else
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid value \"%s\" for %s", unicode, what_setting("unicode", cc->name)),
-				 errhint("Valid values are: allow, transliterate.")));
-
-	parse_tls(settings, cc);
-
-	if (strcmp(cc->provider, "twilio") == 0)
-	{
-		char	   *sid = get_string(settings, "account_sid", cc->name, false);
-
-		if (sid == NULL)
-			sid = get_string(secrets, "account_sid", cc->name, true);
-		require(sid, "account_sid", cc, "Give the Twilio Account SID in settings or secrets.");
-		if (strspn(sid, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") != strlen(sid))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid Twilio Account SID \"%s\" for channel \"%s\"", sid, cc->name),
-					 errhint("An Account SID is \"AC\" followed by 32 hexadecimal digits.")));
-		cc->account_sid = sid;
-		require_secret(get_string(secrets, "auth_token", cc->name, true), "auth_token", cc,
-					   "Pass the Twilio auth token in the secrets argument.");
-		cc->messaging_service_sid = get_string(settings, "messaging_service_sid", cc->name, false);
-		if (cc->sender == NULL && cc->messaging_service_sid == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("channel \"%s\" needs setting \"from\" or \"messaging_service_sid\"", cc->name),
-					 errhint("Twilio sends from a phone number or a messaging service.")));
-		if (cc->base_url == NULL)
-			cc->base_url = pstrdup("https://api.twilio.com");
-	}
-	else if (strcmp(cc->provider, "smsapi") == 0)
-	{
-		require_secret(get_string(secrets, "token", cc->name, true), "token", cc,
-					   "Pass the SMSAPI OAuth token in the secrets argument.");
-		if (cc->base_url == NULL)
-			cc->base_url = pstrdup("https://api.smsapi.pl");
-	}
-	else if (strcmp(cc->provider, "generic") == 0)
-		parse_sms_generic(settings, cc);
-	else
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unknown SMS provider \"%s\" for channel \"%s\"", cc->provider, cc->name),
-				 errhint("Valid providers are: twilio, smsapi, generic.")));
-	inbound_check_settings(settings, cc->name, cc->provider);
-
-	if (strcmp(cc->provider, "generic") != 0)
-	{
-		static const char *const generic_only[] = {"url", "method", "headers", "body", "content_type", "id_field", NULL};
-
-		for (int i = 0; generic_only[i]; i++)
-			if (jsonb_get(settings, generic_only[i]))
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("setting \"%s\" of channel \"%s\" applies only to provider generic",
-								generic_only[i], cc->name),
-						 errhint("Use \"base_url\" to point a provider preset elsewhere.")));
-	}
-}
-
-/*
- * A webhook authenticates with a bearer token or HTTP Basic (username and
- * password), not both: each is an Authorization header.
- */
-static void
-parse_webhook_secrets(Jsonb *secrets, ChannelConfig *cc)
-{
-	char	   *user = get_string(secrets, "username", cc->name, true);
-	char	   *password = get_string(secrets, "password", cc->name, true);
-	char	   *bearer = get_string(secrets, "bearer_token", cc->name, true);
-
-	(void) get_string(secrets, "signing_secret", cc->name, true);
-	if ((user == NULL) != (password == NULL))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("channel \"%s\" has only one of the secrets \"username\" and \"password\"", cc->name),
-				 errhint("HTTP Basic authentication needs both, or neither.")));
-	if (user && strchr(user, ':'))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("secret \"username\" of channel \"%s\" contains \":\"", cc->name),
-				 errdetail("HTTP Basic authentication separates the user name from the password with \":\".")));
-	if (user && bearer)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("channel \"%s\" has both secret \"bearer_token\" and secrets \"username\" and \"password\"", cc->name),
-				 errdetail("Each is sent as the Authorization header; a request carries one."),
-				 errhint("Give either the bearer token or the user name and password.")));
-}
-
-static void
-parse_http_method(ChannelConfig *cc, Jsonb *settings)
-{
-	cc->method = get_string(settings, "method", cc->name, false);
-	if (cc->method == NULL)
-		cc->method = pstrdup("POST");
-	else if (strcmp(cc->method, "POST") != 0 && strcmp(cc->method, "PUT") != 0 &&
-			 strcmp(cc->method, "PATCH") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid %s: \"%s\"", what_setting("method", cc->name), cc->method),
-				 errhint("Valid methods are: POST, PUT, PATCH.")));
+		validate_header_value(cc->ca_file, channel_what_setting("ca_file", cc->name));
 }
 
 /*
@@ -656,18 +404,23 @@ ChannelConfig *
 channel_parse(const char *name, const char *kind, Jsonb *settings, Jsonb *secrets)
 {
 	ChannelConfig *cc = palloc0(sizeof(ChannelConfig));
+	const TransportOps *ops;
 	char	   *fallback;
 
 	cc->name = pstrdup(name);
 	cc->kind = parse_kind(kind);
+	ops = transport_for_kind(cc->kind);
+	if (ops == NULL)
+		elog(ERROR, "channel kind %s has no transport", kind);
 	cc->tls_verify = true;
 	cc->settings = settings;
 	cc->secrets = secrets;
 
-	check_keys(settings, settings_keys[cc->kind], policy_keys, "setting", name, kind);
-	/* an SMS gateway's secrets are free-form: generic templates name them */
-	if (cc->kind != CHANNEL_SMS)
-		check_keys(secrets, secrets_keys[cc->kind], NULL, "secret", name, kind);
+	check_keys(settings, ops->settings_keys ? ops->settings_keys : no_keys,
+			   policy_keys, "setting", name, kind);
+	if (!ops->any_secrets)
+		check_keys(secrets, ops->secrets_keys ? ops->secrets_keys : no_keys,
+				   NULL, "secret", name, kind);
 
 	cc->rate_limit = get_number(settings, "rate_limit", name, 0, 0, 100000);
 	cc->timeout_ms = get_duration(settings, "timeout", name, reminder_timeout);
@@ -679,11 +432,11 @@ channel_parse(const char *name, const char *kind, Jsonb *settings, Jsonb *secret
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("setting \"timeout\" of channel \"%s\" is below 100 ms", name)));
 	{
-		char	   *priority = get_string(settings, "priority", name, false);
+		char	   *priority = channel_get_string(settings, "priority", name, false);
 
-		cc->priority = priority ? parse_priority(priority, what_setting("priority", name)) : 0;
+		cc->priority = priority ? parse_priority(priority, channel_what_setting("priority", name)) : 0;
 	}
-	fallback = get_string(settings, "fallback", name, false);
+	fallback = channel_get_string(settings, "fallback", name, false);
 	if (fallback && strcmp(fallback, name) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -691,41 +444,11 @@ channel_parse(const char *name, const char *kind, Jsonb *settings, Jsonb *secret
 	cc->fallback = fallback;
 	parse_quiet_hours(settings, cc);
 
-	cc->url = get_string(settings, "url", name, false);
+	cc->url = channel_get_string(settings, "url", name, false);
 
-	switch (cc->kind)
-	{
-		case CHANNEL_EMAIL:
-			parse_email(settings, secrets, cc);
-			break;
-		case CHANNEL_SMS:
-			parse_sms(settings, secrets, cc);
-			break;
-		case CHANNEL_WEBHOOK:
-			require(cc->url, "url", cc, "Give the endpoint as \"https://example.com/hook\".");
-			validate_url(cc->url, http_schemes, what_setting("url", name));
-			parse_http_method(cc, settings);
-			cc->headers = get_headers(settings, "headers", cc);
-			cc->recipient_hosts = get_recipient_hosts(settings, cc);
-			parse_webhook_secrets(secrets, cc);
-			break;
-		case CHANNEL_SLACK:
-			if (cc->url == NULL)
-				cc->url = get_string(secrets, "url", name, true);
-			require(cc->url, "url", cc, "Give the Slack incoming webhook URL in settings or, better, in secrets.");
-			validate_url(cc->url, http_schemes, what_setting("url", name));
-			cc->method = pstrdup("POST");
-			cc->slack_username = get_string(settings, "username", name, false);
-			cc->slack_icon_emoji = get_string(settings, "icon_emoji", name, false);
-			cc->slack_icon_url = get_string(settings, "icon_url", name, false);
-			cc->slack_channel = get_string(settings, "channel", name, false);
-			if (cc->slack_icon_url)
-				validate_url(cc->slack_icon_url, http_schemes, what_setting("icon_url", name));
-			parse_tls(settings, cc);
-			break;
-		case CHANNEL_LOG:
-			break;
-	}
+	/* and what the kind takes besides (transport_*.c) */
+	if (ops->parse)
+		ops->parse(settings, secrets, cc);
 	return cc;
 }
 
@@ -939,7 +662,7 @@ check_tls_settings(ChannelConfig *cc)
 		if (!has_privs_of_role(GetOuterUserId(), ROLE_PG_READ_SERVER_FILES))
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("permission denied to set %s", what_setting("ca_file", cc->name)),
+					 errmsg("permission denied to set %s", channel_what_setting("ca_file", cc->name)),
 					 errdetail("The server reads the file named there."),
 					 errhint("Only roles with the privileges of pg_read_server_files may name server files.")));
 		if (stat(cc->ca_file, &st) != 0)

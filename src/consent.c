@@ -53,8 +53,6 @@ static SPIPlanPtr any_plan = NULL;
 static SPIPlanPtr batch_plan = NULL;
 static SPIPlanPtr channel_plan = NULL;
 
-static const char *const kind_names[] = {"email", "sms", "webhook", "slack", "log", NULL};
-
 static char *
 lower_text(const char *s)
 {
@@ -151,10 +149,10 @@ static void
 check_channel_scope(const char *channel)
 {
 	Datum		values[1];
+	ChannelKind kind;
 
-	for (int i = 0; kind_names[i]; i++)
-		if (strcmp(channel, kind_names[i]) == 0)
-			return;
+	if (channel_kind_from_name(channel, &kind))
+		return;
 	if (channel_plan == NULL)
 	{
 		Oid			argtypes[1] = {TEXTOID};

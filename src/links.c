@@ -50,6 +50,7 @@
 #include "utils/timestamp.h"
 
 #include "reminder.h"
+#include "transport.h"
 
 PG_FUNCTION_INFO_V1(reminder_rotate_signing_key);
 PG_FUNCTION_INFO_V1(reminder_link_token);
@@ -785,15 +786,20 @@ links_record_event(int64 message_id, const char *kind, Jsonb *detail, const char
 	return id;
 }
 
-/* The message's address on its channel: email for email, phone for SMS. */
+/*
+ * The message's address on its channel (email for email, phone for SMS:
+ * the kind's address_key), or NULL.
+ */
 static char *
 channel_address(const MessageFacts *f)
 {
-	if (strcmp(f->channel_kind, "email") == 0)
-		return jsonb_get_text(f->recipient, "email");
-	if (strcmp(f->channel_kind, "sms") == 0)
-		return jsonb_get_text(f->recipient, "phone");
-	return NULL;
+	ChannelKind kind;
+	const TransportOps *ops;
+
+	if (!channel_kind_from_name(f->channel_kind, &kind) ||
+		(ops = transport_for_kind(kind)) == NULL || ops->address_key == NULL)
+		return NULL;
+	return jsonb_get_text(f->recipient, ops->address_key);
 }
 
 static bool

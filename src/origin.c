@@ -27,6 +27,7 @@
 #include "lib/stringinfo.h"
 
 #include "reminder.h"
+#include "transport.h"
 
 /* a curl_url_get() part as a palloc'd string, or NULL */
 static char *
@@ -193,7 +194,7 @@ host_pattern_matches(const HostPattern *p, const UrlOrigin *o)
 }
 
 /* "*.example.com:8443" */
-static char *
+char *
 host_pattern_text(const HostPattern *p)
 {
 	return psprintf("%s%s%s", p->suffix ? "*." : "", p->host,
@@ -313,8 +314,9 @@ url_template_authority(const char *tmpl, const char *what)
  * ----------------------------------------------------------------
  */
 
-static void
-add_url(List **dest, const char *url)
+/* A URL's origin onto *dest; nothing when url is NULL. */
+void
+channel_destination_url(List **dest, const char *url)
 {
 	UrlOrigin	o;
 
@@ -332,38 +334,19 @@ add_url(List **dest, const char *url)
 List *
 channel_destinations(ChannelConfig *cc)
 {
+	const TransportOps *ops = transport_for_kind(cc->kind);
 	List	   *dest = NIL;
-	ListCell   *lc;
 
-	switch (cc->kind)
+	/* where the kind connects (transport_*.c) */
+	if (ops != NULL && ops->destinations != NULL)
+		dest = ops->destinations(cc);
+	/* and, for kinds that connect at all, how the server is trusted */
+	if (ops != NULL && ops->network)
 	{
-		case CHANNEL_WEBHOOK:
-			add_url(&dest, cc->url);
-			foreach(lc, cc->recipient_hosts)
-				dest = lappend(dest, psprintf("recipient host %s", host_pattern_text(lfirst(lc))));
-			break;
-		case CHANNEL_EMAIL:
-			add_url(&dest, cc->url);
-			dest = lappend(dest, pstrdup(cc->starttls == STARTTLS_REQUIRED ? "STARTTLS required" :
-										 cc->starttls == STARTTLS_NEVER ? "STARTTLS never" :
-										 "STARTTLS when offered"));
-			break;
-		case CHANNEL_SMS:
-			if (cc->provider && strcmp(cc->provider, "generic") == 0)
-				dest = lappend(dest, psprintf("gateway %s", url_template_authority(cc->url, "the url")));
-			else
-				add_url(&dest, cc->base_url);
-			break;
-		case CHANNEL_SLACK:
-			add_url(&dest, cc->url);
-			break;
-		case CHANNEL_LOG:
-			break;
-	}
-	if (cc->kind != CHANNEL_LOG && !cc->tls_verify)
-		dest = lappend(dest, pstrdup("certificates not verified"));
-	if (cc->kind != CHANNEL_LOG)
+		if (!cc->tls_verify)
+			dest = lappend(dest, pstrdup("certificates not verified"));
 		dest = lappend(dest, cc->ca_file ? psprintf("CA file %s", cc->ca_file) :
 					   pstrdup("the system's certificate authorities"));
+	}
 	return dest;
 }

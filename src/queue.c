@@ -280,14 +280,11 @@ load_channels(TimestampTz now, List *busy, List **all, List **fair, List **floor
 		char	   *name = MemoryContextStrdup(cxt, SPI_getvalue(tup, desc, 1));
 		char	   *kind = SPI_getvalue(tup, desc, 2);
 		double		rate = DatumGetFloat8(SPI_getbinval(tup, desc, 3, &isnull));
-		bool		supported = false;
+		ChannelKind k;
 		MemoryContext old;
 
 		channel_cache_listed(name, SPI_getvalue(tup, desc, 4));
-		for (int k = CHANNEL_EMAIL; k <= CHANNEL_LOG; k++)
-			if (strcmp(kind, channel_kind_name(k)) == 0)
-				supported = transport_for_kind(k) != NULL;
-		if (!supported)
+		if (!channel_kind_from_name(kind, &k) || transport_for_kind(k) == NULL)
 			continue;
 
 		old = MemoryContextSwitchTo(cxt);

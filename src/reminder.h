@@ -165,8 +165,20 @@ typedef struct ChannelConfig
 } ChannelConfig;
 
 extern const char *channel_kind_name(ChannelKind kind);
+extern bool channel_kind_from_name(const char *name, ChannelKind *kind);
 extern ChannelConfig *channel_parse(const char *name, const char *kind,
 									Jsonb *settings, Jsonb *secrets);
+/* for the kinds' parse hooks (transport_*.c) */
+extern char *channel_what_setting(const char *key, const char *channel);
+extern char *channel_get_string(Jsonb *obj, const char *key, const char *channel,
+								bool secret);
+extern void channel_require(const char *value, const char *key, ChannelConfig *cc,
+							const char *hint);
+extern void channel_require_secret(const char *value, const char *key,
+								   ChannelConfig *cc, const char *hint);
+extern void channel_parse_tls(Jsonb *settings, ChannelConfig *cc);
+extern List *channel_get_headers(Jsonb *obj, const char *key, ChannelConfig *cc);
+extern List *channel_get_recipient_hosts(Jsonb *settings, ChannelConfig *cc);
 
 /* ----------------
  * in origin.c: where URLs connect, and who may receive a channel's secrets
@@ -194,6 +206,8 @@ extern HostPattern *host_pattern_parse(const char *entry, const char *what);
 extern bool host_pattern_matches(const HostPattern *p, const UrlOrigin *o);
 extern void check_recipient_url(ChannelConfig *cc, const char *url);
 extern char *url_template_authority(const char *tmpl, const char *what);
+extern char *host_pattern_text(const HostPattern *p);
+extern void channel_destination_url(List **dest, const char *url);
 extern List *channel_destinations(ChannelConfig *cc);
 
 /* ----------------
@@ -285,6 +299,9 @@ typedef struct ScheduleRequest
 
 extern int64 schedule_message(const ScheduleRequest *req);
 extern Jsonb *recipient_for_channel(Jsonb *recipient, ChannelConfig *channel);
+extern char *recipient_string(Jsonb *recipient, const char *key);
+extern void recipient_missing_address(ChannelConfig *cc, const char *key,
+									  const char *example) pg_attribute_noreturn();
 extern void check_required_variables(TemplateRow *tmpl, Jsonb *data, Jsonb *recipient);
 
 /* ----------------

@@ -30,6 +30,7 @@
 
 #include "reminder.h"
 #include "template.h"
+#include "transport.h"
 
 PG_FUNCTION_INFO_V1(reminder_render);
 PG_FUNCTION_INFO_V1(reminder_render_message);
@@ -164,55 +165,13 @@ render_context(Jsonb *data, Jsonb *recipient, int64 message_id)
 }
 
 /*
- * How a channel kind's body is escaped: JSON bodies need JSON strings;
- * Slack text needs & < > as entities (see slack_text), so that values
- * cannot smuggle in Slack's <!channel> or <url|label> syntax.
+ * How values are escaped in each part is the channel kind's (its transport
+ * ops); with no channel, text bodies and HTML.
  */
-static RenderEscape
-body_escape(ChannelConfig *cc)
+static const TransportOps *
+render_ops(ChannelConfig *cc)
 {
-	if (cc != NULL && cc->kind == CHANNEL_WEBHOOK)
-		return RENDER_ESCAPE_JSON;
-	if (cc != NULL && cc->kind == CHANNEL_SLACK)
-		return RENDER_ESCAPE_HTML;
-	return RENDER_ESCAPE_NONE;
-}
-
-/* Slack's html part holds Block Kit JSON: values go in as JSON strings. */
-static RenderEscape
-html_escape(ChannelConfig *cc)
-{
-	if (cc != NULL && cc->kind == CHANNEL_SLACK)
-		return RENDER_ESCAPE_JSON;
-	return RENDER_ESCAPE_HTML;
-}
-
-/*
- * Slack decodes only &amp; &lt; &gt;: turn the quotes HTML escaping made of
- * values back into characters, leaving exactly Slack's own escaping.
- */
-static char *
-slack_text(char *s)
-{
-	char	   *out = s;
-
-	for (char *in = s; *in;)
-	{
-		if (strncmp(in, "&quot;", 6) == 0)
-		{
-			*out++ = '"';
-			in += 6;
-		}
-		else if (strncmp(in, "&#39;", 5) == 0)
-		{
-			*out++ = '\'';
-			in += 5;
-		}
-		else
-			*out++ = *in++;
-	}
-	*out = '\0';
-	return s;
+	return cc != NULL ? transport_for_kind(cc->kind) : NULL;
 }
 
 /*
@@ -270,6 +229,7 @@ render_with(TemplateRow *t, ChannelConfig *cc, Jsonb *recipient, Jsonb *data,
 	CompiledTemplate *ct = compiled_template(t);
 	RenderedMessage *rm = palloc0(sizeof(RenderedMessage));
 	RenderOptions opts = {0};
+	const TransportOps *ops = render_ops(cc);
 	Jsonb	   *context = links_add_to_context(render_context(data, recipient, message_id),
 											   message_id);
 
@@ -284,14 +244,14 @@ render_with(TemplateRow *t, ChannelConfig *cc, Jsonb *recipient, Jsonb *data,
 		opts.what = psprintf("subject of template \"%s\"", t->name);
 		rm->subject = one_line(template_render_compiled(ct->subject, context, &opts));
 	}
-	opts.escape = body_escape(cc);
+	opts.escape = ops ? ops->body_escape : RENDER_ESCAPE_NONE;
 	opts.what = psprintf("body of template \"%s\"", t->name);
 	rm->body = template_render_compiled(ct->body, context, &opts);
-	if (cc != NULL && cc->kind == CHANNEL_SLACK)
-		rm->body = slack_text(rm->body);
+	if (ops && ops->finish_body)
+		rm->body = ops->finish_body(rm->body);
 	if (ct->html)
 	{
-		opts.escape = html_escape(cc);
+		opts.escape = ops ? ops->html_escape : RENDER_ESCAPE_HTML;
 		opts.what = psprintf("html of template \"%s\"", t->name);
 		rm->html = template_render_compiled(ct->html, context, &opts);
 	}

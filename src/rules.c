@@ -63,6 +63,7 @@
 #include "utils/tuplestore.h"
 
 #include "reminder.h"
+#include "transport.h"
 
 PG_FUNCTION_INFO_V1(reminder_watch_trigger);
 
@@ -933,10 +934,10 @@ bcc_addresses(Jsonb *bcc)
  *
  * Every setting that is an expression may give NULL: "to" (or JSON null)
  * means no recipient for the row, a field of "to" is left out, "bcc" means
- * no bcc.  bcc and cc go only to email channels: with a channel that is an
- * expression, the rows for other channels get neither.  A recipient
- * without a time zone gets the rule's, so that its dates show in the zone
- * the rule counts in.
+ * no bcc.  bcc and cc go only to channels of a kind that takes copies
+ * (email, see TransportOps): with a channel that is an expression, the rows
+ * for other channels get neither.  A recipient without a time zone gets the
+ * rule's, so that its dates show in the zone the rule counts in.
  */
 static Jsonb *
 build_recipient(RuleRun *run, RuleRecipient *r, ChannelConfig *cc, int64 *recipient_id)
@@ -944,7 +945,8 @@ build_recipient(RuleRun *run, RuleRecipient *r, ChannelConfig *cc, int64 *recipi
 	Jsonb	   *rcpt;
 	Jsonb	   *bcc = NULL;
 	char	   *addr;
-	bool		email = cc->kind == CHANNEL_EMAIL;
+	const TransportOps *ops = transport_for_kind(cc->kind);
+	bool		copies = ops != NULL && ops->copies;
 
 	*recipient_id = 0;
 	if (r->constant && run->fixed[r->index] != NULL)
@@ -973,7 +975,7 @@ build_recipient(RuleRun *run, RuleRecipient *r, ChannelConfig *cc, int64 *recipi
 		rcpt = r->to_const;
 
 	/* bcc: NULL is none; evaluated before anything uses it */
-	if (email && r->bcc.expr >= 0)
+	if (copies && r->bcc.expr >= 0)
 	{
 		bool		isnull;
 		Datum		d = eval(run, r->bcc.expr, &isnull);
@@ -981,15 +983,15 @@ build_recipient(RuleRun *run, RuleRecipient *r, ChannelConfig *cc, int64 *recipi
 		if (!isnull)
 			bcc = bcc_addresses(DatumGetJsonbP(d));
 	}
-	else if (email && !r->bcc.isnull)
+	else if (copies && !r->bcc.isnull)
 		bcc = DatumGetJsonbP(r->bcc.value);
 
 	/*
 	 * one pass adds the per-row fields, role and bcc, and drops cc and bcc
-	 * from messages of other channels than email
+	 * from messages of channels that take no copies
 	 */
 	if (r->to_fields != NIL || r->role != NULL || bcc != NULL ||
-		(!email && (jsonb_get(rcpt, "cc") != NULL || jsonb_get(rcpt, "bcc") != NULL)))
+		(!copies && (jsonb_get(rcpt, "cc") != NULL || jsonb_get(rcpt, "bcc") != NULL)))
 	{
 		JsonbParseState *state = NULL;
 		JsonbIterator *it = JsonbIteratorInit(&rcpt->root);
@@ -1002,7 +1004,7 @@ build_recipient(RuleRun *run, RuleRecipient *r, ChannelConfig *cc, int64 *recipi
 		{
 			if (tok == WJB_END_OBJECT)
 				break;
-			if (tok == WJB_KEY && !email &&
+			if (tok == WJB_KEY && !copies &&
 				((v.val.string.len == 2 && memcmp(v.val.string.val, "cc", 2) == 0) ||
 				 (v.val.string.len == 3 && memcmp(v.val.string.val, "bcc", 3) == 0)))
 			{
@@ -1069,9 +1071,9 @@ build_recipient(RuleRun *run, RuleRecipient *r, ChannelConfig *cc, int64 *recipi
 		rcpt = catalog_resolve_recipient(rcpt, recipient_id);
 
 	/* no address for the channel: this row gets no message of it */
-	if (cc->kind == CHANNEL_EMAIL || cc->kind == CHANNEL_SMS)
+	if (ops != NULL && ops->address_key != NULL)
 	{
-		addr = jsonb_get_text(rcpt, cc->kind == CHANNEL_EMAIL ? "email" : "phone");
+		addr = jsonb_get_text(rcpt, ops->address_key);
 		if (blank(addr))
 			return NULL;
 	}
@@ -1168,8 +1170,13 @@ emit(RuleRun *run, RuleRecipient *r, const char *row_key, TimestampTz anchor,
 	}
 	if (noffsets == 0)
 		return;
-	if (r->invite && !run->keys_only && cc->kind == CHANNEL_EMAIL)
-		invite_note(run, r, row_key, channel, rcpt, template_for(run, r, value, 0));
+	if (r->invite && !run->keys_only)
+	{
+		const TransportOps *ops = transport_for_kind(cc->kind);
+
+		if (ops != NULL && ops->invites)
+			invite_note(run, r, row_key, channel, rcpt, template_for(run, r, value, 0));
+	}
 
 	locale = rcpt ? jsonb_get_text(rcpt, "locale") : NULL;
 
@@ -1797,7 +1804,7 @@ add_invite_note(RuleRun *run, RuleRecipient *r, const char *row_key, Jsonb *invi
 
 /*
  * The event the row calls for, for recipient r, who is to get messages on
- * an email channel.
+ * a channel whose kind sends invites (email).
  */
 static void
 invite_note(RuleRun *run, RuleRecipient *r, const char *row_key, const char *channel,

@@ -22,6 +22,7 @@
 
 #include "reminder.h"
 #include "template.h"
+#include "transport.h"
 
 PG_FUNCTION_INFO_V1(reminder_schedule);
 
@@ -33,7 +34,7 @@ static SPIPlanPtr existing_plan = NULL;
  * triggers check a recipient per row: the error's wording is only made when
  * there is one.
  */
-static char *
+char *
 recipient_string(Jsonb *recipient, const char *key)
 {
 	JsonbValue *v = jsonb_get(recipient, key);
@@ -47,8 +48,9 @@ recipient_string(Jsonb *recipient, const char *key)
 	return pnstrdup(v->val.string.val, v->val.string.len);
 }
 
-static void
-missing_address(ChannelConfig *cc, const char *key, const char *example)
+/* The recipient lacks the address a channel of its kind needs. */
+void
+recipient_missing_address(ChannelConfig *cc, const char *key, const char *example)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -66,7 +68,7 @@ Jsonb *
 recipient_for_channel(Jsonb *recipient, ChannelConfig *cc)
 {
 	char	   *s;
-	char	   *e164;
+	const TransportOps *ops = transport_for_kind(cc->kind);
 
 	if (!JB_ROOT_IS_OBJECT(recipient) || JB_ROOT_IS_SCALAR(recipient))
 		ereport(ERROR,
@@ -91,32 +93,9 @@ recipient_for_channel(Jsonb *recipient, ChannelConfig *cc)
 
 	recipient_check_message(recipient);
 
-	switch (cc->kind)
-	{
-		case CHANNEL_EMAIL:
-			if (recipient_string(recipient, "email") == NULL)
-				missing_address(cc, "email address", "{\"email\": \"ada@example.com\"}");
-			(void) validate_email_list(recipient, "cc", "recipient \"cc\"");
-			(void) validate_email_list(recipient, "bcc", "recipient \"bcc\"");
-			break;
-		case CHANNEL_SMS:
-			s = recipient_string(recipient, "phone");
-			if (s == NULL)
-				missing_address(cc, "phone number", "{\"phone\": \"+48 601 234 567\"}");
-			/* a new jsonb only if normalising changed the number */
-			e164 = normalize_phone(s, cc->default_country_code, "recipient \"phone\"");
-			if (strcmp(e164, s) != 0)
-				recipient = jsonb_set_text(recipient, "phone", e164);
-			break;
-		case CHANNEL_WEBHOOK:
-			/* the channel's credentials go with the request: only where it says */
-			if ((s = recipient_string(recipient, "url")) != NULL)
-				check_recipient_url(cc, s);
-			break;
-		case CHANNEL_SLACK:
-		case CHANNEL_LOG:
-			break;
-	}
+	/* and what the channel's kind needs (transport_*.c) */
+	if (ops != NULL && ops->check_recipient != NULL)
+		recipient = ops->check_recipient(cc, recipient);
 	return recipient;
 }
 

@@ -6,6 +6,12 @@
  *	  kind (transport_http.c for webhooks, transport_log.c for the log
  *	  channel; SMTP, SMS and Slack plug in the same way).
  *
+ *	  Each vtable also holds what else is particular to its kind: the
+ *	  settings and secrets of its channels, what it needs of a recipient,
+ *	  where it sends secrets, how values are escaped in a rendered body.
+ *	  So channel_parse(), channel_destinations(), schedule.c, render.c and
+ *	  rules.c hold no switch on the kind.
+ *
  *	  A Delivery is built inside the claim transaction (build: everything
  *	  that reads the database or may raise an error: channel secrets, the
  *	  rendered body, the signature), carried out with no transaction open
@@ -25,6 +31,7 @@
 #include "lib/stringinfo.h"
 
 #include "reminder.h"
+#include "template.h"
 
 #define DELIVERY_RESPONSE_MAX	1024	/* first bytes of a response kept */
 #define DELIVERY_WHY_MAX		256
@@ -147,6 +154,49 @@ typedef struct TransportOps
 	 * NULL.  Never raises.
 	 */
 	void		(*cleanup) (Delivery *d);
+
+	/*
+	 * The channel definition (channel.c): the settings this kind takes
+	 * besides the delivery policy, and its secrets (NULL: none; any_secrets:
+	 * any key, as an SMS gateway's templates name their own).  parse reads
+	 * them into cc once the policy is parsed; it may raise an error, and may
+	 * be NULL.
+	 */
+	const char *const *settings_keys;
+	const char *const *secrets_keys;
+	bool		any_secrets;
+	void		(*parse) (Jsonb *settings, Jsonb *secrets, ChannelConfig *cc);
+
+	/*
+	 * The recipient (schedule.c, rules.c).  address_key names the field
+	 * that holds the address, or is NULL when the channel itself is the
+	 * address: a rule's row without it gets no message.  copies: cc and bcc
+	 * go with the message (rules drop them for other kinds).  invites:
+	 * reminders of a rule may carry a calendar invite.
+	 */
+	const char *address_key;
+	bool		copies;
+	bool		invites;
+
+	/*
+	 * In schedule(), after the checks every kind shares: check what this
+	 * kind needs of the recipient and return it, normalised.  May be NULL.
+	 */
+	Jsonb	   *(*check_recipient) (ChannelConfig *cc, Jsonb *recipient);
+
+	/*
+	 * The places a channel of this kind sends its secrets to, as text (see
+	 * channel_destinations(), which adds how network kinds trust the
+	 * server).  May be NULL.
+	 */
+	List	   *(*destinations) (ChannelConfig *cc);
+
+	/* The rendered message (render.c): how values are escaped in each part */
+	RenderEscape body_escape;
+	RenderEscape html_escape;
+
+	/* The body once rendered, changed in place and returned.  May be NULL. */
+	char	   *(*finish_body) (char *body);
 } TransportOps;
 
 /* in transport.c: the multi driver */

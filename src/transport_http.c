@@ -159,10 +159,117 @@ webhook_classify(Delivery *d)
 	MemoryContextSwitchTo(old);
 }
 
+/*
+ * The channel definition: the endpoint, the request, the hosts recipients
+ * may name and the credentials (channel_parse()).
+ */
+static const char *const http_schemes[] = {"http", "https", NULL};
+
+static const char *const webhook_settings[] = {
+	"url", "method", "headers", "recipient_hosts", NULL
+};
+
+static const char *const webhook_secrets[] = {
+	"signing_secret", "bearer_token", "username", "password", NULL
+};
+
+/*
+ * A webhook authenticates with a bearer token or HTTP Basic (username and
+ * password), not both: each is an Authorization header.
+ */
+static void
+parse_webhook_secrets(Jsonb *secrets, ChannelConfig *cc)
+{
+	char	   *user = channel_get_string(secrets, "username", cc->name, true);
+	char	   *password = channel_get_string(secrets, "password", cc->name, true);
+	char	   *bearer = channel_get_string(secrets, "bearer_token", cc->name, true);
+
+	(void) channel_get_string(secrets, "signing_secret", cc->name, true);
+	if ((user == NULL) != (password == NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("channel \"%s\" has only one of the secrets \"username\" and \"password\"", cc->name),
+				 errhint("HTTP Basic authentication needs both, or neither.")));
+	if (user && strchr(user, ':'))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("secret \"username\" of channel \"%s\" contains \":\"", cc->name),
+				 errdetail("HTTP Basic authentication separates the user name from the password with \":\".")));
+	if (user && bearer)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("channel \"%s\" has both secret \"bearer_token\" and secrets \"username\" and \"password\"", cc->name),
+				 errdetail("Each is sent as the Authorization header; a request carries one."),
+				 errhint("Give either the bearer token or the user name and password.")));
+}
+
+static void
+parse_http_method(ChannelConfig *cc, Jsonb *settings)
+{
+	cc->method = channel_get_string(settings, "method", cc->name, false);
+	if (cc->method == NULL)
+		cc->method = pstrdup("POST");
+	else if (strcmp(cc->method, "POST") != 0 && strcmp(cc->method, "PUT") != 0 &&
+			 strcmp(cc->method, "PATCH") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid %s: \"%s\"", channel_what_setting("method", cc->name), cc->method),
+				 errhint("Valid methods are: POST, PUT, PATCH.")));
+}
+
+static void
+webhook_parse(Jsonb *settings, Jsonb *secrets, ChannelConfig *cc)
+{
+	channel_require(cc->url, "url", cc, "Give the endpoint as \"https://example.com/hook\".");
+	validate_url(cc->url, http_schemes, channel_what_setting("url", cc->name));
+	parse_http_method(cc, settings);
+	cc->headers = channel_get_headers(settings, "headers", cc);
+	cc->recipient_hosts = channel_get_recipient_hosts(settings, cc);
+	parse_webhook_secrets(secrets, cc);
+}
+
+/*
+ * At schedule(): the channel's credentials go with the request, so a
+ * recipient's own "url" only where the channel says.
+ */
+static Jsonb *
+webhook_check_recipient(ChannelConfig *cc, Jsonb *recipient)
+{
+	char	   *url = recipient_string(recipient, "url");
+
+	if (url != NULL)
+		check_recipient_url(cc, url);
+	return recipient;
+}
+
+/* The endpoint, and the hosts recipients may name in their own "url". */
+static List *
+webhook_destinations(ChannelConfig *cc)
+{
+	List	   *dest = NIL;
+	ListCell   *lc;
+
+	channel_destination_url(&dest, cc->url);
+	foreach(lc, cc->recipient_hosts)
+		dest = lappend(dest, psprintf("recipient host %s", host_pattern_text(lfirst(lc))));
+	return dest;
+}
+
 const TransportOps transport_webhook_ops = {
 	.kind = CHANNEL_WEBHOOK,
 	.network = true,
 	.build = webhook_build,
 	.setup = webhook_setup,
 	.classify = webhook_classify,
+
+	.settings_keys = webhook_settings,
+	.secrets_keys = webhook_secrets,
+	.parse = webhook_parse,
+
+	.check_recipient = webhook_check_recipient,
+	.destinations = webhook_destinations,
+
+	/* the body is JSON: values go in as JSON strings */
+	.body_escape = RENDER_ESCAPE_JSON,
+	.html_escape = RENDER_ESCAPE_HTML,
 };

@@ -34,4 +34,7 @@ const TransportOps transport_log_ops = {
 	.build = log_build,
 	.setup = NULL,
 	.classify = log_classify,
+
+	.body_escape = RENDER_ESCAPE_NONE,
+	.html_escape = RENDER_ESCAPE_HTML,
 };

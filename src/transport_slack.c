@@ -134,6 +134,74 @@ slack_classify(Delivery *d)
 							st->response->data);
 }
 
+/*
+ * The channel definition: the incoming webhook's URL (better kept as a
+ * secret: it is one) and how the message shows (channel_parse()).
+ */
+static const char *const http_schemes[] = {"http", "https", NULL};
+
+static const char *const slack_settings[] = {
+	"url", "username", "icon_emoji", "icon_url", "channel", "tls_verify",
+	"ca_file", NULL
+};
+
+static const char *const slack_secrets[] = {"url", NULL};
+
+static void
+slack_parse(Jsonb *settings, Jsonb *secrets, ChannelConfig *cc)
+{
+	if (cc->url == NULL)
+		cc->url = channel_get_string(secrets, "url", cc->name, true);
+	channel_require(cc->url, "url", cc, "Give the Slack incoming webhook URL in settings or, better, in secrets.");
+	validate_url(cc->url, http_schemes, channel_what_setting("url", cc->name));
+	cc->method = pstrdup("POST");
+	cc->slack_username = channel_get_string(settings, "username", cc->name, false);
+	cc->slack_icon_emoji = channel_get_string(settings, "icon_emoji", cc->name, false);
+	cc->slack_icon_url = channel_get_string(settings, "icon_url", cc->name, false);
+	cc->slack_channel = channel_get_string(settings, "channel", cc->name, false);
+	if (cc->slack_icon_url)
+		validate_url(cc->slack_icon_url, http_schemes, channel_what_setting("icon_url", cc->name));
+	channel_parse_tls(settings, cc);
+}
+
+/*
+ * Slack decodes only &amp; &lt; &gt;: turn the quotes HTML escaping made of
+ * values back into characters, leaving exactly Slack's own escaping.
+ */
+static char *
+slack_text(char *s)
+{
+	char	   *out = s;
+
+	for (char *in = s; *in;)
+	{
+		if (strncmp(in, "&quot;", 6) == 0)
+		{
+			*out++ = '"';
+			in += 6;
+		}
+		else if (strncmp(in, "&#39;", 5) == 0)
+		{
+			*out++ = '\'';
+			in += 5;
+		}
+		else
+			*out++ = *in++;
+	}
+	*out = '\0';
+	return s;
+}
+
+/* The incoming webhook's URL. */
+static List *
+slack_destinations(ChannelConfig *cc)
+{
+	List	   *dest = NIL;
+
+	channel_destination_url(&dest, cc->url);
+	return dest;
+}
+
 const TransportOps transport_slack_ops = {
 	.kind = CHANNEL_SLACK,
 	.network = true,
@@ -141,4 +209,19 @@ const TransportOps transport_slack_ops = {
 	.setup = slack_setup,
 	.classify = slack_classify,
 	.cleanup = NULL,
+
+	.settings_keys = slack_settings,
+	.secrets_keys = slack_secrets,
+	.parse = slack_parse,
+
+	.destinations = slack_destinations,
+
+	/*
+	 * Slack text needs & < > as entities (see slack_text), so that values
+	 * cannot smuggle in Slack's <!channel> or <url|label> syntax; the html
+	 * part holds Block Kit JSON, where values go in as JSON strings.
+	 */
+	.body_escape = RENDER_ESCAPE_HTML,
+	.html_escape = RENDER_ESCAPE_JSON,
+	.finish_body = slack_text,
 };

@@ -601,6 +601,200 @@ sms_classify(Delivery *d)
 	}
 }
 
+/*
+ * The channel definition: the provider and its credentials, or a generic
+ * gateway's request templates (channel_parse()).
+ */
+static const char *const http_schemes[] = {"http", "https", NULL};
+
+static const char *const sms_settings[] = {
+	"provider", "from", "base_url", "default_country_code", "account_sid",
+	"messaging_service_sid", "unicode", "tls_verify", "ca_file", "url",
+	"method", "headers", "body", "content_type", "id_field", "inbound_url",
+	"inbound_window", NULL
+};
+
+/* A template setting of a generic SMS gateway: compiles, or an error. */
+static char *
+get_template(Jsonb *settings, const char *key, ChannelConfig *cc)
+{
+	char	   *source = channel_get_string(settings, key, cc->name, false);
+
+	if (source)
+		template_check_syntax(source, channel_what_setting(key, cc->name));
+	return source;
+}
+
+static void
+parse_sms_generic(Jsonb *settings, ChannelConfig *cc)
+{
+	ListCell   *lc;
+
+	cc->method = channel_get_string(settings, "method", cc->name, false);
+	if (cc->method == NULL)
+		cc->method = pstrdup("POST");
+	else if (strcmp(cc->method, "GET") != 0 && strcmp(cc->method, "POST") != 0 &&
+			 strcmp(cc->method, "PUT") != 0 && strcmp(cc->method, "PATCH") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid %s: \"%s\"", channel_what_setting("method", cc->name), cc->method),
+				 errhint("Valid methods are: GET, POST, PUT, PATCH.")));
+
+	cc->url = get_template(settings, "url", cc);
+	channel_require(cc->url, "url", cc, "A generic SMS gateway needs the URL to call (a template).");
+	(void) url_template_authority(cc->url, channel_what_setting("url", cc->name));
+	cc->body = get_template(settings, "body", cc);
+	if (strcmp(cc->method, "GET") == 0)
+	{
+		if (cc->body)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("channel \"%s\" sends GET requests, which carry no body", cc->name),
+					 errhint("Put the parameters into the \"url\" template, or use POST.")));
+	}
+	else
+		channel_require(cc->body, "body", cc,
+				"A generic SMS gateway needs the request body (a template), or method GET.");
+
+	cc->content_type = channel_get_string(settings, "content_type", cc->name, false);
+	if (cc->content_type)
+		validate_header_value(cc->content_type, channel_what_setting("content_type", cc->name));
+	else
+		cc->content_type = pstrdup("application/x-www-form-urlencoded");
+
+	cc->headers = channel_get_headers(settings, "headers", cc);
+	foreach(lc, cc->headers)
+		template_check_syntax(lfirst(lc), channel_what_setting("headers", cc->name));
+
+	cc->id_field = channel_get_string(settings, "id_field", cc->name, false);
+}
+
+static void
+parse_sms(Jsonb *settings, Jsonb *secrets, ChannelConfig *cc)
+{
+	char	   *unicode = channel_get_string(settings, "unicode", cc->name, false);
+
+	cc->provider = channel_get_string(settings, "provider", cc->name, false);
+	channel_require(cc->provider, "provider", cc, "Valid providers are: twilio, smsapi, generic.");
+	cc->sender = channel_get_string(settings, "from", cc->name, false);
+	if (cc->sender)
+		validate_header_value(cc->sender, channel_what_setting("from", cc->name));
+	cc->base_url = channel_get_string(settings, "base_url", cc->name, false);
+	if (cc->base_url)
+		validate_url(cc->base_url, http_schemes, channel_what_setting("base_url", cc->name));
+	cc->default_country_code = channel_get_string(settings, "default_country_code", cc->name, false);
+	if (cc->default_country_code)
+	{
+		const char *p = cc->default_country_code + (cc->default_country_code[0] == '+');
+
+		if (*p == '\0' || strlen(p) > 3 || strspn(p, "0123456789") != strlen(p))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid %s: \"%s\"", channel_what_setting("default_country_code", cc->name),
+							cc->default_country_code),
+					 errhint("A country calling code is one to three digits, such as \"48\".")));
+	}
+	else if (reminder_default_country_code && *reminder_default_country_code)
+		cc->default_country_code = pstrdup(reminder_default_country_code);
+
+	if (unicode == NULL || strcmp(unicode, "allow") == 0)
+		cc->transliterate = false;
+	else if (strcmp(unicode, "transliterate") == 0)
+		cc->transliterate = true;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid value \"%s\" for %s", unicode, channel_what_setting("unicode", cc->name)),
+				 errhint("Valid values are: allow, transliterate.")));
+
+	channel_parse_tls(settings, cc);
+
+	if (strcmp(cc->provider, "twilio") == 0)
+	{
+		char	   *sid = channel_get_string(settings, "account_sid", cc->name, false);
+
+		if (sid == NULL)
+			sid = channel_get_string(secrets, "account_sid", cc->name, true);
+		channel_require(sid, "account_sid", cc, "Give the Twilio Account SID in settings or secrets.");
+		if (strspn(sid, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") != strlen(sid))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid Twilio Account SID \"%s\" for channel \"%s\"", sid, cc->name),
+					 errhint("An Account SID is \"AC\" followed by 32 hexadecimal digits.")));
+		cc->account_sid = sid;
+		channel_require_secret(channel_get_string(secrets, "auth_token", cc->name, true), "auth_token", cc,
+					   "Pass the Twilio auth token in the secrets argument.");
+		cc->messaging_service_sid = channel_get_string(settings, "messaging_service_sid", cc->name, false);
+		if (cc->sender == NULL && cc->messaging_service_sid == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("channel \"%s\" needs setting \"from\" or \"messaging_service_sid\"", cc->name),
+					 errhint("Twilio sends from a phone number or a messaging service.")));
+		if (cc->base_url == NULL)
+			cc->base_url = pstrdup("https://api.twilio.com");
+	}
+	else if (strcmp(cc->provider, "smsapi") == 0)
+	{
+		channel_require_secret(channel_get_string(secrets, "token", cc->name, true), "token", cc,
+					   "Pass the SMSAPI OAuth token in the secrets argument.");
+		if (cc->base_url == NULL)
+			cc->base_url = pstrdup("https://api.smsapi.pl");
+	}
+	else if (strcmp(cc->provider, "generic") == 0)
+		parse_sms_generic(settings, cc);
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown SMS provider \"%s\" for channel \"%s\"", cc->provider, cc->name),
+				 errhint("Valid providers are: twilio, smsapi, generic.")));
+	inbound_check_settings(settings, cc->name, cc->provider);
+
+	if (strcmp(cc->provider, "generic") != 0)
+	{
+		static const char *const generic_only[] = {"url", "method", "headers", "body", "content_type", "id_field", NULL};
+
+		for (int i = 0; generic_only[i]; i++)
+			if (jsonb_get(settings, generic_only[i]))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("setting \"%s\" of channel \"%s\" applies only to provider generic",
+								generic_only[i], cc->name),
+						 errhint("Use \"base_url\" to point a provider preset elsewhere.")));
+	}
+}
+
+/*
+ * At schedule(): a phone number, stored in E.164 with the channel's
+ * default country code.
+ */
+static Jsonb *
+sms_check_recipient(ChannelConfig *cc, Jsonb *recipient)
+{
+	char	   *s = recipient_string(recipient, "phone");
+	char	   *e164;
+
+	if (s == NULL)
+		recipient_missing_address(cc, "phone number", "{\"phone\": \"+48 601 234 567\"}");
+	/* a new jsonb only if normalising changed the number */
+	e164 = normalize_phone(s, cc->default_country_code, "recipient \"phone\"");
+	if (strcmp(e164, s) != 0)
+		recipient = jsonb_set_text(recipient, "phone", e164);
+	return recipient;
+}
+
+/* A generic gateway's host (its url is a template), or the provider's API. */
+static List *
+sms_destinations(ChannelConfig *cc)
+{
+	List	   *dest = NIL;
+
+	if (cc->provider && strcmp(cc->provider, "generic") == 0)
+		dest = lappend(dest, psprintf("gateway %s", url_template_authority(cc->url, "the url")));
+	else
+		channel_destination_url(&dest, cc->base_url);
+	return dest;
+}
+
 const TransportOps transport_sms_ops = {
 	.kind = CHANNEL_SMS,
 	.network = true,
@@ -608,4 +802,16 @@ const TransportOps transport_sms_ops = {
 	.setup = sms_setup,
 	.classify = sms_classify,
 	.cleanup = NULL,
+
+	/* a gateway's secrets are free-form: generic templates name them */
+	.settings_keys = sms_settings,
+	.any_secrets = true,
+	.parse = parse_sms,
+
+	.address_key = "phone",
+	.check_recipient = sms_check_recipient,
+	.destinations = sms_destinations,
+
+	.body_escape = RENDER_ESCAPE_NONE,
+	.html_escape = RENDER_ESCAPE_HTML,
 };

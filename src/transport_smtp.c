@@ -466,6 +466,100 @@ smtp_classify(Delivery *d)
 	transport_classify_curl(d);
 }
 
+/*
+ * The channel definition: the SMTP server, the sender, and how the
+ * connection is secured (channel_parse()).
+ */
+static const char *const smtp_schemes[] = {"smtp", "smtps", NULL};
+
+static const char *const smtp_settings[] = {
+	"url", "from", "reply_to", "bcc", "starttls", "tls_verify", "ca_file",
+	"list_unsubscribe", NULL
+};
+
+static const char *const smtp_secrets[] = {"username", "password", NULL};
+
+static void
+parse_email(Jsonb *settings, Jsonb *secrets, ChannelConfig *cc)
+{
+	char	   *starttls = channel_get_string(settings, "starttls", cc->name, false);
+	char	   *unsubscribe = channel_get_string(settings, "list_unsubscribe", cc->name, false);
+	char	   *user = channel_get_string(secrets, "username", cc->name, true);
+	char	   *password = channel_get_string(secrets, "password", cc->name, true);
+
+	channel_require(cc->url, "url", cc, "Give the SMTP server as \"smtp://host:587\" or \"smtps://host:465\".");
+	validate_url(cc->url, smtp_schemes, channel_what_setting("url", cc->name));
+
+	cc->from = channel_get_string(settings, "from", cc->name, false);
+	channel_require(cc->from, "from", cc, "Give the sender as \"Reminders <noreply@example.com>\".");
+	validate_mailbox(cc->from, channel_what_setting("from", cc->name));
+
+	cc->reply_to = channel_get_string(settings, "reply_to", cc->name, false);
+	if (cc->reply_to)
+		validate_mailbox(cc->reply_to, channel_what_setting("reply_to", cc->name));
+
+	cc->bcc = validate_email_list(settings, "bcc", channel_what_setting("bcc", cc->name));
+
+	if (starttls == NULL || strcmp(starttls, "when_offered") == 0)
+		cc->starttls = STARTTLS_WHEN_OFFERED;
+	else if (strcmp(starttls, "required") == 0)
+		cc->starttls = STARTTLS_REQUIRED;
+	else if (strcmp(starttls, "never") == 0)
+		cc->starttls = STARTTLS_NEVER;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid value \"%s\" for %s", starttls, channel_what_setting("starttls", cc->name)),
+				 errhint("Valid values are: required, when_offered, never.")));
+
+	if (unsubscribe == NULL || strcmp(unsubscribe, "one_click") == 0)
+		cc->list_unsubscribe = LIST_UNSUBSCRIBE_ONE_CLICK;
+	else if (strcmp(unsubscribe, "link") == 0)
+		cc->list_unsubscribe = LIST_UNSUBSCRIBE_LINK;
+	else if (strcmp(unsubscribe, "never") == 0)
+		cc->list_unsubscribe = LIST_UNSUBSCRIBE_NEVER;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid value \"%s\" for %s", unsubscribe, channel_what_setting("list_unsubscribe", cc->name)),
+				 errhint("Valid values are: one_click, link, never.")));
+
+	channel_parse_tls(settings, cc);
+
+	if ((user == NULL) != (password == NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("channel \"%s\" has only one of the secrets \"username\" and \"password\"", cc->name),
+				 errhint("SMTP authentication needs both, or neither.")));
+}
+
+/*
+ * At schedule(): an email address to send to, and cc and bcc lists that
+ * hold addresses.
+ */
+static Jsonb *
+smtp_check_recipient(ChannelConfig *cc, Jsonb *recipient)
+{
+	if (recipient_string(recipient, "email") == NULL)
+		recipient_missing_address(cc, "email address", "{\"email\": \"ada@example.com\"}");
+	(void) validate_email_list(recipient, "cc", "recipient \"cc\"");
+	(void) validate_email_list(recipient, "bcc", "recipient \"bcc\"");
+	return recipient;
+}
+
+/* The server, and whether the password may go over a plain connection. */
+static List *
+smtp_destinations(ChannelConfig *cc)
+{
+	List	   *dest = NIL;
+
+	channel_destination_url(&dest, cc->url);
+	dest = lappend(dest, pstrdup(cc->starttls == STARTTLS_REQUIRED ? "STARTTLS required" :
+								 cc->starttls == STARTTLS_NEVER ? "STARTTLS never" :
+								 "STARTTLS when offered"));
+	return dest;
+}
+
 const TransportOps transport_smtp_ops = {
 	.kind = CHANNEL_EMAIL,
 	.network = true,
@@ -473,4 +567,17 @@ const TransportOps transport_smtp_ops = {
 	.setup = smtp_setup,
 	.classify = smtp_classify,
 	.cleanup = smtp_cleanup,
+
+	.settings_keys = smtp_settings,
+	.secrets_keys = smtp_secrets,
+	.parse = parse_email,
+
+	.address_key = "email",
+	.copies = true,
+	.invites = true,
+	.check_recipient = smtp_check_recipient,
+	.destinations = smtp_destinations,
+
+	.body_escape = RENDER_ESCAPE_NONE,
+	.html_escape = RENDER_ESCAPE_HTML,
 };
