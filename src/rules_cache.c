@@ -453,7 +453,7 @@ compile_to(CompiledRule *rule, Relation rel, RuleRecipient *r, JsonbValue *v)
 	r->to_const = JsonbValueToJsonb(res);
 }
 
-/* "unless", as rules_api.c stores it: events, and at most one condition */
+/* "unless", as watch_spec.c stores it: events, and at most one condition */
 static void
 compile_unless(CompiledRule *rule, Relation rel, RuleRecipient *r, JsonbValue *v)
 {
@@ -490,7 +490,7 @@ compile_unless(CompiledRule *rule, Relation rel, RuleRecipient *r, JsonbValue *v
 	}
 }
 
-/* "invite", as rules_api.c stores it */
+/* "invite", as watch_spec.c stores it */
 static RuleInvite *
 compile_invite(CompiledRule *rule, Relation rel, RuleRecipient *r, Jsonb *spec)
 {
