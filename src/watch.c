@@ -215,7 +215,11 @@ reminder_watch(PG_FUNCTION_ARGS)
 	kind = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	w.kind = rule_kind_from_name(kind);
 
-	/* the function runs as the extension owner; checks use the caller */
+	/*
+	 * The function runs as the extension owner (SECURITY DEFINER); checks
+	 * use the caller.  No switch, so no owner_enter(): the identity is only
+	 * saved, to be restored on the way out.
+	 */
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	level = rule_pin_search_path();
 	rule_pin_styles();

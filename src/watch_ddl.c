@@ -47,9 +47,7 @@ PG_FUNCTION_INFO_V1(reminder_watch_ddl_end);
 Datum
 reminder_watch_sql_drop(PG_FUNCTION_ARGS)
 {
-	Oid			save_userid;
-	int			save_sec;
-	int			level;
+	OwnerContext ext;
 	SPITupleTable *tt;
 	uint64		n;
 
@@ -58,9 +56,7 @@ reminder_watch_sql_drop(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("reminder.watch_sql_drop() must be called as an event trigger")));
 
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(extension_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	level = rule_pin_search_path();
+	owner_enter(&ext, extension_owner(), OWNER_PIN_SEARCH_PATH);
 	SPI_connect();
 
 	watch_spi_exec("SELECT r.id, r.table_name::oid, "
@@ -93,8 +89,7 @@ reminder_watch_sql_drop(PG_FUNCTION_ARGS)
 	}
 
 	SPI_finish();
-	rule_unpin(level);
-	SetUserIdAndSecContext(save_userid, save_sec);
+	owner_leave(&ext);
 	PG_RETURN_VOID();
 }
 
@@ -260,17 +255,13 @@ static void
 check_renamed_columns(void)
 {
 	Oid			types[2] = {OIDOID, TEXTOID};
-	Oid			save_userid;
-	int			save_sec;
-	int			level;
+	OwnerContext ext;
 	ListCell   *lc;
 
 	if (!OidIsValid(get_namespace_oid(REMINDER_SCHEMA, true)))
 		return;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(extension_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	level = rule_pin_search_path();
+	owner_enter(&ext, extension_owner(), OWNER_PIN_SEARCH_PATH);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
 	foreach(lc, renamed_columns)
@@ -314,8 +305,7 @@ check_renamed_columns(void)
 	}
 	SPI_finish();
 	PopActiveSnapshot();
-	rule_unpin(level);
-	SetUserIdAndSecContext(save_userid, save_sec);
+	owner_leave(&ext);
 }
 
 static void
@@ -365,9 +355,7 @@ reminder_watch_ddl_end(PG_FUNCTION_ARGS)
 	EventTriggerData *trigdata;
 	RenameStmt *stmt;
 	RenameWalk	rw = {0};
-	Oid			save_userid;
-	int			save_sec;
-	int			level;
+	OwnerContext ext;
 	Oid			relid;
 	uint64		n;
 	int64	   *ids;
@@ -385,9 +373,7 @@ reminder_watch_ddl_end(PG_FUNCTION_ARGS)
 	if (stmt->renameType == OBJECT_COLUMN && stmt->relationType != OBJECT_TABLE)
 		PG_RETURN_VOID();
 
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(extension_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	level = rule_pin_search_path();
+	owner_enter(&ext, extension_owner(), OWNER_PIN_SEARCH_PATH);
 	SPI_connect();
 
 	watch_spi_exec("SELECT r.id, r.table_name::oid FROM reminder.rule r "
@@ -416,7 +402,6 @@ reminder_watch_ddl_end(PG_FUNCTION_ARGS)
 	}
 
 	SPI_finish();
-	rule_unpin(level);
-	SetUserIdAndSecContext(save_userid, save_sec);
+	owner_leave(&ext);
 	PG_RETURN_VOID();
 }

@@ -48,18 +48,18 @@ Node *
 watch_parse_as_owner(WatchSpec *w, const char *text, RuleExprType type, const char *what,
 					 char **canonical)
 {
-	RuleOwnerScope scope;
+	OwnerContext scope;
 	Node	   *expr;
 	EState	   *estate;
 
-	rule_owner_enter(&scope, w->owner);
+	owner_enter(&scope, w->owner, OWNER_RESTRICTED);
 	*canonical = rule_expr_canonical(w->rel, text, type, what, w->name, &expr);
 
 	/* the owner must be allowed to call every function it uses */
 	estate = CreateExecutorState();
 	(void) ExecPrepareExpr(expression_planner((Expr *) expr), estate);
 	FreeExecutorState(estate);
-	rule_owner_leave(&scope);
+	owner_leave(&scope);
 
 	w->exprs = lappend(w->exprs, expr);
 	return expr;

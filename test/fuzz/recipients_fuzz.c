@@ -103,14 +103,12 @@ rule_expr_canonical(Relation rel, const char *text, RuleExprType type,
 }
 
 void
-GetUserIdAndSecContext(Oid *userid, int *sec_context)
+owner_enter(OwnerContext *ctx, Oid owner, int flags)
 {
-	*userid = 10;
-	*sec_context = 0;
 }
 
 void
-SetUserIdAndSecContext(Oid userid, int sec_context)
+owner_leave(OwnerContext *ctx)
 {
 }
 
