@@ -216,23 +216,18 @@ ical_for_message(const ClaimedMessage *m, const char *from, const char *attendee
 {
 	CompiledRule *rule;
 	RuleRecipient *r;
-	Oid			save_userid;
-	int			save_sec;
-	int			level;
+	OwnerContext ext;
 	char	   *result = NULL;
 	MemoryContext caller = CurrentMemoryContext;
 
 	if (m->rule_id == 0 || m->source_key == NULL || m->idempotency_key == NULL)
 		return NULL;
 
-	level = rule_pin_search_path();
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(extension_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	owner_enter(&ext, extension_owner(), OWNER_PIN_SEARCH_PATH);
 	rule = rule_cache_get(m->rule_id, true);
 	if (rule == NULL)
 	{
-		SetUserIdAndSecContext(save_userid, save_sec);
-		rule_unpin(level);
+		owner_leave(&ext);
 		return NULL;
 	}
 
@@ -304,9 +299,8 @@ ical_for_message(const ClaimedMessage *m, const char *from, const char *attendee
 	PG_FINALLY();
 	{
 		rule_cache_release(rule);
-		SetUserIdAndSecContext(save_userid, save_sec);
+		owner_leave(&ext);
 	}
 	PG_END_TRY();
-	rule_unpin(level);
 	return result;
 }

@@ -499,19 +499,26 @@ extern char *rule_expr_rename(Relation rel, const char *text, const char *oldnam
 extern int	rule_pin_search_path(void);
 extern void rule_unpin(int level);
 extern void rule_pin_styles(void);
-extern void rule_worker_session(void);
+extern bool rule_expr_runs_code(Node *expr);
 
-/* code of a table's owner running inside another role's session */
-typedef struct RuleOwnerScope
+/* ----------------
+ * in owner.c: running as the extension's or a table's owner, and back
+ * ----------------
+ */
+typedef struct OwnerContext
 {
 	Oid			save_userid;
 	int			save_sec;
-	int			level;
-} RuleOwnerScope;
+	int			level;			/* GUC nest level, rolled back on leave */
+	int			flags;
+} OwnerContext;
 
-extern bool rule_expr_runs_code(Node *expr);
-extern void rule_owner_enter(RuleOwnerScope *scope, Oid owner);
-extern void rule_owner_leave(RuleOwnerScope *scope);
+#define OWNER_PIN_SEARCH_PATH	0x01	/* search_path pg_catalog, pg_temp */
+#define OWNER_RESTRICTED		0x02	/* a table owner's code */
+
+extern void owner_enter(OwnerContext *ctx, Oid owner, int flags);
+extern void owner_leave(OwnerContext *ctx);
+extern void owner_worker_session(void);
 
 /* ----------------
  * in rules_cache.c: rules compiled per backend, dropped when a rule,

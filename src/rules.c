@@ -778,14 +778,14 @@ flush(RuleRun *run)
 static Datum
 eval(RuleRun *run, int i, bool *isnull)
 {
-	RuleOwnerScope scope;
+	OwnerContext scope;
 	Datum		d;
 
 	if (bms_is_member(i, run->rule->plain_exprs))
 		return ExecEvalExpr(run->states[i], run->econtext, isnull);
-	rule_owner_enter(&scope, run->rule->owner);
+	owner_enter(&scope, run->rule->owner, OWNER_RESTRICTED);
 	d = ExecEvalExpr(run->states[i], run->econtext, isnull);
-	rule_owner_leave(&scope);
+	owner_leave(&scope);
 	return d;
 }
 
@@ -818,16 +818,16 @@ eval_text(RuleRun *run, RuleValue *v)
 static Jsonb *
 eval_data(RuleRun *run, ExprState *state)
 {
-	RuleOwnerScope scope;
+	OwnerContext scope;
 	bool		isnull;
 	Datum		d;
 
-	rule_owner_enter(&scope, run->rule->owner);
+	owner_enter(&scope, run->rule->owner, OWNER_RESTRICTED);
 	(void) set_config_option("TimeZone", run->zone, PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	rule_pin_styles();
 	d = ExecEvalExpr(state, run->econtext, &isnull);
-	rule_owner_leave(&scope);
+	owner_leave(&scope);
 	return DatumGetJsonbP(d);
 }
 
@@ -1440,7 +1440,7 @@ run_error_callback(void *arg)
 static void
 run_begin(RuleRun *run, CompiledRule *rule, RunEvent event)
 {
-	RuleOwnerScope scope;
+	OwnerContext scope;
 	int			n = list_length(rule->exprs);
 	int			nrecipients = list_length(rule->recipients);
 	ListCell   *lc;
@@ -1466,22 +1466,22 @@ run_begin(RuleRun *run, CompiledRule *rule, RunEvent event)
 		/* cancellations of the deleted rows' invites carry the row */
 		MemoryContext old = MemoryContextSwitchTo(run->econtext->ecxt_per_query_memory);
 
-		rule_owner_enter(&scope, rule->owner);
+		owner_enter(&scope, rule->owner, OWNER_RESTRICTED);
 		run->data_new = ExecInitExpr(rule->data_new, NULL);
-		rule_owner_leave(&scope);
+		owner_leave(&scope);
 		MemoryContextSwitchTo(old);
 	}
 	if (event != RUN_DELETE)
 	{
 		MemoryContext old = MemoryContextSwitchTo(run->econtext->ecxt_per_query_memory);
 
-		rule_owner_enter(&scope, rule->owner);
+		owner_enter(&scope, rule->owner, OWNER_RESTRICTED);
 		run->states = palloc(sizeof(ExprState *) * Max(n, 1));
 		foreach(lc, rule->exprs)
 			run->states[i++] = ExecInitExpr(lfirst(lc), NULL);
 		run->data_new = ExecInitExpr(rule->data_new, NULL);
 		run->data_old = ExecInitExpr(rule->data_old, NULL);
-		rule_owner_leave(&scope);
+		owner_leave(&scope);
 		MemoryContextSwitchTo(old);
 	}
 
@@ -1598,7 +1598,7 @@ rules_backfill(CompiledRule *rule)
 	Portal		portal;
 	SPIPlanPtr	plan;
 	char	   *sql;
-	RuleOwnerScope scope;
+	OwnerContext scope;
 
 	sql = psprintf("SELECT t FROM %s%s AS t",
 				   rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ",
@@ -1611,18 +1611,18 @@ rules_backfill(CompiledRule *rule)
 	error_context_stack = &errcb;
 
 	SPI_connect();
-	rule_owner_enter(&scope, rule->owner);
+	owner_enter(&scope, rule->owner, OWNER_RESTRICTED);
 	plan = SPI_prepare(sql, 0, NULL);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare \"%s\"", sql);
 	portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
-	rule_owner_leave(&scope);
+	owner_leave(&scope);
 
 	for (;;)
 	{
-		rule_owner_enter(&scope, rule->owner);
+		owner_enter(&scope, rule->owner, OWNER_RESTRICTED);
 		SPI_cursor_fetch(portal, true, 1000);
-		rule_owner_leave(&scope);
+		owner_leave(&scope);
 		if (SPI_processed == 0)
 			break;
 		for (uint64 i = 0; i < SPI_processed; i++)
@@ -1663,9 +1663,7 @@ reminder_watch_trigger(PG_FUNCTION_ARGS)
 	TriggerEvent ev;
 	int64		rule_id;
 	CompiledRule *rule;
-	Oid			save_userid;
-	int			save_sec;
-	int			level;
+	OwnerContext ext;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -1680,9 +1678,7 @@ reminder_watch_trigger(PG_FUNCTION_ARGS)
 				 errhint("Create rules with reminder.watch().")));
 	rule_id = pg_strtoint64(td->tg_trigger->tgargs[0]);
 
-	level = rule_pin_search_path();
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(extension_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	owner_enter(&ext, extension_owner(), OWNER_PIN_SEARCH_PATH);
 	rule = rule_cache_get(rule_id, false);
 
 	PG_TRY();
@@ -1719,11 +1715,9 @@ reminder_watch_trigger(PG_FUNCTION_ARGS)
 	PG_FINALLY();
 	{
 		rule_cache_release(rule);
-		SetUserIdAndSecContext(save_userid, save_sec);
+		owner_leave(&ext);
 	}
 	PG_END_TRY();
-
-	rule_unpin(level);
 	return PointerGetDatum(NULL);
 }
 

@@ -453,7 +453,7 @@ compile_to(CompiledRule *rule, Relation rel, RuleRecipient *r, JsonbValue *v)
 	r->to_const = JsonbValueToJsonb(res);
 }
 
-/* "unless", as rules_api.c stores it: events, and at most one condition */
+/* "unless", as watch_spec.c stores it: events, and at most one condition */
 static void
 compile_unless(CompiledRule *rule, Relation rel, RuleRecipient *r, JsonbValue *v)
 {
@@ -490,7 +490,7 @@ compile_unless(CompiledRule *rule, Relation rel, RuleRecipient *r, JsonbValue *v
 	}
 }
 
-/* "invite", as rules_api.c stores it */
+/* "invite", as watch_spec.c stores it */
 static RuleInvite *
 compile_invite(CompiledRule *rule, Relation rel, RuleRecipient *r, Jsonb *spec)
 {
@@ -645,9 +645,8 @@ compile_rule(int64 id)
 	Datum		values[1] = {Int64GetDatum(id)};
 	HeapTuple	tup;
 	TupleDesc	desc;
-	Oid			save_userid;
-	int			save_sec;
-	RuleOwnerScope scope;
+	OwnerContext ext;
+	OwnerContext scope;
 	bool		isnull;
 	Relation	rel;
 	char	   *column;
@@ -666,8 +665,8 @@ compile_rule(int64 id)
 
 	PG_TRY();
 	{
-		GetUserIdAndSecContext(&save_userid, &save_sec);
-		SetUserIdAndSecContext(extension_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+		/* search_path is the caller's, pinned (rule_cache_get) */
+		owner_enter(&ext, extension_owner(), 0);
 
 		SPI_connect();
 		if (rule_plan == NULL)
@@ -757,7 +756,7 @@ compile_rule(int64 id)
 		 * expressions: parsed and planned as the table owner, in an owner
 		 * scope (planning may run its immutable functions)
 		 */
-		rule_owner_enter(&scope, rule->owner);
+		owner_enter(&scope, rule->owner, OWNER_RESTRICTED);
 		if (rule->condition_text)
 			rule->condition = add_expr(rule, rel, rule->condition_text, REXPR_BOOL, "condition");
 		if (rule->stop_text)
@@ -778,11 +777,11 @@ compile_rule(int64 id)
 										   rule->key_columns[i] - FirstLowInvalidHeapAttributeNumber);
 		rule->data_new = expression_planner(make_data_expr(rel, false));
 		rule->data_old = expression_planner(make_data_expr(rel, true));
-		rule_owner_leave(&scope);
+		owner_leave(&scope);
 
 		relation_close(rel, AccessShareLock);
 missing:
-		SetUserIdAndSecContext(save_userid, save_sec);
+		owner_leave(&ext);
 	}
 	PG_CATCH();
 	{

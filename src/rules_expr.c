@@ -18,12 +18,12 @@
  *	  sessions that belong to others: the session writing the row, where
  *	  the trigger then writes messages as the extension's owner, and the
  *	  background worker, connected as a superuser.  Such code runs in an
- *	  owner scope (rule_owner_enter): as the owner, in a security-restricted
- *	  operation (no SET ROLE, no temporary tables, no LISTEN), and under a
- *	  GUC nest level that is rolled back when the scope ends, so that a
- *	  set_config() anywhere inside changes nothing for the code that runs
- *	  after it.  Calls that can only change the session's state are
- *	  refused when the rule is created.
+ *	  owner scope (owner_enter() with OWNER_RESTRICTED, in owner.c): as the
+ *	  owner, in a security-restricted operation (no SET ROLE, no temporary
+ *	  tables, no LISTEN), and under a GUC nest level that is rolled back
+ *	  when the scope ends, so that a set_config() anywhere inside changes
+ *	  nothing for the code that runs after it.  Calls that can only change
+ *	  the session's state are refused when the rule is created.
  *
  *-------------------------------------------------------------------------
  */
@@ -45,7 +45,6 @@
 #include "parser/parse_node.h"
 #include "parser/parse_relation.h"
 #include "parser/parser.h"
-#include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
@@ -54,9 +53,6 @@
 #include "utils/ruleutils.h"
 
 #include "reminder.h"
-
-/* whether this process is the reminder worker (rule_worker_session) */
-static bool in_worker = false;
 
 typedef struct ExprErrorContext
 {
@@ -112,51 +108,6 @@ void
 rule_unpin(int level)
 {
 	AtEOXact_GUC(false, level);
-}
-
-/*
- * The reminder worker's session, once connected: search_path is
- * pg_catalog, pg_temp for everything it runs, whatever the server's, the
- * database's or its role's settings say ("$user", public), and no schema
- * another role can create objects in is ever searched.  Owner scopes in
- * this process also drop session advisory locks taken inside them.
- */
-void
-rule_worker_session(void)
-{
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
-	in_worker = true;
-}
-
-/*
- * Enter an owner scope: run as owner, the table's owner, whatever called
- * us (the trigger as the extension's owner, the worker as a superuser),
- * in a security-restricted operation, under a new GUC nest level.  Call
- * with search_path pinned; end with rule_owner_leave().  An error inside
- * ends the scope with the (sub)transaction it aborts.
- */
-void
-rule_owner_enter(RuleOwnerScope *scope, Oid owner)
-{
-	GetUserIdAndSecContext(&scope->save_userid, &scope->save_sec);
-	scope->level = NewGUCNestLevel();
-	SetUserIdAndSecContext(owner, scope->save_sec | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-}
-
-/*
- * Leave an owner scope: back to the caller's identity, every setting as
- * it was when the scope began (set_config(..., false) inside included).
- * In the worker, session advisory locks taken inside are released: the
- * worker takes none of its own.
- */
-void
-rule_owner_leave(RuleOwnerScope *scope)
-{
-	AtEOXact_GUC(false, scope->level);
-	SetUserIdAndSecContext(scope->save_userid, scope->save_sec);
-	if (in_worker)
-		LockReleaseSession(USER_LOCKMETHOD);
 }
 
 /*

@@ -148,24 +148,19 @@ void
 rule_stop_check(const GateMessage *msg, GateResult *result)
 {
 	CompiledRule *rule;
-	Oid			save_userid;
-	int			save_sec;
-	int			level;
-	RuleOwnerScope scope;
+	OwnerContext ext;
+	OwnerContext scope;
 
 	if (msg->rule_id == 0 || msg->source_key == NULL)
 		return;
 
-	level = rule_pin_search_path();
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(extension_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	owner_enter(&ext, extension_owner(), OWNER_PIN_SEARCH_PATH);
 	rule = rule_cache_get(msg->rule_id, true);
 	if (rule == NULL || rule->stop < 0)
 	{
 		if (rule)
 			rule_cache_release(rule);
-		SetUserIdAndSecContext(save_userid, save_sec);
-		rule_unpin(level);
+		owner_leave(&ext);
 		return;
 	}
 
@@ -181,9 +176,9 @@ rule_stop_check(const GateMessage *msg, GateResult *result)
 		else
 		{
 			/* the owner's code: nothing it does to the session survives */
-			rule_owner_enter(&scope, rule->owner);
+			owner_enter(&scope, rule->owner, OWNER_RESTRICTED);
 			rc = SPI_execute_plan(gate_plan(rule), keys, NULL, true, 1);
-			rule_owner_leave(&scope);
+			owner_leave(&scope);
 			if (rc != SPI_OK_SELECT)
 				elog(ERROR, "could not check the stop condition of rule \"%s\"", rule->name);
 
@@ -202,19 +197,16 @@ rule_stop_check(const GateMessage *msg, GateResult *result)
 	PG_FINALLY();
 	{
 		rule_cache_release(rule);
-		SetUserIdAndSecContext(save_userid, save_sec);
+		owner_leave(&ext);
 	}
 	PG_END_TRY();
-	rule_unpin(level);
 }
 
 void
 survey_throttle_check(const GateMessage *msg, GateResult *result)
 {
 	CompiledRule *rule;
-	Oid			save_userid;
-	int			save_sec;
-	int			level;
+	OwnerContext ext;
 	Datum		hashes[2];
 	int			n = 0;
 	char	   *email;
@@ -229,16 +221,13 @@ survey_throttle_check(const GateMessage *msg, GateResult *result)
 	if (phone)
 		hashes[n++] = PointerGetDatum(address_hash("phone", phone));
 
-	level = rule_pin_search_path();
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(extension_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	owner_enter(&ext, extension_owner(), OWNER_PIN_SEARCH_PATH);
 	rule = rule_cache_get(msg->rule_id, true);
 	if (rule == NULL || rule->kind != RULE_SURVEY || n == 0)
 	{
 		if (rule)
 			rule_cache_release(rule);
-		SetUserIdAndSecContext(save_userid, save_sec);
-		rule_unpin(level);
+		owner_leave(&ext);
 		return;
 	}
 
@@ -292,10 +281,9 @@ survey_throttle_check(const GateMessage *msg, GateResult *result)
 	PG_FINALLY();
 	{
 		rule_cache_release(rule);
-		SetUserIdAndSecContext(save_userid, save_sec);
+		owner_leave(&ext);
 	}
 	PG_END_TRY();
-	rule_unpin(level);
 }
 
 /* ----------------------------------------------------------------
@@ -469,7 +457,7 @@ fetch_rows(CompiledRule *rule, int n, char **keys, HTAB *cache, MemoryContext ca
 	Datum	   *args = palloc(sizeof(Datum) * rule->nkeys);
 	Datum	   *values = palloc(sizeof(Datum) * rule->nkeys);
 	int			m = 0;
-	RuleOwnerScope scope;
+	OwnerContext scope;
 	int			level;
 	int			rc;
 	JsonbValue	k;
@@ -505,9 +493,9 @@ fetch_rows(CompiledRule *rule, int n, char **keys, HTAB *cache, MemoryContext ca
 		(void) set_config_option("TimeZone", pg_get_timezone_name(rule->tz),
 								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 		rule_pin_styles();
-		rule_owner_enter(&scope, rule->owner);
+		owner_enter(&scope, rule->owner, OWNER_RESTRICTED);
 		rc = SPI_execute_plan(rows_plan(rule), args, NULL, true, 0);
-		rule_owner_leave(&scope);
+		owner_leave(&scope);
 		rule_unpin(level);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "could not read the rows of rule \"%s\"", rule->name);
@@ -562,18 +550,13 @@ static bool
 fetch_rule_rows(int64 rule_id, int n, char **keys, HTAB *cache, MemoryContext cache_cxt)
 {
 	CompiledRule *rule;
-	Oid			save_userid;
-	int			save_sec;
-	int			level;
+	OwnerContext ext;
 
-	level = rule_pin_search_path();
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(extension_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	owner_enter(&ext, extension_owner(), OWNER_PIN_SEARCH_PATH);
 	rule = rule_cache_get(rule_id, true);
 	if (rule == NULL)
 	{
-		SetUserIdAndSecContext(save_userid, save_sec);
-		rule_unpin(level);
+		owner_leave(&ext);
 		return false;
 	}
 	PG_TRY();
@@ -588,10 +571,9 @@ fetch_rule_rows(int64 rule_id, int n, char **keys, HTAB *cache, MemoryContext ca
 	PG_FINALLY();
 	{
 		rule_cache_release(rule);
-		SetUserIdAndSecContext(save_userid, save_sec);
+		owner_leave(&ext);
 	}
 	PG_END_TRY();
-	rule_unpin(level);
 	return true;
 }
 
@@ -913,22 +895,17 @@ void
 rule_unless_check(const GateMessage *msg, GateResult *result)
 {
 	CompiledRule *rule;
-	Oid			save_userid;
-	int			save_sec;
-	int			level;
-	RuleOwnerScope scope;
+	OwnerContext ext;
+	OwnerContext scope;
 
 	if (msg->rule_id == 0 || msg->source_key == NULL)
 		return;
 
-	level = rule_pin_search_path();
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(extension_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	owner_enter(&ext, extension_owner(), OWNER_PIN_SEARCH_PATH);
 	rule = rule_cache_get(msg->rule_id, true);
 	if (rule == NULL)
 	{
-		SetUserIdAndSecContext(save_userid, save_sec);
-		rule_unpin(level);
+		owner_leave(&ext);
 		return;
 	}
 
@@ -958,9 +935,9 @@ rule_unless_check(const GateMessage *msg, GateResult *result)
 			else
 			{
 				/* the owner's code: nothing it does to the session survives */
-				rule_owner_enter(&scope, rule->owner);
+				owner_enter(&scope, rule->owner, OWNER_RESTRICTED);
 				rc = SPI_execute_plan(unless_plan(rule, r), keys, NULL, true, 1);
-				rule_owner_leave(&scope);
+				owner_leave(&scope);
 				if (rc != SPI_OK_SELECT)
 					elog(ERROR, "could not check \"unless\" of rule \"%s\"", rule->name);
 				if (SPI_processed == 0)
@@ -975,10 +952,9 @@ rule_unless_check(const GateMessage *msg, GateResult *result)
 	PG_FINALLY();
 	{
 		rule_cache_release(rule);
-		SetUserIdAndSecContext(save_userid, save_sec);
+		owner_leave(&ext);
 	}
 	PG_END_TRY();
-	rule_unpin(level);
 }
 
 /*
@@ -1143,7 +1119,7 @@ schedule_next(void *arg)
 	const GateMessage *msg = no->msg;
 	CompiledRule *rule = no->rule;
 	Datum	   *keys = palloc(sizeof(Datum) * rule->nkeys);
-	RuleOwnerScope scope;
+	OwnerContext scope;
 	HeapTuple	tup;
 	TupleDesc	desc;
 	bool		isnull;
@@ -1160,9 +1136,9 @@ schedule_next(void *arg)
 
 	if (!key_values(rule, msg->source_key, keys))
 		return;
-	rule_owner_enter(&scope, rule->owner);
+	owner_enter(&scope, rule->owner, OWNER_RESTRICTED);
 	rc = SPI_execute_plan(next_plan(rule), keys, NULL, true, 1);
-	rule_owner_leave(&scope);
+	owner_leave(&scope);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read the row of rule \"%s\"", rule->name);
 	if (SPI_processed == 0)
@@ -1224,9 +1200,7 @@ void
 rule_recurring_next(const GateMessage *msg, const GateResult *result)
 {
 	CompiledRule *rule;
-	Oid			save_userid;
-	int			save_sec;
-	int			level;
+	OwnerContext ext;
 	NextOccurrence no;
 	ErrorData  *edata = NULL;
 	char	   *name;
@@ -1238,16 +1212,13 @@ rule_recurring_next(const GateMessage *msg, const GateResult *result)
 		  strncmp(result->reason, RULE_CANCEL_PREFIX, strlen(RULE_CANCEL_PREFIX)) != 0))
 		return;
 
-	level = rule_pin_search_path();
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(extension_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	owner_enter(&ext, extension_owner(), OWNER_PIN_SEARCH_PATH);
 	rule = rule_cache_get(msg->rule_id, true);
 	if (rule == NULL || rule->kind != RULE_RECURRING || rule->rrule == NULL)
 	{
 		if (rule)
 			rule_cache_release(rule);
-		SetUserIdAndSecContext(save_userid, save_sec);
-		rule_unpin(level);
+		owner_leave(&ext);
 		return;
 	}
 
@@ -1263,10 +1234,9 @@ rule_recurring_next(const GateMessage *msg, const GateResult *result)
 	PG_FINALLY();
 	{
 		rule_cache_release(rule);
-		SetUserIdAndSecContext(save_userid, save_sec);
+		owner_leave(&ext);
 	}
 	PG_END_TRY();
-	rule_unpin(level);
 
 	if (edata)
 	{

@@ -1006,7 +1006,7 @@ reminder_worker_main(Datum main_arg)
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("reminder worker");
 	/* a superuser: no schema another role can write to is ever searched */
-	rule_worker_session();
+	owner_worker_session();
 
 	/*
 	 * No JIT: the worker runs short statements over many rows' worth of

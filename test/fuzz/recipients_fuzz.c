@@ -3,10 +3,10 @@
  * recipients_fuzz.c
  *	  libFuzzer harness for the recipients spec of reminder.watch(): the
  *	  JSON text is read by PostgreSQL's own jsonb_in, then checked and
- *	  normalized by normalize_recipients() of src/rules_api.c (included
- *	  here to reach its static functions), which checks constant
- *	  addresses with recipient_for_channel() (src/schedule.c) and the
- *	  validators (src/validate.c, src/recipient.c), all production code.
+ *	  normalized by watch_normalize_recipients() of src/watch_spec.c
+ *	  (included here), which checks constant addresses with
+ *	  recipient_for_channel() (src/schedule.c) and the validators
+ *	  (src/validate.c, src/recipient.c), all production code.
  *
  * What the harness stands in for, because it needs a server: the catalog
  * (channels sms, mail, hook, slack and log exist; templates t1, t2 and
@@ -24,7 +24,7 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "../../src/rules_api.c"
+#include "../../src/watch_spec.c"
 
 #include "fuzz_pg.h"
 
@@ -114,14 +114,12 @@ rule_owner_leave(RuleOwnerScope *scope)
 }
 
 void
-GetUserIdAndSecContext(Oid *userid, int *sec_context)
+owner_enter(OwnerContext *ctx, Oid owner, int flags)
 {
-	*userid = 10;
-	*sec_context = 0;
 }
 
 void
-SetUserIdAndSecContext(Oid userid, int sec_context)
+owner_leave(OwnerContext *ctx)
 {
 }
 
@@ -237,13 +235,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				(int) w.kind, w.channel ? w.channel : "-", w.template ? w.template : "-",
 				w.templates != NULL, (int) w.business_days);
 	if (FUZZ_TRY(spec = jsonb_from_text(text)) &&
-		FUZZ_TRY(normalized = normalize_recipients(&w, spec)))
+		FUZZ_TRY(normalized = watch_normalize_recipients(&w, spec)))
 	{
 		check_normalized(normalized);
 		if (getenv("FUZZ_VERBOSE"))
 			fprintf(stderr, "normalized: %s\n",
 					DatumGetCString(DirectFunctionCall1(jsonb_out, JsonbPGetDatum(normalized))));
-		if (!FUZZ_TRY(again = normalize_recipients(&w, normalized)))
+		if (!FUZZ_TRY(again = watch_normalize_recipients(&w, normalized)))
 		{
 			fprintf(stderr, "fuzz: the normalized spec is refused: %s\n",
 					DatumGetCString(DirectFunctionCall1(jsonb_out, JsonbPGetDatum(normalized))));

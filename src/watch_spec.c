@@ -1,146 +1,42 @@
 /*-------------------------------------------------------------------------
  *
- * rules_api.c
- *	  reminder.watch() and reminder.unwatch(), and the event triggers that
- *	  keep rules in step with DDL on the tables they watch.
+ * watch_spec.c
+ *	  Checking what reminder.watch() was given, and normalizing its
+ *	  recipients into the jsonb stored in reminder.rule.
  *
- *	  watch() checks everything before writing anything: the caller owns
- *	  the table, the columns exist and have the right types, channels and
- *	  templates named as constants exist, every expression parses as one
- *	  expression over the row with the right type and no volatile function
- *	  (rules_expr.c), and constant addresses are valid for their channels.
- *	  It then stores the rule in normalized form (expressions deparsed),
- *	  creates the four triggers, and records that they depend on every
- *	  column, function, operator and type the rule uses, so DROP COLUMN or
- *	  DROP FUNCTION of something a rule needs is refused (or, with CASCADE,
- *	  drops the rule).
- *
- *	  No SQL is built from user text: identifiers are quoted with
- *	  quote_identifier(), values are passed as parameters, and expressions
- *	  are stored only in the deparsed form the parser produced.
+ *	  The caller must own the table; the columns must exist and have the
+ *	  right types; channels and templates named as constants must exist;
+ *	  every expression must parse as one expression over the row with the
+ *	  right type and no volatile function (rules_expr.c); and constant
+ *	  addresses must be valid for their channels.  In the stored form
+ *	  every setting the rule gives as a default is filled in, and
+ *	  expressions are canonical.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/genam.h"
-#include "access/relation.h"
-#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/catalog.h"
-#include "catalog/dependency.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_index.h"
-#include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
-#include "commands/event_trigger.h"
-#include "commands/trigger.h"
 #include "executor/executor.h"
-#include "executor/spi.h"
-#include "funcapi.h"
 #include "miscadmin.h"
-#include "nodes/makefuncs.h"
 #include "optimizer/optimizer.h"
 #include "pgtime.h"
-#include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
-#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
-#include "utils/snapmgr.h"
-#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "reminder.h"
-
-PG_FUNCTION_INFO_V1(reminder_watch);
-PG_FUNCTION_INFO_V1(reminder_unwatch);
-PG_FUNCTION_INFO_V1(reminder_watch_sql_drop);
-PG_FUNCTION_INFO_V1(reminder_watch_ddl_end);
-
-#define MAX_RULE_NAME	40
-
-static const char *const trigger_events[] = {"insert", "update", "delete", "truncate"};
-
-/* Everything watch() was given, checked. */
-typedef struct WatchSpec
-{
-	Relation	rel;
-	Oid			owner;
-	char	   *name;
-	RuleKind	kind;
-	char	   *column;
-	Oid			column_type;
-	List	   *keys;			/* key column names */
-	ArrayType  *offsets;		/* rule-level default, NULL if none */
-	char	   *channel;
-	char	   *template;
-	Jsonb	   *templates;
-	char	   *condition;
-	char	   *stop;
-	List	   *changes_to;		/* text of values */
-	bool		business_days;
-	char	   *calendar;
-	Interval	throttle;
-	bool		has_throttle;
-	char	   *if_past;
-	char	   *time_zone;
-	char	   *rrule;			/* recurring: the series */
-	List	   *exprs;			/* transformed expressions, for dependencies */
-	List	   *roles;			/* roles of the recipients */
-	List	   *unless_roles;	/* roles named by "unless" events */
-} WatchSpec;
-
-/* ----------------------------------------------------------------
- *		Small helpers
- * ----------------------------------------------------------------
- */
-
-static char *
-text_or_null(FunctionCallInfo fcinfo, int n)
-{
-	return PG_ARGISNULL(n) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(n));
-}
-
-static void
-not_for_kind(WatchSpec *w, const char *param, const char *kinds)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("%s is not used by %s rules", param, rule_kind_name(w->kind)),
-			 errhint("%s applies to %s rules.", param, kinds)));
-}
-
-static bool
-valid_rule_name(const char *name)
-{
-	size_t		len = strlen(name);
-
-	return len > 0 && len <= MAX_RULE_NAME &&
-		((name[0] >= 'a' && name[0] <= 'z') || (name[0] >= 'A' && name[0] <= 'Z')) &&
-		strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") == len;
-}
-
-static char *
-trigger_name(const char *rule, const char *event)
-{
-	return psprintf("reminder_%s_%s", rule, event);
-}
-
-/* run an SPI statement with parameters, checking the result */
-static void
-spi_exec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, int expect)
-{
-	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
-
-	if (rc != expect)
-		elog(ERROR, "SPI failed (%s) for \"%s\"", SPI_result_code_string(rc), sql);
-}
+#include "watch.h"
 
 /*
  * Check an expression for a setting as the table owner (search_path is
@@ -148,22 +44,22 @@ spi_exec(const char *sql, int nargs, Oid *types, Datum *values, const char *null
  * Planning may already run the owner's immutable functions: in an owner
  * scope, so that nothing they do outlives it.
  */
-static Node *
-parse_as_owner(WatchSpec *w, const char *text, RuleExprType type, const char *what,
-			   char **canonical)
+Node *
+watch_parse_as_owner(WatchSpec *w, const char *text, RuleExprType type, const char *what,
+					 char **canonical)
 {
-	RuleOwnerScope scope;
+	OwnerContext scope;
 	Node	   *expr;
 	EState	   *estate;
 
-	rule_owner_enter(&scope, w->owner);
+	owner_enter(&scope, w->owner, OWNER_RESTRICTED);
 	*canonical = rule_expr_canonical(w->rel, text, type, what, w->name, &expr);
 
 	/* the owner must be allowed to call every function it uses */
 	estate = CreateExecutorState();
 	(void) ExecPrepareExpr(expression_planner((Expr *) expr), estate);
 	FreeExecutorState(estate);
-	rule_owner_leave(&scope);
+	owner_leave(&scope);
 
 	w->exprs = lappend(w->exprs, expr);
 	return expr;
@@ -175,30 +71,19 @@ parse_as_owner(WatchSpec *w, const char *text, RuleExprType type, const char *wh
  */
 
 static void
-push_string(JsonbParseState **st, JsonbIteratorToken tok, const char *s)
-{
-	JsonbValue	v;
-
-	v.type = jbvString;
-	v.val.string.val = (char *) s;
-	v.val.string.len = strlen(s);
-	pushJsonbValue(st, tok, &v);
-}
-
-static void
 push_expr(JsonbParseState **st, const char *key, const char *text)
 {
 	if (key)
 		jsonb_push_key(st, key);
 	pushJsonbValue(st, WJB_BEGIN_OBJECT, NULL);
 	jsonb_push_key(st, "expr");
-	push_string(st, WJB_VALUE, text);
+	jsonb_push_string(st, WJB_VALUE, text);
 	pushJsonbValue(st, WJB_END_OBJECT, NULL);
 }
 
 /* {"expr": "..."} → the text; NULL otherwise */
-static char *
-expr_of(JsonbValue *v)
+char *
+watch_expr_of(JsonbValue *v)
 {
 	Jsonb	   *obj;
 	JsonbValue *e;
@@ -240,8 +125,8 @@ string_of(JsonbValue *v)
  * ----------------------------------------------------------------
  */
 
-static void
-check_table(WatchSpec *w)
+void
+watch_check_table(WatchSpec *w)
 {
 	Relation	rel = w->rel;
 	char		relkind = rel->rd_rel->relkind;
@@ -278,8 +163,8 @@ check_table(WatchSpec *w)
 	w->owner = rel->rd_rel->relowner;
 }
 
-static AttrNumber
-check_column(WatchSpec *w, const char *name, const char *param, Oid *type)
+AttrNumber
+watch_check_column(WatchSpec *w, const char *name, const char *param, Oid *type)
 {
 	AttrNumber	attno;
 
@@ -303,10 +188,10 @@ check_column(WatchSpec *w, const char *name, const char *param, Oid *type)
 	return attno;
 }
 
-static void
-check_time_column(WatchSpec *w)
+void
+watch_check_time_column(WatchSpec *w)
 {
-	AttrNumber	attno = check_column(w, w->column, "column_name", &w->column_type);
+	AttrNumber	attno = watch_check_column(w, w->column, "column_name", &w->column_type);
 
 	(void) attno;
 	if (w->column_type != TIMESTAMPTZOID && w->column_type != TIMESTAMPOID &&
@@ -320,8 +205,8 @@ check_time_column(WatchSpec *w)
 }
 
 /* The row key: the primary key, or columns matching a unique index. */
-static void
-check_keys(WatchSpec *w, ArrayType *given)
+void
+watch_check_keys(WatchSpec *w, ArrayType *given)
 {
 	Relation	rel = w->rel;
 	List	   *indexes = RelationGetIndexList(rel);
@@ -367,7 +252,7 @@ check_keys(WatchSpec *w, ArrayType *given)
 						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 						 errmsg("key_columns must not contain null")));
 			col = TextDatumGetCString(elems[i]);
-			attno = check_column(w, col, "key_columns", NULL);
+			attno = watch_check_column(w, col, "key_columns", NULL);
 			if (!TupleDescAttr(RelationGetDescr(rel), attno - 1)->attnotnull)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_COLUMN_REFERENCE),
@@ -401,14 +286,14 @@ check_keys(WatchSpec *w, ArrayType *given)
 			 errhint("Name the columns of a unique index or of the primary key.")));
 }
 
-static void
-check_channel_name(const char *name)
+void
+watch_check_channel_name(const char *name)
 {
 	(void) catalog_channel(name);	/* raises undefined_object */
 }
 
-static void
-check_template_name(const char *name)
+void
+watch_check_template_name(const char *name)
 {
 	(void) catalog_template(name, NULL);	/* raises undefined_object */
 }
@@ -450,7 +335,7 @@ check_templates(WatchSpec *w, JsonbValue *v, const char *what)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("%s must hold template names as strings", what)));
-		check_template_name(pnstrdup(e.val.string.val, e.val.string.len));
+		watch_check_template_name(pnstrdup(e.val.string.val, e.val.string.len));
 		n++;
 	}
 	if (n == 0)
@@ -480,7 +365,7 @@ push_offsets_array(WatchSpec *w, JsonbParseState **st, Datum *elems, bool *nulls
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("%s cannot have months when counting business days", what),
 					 errhint("Write business days as days: '10 days'.")));
-		push_string(st, WJB_ELEM, DatumGetCString(DirectFunctionCall1(interval_out, elems[i])));
+		jsonb_push_string(st, WJB_ELEM, DatumGetCString(DirectFunctionCall1(interval_out, elems[i])));
 	}
 	pushJsonbValue(st, WJB_END_ARRAY, NULL);
 }
@@ -498,11 +383,11 @@ push_offsets(WatchSpec *w, JsonbParseState **st, JsonbValue *v, const char *what
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s is not used by recurring rules", v ? what : "offsets"),
 				 errhint("A recurring rule's messages are due at its occurrences: say the time of day in the RRULE, such as BYHOUR=8;BYMINUTE=45.")));
-	if (v && (text = expr_of(v)) != NULL)
+	if (v && (text = watch_expr_of(v)) != NULL)
 	{
 		char	   *canonical;
 
-		(void) parse_as_owner(w, text, REXPR_INTERVALS, what, &canonical);
+		(void) watch_parse_as_owner(w, text, REXPR_INTERVALS, what, &canonical);
 		push_expr(st, "offsets", canonical);
 		return;
 	}
@@ -589,7 +474,7 @@ push_unless_item(WatchSpec *w, JsonbParseState **st, JsonbValue *v, const char *
 	List	   *kinds = NIL;
 	ListCell   *lc;
 
-	if ((text = expr_of(v)) != NULL || (text = string_of(v)) != NULL)
+	if ((text = watch_expr_of(v)) != NULL || (text = string_of(v)) != NULL)
 	{
 		if (*has_expr)
 			ereport(ERROR,
@@ -597,7 +482,7 @@ push_unless_item(WatchSpec *w, JsonbParseState **st, JsonbValue *v, const char *
 					 errmsg("%s has more than one condition", what),
 					 errhint("Join them with OR in one {\"expr\": ...}.")));
 		*has_expr = true;
-		(void) parse_as_owner(w, text, REXPR_BOOL, what, &canonical);
+		(void) watch_parse_as_owner(w, text, REXPR_BOOL, what, &canonical);
 		push_expr(st, NULL, canonical);
 		return;
 	}
@@ -672,7 +557,7 @@ push_unless_item(WatchSpec *w, JsonbParseState **st, JsonbValue *v, const char *
 	jsonb_push_key(st, "event");
 	pushJsonbValue(st, WJB_BEGIN_ARRAY, NULL);
 	foreach(lc, kinds)
-		push_string(st, WJB_ELEM, lfirst(lc));
+		jsonb_push_string(st, WJB_ELEM, lfirst(lc));
 	pushJsonbValue(st, WJB_END_ARRAY, NULL);
 	if (role && role->type != jbvNull)
 	{
@@ -683,7 +568,7 @@ push_unless_item(WatchSpec *w, JsonbParseState **st, JsonbValue *v, const char *
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("%s.role must be the role of one of the rule's recipients", what)));
 		jsonb_push_key(st, "role");
-		push_string(st, WJB_VALUE, r);
+		jsonb_push_string(st, WJB_VALUE, r);
 		w->unless_roles = lappend(w->unless_roles, psprintf("%s.role", what));
 		w->unless_roles = lappend(w->unless_roles, r);
 	}
@@ -747,9 +632,9 @@ push_invite_text(WatchSpec *w, JsonbParseState **st, Jsonb *obj, const char *key
 					 errhint("Write \"%s\": {\"expr\": \"title\"} or a constant text.", key)));
 		return;
 	}
-	if ((text = expr_of(v)) != NULL)
+	if ((text = watch_expr_of(v)) != NULL)
 	{
-		(void) parse_as_owner(w, text, REXPR_TEXT, psprintf("%s.%s", what, key), &canonical);
+		(void) watch_parse_as_owner(w, text, REXPR_TEXT, psprintf("%s.%s", what, key), &canonical);
 		push_expr(st, key, canonical);
 		return;
 	}
@@ -758,7 +643,7 @@ push_invite_text(WatchSpec *w, JsonbParseState **st, Jsonb *obj, const char *key
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s.%s must be a text or {\"expr\": ...}", what, key)));
 	jsonb_push_key(st, key);
-	push_string(st, WJB_VALUE, text);
+	jsonb_push_string(st, WJB_VALUE, text);
 }
 
 static void
@@ -767,7 +652,7 @@ push_invite_time(WatchSpec *w, JsonbParseState **st, const char *key, const char
 {
 	char	   *canonical;
 
-	(void) parse_as_owner(w, text, REXPR_TIME, psprintf("%s.%s", what, key), &canonical);
+	(void) watch_parse_as_owner(w, text, REXPR_TIME, psprintf("%s.%s", what, key), &canonical);
 	push_expr(st, key, canonical);
 }
 
@@ -776,7 +661,7 @@ invite_time_text(JsonbValue *v, const char *what, const char *key)
 {
 	char	   *text;
 
-	if ((text = expr_of(v)) == NULL && (text = string_of(v)) == NULL)
+	if ((text = watch_expr_of(v)) == NULL && (text = string_of(v)) == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s.%s must be an SQL expression such as \"starts_at\"", what, key)));
@@ -876,8 +761,8 @@ push_invite(WatchSpec *w, JsonbParseState **st, JsonbValue *v, int index, const 
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("%s.duration must be positive", what)));
 		jsonb_push_key(st, "duration");
-		push_string(st, WJB_VALUE, DatumGetCString(DirectFunctionCall1(interval_out,
-																	   IntervalPGetDatum(iv))));
+		jsonb_push_string(st, WJB_VALUE, DatumGetCString(DirectFunctionCall1(interval_out,
+																			 IntervalPGetDatum(iv))));
 	}
 
 	organizer = jsonb_get(obj, "organizer");
@@ -889,7 +774,7 @@ push_invite(WatchSpec *w, JsonbParseState **st, JsonbValue *v, int index, const 
 					 errmsg("%s.organizer must be an address such as \"Office <office@example.com>\"", what)));
 		validate_mailbox(text, psprintf("%s.organizer", what));
 		jsonb_push_key(st, "organizer");
-		push_string(st, WJB_VALUE, text);
+		jsonb_push_string(st, WJB_VALUE, text);
 	}
 	for (int i = 0; i < 2; i++)
 	{
@@ -902,9 +787,9 @@ push_invite(WatchSpec *w, JsonbParseState **st, JsonbValue *v, int index, const 
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("%s.%s must be a template name", what, key)));
-		check_template_name(text);
+		watch_check_template_name(text);
 		jsonb_push_key(st, key);
-		push_string(st, WJB_VALUE, text);
+		jsonb_push_string(st, WJB_VALUE, text);
 	}
 	pushJsonbValue(st, WJB_END_OBJECT, NULL);
 }
@@ -975,15 +860,15 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("recipients[%d].role must be a short string such as \"client\"", index)));
 		jsonb_push_key(st, "role");
-		push_string(st, WJB_VALUE, r);
+		jsonb_push_string(st, WJB_VALUE, r);
 		w->roles = lappend(w->roles, r);
 	}
 
 	/* channel */
 	what = psprintf("recipients[%d].channel", index);
-	if (channel && (text = expr_of(channel)) != NULL)
+	if (channel && (text = watch_expr_of(channel)) != NULL)
 	{
-		(void) parse_as_owner(w, text, REXPR_TEXT, what, &canonical);
+		(void) watch_parse_as_owner(w, text, REXPR_TEXT, what, &canonical);
 		push_expr(st, "channel", canonical);
 	}
 	else
@@ -1002,16 +887,16 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("recipients[%d] has no channel", index),
 					 errhint("Pass channel => 'sms', or give \"channel\" in the recipient.")));
-		check_channel_name(channel_name);
+		watch_check_channel_name(channel_name);
 		jsonb_push_key(st, "channel");
-		push_string(st, WJB_VALUE, channel_name);
+		jsonb_push_string(st, WJB_VALUE, channel_name);
 	}
 
 	/* template(s) */
 	what = psprintf("recipients[%d].template", index);
-	if (template && (text = expr_of(template)) != NULL)
+	if (template && (text = watch_expr_of(template)) != NULL)
 	{
-		(void) parse_as_owner(w, text, REXPR_TEXT, what, &canonical);
+		(void) watch_parse_as_owner(w, text, REXPR_TEXT, what, &canonical);
 		push_expr(st, "template", canonical);
 	}
 	else if (template && template->type != jbvNull)
@@ -1022,14 +907,14 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("%s must be a template name or {\"expr\": ...}", what)));
-		check_template_name(t);
+		watch_check_template_name(t);
 		jsonb_push_key(st, "template");
-		push_string(st, WJB_VALUE, t);
+		jsonb_push_string(st, WJB_VALUE, t);
 	}
 	else if (w->template && !templates)
 	{
 		jsonb_push_key(st, "template");
-		push_string(st, WJB_VALUE, w->template);
+		jsonb_push_string(st, WJB_VALUE, w->template);
 	}
 	if (templates || (!template && w->templates))
 	{
@@ -1089,9 +974,9 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 				 errmsg("%s must be a JSON object", what),
 				 errhint("Write {\"phone\": {\"expr\": \"client_phone\"}} or {\"email\": \"ops@example.com\"}; webhook, Slack and log channels need no \"to\".")));
 	jsonb_push_key(st, "to");
-	if ((text = expr_of(to)) != NULL)
+	if ((text = watch_expr_of(to)) != NULL)
 	{
-		(void) parse_as_owner(w, text, REXPR_JSONB, what, &canonical);
+		(void) watch_parse_as_owner(w, text, REXPR_JSONB, what, &canonical);
 		push_expr(st, NULL, canonical);
 		constant_to = false;
 	}
@@ -1110,11 +995,11 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 				continue;
 			key = pnstrdup(k.val.string.val, k.val.string.len);
 			(void) JsonbIteratorNext(&it, &v, true);
-			if ((text = expr_of(&v)) != NULL)
+			if ((text = watch_expr_of(&v)) != NULL)
 			{
-				(void) parse_as_owner(w, text, REXPR_TEXT,
-									  psprintf("recipients[%d].to.%s", index, key),
-									  &canonical);
+				(void) watch_parse_as_owner(w, text, REXPR_TEXT,
+											psprintf("recipients[%d].to.%s", index, key),
+											&canonical);
 				push_expr(st, key, canonical);
 				constant_to = false;
 			}
@@ -1150,9 +1035,9 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 					 errmsg("%s is only for email channels", what),
 					 errdetail("Channel \"%s\" is of kind %s.", channel_name,
 							   channel_kind_name(catalog_channel(channel_name)->kind))));
-		if ((text = expr_of(bcc)) != NULL)
+		if ((text = watch_expr_of(bcc)) != NULL)
 		{
-			(void) parse_as_owner(w, text, REXPR_ANY_JSONB, what, &canonical);
+			(void) watch_parse_as_owner(w, text, REXPR_ANY_JSONB, what, &canonical);
 			push_expr(st, "bcc", canonical);
 			constant_to = false;
 		}
@@ -1172,13 +1057,13 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 	if (when && when->type != jbvNull)
 	{
 		what = psprintf("recipients[%d].when", index);
-		if ((text = expr_of(when)) == NULL && (text = string_of(when)) == NULL)
+		if ((text = watch_expr_of(when)) == NULL && (text = string_of(when)) == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("%s must be an SQL condition as a string", what)));
-		(void) parse_as_owner(w, text, REXPR_BOOL, what, &canonical);
+		(void) watch_parse_as_owner(w, text, REXPR_BOOL, what, &canonical);
 		jsonb_push_key(st, "when");
-		push_string(st, WJB_VALUE, canonical);
+		jsonb_push_string(st, WJB_VALUE, canonical);
 	}
 
 	/* the recipient's messages go into a digest (digest.c) */
@@ -1240,8 +1125,8 @@ push_recipient(WatchSpec *w, JsonbParseState **st, Jsonb *spec, int index)
 	}
 }
 
-static Jsonb *
-normalize_recipients(WatchSpec *w, Jsonb *recipients)
+Jsonb *
+watch_normalize_recipients(WatchSpec *w, Jsonb *recipients)
 {
 	JsonbParseState *st = NULL;
 	int			n;
@@ -1302,8 +1187,8 @@ normalize_recipients(WatchSpec *w, Jsonb *recipients)
 }
 
 /* changes_to values, checked against the column's type and normalized */
-static List *
-check_changes_to(WatchSpec *w, ArrayType *given)
+List *
+watch_check_changes_to(WatchSpec *w, ArrayType *given)
 {
 	Datum	   *elems;
 	bool	   *nulls;
@@ -1337,8 +1222,8 @@ check_changes_to(WatchSpec *w, ArrayType *given)
 }
 
 /* The keys of the templates objects: the values an on_change rule wants. */
-static void
-values_from_templates(WatchSpec *w, Jsonb *recipients)
+void
+watch_values_from_templates(WatchSpec *w, Jsonb *recipients)
 {
 	JsonbIterator *it = JsonbIteratorInit(&recipients->root);
 	JsonbValue	v;
@@ -1389,104 +1274,13 @@ values_from_templates(WatchSpec *w, Jsonb *recipients)
 	}
 }
 
-/* ----------------------------------------------------------------
- *		Triggers and their dependencies
- * ----------------------------------------------------------------
- */
-
-static void
-create_triggers(WatchSpec *w, int64 id)
-{
-	char	   *table = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(w->rel)),
-												   RelationGetRelationName(w->rel));
-	char	   *arg = quote_literal_cstr(psprintf(INT64_FORMAT, id));
-	List	   *vars = NIL;
-	ListCell   *lc;
-	Node	   *deps;
-
-	for (int i = 0; i < lengthof(trigger_events); i++)
-	{
-		const char *ev = trigger_events[i];
-		const char *ref = i == 0 ? "REFERENCING NEW TABLE AS reminder_new " :
-			i == 1 ? "REFERENCING OLD TABLE AS reminder_old NEW TABLE AS reminder_new " :
-			i == 2 ? "REFERENCING OLD TABLE AS reminder_old " : "";
-		char	   *sql = psprintf("CREATE TRIGGER %s AFTER %s ON %s %sFOR EACH STATEMENT "
-								   "EXECUTE FUNCTION reminder.watch_trigger(%s)",
-								   quote_identifier(trigger_name(w->name, ev)),
-								   i == 0 ? "INSERT" : i == 1 ? "UPDATE" : i == 2 ? "DELETE" : "TRUNCATE",
-								   table, ref, arg);
-
-		spi_exec(sql, 0, NULL, NULL, NULL, SPI_OK_UTILITY);
-	}
-
-	/* the columns the rule reads, and everything its expressions use */
-	foreach(lc, w->keys)
-	{
-		AttrNumber	attno = get_attnum(RelationGetRelid(w->rel), lfirst(lc));
-
-		vars = lappend(vars, makeVar(1, attno, get_atttype(RelationGetRelid(w->rel), attno),
-									 -1, InvalidOid, 0));
-	}
-	vars = lappend(vars, makeVar(1, get_attnum(RelationGetRelid(w->rel), w->column),
-								 w->column_type, -1, InvalidOid, 0));
-	deps = (Node *) list_concat(vars, w->exprs);
-
-	CommandCounterIncrement();
-	for (int i = 0; i < lengthof(trigger_events); i++)
-	{
-		ObjectAddress trig;
-
-		trig.classId = TriggerRelationId;
-		trig.objectId = get_trigger_oid(RelationGetRelid(w->rel),
-										trigger_name(w->name, trigger_events[i]), false);
-		trig.objectSubId = 0;
-		recordDependencyOnSingleRelExpr(&trig, deps, RelationGetRelid(w->rel),
-										DEPENDENCY_NORMAL, DEPENDENCY_NORMAL, false);
-	}
-}
-
-/* Drop the triggers of rule id on relid, whatever they are called now. */
-static void
-drop_triggers(Oid relid, int64 id)
-{
-	Oid			types[2] = {OIDOID, TEXTOID};
-	Datum		values[2];
-	char	   *table;
-
-	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
-		return;
-	table = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-									   get_rel_name(relid));
-	values[0] = ObjectIdGetDatum(relid);
-	values[1] = CStringGetTextDatum(psprintf(INT64_FORMAT, id));
-	spi_exec("SELECT t.tgname FROM pg_catalog.pg_trigger t "
-			 "WHERE t.tgrelid = $1 AND t.tgfoid = 'reminder.watch_trigger()'::pg_catalog.regprocedure "
-			 "AND t.tgargs = pg_catalog.convert_to($2, 'SQL_ASCII') || '\\x00'::pg_catalog.bytea",
-			 2, types, values, NULL, SPI_OK_SELECT);
-	if (SPI_processed > 0)
-	{
-		SPITupleTable *tt = SPI_tuptable;
-		uint64		n = SPI_processed;
-
-		for (uint64 i = 0; i < n; i++)
-			spi_exec(psprintf("DROP TRIGGER %s ON %s",
-							  quote_identifier(SPI_getvalue(tt->vals[i], tt->tupdesc, 1)), table),
-					 0, NULL, NULL, NULL, SPI_OK_UTILITY);
-	}
-}
-
-/* ----------------------------------------------------------------
- *		watch()
- * ----------------------------------------------------------------
- */
-
 /*
  * A recurring rule's RRULE: it parses (22023, or 0A000 for parts of RFC
  * 5545 left out), and a series started now has an occurrence within the
  * horizon (not one whose UNTIL has passed, nor BYMONTH=2;BYMONTHDAY=30).
  */
-static void
-check_rrule(WatchSpec *w)
+void
+watch_check_rrule(WatchSpec *w)
 {
 	RRule	   *r;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
@@ -1504,749 +1298,4 @@ check_rrule(WatchSpec *w)
 				 errmsg("RRULE \"%s\" has no occurrence after now", w->rrule),
 				 errdetail("A series started now would never recur within ten years."),
 				 errhint("Check UNTIL, and that BYMONTH, BYMONTHDAY and BYDAY can meet.")));
-}
-
-Datum
-reminder_watch(PG_FUNCTION_ARGS)
-{
-	WatchSpec	w = {0};
-	Oid			relid;
-	char	   *kind;
-	Jsonb	   *recipients;
-	bool		backfill = PG_ARGISNULL(18) ? false : PG_GETARG_BOOL(18);
-	Oid			types[18] = {TEXTOID, OIDOID, TEXTOID, TEXTOID, TEXTARRAYOID, JSONBOID,
-		TEXTOID, TEXTOID, TEXTARRAYOID, BOOLOID, TEXTOID, TEXTOID, TEXTOID,
-	INTERVALOID, NAMEOID, TEXTOID, INT2OID, TEXTOID};
-	Datum		values[18];
-	char		nulls[18];
-	char	   *category;
-	int16		priority;
-	int64		id;
-	int			level;
-	Oid			save_userid;
-	int			save_sec;
-
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("table_name must not be null")));
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("kind must not be null"),
-				 errhint("Use one of before, after, on_change, follow_up, survey, recurring.")));
-	relid = PG_GETARG_OID(0);
-	kind = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	w.kind = rule_kind_from_name(kind);
-
-	/* the function runs as the extension owner; checks use the caller */
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	level = rule_pin_search_path();
-	rule_pin_styles();
-	SPI_connect();
-
-	w.rel = try_relation_open(relid, ShareRowExclusiveLock);
-	if (w.rel == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation with OID %u does not exist", relid)));
-	check_table(&w);
-
-	/* name */
-	w.name = text_or_null(fcinfo, 2);
-	if (w.name == NULL)
-	{
-		char	   *base = psprintf("%s_%s", RelationGetRelationName(w.rel), kind);
-
-		for (char *p = base; *p; p++)
-			if (!isalnum((unsigned char) *p) && *p != '_')
-				*p = '_';
-		if (!isalpha((unsigned char) base[0]))
-			base = psprintf("r_%s", base);
-		w.name = pnstrdup(base, MAX_RULE_NAME);
-	}
-	if (!valid_rule_name(w.name))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid rule name \"%s\"", w.name),
-				 errhint("A rule name starts with a letter and has at most %d letters, digits or \"_\".",
-						 MAX_RULE_NAME)));
-	{
-		Oid			t[1] = {TEXTOID};
-		Datum		v[1] = {CStringGetTextDatum(w.name)};
-
-		spi_exec("SELECT 1 FROM reminder.rule WHERE name = $1", 1, t, v, NULL, SPI_OK_SELECT);
-		if (SPI_processed > 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_DUPLICATE_OBJECT),
-					 errmsg("rule \"%s\" already exists", w.name),
-					 errhint("Choose another name, or reminder.unwatch('%s') first.", w.name)));
-	}
-
-	/*
-	 * The consent category of its messages: an unsubscribe from one step
-	 * of a sequence stops the others, whatever their templates.
-	 */
-	category = PG_NARGS() > 19 ? text_or_null(fcinfo, 19) : NULL;	/* 0.1.0 had 19 */
-	if (category == NULL)
-		category = w.name;
-	validate_name(category, "category");
-	{
-		char	   *p = PG_NARGS() > 20 ? text_or_null(fcinfo, 20) : NULL;
-
-		priority = p ? parse_priority(p, "priority") : 0;
-	}
-
-	/* the column */
-	w.column = text_or_null(fcinfo, 3);
-	if (w.column == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("a %s rule needs column_name", kind),
-				 errhint(w.kind == RULE_ON_CHANGE || w.kind == RULE_SURVEY ?
-						 "Name the column whose changes count, such as column_name => 'status'." :
-						 "Name the timestamp column, such as column_name => 'starts_at'.")));
-	if (w.kind == RULE_ON_CHANGE || w.kind == RULE_SURVEY)
-		(void) check_column(&w, w.column, "column_name", &w.column_type);
-	else
-		check_time_column(&w);
-
-	check_keys(&w, PG_ARGISNULL(17) ? NULL : PG_GETARG_ARRAYTYPE_P(17));
-
-	/* settings recipients inherit */
-	w.offsets = PG_ARGISNULL(4) ? NULL : PG_GETARG_ARRAYTYPE_P(4);
-	if (w.offsets && ARR_NDIM(w.offsets) > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("offsets must be a one-dimensional array")));
-	if (w.offsets && w.kind == RULE_RECURRING)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("offsets is not used by recurring rules"),
-				 errhint("A recurring rule's messages are due at its occurrences: say the time of day in the RRULE, such as BYHOUR=8;BYMINUTE=45.")));
-	w.channel = text_or_null(fcinfo, 5);
-	if (w.channel)
-		check_channel_name(w.channel);
-	w.template = text_or_null(fcinfo, 6);
-	if (w.template)
-		check_template_name(w.template);
-	w.templates = PG_ARGISNULL(10) ? NULL : PG_GETARG_JSONB_P(10);
-	w.business_days = PG_ARGISNULL(12) ? false : PG_GETARG_BOOL(12);
-	if (w.business_days && w.kind != RULE_FOLLOW_UP && w.kind != RULE_AFTER && w.kind != RULE_BEFORE &&
-		w.kind != RULE_RECURRING)
-		not_for_kind(&w, "business_days", "before, after, follow_up and recurring");
-	if (w.templates && w.kind == RULE_RECURRING)
-		not_for_kind(&w, "templates", "on_change, survey and follow_up");
-
-	/* calendar, time zone, past, throttle */
-	w.calendar = PG_ARGISNULL(13) ? "default" : text_to_cstring(PG_GETARG_TEXT_PP(13));
-	if (strcmp(w.calendar, "default") != 0)
-	{
-		Oid			t[1] = {TEXTOID};
-		Datum		v[1] = {CStringGetTextDatum(w.calendar)};
-
-		spi_exec("SELECT 1 FROM reminder.calendar WHERE name = $1", 1, t, v, NULL, SPI_OK_SELECT);
-		if (SPI_processed == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("calendar \"%s\" does not exist", w.calendar),
-					 errhint("Insert it into reminder.calendar, or use the calendar \"default\".")));
-	}
-	w.time_zone = text_or_null(fcinfo, 16);
-	if (w.time_zone == NULL)
-		w.time_zone = pstrdup(pg_get_timezone_name(session_timezone));
-	validate_time_zone(w.time_zone, "time_zone");
-	w.rrule = PG_NARGS() > 21 ? text_or_null(fcinfo, 21) : NULL;	/* 0.1.0 had 19 */
-	if (w.rrule && w.kind != RULE_RECURRING)
-		not_for_kind(&w, "rrule", "recurring");
-	if (w.kind == RULE_RECURRING)
-		check_rrule(&w);
-	w.if_past = PG_ARGISNULL(15) ? "skip" : text_to_cstring(PG_GETARG_TEXT_PP(15));
-	if (strcmp(w.if_past, "skip") != 0 && strcmp(w.if_past, "send") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("if_past must be \"skip\" or \"send\", not \"%s\"", w.if_past),
-				 errdetail("It says what happens to a message whose time has passed when the row is written.")));
-	if (w.kind == RULE_RECURRING && strcmp(w.if_past, "send") == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("if_past => 'send' is not used by recurring rules"),
-				 errdetail("A recurring rule schedules its first occurrence at or after the time the row is written; occurrences before it are not sent."),
-				 errhint("Leave if_past out.")));
-	if (!PG_ARGISNULL(14))
-	{
-		if (w.kind != RULE_SURVEY)
-			not_for_kind(&w, "throttle", "survey");
-		w.throttle = *PG_GETARG_INTERVAL_P(14);
-		if (w.throttle.month < 0 || w.throttle.day < 0 || w.throttle.time < 0 ||
-			(w.throttle.month == 0 && w.throttle.day == 0 && w.throttle.time == 0))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("throttle must be a positive interval such as '90 days'")));
-		w.has_throttle = true;
-	}
-	else if (w.kind == RULE_SURVEY)
-	{
-		w.throttle.day = 90;
-		w.has_throttle = true;
-	}
-
-	/* changes_to */
-	if (!PG_ARGISNULL(9))
-	{
-		if (w.kind != RULE_ON_CHANGE && w.kind != RULE_SURVEY)
-			not_for_kind(&w, "changes_to", "on_change and survey");
-		w.changes_to = check_changes_to(&w, PG_GETARG_ARRAYTYPE_P(9));
-	}
-	else if (w.kind == RULE_SURVEY)
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("a survey rule needs changes_to"),
-				 errhint("Say which values of %s start a survey, such as changes_to => '{completed}'.",
-						 w.column)));
-
-	/* expressions and recipients */
-	if (!PG_ARGISNULL(8))
-		(void) parse_as_owner(&w, text_to_cstring(PG_GETARG_TEXT_PP(8)), REXPR_BOOL,
-							  "condition", &w.condition);
-	if (!PG_ARGISNULL(11))
-		(void) parse_as_owner(&w, text_to_cstring(PG_GETARG_TEXT_PP(11)), REXPR_BOOL,
-							  "stop_condition", &w.stop);
-	recipients = normalize_recipients(&w, PG_ARGISNULL(7) ? NULL : PG_GETARG_JSONB_P(7));
-	if (w.kind == RULE_ON_CHANGE && w.changes_to == NIL)
-		values_from_templates(&w, recipients);
-
-	/* store the rule */
-	memset(nulls, ' ', sizeof(nulls));
-	values[0] = CStringGetTextDatum(w.name);
-	values[1] = ObjectIdGetDatum(relid);
-	values[2] = CStringGetTextDatum(rule_kind_name(w.kind));
-	values[3] = CStringGetTextDatum(w.column);
-	{
-		Datum	   *k = palloc(sizeof(Datum) * list_length(w.keys));
-		ListCell   *lc;
-		int			i = 0;
-
-		foreach(lc, w.keys)
-			k[i++] = CStringGetTextDatum(lfirst(lc));
-		values[4] = PointerGetDatum(construct_array(k, i, TEXTOID, -1, false, TYPALIGN_INT));
-	}
-	values[5] = JsonbPGetDatum(recipients);
-	values[6] = w.condition ? CStringGetTextDatum(w.condition) : (Datum) 0;
-	nulls[6] = w.condition ? ' ' : 'n';
-	values[7] = w.stop ? CStringGetTextDatum(w.stop) : (Datum) 0;
-	nulls[7] = w.stop ? ' ' : 'n';
-	if (w.changes_to)
-	{
-		Datum	   *k = palloc(sizeof(Datum) * list_length(w.changes_to));
-		ListCell   *lc;
-		int			i = 0;
-
-		foreach(lc, w.changes_to)
-			k[i++] = CStringGetTextDatum(lfirst(lc));
-		values[8] = PointerGetDatum(construct_array(k, i, TEXTOID, -1, false, TYPALIGN_INT));
-	}
-	else
-		nulls[8] = 'n';
-	values[9] = BoolGetDatum(w.business_days);
-	values[10] = CStringGetTextDatum(w.calendar);
-	values[11] = CStringGetTextDatum(w.time_zone);
-	values[12] = CStringGetTextDatum(w.if_past);
-	values[13] = w.has_throttle ? IntervalPGetDatum(&w.throttle) : (Datum) 0;
-	nulls[13] = w.has_throttle ? ' ' : 'n';
-	values[14] = DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetOuterUserId(), false)));
-	values[15] = CStringGetTextDatum(category);
-	values[16] = Int16GetDatum(priority);
-	values[17] = w.rrule ? CStringGetTextDatum(w.rrule) : (Datum) 0;
-	nulls[17] = w.rrule ? ' ' : 'n';
-
-	spi_exec("INSERT INTO reminder.rule (name, table_name, kind, column_name, key_columns, recipients, "
-			 "condition, stop_condition, changes_to, business_days, calendar, time_zone, if_past, "
-			 "throttle, created_by, category, priority, rrule) "
-			 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING id",
-			 18, types, values, nulls, SPI_OK_INSERT_RETURNING);
-	{
-		bool		isnull;
-
-		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	}
-
-	create_triggers(&w, id);
-	relation_close(w.rel, NoLock);
-	SPI_finish();
-
-	if (backfill)
-	{
-		CompiledRule *rule;
-
-		CommandCounterIncrement();
-		rule = rule_cache_get(id, false);
-		PG_TRY();
-		{
-			rules_backfill(rule);
-		}
-		PG_FINALLY();
-		{
-			rule_cache_release(rule);
-		}
-		PG_END_TRY();
-	}
-
-	rule_unpin(level);
-	SetUserIdAndSecContext(save_userid, save_sec);
-	PG_RETURN_INT64(id);
-}
-
-/* ----------------------------------------------------------------
- *		unwatch()
- * ----------------------------------------------------------------
- */
-
-Datum
-reminder_unwatch(PG_FUNCTION_ARGS)
-{
-	char	   *name;
-	bool		cancel = PG_ARGISNULL(1) ? true : PG_GETARG_BOOL(1);
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
-	int64		id;
-	Oid			relid;
-	bool		isnull;
-	int64		cancelled = 0;
-	int			level;
-
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("rule name must not be null")));
-	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	values[0] = CStringGetTextDatum(name);
-
-	level = rule_pin_search_path();
-	SPI_connect();
-	spi_exec("SELECT id, table_name::oid FROM reminder.rule WHERE name = $1 FOR UPDATE",
-			 1, types, values, NULL, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("rule \"%s\" does not exist", name),
-				 errhint("See the reminder.rule table for existing rules.")));
-	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-
-	if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
-	{
-		LockRelationOid(relid, ShareRowExclusiveLock);
-		if (!pg_class_ownercheck(relid, GetOuterUserId()))
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("must be owner of table %s", get_rel_name(relid)),
-					 errhint("Only the owner of the watched table can remove its rules.")));
-	}
-
-	/* pending messages that stay must not need the rule to be rendered */
-	if (!cancel)
-		rule_keep_rows(id);
-
-	/* the rule goes first, so dropping its triggers finds nothing to do */
-	{
-		Oid			t[1] = {INT8OID};
-		Datum		v[1] = {Int64GetDatum(id)};
-
-		spi_exec("DELETE FROM reminder.rule WHERE id = $1", 1, t, v, NULL, SPI_OK_DELETE);
-	}
-	drop_triggers(relid, id);
-	if (cancel)
-		cancelled = rules_cancel_pending(id, RULE_CANCEL_PREFIX "unwatched");
-	SPI_finish();
-	rule_unpin(level);
-
-	PG_RETURN_INT64(cancelled);
-}
-
-/* ----------------------------------------------------------------
- *		Event triggers
- * ----------------------------------------------------------------
- */
-
-/*
- * sql_drop: a rule whose table is gone, or that lost one of its triggers
- * (DROP TRIGGER, DROP ... CASCADE of something it depends on), is removed
- * and its pending messages cancelled.
- */
-Datum
-reminder_watch_sql_drop(PG_FUNCTION_ARGS)
-{
-	Oid			save_userid;
-	int			save_sec;
-	int			level;
-	SPITupleTable *tt;
-	uint64		n;
-
-	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("reminder.watch_sql_drop() must be called as an event trigger")));
-
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(extension_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	level = rule_pin_search_path();
-	SPI_connect();
-
-	spi_exec("SELECT r.id, r.table_name::oid, "
-			 "       NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = r.table_name) "
-			 "FROM reminder.rule r "
-			 "WHERE EXISTS (SELECT FROM pg_event_trigger_dropped_objects() d "
-			 "              WHERE d.classid IN ('pg_class'::regclass, 'pg_trigger'::regclass)) "
-			 "  AND (NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = r.table_name) "
-			 "       OR (SELECT count(*) FROM pg_trigger t "
-			 "           WHERE t.tgrelid = r.table_name "
-			 "             AND t.tgfoid = 'reminder.watch_trigger()'::regprocedure "
-			 "             AND t.tgargs = convert_to(r.id::text, 'SQL_ASCII') || '\\x00'::bytea) < 4)",
-			 0, NULL, NULL, NULL, SPI_OK_SELECT);
-	tt = SPI_tuptable;
-	n = SPI_processed;
-	for (uint64 i = 0; i < n; i++)
-	{
-		bool		isnull;
-		int64		id = DatumGetInt64(SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull));
-		Oid			relid = DatumGetObjectId(SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull));
-		bool		table_gone = DatumGetBool(SPI_getbinval(tt->vals[i], tt->tupdesc, 3, &isnull));
-		Oid			t[1] = {INT8OID};
-		Datum		v[1] = {Int64GetDatum(id)};
-
-		spi_exec("DELETE FROM reminder.rule WHERE id = $1", 1, t, v, NULL, SPI_OK_DELETE);
-		if (!table_gone)
-			drop_triggers(relid, id);
-		(void) rules_cancel_pending(id, table_gone ? RULE_CANCEL_PREFIX "table dropped" :
-									RULE_CANCEL_PREFIX "trigger dropped");
-	}
-
-	SPI_finish();
-	rule_unpin(level);
-	SetUserIdAndSecContext(save_userid, save_sec);
-	PG_RETURN_VOID();
-}
-
-typedef struct RenameWalk
-{
-	Relation	rel;
-	const char *oldname;
-	const char *newname;
-	bool		table;
-} RenameWalk;
-
-static char *
-renamed(RenameWalk *rw, const char *text)
-{
-	return rule_expr_rename(rw->rel, text, rw->oldname, rw->newname, rw->table);
-}
-
-/*
- * Copy a jsonb container, renaming inside every {"expr": ...} and "when".
- * Returns what the last push returned: the whole value at the top level.
- */
-static JsonbValue *
-rename_container(RenameWalk *rw, JsonbParseState **st, JsonbContainer *c)
-{
-	JsonbIterator *it = JsonbIteratorInit(c);
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	char	   *lastkey = NULL;
-	JsonbValue *res = NULL;
-
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		char	   *text;
-
-		switch (tok)
-		{
-			case WJB_KEY:
-				lastkey = pnstrdup(v.val.string.val, v.val.string.len);
-				res = pushJsonbValue(st, tok, &v);
-				break;
-			case WJB_VALUE:
-			case WJB_ELEM:
-				if ((text = expr_of(&v)) != NULL)
-				{
-					pushJsonbValue(st, WJB_BEGIN_OBJECT, NULL);
-					jsonb_push_key(st, "expr");
-					push_string(st, WJB_VALUE, renamed(rw, text));
-					res = pushJsonbValue(st, WJB_END_OBJECT, NULL);
-				}
-				else if (tok == WJB_VALUE && lastkey && strcmp(lastkey, "when") == 0 &&
-						 v.type == jbvString)
-					push_string(st, tok, renamed(rw, pnstrdup(v.val.string.val, v.val.string.len)));
-				else if (v.type == jbvBinary && (lastkey == NULL || strcmp(lastkey, "templates") != 0))
-					res = rename_container(rw, st, v.val.binary.data);
-				else
-					res = pushJsonbValue(st, tok, &v);
-				break;
-			default:
-				res = pushJsonbValue(st, tok, NULL);
-				break;
-		}
-	}
-	return res;
-}
-
-static void
-rename_rule(RenameWalk *rw, int64 id)
-{
-	Oid			t1[1] = {INT8OID};
-	Datum		v1[1] = {Int64GetDatum(id)};
-	HeapTuple	tup;
-	TupleDesc	desc;
-	bool		isnull;
-	Datum		d;
-	char	   *column;
-	Datum	   *keys;
-	bool	   *keynulls;
-	int			nkeys;
-	JsonbParseState *st = NULL;
-	Jsonb	   *recipients;
-	Oid			types[6] = {INT8OID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTOID, JSONBOID};
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
-
-	spi_exec("SELECT column_name, key_columns, condition, stop_condition, recipients "
-			 "FROM reminder.rule WHERE id = $1", 1, t1, v1, NULL, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		return;
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-
-	column = TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull));
-	if (!rw->table && strcmp(column, rw->oldname) == 0)
-		column = pstrdup(rw->newname);
-	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 2, &isnull)), TEXTOID, -1,
-					  false, TYPALIGN_INT, &keys, &keynulls, &nkeys);
-	for (int i = 0; i < nkeys && !rw->table; i++)
-		if (strcmp(TextDatumGetCString(keys[i]), rw->oldname) == 0)
-			keys[i] = CStringGetTextDatum(rw->newname);
-
-	values[0] = Int64GetDatum(id);
-	values[1] = CStringGetTextDatum(column);
-	values[2] = PointerGetDatum(construct_array(keys, nkeys, TEXTOID, -1, false, TYPALIGN_INT));
-	d = SPI_getbinval(tup, desc, 3, &isnull);
-	values[3] = isnull ? (Datum) 0 : CStringGetTextDatum(renamed(rw, TextDatumGetCString(d)));
-	nulls[3] = isnull ? 'n' : ' ';
-	d = SPI_getbinval(tup, desc, 4, &isnull);
-	values[4] = isnull ? (Datum) 0 : CStringGetTextDatum(renamed(rw, TextDatumGetCString(d)));
-	nulls[4] = isnull ? 'n' : ' ';
-	recipients = DatumGetJsonbP(SPI_getbinval(tup, desc, 5, &isnull));
-	values[5] = JsonbPGetDatum(JsonbValueToJsonb(rename_container(rw, &st, &recipients->root)));
-	spi_exec("UPDATE reminder.rule SET column_name = $2, key_columns = $3, condition = $4, "
-			 "stop_condition = $5, recipients = $6 WHERE id = $1",
-			 6, types, values, nulls, SPI_OK_UPDATE);
-}
-
-/* ----------------------------------------------------------------
- *		Columns renamed under templates
- * ----------------------------------------------------------------
- */
-
-/*
- * A column of a watched table renamed in this transaction.  Templates name
- * columns as row.<column>, and the row a message is rendered with has the
- * new names: a template still using the old one would render it empty in
- * every pending message.  The rename is checked at commit, so that the
- * templates can be changed after it in the same transaction.
- */
-typedef struct RenamedColumn
-{
-	Oid			relid;
-	char	   *oldname;
-	char	   *newname;
-} RenamedColumn;
-
-static List *renamed_columns = NIL;	/* in TopTransactionContext */
-static bool rename_callback_registered = false;
-
-/* An ARE matching row.<name> or old.<name> as a whole name. */
-static char *
-name_pattern(const char *name)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "(^|[^[:alnum:]_.])(row|old)\\.");
-	for (const char *p = name; *p; p++)
-	{
-		if (!isalnum((unsigned char) *p) && !IS_HIGHBIT_SET(*p))
-			appendStringInfoChar(&buf, '\\');
-		appendStringInfoChar(&buf, *p);
-	}
-	appendStringInfoString(&buf, "($|[^[:alnum:]_])");
-	return buf.data;
-}
-
-/*
- * At commit: a renamed column whose old name is gone must not be used by a
- * template of a rule on its table.  Templates chosen by an expression are
- * not known here.
- */
-static void
-check_renamed_columns(void)
-{
-	Oid			types[2] = {OIDOID, TEXTOID};
-	Oid			save_userid;
-	int			save_sec;
-	int			level;
-	ListCell   *lc;
-
-	if (!OidIsValid(get_namespace_oid(REMINDER_SCHEMA, true)))
-		return;
-
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(extension_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	level = rule_pin_search_path();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	SPI_connect();
-	foreach(lc, renamed_columns)
-	{
-		RenamedColumn *rc = lfirst(lc);
-		Datum		values[2];
-
-		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(rc->relid)) ||
-			get_attnum(rc->relid, rc->oldname) != InvalidAttrNumber)
-			continue;			/* dropped, or a column has the name again */
-		values[0] = ObjectIdGetDatum(rc->relid);
-		values[1] = CStringGetTextDatum(name_pattern(rc->oldname));
-		spi_exec("SELECT t.name, r.name FROM reminder.rule r "
-				 "CROSS JOIN LATERAL jsonb_array_elements(r.recipients) AS rcpt(spec) "
-				 "CROSS JOIN LATERAL (SELECT rcpt.spec->>'template' "
-				 "                     WHERE jsonb_typeof(rcpt.spec->'template') = 'string' "
-				 "                    UNION SELECT e.value FROM jsonb_each_text(CASE WHEN jsonb_typeof(rcpt.spec->'templates') = 'object' "
-				 "                                                           THEN rcpt.spec->'templates' END) AS e "
-				 "                    UNION SELECT e FROM jsonb_array_elements_text(CASE WHEN jsonb_typeof(rcpt.spec->'templates') = 'array' "
-				 "                                                                 THEN rcpt.spec->'templates' END) AS e) AS used(name) "
-				 "JOIN reminder.template t ON t.name = used.name "
-				 "WHERE r.table_name = $1 "
-				 "  AND (t.subject ~ $2 OR t.body ~ $2 OR t.html ~ $2 "
-				 "       OR EXISTS (SELECT FROM unnest(t.required) AS q WHERE q ~ $2)) "
-				 "ORDER BY 1, 2 LIMIT 1",
-				 2, types, values, NULL, SPI_OK_SELECT);
-		if (SPI_processed > 0)
-		{
-			char	   *template = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-			char	   *rule = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-
-			ereport(ERROR,
-					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
-					 errmsg("cannot rename column \"%s\" of table \"%s\": template \"%s\" of rule \"%s\" uses it",
-							rc->oldname, get_rel_name(rc->relid), template, rule),
-					 errdetail("Messages are rendered with the row as it is, where the column is now \"%s\": "
-							   "row.%s would render empty.", rc->newname, rc->oldname),
-					 errhint("Change the template to use row.%s in the same transaction as the rename, "
-							 "with reminder.create_template().", rc->newname)));
-		}
-	}
-	SPI_finish();
-	PopActiveSnapshot();
-	rule_unpin(level);
-	SetUserIdAndSecContext(save_userid, save_sec);
-}
-
-static void
-rename_xact_callback(XactEvent event, void *arg)
-{
-	switch (event)
-	{
-		case XACT_EVENT_PRE_COMMIT:
-		case XACT_EVENT_PRE_PREPARE:
-			/* an error aborts the transaction, which forgets them */
-			if (renamed_columns != NIL)
-				check_renamed_columns();
-			break;
-		default:
-			renamed_columns = NIL;
-			break;
-	}
-}
-
-static void
-remember_renamed_column(Oid relid, const char *oldname, const char *newname)
-{
-	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
-	RenamedColumn *rc = palloc(sizeof(RenamedColumn));
-
-	if (!rename_callback_registered)
-	{
-		RegisterXactCallback(rename_xact_callback, NULL);
-		rename_callback_registered = true;
-	}
-	rc->relid = relid;
-	rc->oldname = pstrdup(oldname);
-	rc->newname = pstrdup(newname);
-	renamed_columns = lappend(renamed_columns, rc);
-	MemoryContextSwitchTo(old);
-}
-
-/*
- * ddl_command_end for ALTER TABLE: after RENAME of a watched table or of
- * one of its columns, rewrite the rules' stored expressions and column
- * names to the new names.  A renamed column is checked against the rules'
- * templates at commit.
- */
-Datum
-reminder_watch_ddl_end(PG_FUNCTION_ARGS)
-{
-	EventTriggerData *trigdata;
-	RenameStmt *stmt;
-	RenameWalk	rw = {0};
-	Oid			save_userid;
-	int			save_sec;
-	int			level;
-	Oid			relid;
-	uint64		n;
-	int64	   *ids;
-
-	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("reminder.watch_ddl_end() must be called as an event trigger")));
-	trigdata = (EventTriggerData *) fcinfo->context;
-	if (!IsA(trigdata->parsetree, RenameStmt))
-		PG_RETURN_VOID();
-	stmt = (RenameStmt *) trigdata->parsetree;
-	if (stmt->renameType != OBJECT_COLUMN && stmt->renameType != OBJECT_TABLE)
-		PG_RETURN_VOID();
-	if (stmt->renameType == OBJECT_COLUMN && stmt->relationType != OBJECT_TABLE)
-		PG_RETURN_VOID();
-
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(extension_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	level = rule_pin_search_path();
-	SPI_connect();
-
-	spi_exec("SELECT r.id, r.table_name::oid FROM reminder.rule r "
-			 "WHERE r.table_name IN (SELECT objid FROM pg_event_trigger_ddl_commands() "
-			 "                       WHERE classid = 'pg_class'::regclass)",
-			 0, NULL, NULL, NULL, SPI_OK_SELECT);
-	n = SPI_processed;
-	if (n > 0)
-	{
-		bool		isnull;
-
-		ids = palloc(sizeof(int64) * n);
-		for (uint64 i = 0; i < n; i++)
-			ids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-		relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-
-		rw.rel = relation_open(relid, AccessShareLock);
-		rw.table = stmt->renameType == OBJECT_TABLE;
-		rw.oldname = rw.table ? stmt->relation->relname : stmt->subname;
-		rw.newname = stmt->newname;
-		for (uint64 i = 0; i < n; i++)
-			rename_rule(&rw, ids[i]);
-		relation_close(rw.rel, AccessShareLock);
-		if (!rw.table)
-			remember_renamed_column(relid, rw.oldname, rw.newname);
-	}
-
-	SPI_finish();
-	rule_unpin(level);
-	SetUserIdAndSecContext(save_userid, save_sec);
-	PG_RETURN_VOID();
 }
