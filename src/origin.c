@@ -37,7 +37,11 @@ url_part(CURLU *u, CURLUPart what, unsigned int flags)
 	char	   *result;
 
 	if (curl_url_get(u, what, &part, flags) != CURLUE_OK || part == NULL)
+	{
+		/* libcurl may have allocated the part before failing */
+		curl_free(part);
 		return NULL;
+	}
 	result = pstrdup(part);
 	curl_free(part);
 	return result;

@@ -102,17 +102,6 @@ rule_expr_canonical(Relation rel, const char *text, RuleExprType type,
 	return pstrdup(text);
 }
 
-/* expressions are not run here: no identity to switch to */
-void
-rule_owner_enter(RuleOwnerScope *scope, Oid owner)
-{
-}
-
-void
-rule_owner_leave(RuleOwnerScope *scope)
-{
-}
-
 void
 owner_enter(OwnerContext *ctx, Oid owner, int flags)
 {
