@@ -248,8 +248,8 @@ name_pattern(const char *name)
 
 /*
  * At commit: a renamed column whose old name is gone must not be used by a
- * template of a rule on its table.  Templates chosen by an expression are
- * not known here.
+ * template of a rule on its table, its invitations' and cancellations'
+ * included.  Templates chosen by an expression are not known here.
  */
 static void
 check_renamed_columns(void)
@@ -281,7 +281,9 @@ check_renamed_columns(void)
 					   "                    UNION SELECT e.value FROM jsonb_each_text(CASE WHEN jsonb_typeof(rcpt.spec->'templates') = 'object' "
 					   "                                                           THEN rcpt.spec->'templates' END) AS e "
 					   "                    UNION SELECT e FROM jsonb_array_elements_text(CASE WHEN jsonb_typeof(rcpt.spec->'templates') = 'array' "
-					   "                                                                 THEN rcpt.spec->'templates' END) AS e) AS used(name) "
+					   "                                                                 THEN rcpt.spec->'templates' END) AS e "
+					   "                    UNION SELECT rcpt.spec->'invite'->>k FROM unnest(ARRAY['template', 'cancel_template']) AS k "
+					   "                     WHERE jsonb_typeof(rcpt.spec->'invite'->k) = 'string') AS used(name) "
 					   "JOIN reminder.template t ON t.name = used.name "
 					   "WHERE r.table_name = $1 "
 					   "  AND (t.subject ~ $2 OR t.body ~ $2 OR t.html ~ $2 "

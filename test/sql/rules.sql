@@ -169,6 +169,18 @@ SELECT recipients->0->'to' AS "to" FROM reminder.rule WHERE name = 'rg_visit';
 SELECT reminder.unwatch('rg_visit');
 DROP TABLE rg_visit;
 SELECT reminder.drop_template('rg_visit_t');
+-- the templates of a recipient's calendar invitation count too
+SELECT reminder.create_channel('rg_invmail', 'email', '{"url": "smtp://127.0.0.1:2525", "from": "r@example.com"}');
+SELECT reminder.create_template('rg_inv_t', 'Visit', 'Visit');
+SELECT reminder.create_template('rg_inv_cancel', 'Cancelled: {{row.title}}', 'Cancelled');
+CREATE TABLE rg_inv (id int PRIMARY KEY, at timestamptz NOT NULL, title text, email text);
+SELECT reminder.watch('rg_inv', 'before', name => 'rg_inv', column_name => 'at', offsets => '{1 hour}', channel => 'rg_invmail', template => 'rg_inv_t', recipients => '{"to": {"email": {"expr": "email"}}, "invite": {"summary": "Visit", "cancel_template": "rg_inv_cancel"}}') > 0 AS created;
+ALTER TABLE rg_inv RENAME COLUMN title TO subject;
+SELECT reminder.unwatch('rg_inv');
+DROP TABLE rg_inv;
+SELECT reminder.drop_template('rg_inv_cancel');
+SELECT reminder.drop_template('rg_inv_t');
+SELECT reminder.drop_channel('rg_invmail');
 
 -- A rule's priority: every message it makes carries it
 CREATE TABLE rg_urgent (id int PRIMARY KEY, at timestamptz NOT NULL);
