@@ -100,6 +100,7 @@ typedef struct Delivery
 
 	/* the transfer, owned by transport.c while in flight */
 	char	   *conn_key;		/* "host:port" libcurl's per-host limit counts */
+	int			host_hint;		/* where limits.c last found that host */
 	CURL	   *easy;
 	struct curl_slist *slist;
 	void	   *state;			/* the transport's own, in cxt; see cleanup */
@@ -157,6 +158,7 @@ extern void transport_init(void);
 extern void transport_configure(bool policy_changed);
 extern pgsocket transport_socket(void);
 extern long transport_timeout_ms(void);
+extern bool transport_reserve(Delivery *d);
 extern void transport_start(Delivery *d);
 extern void transport_perform(bool sockets_ready);
 extern int	transport_in_flight(void);

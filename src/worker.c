@@ -56,6 +56,7 @@
 static WorkerSlot *my_slot = NULL;
 static volatile sig_atomic_t in_transaction = false;
 static bool version_mismatch = false;	/* the installed SQL is another version */
+static bool retiring = false;	/* asked to leave by a lower workers_per_database */
 
 static List *busy_channels(dlist_head *to_send);
 
@@ -153,6 +154,7 @@ begin_iteration(void)
 	my_slot->failed = n_failed;
 	my_slot->retried = n_retried;
 	stop = (my_slot->state == WORKER_STOPPING);
+	retiring = stop && my_slot->retiring;
 	LWLockRelease(reminder_shared->lock);
 	return stop;
 }
@@ -465,12 +467,20 @@ purge(void)
 	PG_END_TRY();
 }
 
-/* Start one transfer; one that cannot even start fails at once. */
-static void
+/*
+ * Start the transfer of d, waiting in its queue: it leaves the queue,
+ * started, or failed at once if it cannot even start.  Returns false, d
+ * left waiting, if another sender took the host's last free connection
+ * meanwhile.
+ */
+static bool
 start_one(Delivery *d, dlist_head *done)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 
+	if (!transport_reserve(d))
+		return false;
+	dlist_delete(&d->node);
 	PG_TRY();
 	{
 		transport_start(d);
@@ -490,6 +500,7 @@ start_one(Delivery *d, dlist_head *done)
 		dlist_push_tail(done, &d->node);
 	}
 	PG_END_TRY();
+	return true;
 }
 
 /*
@@ -543,16 +554,13 @@ start_transfers(dlist_head *to_send, dlist_head *done)
 	{
 		d = dlist_container(Delivery, node, iter.cur);
 		if (d->paced && transport_host_has_room(d))
-		{
-			dlist_delete(&d->node);
-			start_one(d, done);
-		}
+			(void) start_one(d, done);
 	}
 	while (transport_in_flight() < reminder_max_concurrent &&
 		   (d = next_to_start(to_send)) != NULL)
 	{
-		dlist_delete(&d->node);
-		start_one(d, done);
+		if (!start_one(d, done))
+			break;				/* another sender was quicker: next time */
 	}
 }
 
@@ -771,6 +779,7 @@ deliver(void)
 	TimestampTz first_done_at = 0;
 	TimestampTz last_purge = 0;
 	TimestampTz grace_until = 0;
+	TimestampTz stop_began = 0;
 	TimestampTz renew_at = DT_NOEND;	/* when leases of held messages need renewing */
 	bool		claim_wanted = true;	/* woken for new work, not yet claimed */
 	int			left_out = 0;	/* busy channels the last claim left out */
@@ -815,8 +824,19 @@ deliver(void)
 		MemoryContextReset(loop_cxt);
 		MemoryContextSwitchTo(loop_cxt);
 		stopping = begin_iteration() || ShutdownRequestPending || gone;
-		if (stopping && grace_until == 0)
-			grace_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), SHUTDOWN_GRACE_MS);
+		/*
+		 * A sender retired by a reload lets its transfers finish (each ends
+		 * within its timeout, shorter than the lease), so that its leaving
+		 * sends nothing twice; one stopped for a shutdown or a DROP
+		 * DATABASE leaves what has not finished soon to the lease.
+		 */
+		if (stopping && stop_began == 0)
+			stop_began = GetCurrentTimestamp();
+		if (stopping)
+			grace_until = TimestampTzPlusMilliseconds(stop_began,
+													  retiring && !ShutdownRequestPending ?
+													  reminder_lease_timeout * 1000 :
+													  SHUTDOWN_GRACE_MS);
 
 		/* 1. transfers: finished ones collected, waiting ones started */
 		transport_perform(sockets_ready);
@@ -928,7 +948,8 @@ deliver(void)
 						TimestampTzPlusMilliseconds(now, reminder_poll_interval));
 			}
 
-			if (reminder_retention > 0 &&
+			/* one sender of the database purges */
+			if (reminder_retention > 0 && my_slot->sender == 0 &&
 				now >= TimestampTzPlusMilliseconds(last_purge, PURGE_INTERVAL_MS))
 			{
 				purge();
