@@ -341,23 +341,26 @@ limits_host_channel_load(const char *key, const char *channel, int *hint)
  * Count a transfer of channel to key starting (delta 1) or ending (delta
  * -1, or less to give back several).  Starting, it is counted only if the
  * limits (max, reserve as in limits_host_has_room) allow: returns false,
- * counting nothing, if not.  An ending transfer that frees a connection of
- * a full host wakes the other senders, which may have transfers waiting
- * for it.
+ * counting nothing, if not.  *counted says whether it was counted (a
+ * start may go ahead uncounted when every entry is in use: see the header
+ * comment); only what was counted may be given back.  An ending transfer
+ * that frees a connection of a full host wakes the other senders, which
+ * may have transfers waiting for it.
  */
 bool
 limits_host_add(const char *key, const char *channel, int delta, int max,
-				int reserve, int *hint)
+				int reserve, int *hint, bool *counted)
 {
 	SharedHost *h;
 	bool		was_full = false;
 
+	*counted = false;
 	LWLockAcquire(limits->host_lock, LW_EXCLUSIVE);
 	h = find_host(key, delta > 0, hint);
 	if (h == NULL)
 	{
 		LWLockRelease(limits->host_lock);
-		return true;			/* not counted: see the header comment */
+		return true;
 	}
 	if (delta > 0)
 	{
@@ -394,6 +397,7 @@ limits_host_add(const char *key, const char *channel, int delta, int max,
 		}
 	}
 	LWLockRelease(limits->host_lock);
+	*counted = true;
 
 	if (was_full && reminder_workers_per_database > 1)
 		shmem_wake_senders(MyDatabaseId);

@@ -778,7 +778,7 @@ extern int	limits_bucket_take(const char *channel, double rate, TimestampTz now,
 							   int want, double *left);
 extern void limits_bucket_give_back(const char *channel, double rate, int n);
 extern bool limits_host_add(const char *key, const char *channel, int delta,
-							int max, int reserve, int *hint);
+							int max, int reserve, int *hint, bool *counted);
 extern bool limits_host_has_room(const char *key, const char *channel,
 								 int max, int reserve, int *hint);
 extern int	limits_host_channel_load(const char *key, const char *channel, int *hint);

@@ -351,13 +351,19 @@ static bool
 host_load_add(Delivery *d, int delta)
 {
 	OwnLoad    *o;
+	bool		counted;
 
 	if (!d->ops || !d->ops->network)
 		return true;
+	if (delta < 0 && !d->host_counted)
+		return true;
 	(void) conn_key(d);
 	if (!limits_host_add(d->conn_key, d->channel, delta, reminder_max_host_connections,
-						 host_reserve(), &d->host_hint))
+						 host_reserve(), &d->host_hint, &counted))
 		return false;
+	d->host_counted = (delta > 0 && counted);
+	if (!counted)
+		return true;
 	o = own_load(d);
 	o->n += delta;
 	if (o->n <= 0)
@@ -380,9 +386,11 @@ give_back_loads(int code, Datum arg)
 	{
 		OwnLoad    *o = lfirst(lc);
 
+		bool		counted;
+
 		if (o->n > 0)
 			(void) limits_host_add(o->key, o->channel, -o->n,
-								   reminder_max_host_connections, 0, &o->hint);
+								   reminder_max_host_connections, 0, &o->hint, &counted);
 	}
 	own_loads = NIL;
 }

@@ -101,6 +101,7 @@ typedef struct Delivery
 	/* the transfer, owned by transport.c while in flight */
 	char	   *conn_key;		/* "host:port" libcurl's per-host limit counts */
 	int			host_hint;		/* where limits.c last found that host */
+	bool		host_counted;	/* in flight: counted there (limits.c) */
 	CURL	   *easy;
 	struct curl_slist *slist;
 	void	   *state;			/* the transport's own, in cxt; see cleanup */

@@ -813,6 +813,7 @@ deliver(void)
 		WaitEvent	events[3];
 		int			nevents;
 		bool		stopping;
+		bool		draining;	/* stopping, but letting transfers finish */
 		bool		record_wanted;
 		bool		claiming;
 
@@ -826,15 +827,15 @@ deliver(void)
 		stopping = begin_iteration() || ShutdownRequestPending || gone;
 		/*
 		 * A sender retired by a reload lets its transfers finish (each ends
-		 * within its timeout, shorter than the lease), so that its leaving
-		 * sends nothing twice; one stopped for a shutdown or a DROP
+		 * within its timeout, shorter than the lease) and keeps their leases,
+		 * so that its leaving sends nothing twice; one stopped for a shutdown or a DROP
 		 * DATABASE leaves what has not finished soon to the lease.
 		 */
+		draining = stopping && retiring && !ShutdownRequestPending && !gone;
 		if (stopping && stop_began == 0)
 			stop_began = GetCurrentTimestamp();
 		if (stopping)
-			grace_until = TimestampTzPlusMilliseconds(stop_began,
-													  retiring && !ShutdownRequestPending ?
+			grace_until = TimestampTzPlusMilliseconds(stop_began, draining ?
 													  reminder_lease_timeout * 1000 :
 													  SHUTDOWN_GRACE_MS);
 
@@ -959,7 +960,7 @@ deliver(void)
 
 		/* 2c. held messages keep their leases */
 		now = GetCurrentTimestamp();
-		if (!stopping && now >= renew_at && !RecoveryInProgress())
+		if ((!stopping || draining) && now >= renew_at && !RecoveryInProgress())
 			renew_at = renew_leases(&to_send);
 
 		/* 3. sleep until something happens */
@@ -974,7 +975,7 @@ deliver(void)
 			timeout = Min(timeout, ms_until(claim_wanted ? now : next_claim, now));
 		if (transport_timeout_ms() >= 0)
 			timeout = Min(timeout, transport_timeout_ms());
-		if (!stopping)
+		if (!stopping || draining)
 			timeout = Min(timeout, ms_until(renew_at, now));
 		if (!dlist_is_empty(&done))
 			timeout = Min(timeout, ms_until(TimestampTzPlusMilliseconds(first_done_at, RECORD_DELAY_MS), now));
