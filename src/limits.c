@@ -343,16 +343,16 @@ limits_host_channel_load(const char *key, const char *channel, int *hint)
  * limits (max, reserve as in limits_host_has_room) allow: returns false,
  * counting nothing, if not.  *counted says whether it was counted (a
  * start may go ahead uncounted when every entry is in use: see the header
- * comment); only what was counted may be given back.  An ending transfer
- * that frees a connection of a full host wakes the other senders, which
- * may have transfers waiting for it.
+ * comment); only what was counted may be given back.  A sender whose
+ * transfers wait for a connection others hold looks again every few
+ * milliseconds (worker.c); waking every sibling at every freed connection
+ * cost more than it saved.
  */
 bool
 limits_host_add(const char *key, const char *channel, int delta, int max,
 				int reserve, int *hint, bool *counted)
 {
 	SharedHost *h;
-	bool		was_full = false;
 
 	*counted = false;
 	LWLockAcquire(limits->host_lock, LW_EXCLUSIVE);
@@ -387,7 +387,6 @@ limits_host_add(const char *key, const char *channel, int delta, int max,
 	{
 		HostChannel *c = find_channel(h, channel, false);
 
-		was_full = (h->n >= max);
 		h->n = Max(0, h->n + delta);
 		if (c)
 		{
@@ -398,8 +397,5 @@ limits_host_add(const char *key, const char *channel, int delta, int max,
 	}
 	LWLockRelease(limits->host_lock);
 	*counted = true;
-
-	if (was_full && reminder_workers_per_database > 1)
-		shmem_wake_senders(MyDatabaseId);
 	return true;
 }

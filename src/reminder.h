@@ -757,7 +757,6 @@ extern ReminderShared *reminder_shared;
 extern void shmem_install_hooks(void);
 extern WorkerSlot *shmem_find_slot(Oid dboid, int sender);
 extern void shmem_wake_database(Oid dboid, TimestampTz due_at);
-extern void shmem_wake_senders(Oid dboid);
 extern void shmem_wake_launcher(bool rescan);
 extern void shmem_wake_launcher_for(Oid dboid);
 extern bool shmem_stop_worker(Oid dboid, int timeout_ms);

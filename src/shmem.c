@@ -131,31 +131,6 @@ shmem_wake_database(Oid dboid, TimestampTz due_at)
 		SetLatch(latches[i]);
 }
 
-/* Wake every sender of dboid but this process (a connection to a host freed up). */
-void
-shmem_wake_senders(Oid dboid)
-{
-	Latch	   *latches[REMINDER_MAX_SENDERS];
-	int			n = 0;
-
-	if (reminder_shared == NULL)
-		return;
-
-	LWLockAcquire(reminder_shared->lock, LW_SHARED);
-	for (int i = 0; i < reminder_shared->nslots && n < REMINDER_MAX_SENDERS; i++)
-	{
-		WorkerSlot *slot = &reminder_shared->slots[i];
-
-		if (slot->state != WORKER_FREE && slot->dboid == dboid &&
-			slot->latch != NULL && slot->pid != MyProcPid)
-			latches[n++] = slot->latch;
-	}
-	LWLockRelease(reminder_shared->lock);
-
-	for (int i = 0; i < n; i++)
-		SetLatch(latches[i]);
-}
-
 void
 shmem_wake_launcher(bool rescan)
 {

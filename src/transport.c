@@ -284,6 +284,15 @@ conn_key(Delivery *d)
 	return d->conn_key;
 }
 
+/* The "host:port" whose connections d's transfer takes; NULL: none. */
+const char *
+transport_host_key(Delivery *d)
+{
+	if (!d->ops || !d->ops->network)
+		return NULL;
+	return conn_key(d);
+}
+
 /* Connections of a shared host that one channel may not take. */
 static int
 host_reserve(void)

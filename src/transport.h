@@ -164,6 +164,7 @@ extern void transport_start(Delivery *d);
 extern void transport_perform(bool sockets_ready);
 extern int	transport_in_flight(void);
 extern bool transport_host_has_room(Delivery *d);
+extern const char *transport_host_key(Delivery *d);
 extern int	transport_channel_load(Delivery *d);
 extern void transport_foreach_active(void (*fn) (Delivery *d, void *arg), void *arg);
 extern bool transport_take_done(dlist_head *into);

@@ -51,6 +51,7 @@
 
 #define SHUTDOWN_GRACE_MS	500		/* in-flight transfers may finish in this */
 #define RECORD_DELAY_MS		10		/* longest a finished delivery waits to be recorded */
+#define HOST_WAIT_MS		10		/* polls for a connection another sender frees */
 #define PURGE_INTERVAL_MS	(10 * 60 * 1000)
 
 static WorkerSlot *my_slot = NULL;
@@ -510,23 +511,57 @@ start_one(Delivery *d, dlist_head *done)
  * channels take turns on a shared host, and a backlog claimed earlier on
  * one channel does not make another channel's messages wait.
  */
+typedef struct HostSeen
+{
+	const char *key;
+	const char *channel;
+	bool		room;
+	int			load;
+} HostSeen;
+
+#define HOSTS_SEEN_MAX	8
+
 static Delivery *
 next_to_start(dlist_head *to_send)
 {
 	dlist_iter	iter;
 	Delivery   *best = NULL;
 	int			best_load = 0;
+	HostSeen	seen[HOSTS_SEEN_MAX];	/* asked of limits.c in this call */
+	int			nseen = 0;
 
 	dlist_foreach(iter, to_send)
 	{
 		Delivery   *d = dlist_container(Delivery, node, iter.cur);
-		int			load;
+		const char *key = transport_host_key(d);
+		bool		room = true;
+		int			load = 0;
 
 		if (best && d->priority < best->priority)
 			break;				/* the queue is in priority order */
-		if (!transport_host_has_room(d))
+		if (key)
+		{
+			int			i;
+
+			/* a backlog asks the same of the shared counts: once */
+			for (i = 0; i < nseen; i++)
+				if (strcmp(seen[i].key, key) == 0 && strcmp(seen[i].channel, d->channel) == 0)
+					break;
+			if (i < nseen)
+			{
+				room = seen[i].room;
+				load = seen[i].load;
+			}
+			else
+			{
+				room = transport_host_has_room(d);
+				load = room ? transport_channel_load(d) : 0;
+				if (nseen < HOSTS_SEEN_MAX)
+					seen[nseen++] = (HostSeen) {key, d->channel, room, load};
+			}
+		}
+		if (!room)
 			continue;
-		load = transport_channel_load(d);
 		if (best == NULL || load < best_load)
 		{
 			best = d;
@@ -975,6 +1010,9 @@ deliver(void)
 			timeout = Min(timeout, ms_until(claim_wanted ? now : next_claim, now));
 		if (transport_timeout_ms() >= 0)
 			timeout = Min(timeout, transport_timeout_ms());
+		/* waiting for connections other senders hold: look again soon */
+		if (!stopping && waiting > 0 && transport_in_flight() == 0)
+			timeout = Min(timeout, HOST_WAIT_MS);
 		if (!stopping || draining)
 			timeout = Min(timeout, ms_until(renew_at, now));
 		if (!dlist_is_empty(&done))
