@@ -130,15 +130,27 @@ for my $i (0 .. $#t)
 }
 cmp_ok($worst, '<=', 16, "at most 16 requests under way at the slow receiver at once (busiest: $worst)");
 
-# (d) The survey throttle holds across senders: 12 surveys to one person
-# fall due at once, each sender claims one at a time; one goes out.
-$node->safe_psql('app', "ALTER SYSTEM SET reminder.batch_size = 1; SELECT pg_reload_conf()");
+# (d) The survey throttle holds across senders: 40 surveys to one person
+# fall due while the senders are paused; resumed together, each claims one
+# at a time, and a slow template (a nested loop over the row) keeps each
+# claim open after its throttle check, so that the checks overlap; one
+# survey goes out.
+$node->safe_psql('app', "ALTER SYSTEM SET reminder.batch_size = 1; ALTER SYSTEM SET reminder.enabled = off; SELECT pg_reload_conf()");
+ok(query_until($node, 'app', "SELECT count(*) FILTER (WHERE state = 'disabled') FROM reminder.worker_status() WHERE database = 'app'", '4'),
+	'senders paused');
 $node->safe_psql('app', q{
-	CREATE TABLE job (id int PRIMARY KEY, status text NOT NULL, email text NOT NULL);
+	CREATE TABLE job (id int PRIMARY KEY, status text NOT NULL, email text NOT NULL, a jsonb);
+	SELECT reminder.create_template('slow', '{{#row.a}}{{#row.a}}{{/row.a}}{{/row.a}}done');
 	SELECT reminder.watch('job', 'survey', name => 'nps', column_name => 'status', changes_to => '{done}',
-		channel => 'log', template => 't', recipients => '{"to": {"email": {"expr": "email"}}}');
-	INSERT INTO job SELECT g, 'done', 'ada@example.com' FROM generate_series(1, 12) g;
+		channel => 'log', template => 'slow', recipients => '{"to": {"email": {"expr": "email"}}}');
+	INSERT INTO job SELECT g, 'done', 'ada@example.com', (SELECT jsonb_agg(i) FROM generate_series(1, 1500) i)
+	  FROM generate_series(1, 40) g;
 });
+ok(query_until($node, 'app', q{
+	SELECT count(*) = 40 AND bool_and(m.due_at <= now())
+	  FROM reminder.message m JOIN reminder.rule r ON r.id = m.rule_id WHERE r.name = 'nps'}),
+	'40 surveys due');
+$node->safe_psql('app', "ALTER SYSTEM SET reminder.enabled = on; SELECT pg_reload_conf()");
 ok($node->poll_query_until('app', q{
 	SELECT count(*) FILTER (WHERE status IN ('scheduled', 'sending', 'retrying')) = 0
 	  FROM reminder.message m JOIN reminder.rule r ON r.id = m.rule_id WHERE r.name = 'nps'}),
@@ -147,7 +159,7 @@ is($node->safe_psql('app', q{
 	SELECT string_agg(status || ' ' || n, ', ' ORDER BY status) FROM (
 	  SELECT status, count(*) AS n FROM reminder.message m JOIN reminder.rule r ON r.id = m.rule_id
 	   WHERE r.name = 'nps' GROUP BY status) s}),
-	'sent 1, suppressed 11', 'twelve surveys to one person through four senders: one goes out');
+	'sent 1, suppressed 39', 'forty surveys to one person through four senders: one goes out');
 $node->safe_psql('app', "ALTER SYSTEM SET reminder.batch_size = 25; SELECT pg_reload_conf()");
 
 # (e) One sender ends (pg_terminate_backend) in the middle of 3,000 sends:
