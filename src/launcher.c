@@ -706,8 +706,10 @@ state_name(WorkerState state)
 }
 
 /*
- * One row for the launcher, one per database worker: database, pid, state,
- * started_at, last_loop, in_flight, sent, failed, retried.
+ * One row for the launcher, one per database worker (sender): database,
+ * pid, state, started_at, last_loop, in_flight, sent, failed, retried,
+ * sender (from 1).  Before ALTER EXTENSION UPDATE the SQL function may
+ * declare fewer columns: the tuplestore takes the first of these.
  */
 Datum
 reminder_worker_status(PG_FUNCTION_ARGS)
@@ -717,8 +719,8 @@ reminder_worker_status(PG_FUNCTION_ARGS)
 	int			n = 0;
 	pid_t		launcher_pid;
 	TimestampTz launcher_started_at;
-	Datum		values[9];
-	bool		nulls[9];
+	Datum		values[10];
+	bool		nulls[10];
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (reminder_shared == NULL)
@@ -771,6 +773,7 @@ reminder_worker_status(PG_FUNCTION_ARGS)
 		values[6] = Int64GetDatum(s->sent);
 		values[7] = Int64GetDatum(s->failed);
 		values[8] = Int64GetDatum(s->retried);
+		values[9] = Int32GetDatum(s->sender + 1);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PG_RETURN_VOID();

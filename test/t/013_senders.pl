@@ -57,8 +57,8 @@ sub all_sent
 }
 
 ok(wait_until(sub { senders() == 4 }), 'four senders serve the database');
-is($node->safe_psql('app', "SELECT count(*) FROM reminder.worker_status() WHERE database = 'app'"),
-	'4', 'worker_status() lists all four');
+is($node->safe_psql('app', "SELECT string_agg(sender::text, ',' ORDER BY sender) FROM reminder.worker_status() WHERE database = 'app'"),
+	'1,2,3,4', 'worker_status() lists all four, senders 1 to 4');
 
 # (a) 2,000 messages queued at once: each reaches the sink exactly once
 # and has one attempt, and every sender took its share.
@@ -214,8 +214,8 @@ $node->safe_psql('app', "ALTER SYSTEM SET reminder.workers_per_database = 2; SEL
 ok(wait_until(sub { senders() == 2 }), 'workers_per_database 4 -> 2: two senders leave');
 $node->safe_psql('app', "ALTER SYSTEM SET reminder.workers_per_database = 6; SELECT pg_reload_conf()");
 ok(wait_until(sub { senders() == 6 }), 'workers_per_database 2 -> 6: four more start');
-is($node->safe_psql('app', "SELECT count(*) FROM reminder.worker_status() WHERE database = 'app'"),
-	'6', 'worker_status() lists six');
+is($node->safe_psql('app', "SELECT string_agg(sender::text, ',' ORDER BY sender) FROM reminder.worker_status() WHERE database = 'app'"),
+	'1,2,3,4,5,6', 'worker_status() lists six');
 ok(all_sent('reload', 1000), 'all 1,000 queued across the reloads are sent');
 %seen = by_key('reload');
 is(scalar(grep { @{ $seen{$_} } != 1 } keys %seen) + (1000 - scalar(keys %seen)), 0,
