@@ -795,3 +795,28 @@ COMMENT ON FUNCTION reminder.watch(regclass, text, text, text, interval[], text,
 REVOKE EXECUTE ON FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean, text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION reminder.watch(regclass, text, text, text, interval[], text, text, jsonb, text, text[], jsonb, text, boolean, text, interval, text, text, text[], boolean, text, text, text)
     TO reminder_admin;
+
+-- ---------------------------------------------------------------------------
+-- Several senders per database (reminder.workers_per_database): which
+-- one a row of worker_status() is.
+-- ---------------------------------------------------------------------------
+
+DROP FUNCTION reminder.worker_status();
+CREATE FUNCTION reminder.worker_status(
+    OUT database name,
+    OUT pid integer,
+    OUT state text,
+    OUT started_at timestamptz,
+    OUT last_loop timestamptz,
+    OUT in_flight integer,
+    OUT sent bigint,
+    OUT failed bigint,
+    OUT retried bigint,
+    OUT sender integer)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'reminder_worker_status'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION reminder.worker_status() IS
+'the launcher (database NULL) and every database''s workers (senders, numbered from 1; reminder.workers_per_database of them), from shared memory: state, in-flight transfers and counters since the worker started';
+REVOKE EXECUTE ON FUNCTION reminder.worker_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION reminder.worker_status() TO reminder_user;

@@ -5,6 +5,11 @@
  *	  starts a delivery worker (worker.c) for every database where the
  *	  extension is installed.
  *
+ *	  Each database gets reminder.workers_per_database senders (worker.c,
+ *	  numbered from 0); they share the outbox through SKIP LOCKED and their
+ *	  limits through limits.c.  Lowering the setting makes the senders
+ *	  beyond it leave; raising it starts more.
+ *
  *	  Like PostgreSQL's logical replication launcher it reads pg_database, a
  *	  shared catalog, and needs no database-name setting.  It cannot see
  *	  pg_extension of other databases, so it starts a worker for every
@@ -289,15 +294,16 @@ reap_workers(TimestampTz now)
 	}
 }
 
+/* Start sender number sender of a database. */
 static void
-start_worker(DatabaseEntry *db)
+start_sender(DatabaseEntry *db, int sender)
 {
 	BackgroundWorker bgw;
 	BackgroundWorkerHandle *handle;
 	int			slotno = -1;
 
 	LWLockAcquire(reminder_shared->lock, LW_EXCLUSIVE);
-	if (shmem_find_slot(db->dboid) == NULL && !shmem_database_held(db->dboid))
+	if (shmem_find_slot(db->dboid, sender) == NULL && !shmem_database_held(db->dboid))
 	{
 		for (int i = 0; i < reminder_shared->nslots; i++)
 		{
@@ -307,6 +313,7 @@ start_worker(DatabaseEntry *db)
 			{
 				memset(slot, 0, sizeof(WorkerSlot));
 				slot->dboid = db->dboid;
+				slot->sender = sender;
 				slot->state = WORKER_STARTING;
 				slotno = i;
 				break;
@@ -323,7 +330,11 @@ start_worker(DatabaseEntry *db)
 	bgw.bgw_restart_time = BGW_NEVER_RESTART;	/* the launcher restarts it */
 	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "reminder");
 	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "reminder_worker_main");
-	snprintf(bgw.bgw_name, BGW_MAXLEN, "reminder worker for database %s", db->name);
+	if (sender == 0)
+		snprintf(bgw.bgw_name, BGW_MAXLEN, "reminder worker for database %s", db->name);
+	else
+		snprintf(bgw.bgw_name, BGW_MAXLEN, "reminder worker %d for database %s",
+				 sender + 1, db->name);
 	snprintf(bgw.bgw_type, BGW_MAXLEN, "reminder worker");
 	bgw.bgw_main_arg = ObjectIdGetDatum(db->dboid);
 	memcpy(bgw.bgw_extra, &slotno, sizeof(int));
@@ -337,15 +348,54 @@ start_worker(DatabaseEntry *db)
 		if (!warned_no_slot)
 			ereport(WARNING,
 					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-					 errmsg("could not start a reminder worker for database \"%s\"", db->name),
+					 errmsg("could not start reminder worker %d of %d for database \"%s\"",
+							sender + 1, reminder_workers_per_database, db->name),
 					 errdetail("All background worker slots are in use."),
-					 errhint("Raise max_worker_processes.")));
+					 errhint("Raise max_worker_processes: reminder needs one for its launcher and reminder.workers_per_database (%d) for every database with the extension, besides those of parallel queries and other extensions.",
+							 reminder_workers_per_database)));
 		warned_no_slot = true;
 		add_backoff(db->dboid, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 5 * WORKER_RESTART_MS));
 		return;
 	}
 	warned_no_slot = false;
 	handles[slotno] = handle;
+}
+
+/* Start the senders of a database that are not running. */
+static void
+start_senders(DatabaseEntry *db)
+{
+	for (int sender = 0; sender < reminder_workers_per_database; sender++)
+		start_sender(db, sender);
+}
+
+/*
+ * Ask senders beyond reminder.workers_per_database (lowered by a reload)
+ * to leave: they finish what is in flight, give back what they claimed
+ * and have not started, and are not restarted.
+ */
+static void
+stop_extra_senders(void)
+{
+	Latch	   *latches[64];
+	int			n = 0;
+
+	LWLockAcquire(reminder_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < reminder_shared->nslots; i++)
+	{
+		WorkerSlot *slot = &reminder_shared->slots[i];
+
+		if (slot->state == WORKER_FREE || slot->state == WORKER_STOPPING ||
+			slot->sender < reminder_workers_per_database)
+			continue;
+		slot->state = WORKER_STOPPING;
+		slot->retiring = true;
+		if (slot->latch && n < lengthof(latches))
+			latches[n++] = slot->latch;
+	}
+	LWLockRelease(reminder_shared->lock);
+	for (int i = 0; i < n; i++)
+		SetLatch(latches[i]);
 }
 
 void
@@ -422,6 +472,7 @@ reminder_launcher_main(Datum main_arg)
 			note_retry(retry_db, now);
 
 		reap_workers(now);
+		stop_extra_senders();
 
 		/* cheap (a few rows of a shared catalog): look every time */
 		databases = list_databases();
@@ -442,7 +493,7 @@ reminder_launcher_main(Datum main_arg)
 				nap = Min(nap, secs * 1000 + (usecs + 999) / 1000);
 				continue;
 			}
-			start_worker(db);
+			start_senders(db);
 		}
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
@@ -655,8 +706,10 @@ state_name(WorkerState state)
 }
 
 /*
- * One row for the launcher, one per database worker: database, pid, state,
- * started_at, last_loop, in_flight, sent, failed, retried.
+ * One row for the launcher, one per database worker (sender): database,
+ * pid, state, started_at, last_loop, in_flight, sent, failed, retried,
+ * sender (from 1).  Before ALTER EXTENSION UPDATE the SQL function may
+ * declare fewer columns: the tuplestore takes the first of these.
  */
 Datum
 reminder_worker_status(PG_FUNCTION_ARGS)
@@ -666,8 +719,8 @@ reminder_worker_status(PG_FUNCTION_ARGS)
 	int			n = 0;
 	pid_t		launcher_pid;
 	TimestampTz launcher_started_at;
-	Datum		values[9];
-	bool		nulls[9];
+	Datum		values[10];
+	bool		nulls[10];
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (reminder_shared == NULL)
@@ -720,6 +773,7 @@ reminder_worker_status(PG_FUNCTION_ARGS)
 		values[6] = Int64GetDatum(s->sent);
 		values[7] = Int64GetDatum(s->failed);
 		values[8] = Int64GetDatum(s->retried);
+		values[9] = Int32GetDatum(s->sender + 1);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PG_RETURN_VOID();

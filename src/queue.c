@@ -67,16 +67,16 @@ static SPIPlanPtr release_plan = NULL;
 static SPIPlanPtr renew_plan = NULL;
 
 /*
- * Token buckets of rate-limited channels, kept across claims.  A bucket
- * holds at most a tenth of a second's worth of messages (at least one), so
- * a channel limited to 5/s sends one message every 200 ms, not five at once.
+ * Rate-limited channels, kept across claims.  Their token buckets are in
+ * shared memory (limits.c), one per channel for all the senders of the
+ * database.  A bucket holds at most a tenth of a second's worth of
+ * messages (at least one), so a channel limited to 5/s sends one message
+ * every 200 ms, not five at once.
  */
 typedef struct Bucket
 {
 	char	   *channel;
 	double		rate;			/* messages per second */
-	double		tokens;
-	TimestampTz refilled_at;
 	bool		backlog;		/* the last claim took all it could */
 	bool		busy;			/* the worker holds enough of its messages */
 	bool		seen;
@@ -248,8 +248,8 @@ busy_floor(List *busy, const char *name)
  * next due time); of those, the ones without a rate limit go to *fair, for
  * the fair claim, with the lowest priority to take of each in *floors (of
  * busy ones, whose messages the worker already holds enough of, only
- * higher priorities, or none).  Refill the buckets of rate-limited
- * channels.
+ * higher priorities, or none).  Note the rate-limited channels in
+ * buckets.
  */
 static void
 load_channels(TimestampTz now, List *busy, List **all, List **fair, List **floors)
@@ -299,21 +299,16 @@ load_channels(TimestampTz now, List *busy, List **all, List **fair, List **floor
 		if (rate > 0)
 		{
 			Bucket	   *b = find_bucket(name);
-			double		burst = Max(1.0, rate / 10.0);
 
 			if (b == NULL)
 			{
 				old = MemoryContextSwitchTo(TopMemoryContext);
 				b = palloc0(sizeof(Bucket));
 				b->channel = pstrdup(name);
-				b->tokens = burst;
-				b->refilled_at = now;
 				buckets = lappend(buckets, b);
 				MemoryContextSwitchTo(old);
 			}
 			b->rate = rate;
-			b->tokens = Min(burst, b->tokens + rate * (now - b->refilled_at) / 1000000.0);
-			b->refilled_at = now;
 			b->seen = true;
 			b->busy = busy_floor(busy, name) > PRIORITY_LOW;
 		}
@@ -959,15 +954,18 @@ queue_claim(int limit, int paced_limit, List *busy, dlist_head *to_send,
 	}
 	active_channels = Max(1, list_length(seen));
 
-	/* rate-limited channels, as far as their tokens go */
+	/*
+	 * rate-limited channels, as far as their tokens go: taken from the
+	 * shared bucket before the claim, those not used given back after it
+	 */
 	foreach(lc, buckets)
 	{
 		Bucket	   *b = lfirst(lc);
-		int			want = (int) Min((double) Min(remaining, paced_limit), floor(b->tokens));
+		int			cap = b->busy ? 0 : Min(remaining, paced_limit);
+		double		left;
+		int			want = limits_bucket_take(b->channel, b->rate, now, cap, &left);
 		uint64		got = 0;
 
-		if (b->busy)
-			want = 0;
 		if (want > 0)
 		{
 			got = claim_channel(want, b->channel);
@@ -975,14 +973,14 @@ queue_claim(int limit, int paced_limit, List *busy, dlist_head *to_send,
 				rows = claimed_rows(rows, CurrentMemoryContext);
 			remaining -= got;
 			paced_limit -= got;
-			b->tokens -= got;
+			limits_bucket_give_back(b->channel, b->rate, want - (int) got);
 		}
 		/* it may have more waiting: look again once a token is back */
 		b->backlog = (want == 0 || got == want);
 		if (b->backlog && !b->busy)
 		{
-			TimestampTz at = b->refilled_at +
-				(TimestampTz) ((1.0 - Min(b->tokens, 1.0)) / b->rate * 1000000.0);
+			TimestampTz at = now +
+				(TimestampTz) ((1.0 - Min(left, 1.0)) / b->rate * 1000000.0);
 
 			result->next_token = Min(result->next_token, at);
 		}

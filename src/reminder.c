@@ -29,6 +29,7 @@ int			reminder_max_host_connections = 16;
 int			reminder_timeout = 10000;
 int			reminder_connect_timeout = 5000;
 int			reminder_lease_timeout = 300;
+int			reminder_workers_per_database = 1;
 int			reminder_max_attempts = 5;
 int			reminder_retry_delay = 30000;
 int			reminder_retry_max_delay = 3600000;
@@ -160,6 +161,13 @@ define_gucs(void)
 							"Must exceed the longest attempt; rows a crashed worker left behind are retried after it.",
 							&reminder_lease_timeout, 300, 10, 86400,
 							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("reminder.workers_per_database",
+							"Senders (delivery workers) started for each database.",
+							"They share the database's rate limits and connections per host; "
+							"each needs a background worker slot (max_worker_processes).",
+							&reminder_workers_per_database, 1, 1, REMINDER_MAX_SENDERS,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
 
 	DefineCustomIntVariable("reminder.max_attempts",
 							"Default number of delivery attempts before a message fails.",

@@ -40,6 +40,7 @@ extern int	reminder_max_host_connections;
 extern int	reminder_timeout;			/* ms, per transfer */
 extern int	reminder_connect_timeout;	/* ms */
 extern int	reminder_lease_timeout;		/* s */
+extern int	reminder_workers_per_database;
 extern int	reminder_max_attempts;
 extern int	reminder_retry_delay;		/* ms, first retry */
 extern int	reminder_retry_max_delay;	/* ms, backoff cap */
@@ -725,10 +726,15 @@ typedef enum WorkerState
 	WORKER_NO_EXTENSION			/* exited: the extension is not installed */
 } WorkerState;
 
-/* One per database served; the launcher hands them out. */
+/*
+ * One per sender (delivery worker) running; a database has
+ * reminder.workers_per_database of them.  The launcher hands them out.
+ */
 typedef struct WorkerSlot
 {
 	Oid			dboid;
+	int			sender;			/* 0 .. workers_per_database - 1 */
+	bool		retiring;		/* stopping: beyond workers_per_database */
 	pid_t		pid;
 	Latch	   *latch;			/* the worker's process latch */
 	WorkerState state;
@@ -753,6 +759,9 @@ typedef struct DatabaseHold
 
 #define REMINDER_MAX_HOLDS	16
 
+/* Most senders one database may have (reminder.workers_per_database). */
+#define REMINDER_MAX_SENDERS	32
+
 typedef struct ReminderShared
 {
 	LWLock	   *lock;			/* protects everything below */
@@ -770,13 +779,32 @@ typedef struct ReminderShared
 extern ReminderShared *reminder_shared;
 
 extern void shmem_install_hooks(void);
-extern WorkerSlot *shmem_find_slot(Oid dboid);
+extern WorkerSlot *shmem_find_slot(Oid dboid, int sender);
 extern void shmem_wake_database(Oid dboid, TimestampTz due_at);
 extern void shmem_wake_launcher(bool rescan);
 extern void shmem_wake_launcher_for(Oid dboid);
 extern bool shmem_stop_worker(Oid dboid, int timeout_ms);
 extern void shmem_release_hold(Oid dboid);
 extern bool shmem_database_held(Oid dboid);
+
+/* ----------------
+ * in limits.c: what the senders of a database share: the token buckets of
+ * rate-limited channels and the transfers in flight per host
+ * ----------------
+ */
+#define LIMITS_MAX_BUCKETS		256 /* rate-limited channels, all databases */
+#define LIMITS_MAX_HOSTS		256 /* hosts in use, all databases */
+
+extern void limits_shmem_request(void);
+extern void limits_shmem_startup(void);
+extern int	limits_bucket_take(const char *channel, double rate, TimestampTz now,
+							   int want, double *left);
+extern void limits_bucket_give_back(const char *channel, double rate, int n);
+extern bool limits_host_add(const char *key, const char *channel, int delta,
+							int max, int reserve, int *hint, bool *counted);
+extern bool limits_host_has_room(const char *key, const char *channel,
+								 int max, int reserve, int *hint);
+extern int	limits_host_channel_load(const char *key, const char *channel, int *hint);
 
 /* ----------------
  * in stats.c: cumulative delivery counters per database

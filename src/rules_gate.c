@@ -14,7 +14,11 @@
  *	  number at most once per the rule's throttle interval.  Surveys let
  *	  through are logged (as SHA-256 of the address) in reminder.survey_log
  *	  within the claim transaction, so a second survey in the same batch is
- *	  caught too; a throttled survey is suppressed, never retried.
+ *	  caught too; a throttled survey is suppressed, never retried.  Several
+ *	  senders of a database may check surveys to the same address at once:
+ *	  each address is locked (survey_address_lock) until the claim commits,
+ *	  and a sender that finds it locked defers its survey for a second, by
+ *	  when the other's survey_log row is visible.
  *
  *	  rule_message_data: messages of rules that follow their row (before,
  *	  after, follow_up) store no copy of it; the row they are rendered with
@@ -33,6 +37,7 @@
 #include "common/hashfn.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/lock.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -202,6 +207,31 @@ rule_stop_check(const GateMessage *msg, GateResult *result)
 	PG_END_TRY();
 }
 
+#define SURVEY_LOCK_FIELD4	3	/* advisory lock tags of SQL use 1 and 2 */
+#define SURVEY_LOCK_DEFER_MS	1000
+
+/*
+ * Lock an address hash for the rest of the transaction, without waiting:
+ * an advisory lock of this database whose key is the hash's first eight
+ * bytes, in a key space of its own (field4), so no lock an application
+ * takes with pg_advisory_lock() gets in the way.  Returns whether it got it.
+ */
+static bool
+survey_address_lock(bytea *hash)
+{
+	LOCKTAG		tag;
+	uint32		key1 = 0;
+	uint32		key2 = 0;
+	const char *p = VARDATA_ANY(hash);
+	int			len = VARSIZE_ANY_EXHDR(hash);
+
+	memcpy(&key1, p, Min(len, 4));
+	if (len > 4)
+		memcpy(&key2, p + 4, Min(len - 4, 4));
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, key1, key2, SURVEY_LOCK_FIELD4);
+	return LockAcquire(&tag, ExclusiveLock, false, true) != LOCKACQUIRE_NOT_AVAIL;
+}
+
 void
 survey_throttle_check(const GateMessage *msg, GateResult *result)
 {
@@ -230,6 +260,19 @@ survey_throttle_check(const GateMessage *msg, GateResult *result)
 		owner_leave(&ext);
 		return;
 	}
+
+	/* another sender is deciding a survey to this person: after it */
+	for (int i = 0; i < n && !msg->dry_run; i++)
+		if (!survey_address_lock(DatumGetByteaPP(hashes[i])))
+		{
+			rule_cache_release(rule);
+			owner_leave(&ext);
+			result->verdict = GATE_DEFER;
+			result->defer_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															  SURVEY_LOCK_DEFER_MS);
+			result->reason = pstrdup("survey throttle: another worker is sending a survey to this address");
+			return;
+		}
 
 	PG_TRY();
 	{

@@ -2,7 +2,9 @@
  *
  * shmem.c
  *	  Shared memory for the launcher and the per-database workers: who
- *	  serves which database, their latches and their counters.
+ *	  serves which database (reminder.workers_per_database senders each),
+ *	  their latches and their counters.  What the senders of a database
+ *	  share to keep limits together is in limits.c.
  *
  *	  Backends use it only to wake a worker when a message falls due
  *	  sooner than the worker planned to look, and to ask the launcher to
@@ -49,6 +51,7 @@ shmem_request(void)
 
 	RequestAddinShmemSpace(shmem_size());
 	RequestNamedLWLockTranche("reminder", 1);
+	limits_shmem_request();
 }
 
 static void
@@ -67,6 +70,7 @@ shmem_startup(void)
 		reminder_shared->lock = &(GetNamedLWLockTranche("reminder"))->lock;
 		reminder_shared->nslots = shmem_slot_count();
 	}
+	limits_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -80,43 +84,51 @@ shmem_install_hooks(void)
 }
 
 /*
- * The slot serving dboid, or NULL.  Caller holds reminder_shared->lock.
+ * The slot of sender number sender of dboid, or NULL; sender -1: of any
+ * sender of dboid.  Caller holds reminder_shared->lock.
  */
 WorkerSlot *
-shmem_find_slot(Oid dboid)
+shmem_find_slot(Oid dboid, int sender)
 {
 	for (int i = 0; i < reminder_shared->nslots; i++)
 	{
 		WorkerSlot *slot = &reminder_shared->slots[i];
 
-		if (slot->state != WORKER_FREE && slot->dboid == dboid)
+		if (slot->state != WORKER_FREE && slot->dboid == dboid &&
+			(sender < 0 || slot->sender == sender))
 			return slot;
 	}
 	return NULL;
 }
 
 /*
- * Wake the worker of dboid if a message falls due before it planned to
- * look.  Without a worker (library not preloaded, database not yet served)
- * there is nobody to wake; the launcher finds new databases by itself.
+ * Wake the senders of dboid that planned to look later than due_at: any of
+ * them may claim the message (whichever locks it first).  Without a worker
+ * (library not preloaded, database not yet served) there is nobody to
+ * wake; the launcher finds new databases by itself.
  */
 void
 shmem_wake_database(Oid dboid, TimestampTz due_at)
 {
-	WorkerSlot *slot;
-	Latch	   *latch = NULL;
+	Latch	   *latches[REMINDER_MAX_SENDERS];
+	int			n = 0;
 
 	if (reminder_shared == NULL)
 		return;
 
 	LWLockAcquire(reminder_shared->lock, LW_SHARED);
-	slot = shmem_find_slot(dboid);
-	if (slot != NULL && slot->latch != NULL && due_at < slot->next_wake)
-		latch = slot->latch;
+	for (int i = 0; i < reminder_shared->nslots && n < REMINDER_MAX_SENDERS; i++)
+	{
+		WorkerSlot *slot = &reminder_shared->slots[i];
+
+		if (slot->state != WORKER_FREE && slot->dboid == dboid &&
+			slot->latch != NULL && due_at < slot->next_wake)
+			latches[n++] = slot->latch;
+	}
 	LWLockRelease(reminder_shared->lock);
 
-	if (latch)
-		SetLatch(latch);
+	for (int i = 0; i < n; i++)
+		SetLatch(latches[i]);
 }
 
 void
@@ -189,9 +201,9 @@ hold_database(Oid dboid, TimestampTz until)
 }
 
 /*
- * Make the worker of dboid exit and keep the launcher from starting another
- * until shmem_release_hold() (or a minute passes, should the caller die).
- * Waits up to timeout_ms for the worker to be gone; returns whether it is.
+ * Make the senders of dboid exit and keep the launcher from starting
+ * others until shmem_release_hold() (or a minute passes, should the caller
+ * die).  Waits up to timeout_ms for them to be gone; returns whether they are.
  */
 bool
 shmem_stop_worker(Oid dboid, int timeout_ms)
@@ -204,23 +216,38 @@ shmem_stop_worker(Oid dboid, int timeout_ms)
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 	for (;;)
 	{
-		WorkerSlot *slot;
-		Latch	   *latch = NULL;
-		bool		gone;
+		Latch	   *latches[REMINDER_MAX_SENDERS];
+		int			n = 0;
+		bool		gone = true;
 
 		LWLockAcquire(reminder_shared->lock, LW_EXCLUSIVE);
 		hold_database(dboid, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60 * 1000));
-		slot = shmem_find_slot(dboid);
-		gone = (slot == NULL || slot->pid == 0);
-		if (!gone && slot->state != WORKER_STOPPING)
+		for (int i = 0; i < reminder_shared->nslots; i++)
 		{
-			slot->state = WORKER_STOPPING;
-			latch = slot->latch;
+			WorkerSlot *slot = &reminder_shared->slots[i];
+
+			if (slot->state == WORKER_FREE || slot->dboid != dboid)
+				continue;
+			slot->retiring = false; /* leave now, not when transfers end */
+			/* one not attached yet finds itself unwanted (attach_slot) */
+			if (slot->pid == 0)
+			{
+				if (slot->state == WORKER_STARTING)
+					slot->state = WORKER_STOPPING;
+				continue;
+			}
+			gone = false;
+			if (slot->state != WORKER_STOPPING)
+			{
+				slot->state = WORKER_STOPPING;
+				if (slot->latch && n < REMINDER_MAX_SENDERS)
+					latches[n++] = slot->latch;
+			}
 		}
 		LWLockRelease(reminder_shared->lock);
 
-		if (latch)
-			SetLatch(latch);
+		for (int i = 0; i < n; i++)
+			SetLatch(latches[i]);
 		if (gone)
 			return true;
 		if (GetCurrentTimestamp() >= deadline)

@@ -29,6 +29,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include "storage/ipc.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -48,34 +49,23 @@ static bool stale_connections = false;	/* opened under an older host policy */
  * reminder.max_host_connections connections to one host and queues the
  * transfers beyond that, with their timeout running: a slow but healthy
  * receiver would see spurious timeouts and duplicates.  So no more
- * transfers start per host than it may have connections; the others wait,
- * unstarted, in the worker's queue (their leases renewed meanwhile).
+ * transfers start per host than it may have connections, counting those
+ * of every sender of the database (limits.c); the others wait, unstarted,
+ * in the worker's queue (their leases renewed meanwhile).  What this
+ * sender counted there is noted here too, to be given back should it
+ * exit with transfers in flight.
  */
-typedef struct ChannelLoad
-{
-	char	   *channel;
-	int			n;
-} ChannelLoad;
-
-typedef struct HostLoad
+typedef struct OwnLoad
 {
 	char	   *key;
+	char	   *channel;
 	int			n;
-	List	   *channels;		/* of ChannelLoad *: the n by channel */
-	char	   *last_channel;	/* the channel that last started a transfer */
-	TimestampTz shared_at;		/* when another channel than the one before did */
-	TimestampTz used_at;		/* when a transfer last started */
-} HostLoad;
+	int			hint;
+} OwnLoad;
 
-/*
- * A host that several channels used within this long is shared: no
- * channel may take its last connections (host_reserve()), so that a
- * message of another channel finds one free at once instead of waiting
- * behind a backlog on a slow receiver.  Idle hosts are forgotten after it.
- */
-#define HOST_SHARED_MS	60000
+static List *own_loads = NIL;	/* of OwnLoad *, in TopMemoryContext */
 
-static List *host_loads = NIL;	/* of HostLoad *, in TopMemoryContext */
+static void give_back_loads(int code, Datum arg);
 
 /*
  * Easy handles of finished transfers, reset and kept for the next ones:
@@ -216,6 +206,7 @@ transport_init(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_SYSTEM_ERROR),
 				 errmsg("could not initialize libcurl")));
+	before_shmem_exit(give_back_loads, (Datum) 0);
 	epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (epfd < 0)
 		ereport(ERROR,
@@ -293,33 +284,13 @@ conn_key(Delivery *d)
 	return d->conn_key;
 }
 
-static void
-free_host_load(HostLoad *h)
+/* The "host:port" whose connections d's transfer takes; NULL: none. */
+const char *
+transport_host_key(Delivery *d)
 {
-	list_free_deep(h->channels);
-	if (h->last_channel)
-		pfree(h->last_channel);
-	pfree(h->key);
-	pfree(h);
-}
-
-/* Hosts with nothing in flight, unused for HOST_SHARED_MS, are dropped. */
-static void
-forget_idle_hosts(void)
-{
-	TimestampTz cutoff = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), -HOST_SHARED_MS);
-	ListCell   *lc;
-
-	foreach(lc, host_loads)
-	{
-		HostLoad   *h = lfirst(lc);
-
-		if (h->n <= 0 && h->used_at < cutoff)
-		{
-			host_loads = foreach_delete_current(host_loads, lc);
-			free_host_load(h);
-		}
-	}
+	if (!d->ops || !d->ops->network)
+		return NULL;
+	return conn_key(d);
 }
 
 /* Connections of a shared host that one channel may not take. */
@@ -330,134 +301,107 @@ host_reserve(void)
 		Max(1, reminder_max_host_connections / 4);
 }
 
-static ChannelLoad *channel_load(HostLoad *h, const char *channel, bool create);
-
-static HostLoad *
-host_load(const char *key, bool create)
-{
-	ListCell   *lc;
-	HostLoad   *h;
-	MemoryContext old;
-
-	foreach(lc, host_loads)
-	{
-		h = lfirst(lc);
-		if (strcmp(h->key, key) == 0)
-			return h;
-	}
-	if (!create)
-		return NULL;
-	forget_idle_hosts();
-	old = MemoryContextSwitchTo(TopMemoryContext);
-	h = palloc0(sizeof(HostLoad));
-	h->key = pstrdup(key);
-	host_loads = lappend(host_loads, h);
-	MemoryContextSwitchTo(old);
-	return h;
-}
-
-/* Whether a transfer of d may start now without queueing inside libcurl. */
+/*
+ * Whether a transfer of d may start now without queueing inside libcurl:
+ * the host has a connection free, and, if several channels used it within
+ * a minute, d's channel does not hold all but host_reserve() of them.
+ */
 bool
 transport_host_has_room(Delivery *d)
 {
-	HostLoad   *h;
-
 	if (!d->ops || !d->ops->network)
 		return true;
-	h = host_load(conn_key(d), false);
-	if (h == NULL)
-		return true;
-	if (h->n >= reminder_max_host_connections)
-		return false;
-	if (h->shared_at != 0 &&
-		GetCurrentTimestamp() < TimestampTzPlusMilliseconds(h->shared_at, HOST_SHARED_MS))
-	{
-		ChannelLoad *c = channel_load(h, d->channel, false);
-
-		if (c && c->n >= reminder_max_host_connections - host_reserve())
-			return false;
-	}
-	return true;
-}
-
-static ChannelLoad *
-channel_load(HostLoad *h, const char *channel, bool create)
-{
-	ListCell   *lc;
-	ChannelLoad *c;
-	MemoryContext old;
-
-	foreach(lc, h->channels)
-	{
-		c = lfirst(lc);
-		if (strcmp(c->channel, channel) == 0)
-			return c;
-	}
-	if (!create)
-		return NULL;
-	old = MemoryContextSwitchTo(TopMemoryContext);
-	c = palloc(sizeof(ChannelLoad));
-	c->channel = pstrdup(channel);
-	c->n = 0;
-	h->channels = lappend(h->channels, c);
-	MemoryContextSwitchTo(old);
-	return c;
+	return limits_host_has_room(conn_key(d), d->channel, reminder_max_host_connections,
+								host_reserve(), &d->host_hint);
 }
 
 /*
- * Transfers of d's channel in flight to d's host: when a connection to a
- * host frees up, the channel with the fewest gets it, so that a backlog of
- * one channel cannot hold up another's messages to the same host.
+ * Transfers of d's channel in flight to d's host, all senders: when a
+ * connection to a host frees up, the channel with the fewest gets it, so
+ * that a backlog of one channel cannot hold up another's messages to the
+ * same host.
  */
 int
 transport_channel_load(Delivery *d)
 {
-	HostLoad   *h;
-	ChannelLoad *c;
-
 	if (!d->ops || !d->ops->network)
 		return 0;
-	h = host_load(conn_key(d), false);
-	if (h == NULL)
-		return 0;
-	c = channel_load(h, d->channel, false);
-	return c ? c->n : 0;
+	return limits_host_channel_load(conn_key(d), d->channel, &d->host_hint);
 }
 
-static void
+static OwnLoad *
+own_load(Delivery *d)
+{
+	ListCell   *lc;
+	OwnLoad    *o;
+	MemoryContext old;
+
+	foreach(lc, own_loads)
+	{
+		o = lfirst(lc);
+		if (strcmp(o->key, d->conn_key) == 0 && strcmp(o->channel, d->channel) == 0)
+			return o;
+	}
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	o = palloc0(sizeof(OwnLoad));
+	o->key = pstrdup(d->conn_key);
+	o->channel = pstrdup(d->channel);
+	own_loads = lappend(own_loads, o);
+	MemoryContextSwitchTo(old);
+	return o;
+}
+
+/*
+ * Count a transfer of d starting (1) or ending (-1) at its host.  Starting,
+ * only if the host has room (as transport_host_has_room() says, but
+ * atomically): returns false, counting nothing, if not.
+ */
+static bool
 host_load_add(Delivery *d, int delta)
 {
-	HostLoad   *h = host_load(conn_key(d), delta > 0);
-	ChannelLoad *c;
+	OwnLoad    *o;
+	bool		counted;
 
-	if (h == NULL)
-		return;
-	h->n += delta;
-	if (delta > 0)
+	if (!d->ops || !d->ops->network)
+		return true;
+	if (delta < 0 && !d->host_counted)
+		return true;
+	(void) conn_key(d);
+	if (!limits_host_add(d->conn_key, d->channel, delta, reminder_max_host_connections,
+						 host_reserve(), &d->host_hint, &counted))
+		return false;
+	d->host_counted = (delta > 0 && counted);
+	if (!counted)
+		return true;
+	o = own_load(d);
+	o->n += delta;
+	if (o->n <= 0)
 	{
-		h->used_at = GetCurrentTimestamp();
-		if (h->last_channel == NULL || strcmp(h->last_channel, d->channel) != 0)
-		{
-			if (h->last_channel)
-			{
-				h->shared_at = h->used_at;
-				pfree(h->last_channel);
-			}
-			h->last_channel = MemoryContextStrdup(TopMemoryContext, d->channel);
-		}
+		own_loads = list_delete_ptr(own_loads, o);
+		pfree(o->key);
+		pfree(o->channel);
+		pfree(o);
 	}
-	c = channel_load(h, d->channel, delta > 0);
-	if (c)
+	return true;
+}
+
+/* At exit: what this sender still counts at its hosts is given back. */
+static void
+give_back_loads(int code, Datum arg)
+{
+	ListCell   *lc;
+
+	foreach(lc, own_loads)
 	{
-		c->n += delta;
-		if (c->n <= 0)
-		{
-			h->channels = list_delete_ptr(h->channels, c);
-			pfree(c->channel);
-			pfree(c);
-		}
+		OwnLoad    *o = lfirst(lc);
+
+		bool		counted;
+
+		if (o->n > 0)
+			(void) limits_host_add(o->key, o->channel, -o->n,
+								   reminder_max_host_connections, 0, &o->hint, &counted);
 	}
-	/* an idle host is kept a while: whether it is shared (forget_idle_hosts) */
+	own_loads = NIL;
 }
 
 /* Call fn for every delivery whose transfer is in flight. */
@@ -495,8 +439,20 @@ transport_set_common_options(Delivery *d, CURL *easy)
 }
 
 /*
- * Start a transfer.  The easy handle and header list are freed here if
- * setting them up fails, and by collect() once the transfer ends.
+ * Take a connection of d's host for its transfer, if the host has room
+ * (see host_load_add); returns false, taking nothing, if not.  Then
+ * transport_start(d) must follow.
+ */
+bool
+transport_reserve(Delivery *d)
+{
+	return host_load_add(d, 1);
+}
+
+/*
+ * Start a transfer whose connection transport_reserve() took.  The easy
+ * handle and header list are freed here (and the connection given back)
+ * if setting them up fails, and by collect() once the transfer ends.
  */
 void
 transport_start(Delivery *d)
@@ -515,9 +471,12 @@ transport_start(Delivery *d)
 
 	easy = n_idle_easy > 0 ? idle_easy[--n_idle_easy] : curl_easy_init();
 	if (easy == NULL)
+	{
+		host_load_add(d, -1);
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("could not create a libcurl easy handle")));
+	}
 	d->easy = easy;
 	PG_TRY();
 	{
@@ -534,6 +493,7 @@ transport_start(Delivery *d)
 		d->slist = NULL;
 		if (d->ops->cleanup)
 			d->ops->cleanup(d);
+		host_load_add(d, -1);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -548,13 +508,13 @@ transport_start(Delivery *d)
 		d->slist = NULL;
 		if (d->ops->cleanup)
 			d->ops->cleanup(d);
+		host_load_add(d, -1);
 		ereport(ERROR,
 				(errcode(ERRCODE_SYSTEM_ERROR),
 				 errmsg("could not start a transfer: %s", curl_multi_strerror(mrc))));
 	}
 	dlist_push_tail(&active, &d->node);
 	n_active++;
-	host_load_add(d, 1);
 }
 
 /*
@@ -579,7 +539,7 @@ release_transfer(Delivery *d)
 		d->ops->cleanup(d);
 	dlist_delete(&d->node);
 	n_active--;
-	host_load_add(d, -1);
+	(void) host_load_add(d, -1);
 }
 
 static void

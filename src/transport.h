@@ -107,6 +107,8 @@ typedef struct Delivery
 
 	/* the transfer, owned by transport.c while in flight */
 	char	   *conn_key;		/* "host:port" libcurl's per-host limit counts */
+	int			host_hint;		/* where limits.c last found that host */
+	bool		host_counted;	/* in flight: counted there (limits.c) */
 	CURL	   *easy;
 	struct curl_slist *slist;
 	void	   *state;			/* the transport's own, in cxt; see cleanup */
@@ -207,10 +209,12 @@ extern void transport_init(void);
 extern void transport_configure(bool policy_changed);
 extern pgsocket transport_socket(void);
 extern long transport_timeout_ms(void);
+extern bool transport_reserve(Delivery *d);
 extern void transport_start(Delivery *d);
 extern void transport_perform(bool sockets_ready);
 extern int	transport_in_flight(void);
 extern bool transport_host_has_room(Delivery *d);
+extern const char *transport_host_key(Delivery *d);
 extern int	transport_channel_load(Delivery *d);
 extern void transport_foreach_active(void (*fn) (Delivery *d, void *arg), void *arg);
 extern bool transport_take_done(dlist_head *into);

@@ -51,11 +51,13 @@
 
 #define SHUTDOWN_GRACE_MS	500		/* in-flight transfers may finish in this */
 #define RECORD_DELAY_MS		10		/* longest a finished delivery waits to be recorded */
+#define HOST_WAIT_MS		10		/* polls for a connection another sender frees */
 #define PURGE_INTERVAL_MS	(10 * 60 * 1000)
 
 static WorkerSlot *my_slot = NULL;
 static volatile sig_atomic_t in_transaction = false;
 static bool version_mismatch = false;	/* the installed SQL is another version */
+static bool retiring = false;	/* asked to leave by a lower workers_per_database */
 
 static List *busy_channels(dlist_head *to_send);
 
@@ -153,6 +155,7 @@ begin_iteration(void)
 	my_slot->failed = n_failed;
 	my_slot->retried = n_retried;
 	stop = (my_slot->state == WORKER_STOPPING);
+	retiring = stop && my_slot->retiring;
 	LWLockRelease(reminder_shared->lock);
 	return stop;
 }
@@ -465,12 +468,20 @@ purge(void)
 	PG_END_TRY();
 }
 
-/* Start one transfer; one that cannot even start fails at once. */
-static void
+/*
+ * Start the transfer of d, waiting in its queue: it leaves the queue,
+ * started, or failed at once if it cannot even start.  Returns false, d
+ * left waiting, if another sender took the host's last free connection
+ * meanwhile.
+ */
+static bool
 start_one(Delivery *d, dlist_head *done)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 
+	if (!transport_reserve(d))
+		return false;
+	dlist_delete(&d->node);
 	PG_TRY();
 	{
 		transport_start(d);
@@ -490,6 +501,7 @@ start_one(Delivery *d, dlist_head *done)
 		dlist_push_tail(done, &d->node);
 	}
 	PG_END_TRY();
+	return true;
 }
 
 /*
@@ -499,23 +511,57 @@ start_one(Delivery *d, dlist_head *done)
  * channels take turns on a shared host, and a backlog claimed earlier on
  * one channel does not make another channel's messages wait.
  */
+typedef struct HostSeen
+{
+	const char *key;
+	const char *channel;
+	bool		room;
+	int			load;
+} HostSeen;
+
+#define HOSTS_SEEN_MAX	8
+
 static Delivery *
 next_to_start(dlist_head *to_send)
 {
 	dlist_iter	iter;
 	Delivery   *best = NULL;
 	int			best_load = 0;
+	HostSeen	seen[HOSTS_SEEN_MAX];	/* asked of limits.c in this call */
+	int			nseen = 0;
 
 	dlist_foreach(iter, to_send)
 	{
 		Delivery   *d = dlist_container(Delivery, node, iter.cur);
-		int			load;
+		const char *key = transport_host_key(d);
+		bool		room = true;
+		int			load = 0;
 
 		if (best && d->priority < best->priority)
 			break;				/* the queue is in priority order */
-		if (!transport_host_has_room(d))
+		if (key)
+		{
+			int			i;
+
+			/* a backlog asks the same of the shared counts: once */
+			for (i = 0; i < nseen; i++)
+				if (strcmp(seen[i].key, key) == 0 && strcmp(seen[i].channel, d->channel) == 0)
+					break;
+			if (i < nseen)
+			{
+				room = seen[i].room;
+				load = seen[i].load;
+			}
+			else
+			{
+				room = transport_host_has_room(d);
+				load = room ? transport_channel_load(d) : 0;
+				if (nseen < HOSTS_SEEN_MAX)
+					seen[nseen++] = (HostSeen) {key, d->channel, room, load};
+			}
+		}
+		if (!room)
 			continue;
-		load = transport_channel_load(d);
 		if (best == NULL || load < best_load)
 		{
 			best = d;
@@ -543,16 +589,13 @@ start_transfers(dlist_head *to_send, dlist_head *done)
 	{
 		d = dlist_container(Delivery, node, iter.cur);
 		if (d->paced && transport_host_has_room(d))
-		{
-			dlist_delete(&d->node);
-			start_one(d, done);
-		}
+			(void) start_one(d, done);
 	}
 	while (transport_in_flight() < reminder_max_concurrent &&
 		   (d = next_to_start(to_send)) != NULL)
 	{
-		dlist_delete(&d->node);
-		start_one(d, done);
+		if (!start_one(d, done))
+			break;				/* another sender was quicker: next time */
 	}
 }
 
@@ -771,6 +814,7 @@ deliver(void)
 	TimestampTz first_done_at = 0;
 	TimestampTz last_purge = 0;
 	TimestampTz grace_until = 0;
+	TimestampTz stop_began = 0;
 	TimestampTz renew_at = DT_NOEND;	/* when leases of held messages need renewing */
 	bool		claim_wanted = true;	/* woken for new work, not yet claimed */
 	int			left_out = 0;	/* busy channels the last claim left out */
@@ -804,6 +848,7 @@ deliver(void)
 		WaitEvent	events[3];
 		int			nevents;
 		bool		stopping;
+		bool		draining;	/* stopping, but letting transfers finish */
 		bool		record_wanted;
 		bool		claiming;
 
@@ -815,8 +860,19 @@ deliver(void)
 		MemoryContextReset(loop_cxt);
 		MemoryContextSwitchTo(loop_cxt);
 		stopping = begin_iteration() || ShutdownRequestPending || gone;
-		if (stopping && grace_until == 0)
-			grace_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), SHUTDOWN_GRACE_MS);
+		/*
+		 * A sender retired by a reload lets its transfers finish (each ends
+		 * within its timeout, shorter than the lease) and keeps their leases,
+		 * so that its leaving sends nothing twice; one stopped for a shutdown or a DROP
+		 * DATABASE leaves what has not finished soon to the lease.
+		 */
+		draining = stopping && retiring && !ShutdownRequestPending && !gone;
+		if (stopping && stop_began == 0)
+			stop_began = GetCurrentTimestamp();
+		if (stopping)
+			grace_until = TimestampTzPlusMilliseconds(stop_began, draining ?
+													  reminder_lease_timeout * 1000 :
+													  SHUTDOWN_GRACE_MS);
 
 		/* 1. transfers: finished ones collected, waiting ones started */
 		transport_perform(sockets_ready);
@@ -928,7 +984,8 @@ deliver(void)
 						TimestampTzPlusMilliseconds(now, reminder_poll_interval));
 			}
 
-			if (reminder_retention > 0 &&
+			/* one sender of the database purges */
+			if (reminder_retention > 0 && my_slot->sender == 0 &&
 				now >= TimestampTzPlusMilliseconds(last_purge, PURGE_INTERVAL_MS))
 			{
 				purge();
@@ -938,7 +995,7 @@ deliver(void)
 
 		/* 2c. held messages keep their leases */
 		now = GetCurrentTimestamp();
-		if (!stopping && now >= renew_at && !RecoveryInProgress())
+		if ((!stopping || draining) && now >= renew_at && !RecoveryInProgress())
 			renew_at = renew_leases(&to_send);
 
 		/* 3. sleep until something happens */
@@ -953,7 +1010,10 @@ deliver(void)
 			timeout = Min(timeout, ms_until(claim_wanted ? now : next_claim, now));
 		if (transport_timeout_ms() >= 0)
 			timeout = Min(timeout, transport_timeout_ms());
-		if (!stopping)
+		/* waiting for connections other senders hold: look again soon */
+		if (!stopping && waiting > 0 && transport_in_flight() == 0)
+			timeout = Min(timeout, HOST_WAIT_MS);
+		if (!stopping || draining)
 			timeout = Min(timeout, ms_until(renew_at, now));
 		if (!dlist_is_empty(&done))
 			timeout = Min(timeout, ms_until(TimestampTzPlusMilliseconds(first_done_at, RECORD_DELAY_MS), now));

@@ -25,12 +25,13 @@ CREATE FUNCTION reminder.worker_status(
     OUT in_flight integer,
     OUT sent bigint,
     OUT failed bigint,
-    OUT retried bigint)
+    OUT retried bigint,
+    OUT sender integer)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'reminder_worker_status'
 LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION reminder.worker_status() IS
-'the launcher (database NULL) and every database''s worker, from shared memory: state, in-flight transfers and counters since the worker started';
+'the launcher (database NULL) and every database''s workers (senders, numbered from 1; reminder.workers_per_database of them), from shared memory: state, in-flight transfers and counters since the worker started';
 
 GRANT EXECUTE ON FUNCTION reminder.worker_status() TO reminder_user;
 

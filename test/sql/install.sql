@@ -31,3 +31,6 @@ DROP EXTENSION reminder;
 SELECT count(*) AS leftover_schemas FROM pg_namespace WHERE nspname = 'reminder';
 CREATE EXTENSION reminder;
 SELECT extversion FROM pg_extension WHERE extname = 'reminder';
+
+-- senders per database: a reload setting, 1 by default, at most 32
+SELECT name, setting, context, min_val, max_val FROM pg_settings WHERE name = 'reminder.workers_per_database';

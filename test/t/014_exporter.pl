@@ -111,10 +111,10 @@ is($m->{'reminder_stats_delivery_rate{channel=down,database=app}'}, '0', 'remind
 ok(exists $m->{'reminder_stats_latency_p95_seconds{channel=journal,database=app}'}, 'latency percentiles in seconds');
 
 # worker_status()
-is($m->{'reminder_worker_up{database=app,state=running}'}, '1', 'reminder_worker_up: app\'s worker runs');
-is($m->{'reminder_worker_up{database=,state=launcher}'}, '1', 'and the launcher');
-is($m->{'reminder_worker_sent_total{database=app,state=running}'}, '4', 'reminder_worker_sent_total: 4');
-is($m->{'reminder_worker_retried_total{database=app,state=running}'}, '1', 'reminder_worker_retried_total: 1');
+is($m->{'reminder_worker_up{database=app,sender=1,state=running}'}, '1', 'reminder_worker_up: app\'s worker runs');
+is($m->{'reminder_worker_up{database=,sender=,state=launcher}'}, '1', 'and the launcher');
+is($m->{'reminder_worker_sent_total{database=app,sender=1,state=running}'}, '4', 'reminder_worker_sent_total: 4');
+is($m->{'reminder_worker_retried_total{database=app,sender=1,state=running}'}, '1', 'reminder_worker_retried_total: 1');
 
 # delivery_counters(): read once for the server, not per database
 is($m->{'reminder_delivery_sent_total{database=app}'}, '4', 'reminder_delivery_sent_total: 4');
@@ -131,7 +131,7 @@ ok(query_until($node, 'app', "SELECT count(*) = 1 FROM reminder.worker_status() 
 	'app\'s worker restarted');
 $node->safe_psql('app', "SELECT reminder.send('journal', '{}', 't')");
 # (a worker publishes its own counters at the start of its next loop)
-ok(wait_until(sub { $m = scrape(); $m && ($m->{'reminder_worker_sent_total{database=app,state=running}'} // '') eq '1' }, 30),
+ok(wait_until(sub { $m = scrape(); $m && ($m->{'reminder_worker_sent_total{database=app,sender=1,state=running}'} // '') eq '1' }, 30),
 	'after the restart reminder_worker_sent_total starts again: 1');
 is($m->{'reminder_delivery_sent_total{database=app}'}, '5', 'while reminder_delivery_sent_total goes on: 5');
 
