@@ -46,25 +46,6 @@ static LocalTransactionId memo_lxid = InvalidLocalTransactionId;
 static MemoryContext memo_cxt = NULL;
 static List *memo = NIL;
 
-/*
- * A plan prepared once and kept for the life of the backend, for the
- * statements this extension runs over and over.  cursor_options are
- * SPI_prepare_cursor's (CURSOR_OPT_GENERIC_PLAN where custom planning
- * would cost more than it saves).  Needs an SPI connection.
- */
-SPIPlanPtr
-spi_prepare_kept(const char *sql, int nargs, Oid *argtypes, int cursor_options)
-{
-	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, cursor_options);
-
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
-			 SPI_result_code_string(SPI_result));
-	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "SPI_keepplan failed");
-	return plan;
-}
-
 /* Copy a datum of the current SPI result row into the caller's context. */
 static char *
 result_text(int col, MemoryContext cxt)
