@@ -106,8 +106,7 @@ catalog_channel(const char *name)
 									"WHERE c.name = $1", 1, argtypes, 0);
 	}
 	values[0] = CStringGetTextDatum(name);
-	if (SPI_execute_plan(channel_plan, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up channel \"%s\"", name);
+	spi_plan_expect(channel_plan, values, NULL, true, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -248,8 +247,7 @@ catalog_template(const char *name, const char *locale)
 		nulls[1] = nulls[2] = 'n';
 	values[3] = CStringGetTextDatum(reminder_default_locale);
 
-	if (SPI_execute_plan(template_plan, values, nulls, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up template \"%s\"", name);
+	spi_plan_expect(template_plan, values, nulls, true, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -344,8 +342,7 @@ catalog_resolve_recipient(Jsonb *recipient, int64 *recipient_id)
 		by = "external_id";
 	}
 
-	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up recipient");
+	spi_plan_expect(plan, values, NULL, true, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
