@@ -111,13 +111,12 @@ reminder_create_template(PG_FUNCTION_ARGS)
 	values[5] = PointerGetDatum(required);
 
 	SPI_connect();
-	if (SPI_execute_with_args("INSERT INTO reminder.template AS t (name, locale, subject, body, html, required) "
-							  "VALUES ($1, $2, $3, $4, $5, $6) "
-							  "ON CONFLICT (name, locale) DO UPDATE SET subject = excluded.subject, "
-							  "body = excluded.body, html = excluded.html, required = excluded.required, "
-							  "updated_at = now()",
-							  6, argtypes, values, nulls, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not store template");
+	spi_exec_expect("INSERT INTO reminder.template AS t (name, locale, subject, body, html, required) "
+					"VALUES ($1, $2, $3, $4, $5, $6) "
+					"ON CONFLICT (name, locale) DO UPDATE SET subject = excluded.subject, "
+					"body = excluded.body, html = excluded.html, required = excluded.required, "
+					"updated_at = now()",
+					6, argtypes, values, nulls, false, 0, SPI_OK_INSERT);
 	SPI_finish();
 
 	PG_RETURN_VOID();
@@ -141,9 +140,8 @@ reminder_drop_template(PG_FUNCTION_ARGS)
 	nulls[1] = locale ? ' ' : 'n';
 
 	SPI_connect();
-	if (SPI_execute_with_args("DELETE FROM reminder.template WHERE name = $1 AND ($2 IS NULL OR locale = $2)",
-							  2, argtypes, values, nulls, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "could not drop template");
+	spi_exec_expect("DELETE FROM reminder.template WHERE name = $1 AND ($2 IS NULL OR locale = $2)",
+					2, argtypes, values, nulls, false, 0, SPI_OK_DELETE);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -164,9 +162,8 @@ lock_message(int64 id)
 	Oid			argtypes[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(id)};
 
-	if (SPI_execute_with_args("SELECT status FROM reminder.message WHERE id = $1 FOR UPDATE",
-							  1, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up message");
+	spi_exec_expect("SELECT status FROM reminder.message WHERE id = $1 FOR UPDATE",
+					1, argtypes, values, NULL, false, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
@@ -204,9 +201,8 @@ reminder_cancel(PG_FUNCTION_ARGS)
 	if (strcmp(status, "scheduled") != 0 && strcmp(status, "retrying") != 0)
 		not_pending(id, status, "cancel");
 
-	if (SPI_execute_with_args("UPDATE reminder.message SET status = 'cancelled', next_attempt_at = NULL, updated_at = now() "
-							  "WHERE id = $1", 1, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not cancel message");
+	spi_exec_expect("UPDATE reminder.message SET status = 'cancelled', next_attempt_at = NULL, updated_at = now() "
+					"WHERE id = $1", 1, argtypes, values, NULL, false, 0, SPI_OK_UPDATE);
 	SPI_finish();
 
 	PG_RETURN_BOOL(true);
@@ -246,10 +242,9 @@ reminder_reschedule(PG_FUNCTION_ARGS)
 		not_pending(id, status, "reschedule");
 
 	/* a retrying message starts over as a scheduled one at the new time */
-	if (SPI_execute_with_args("UPDATE reminder.message SET due_at = $2, next_attempt_at = $2, "
-							  "status = 'scheduled', updated_at = now() WHERE id = $1",
-							  2, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not reschedule message");
+	spi_exec_expect("UPDATE reminder.message SET due_at = $2, next_attempt_at = $2, "
+					"status = 'scheduled', updated_at = now() WHERE id = $1",
+					2, argtypes, values, NULL, false, 0, SPI_OK_UPDATE);
 	SPI_finish();
 
 	wakeup_at_commit(due_at);

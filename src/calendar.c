@@ -63,8 +63,7 @@ calendar_load(const char *name)
 		holiday_plan = spi_prepare_kept("SELECT day FROM reminder.holiday WHERE calendar = $1 ORDER BY day",
 									1, argtypes, 0);
 
-	if (SPI_execute_plan(calendar_plan, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read calendar \"%s\"", name);
+	spi_plan_expect(calendar_plan, values, NULL, true, 1, SPI_OK_SELECT);
 	if (SPI_processed == 1)
 	{
 		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -80,8 +79,7 @@ calendar_load(const char *name)
 				cal->weekend |= 1 << DatumGetInt16(elems[i]);
 	}
 
-	if (SPI_execute_plan(holiday_plan, values, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read holidays of calendar \"%s\"", name);
+	spi_plan_expect(holiday_plan, values, NULL, true, 0, SPI_OK_SELECT);
 	cal->nholidays = SPI_processed;
 	cal->holidays = MemoryContextAlloc(cxt, sizeof(DateADT) * Max(cal->nholidays, 1));
 	for (uint64 i = 0; i < SPI_processed; i++)

@@ -46,25 +46,6 @@ static LocalTransactionId memo_lxid = InvalidLocalTransactionId;
 static MemoryContext memo_cxt = NULL;
 static List *memo = NIL;
 
-/*
- * A plan prepared once and kept for the life of the backend, for the
- * statements this extension runs over and over.  cursor_options are
- * SPI_prepare_cursor's (CURSOR_OPT_GENERIC_PLAN where custom planning
- * would cost more than it saves).  Needs an SPI connection.
- */
-SPIPlanPtr
-spi_prepare_kept(const char *sql, int nargs, Oid *argtypes, int cursor_options)
-{
-	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, cursor_options);
-
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
-			 SPI_result_code_string(SPI_result));
-	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "SPI_keepplan failed");
-	return plan;
-}
-
 /* Copy a datum of the current SPI result row into the caller's context. */
 static char *
 result_text(int col, MemoryContext cxt)
@@ -125,8 +106,7 @@ catalog_channel(const char *name)
 									"WHERE c.name = $1", 1, argtypes, 0);
 	}
 	values[0] = CStringGetTextDatum(name);
-	if (SPI_execute_plan(channel_plan, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up channel \"%s\"", name);
+	spi_plan_expect(channel_plan, values, NULL, true, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -267,8 +247,7 @@ catalog_template(const char *name, const char *locale)
 		nulls[1] = nulls[2] = 'n';
 	values[3] = CStringGetTextDatum(reminder_default_locale);
 
-	if (SPI_execute_plan(template_plan, values, nulls, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up template \"%s\"", name);
+	spi_plan_expect(template_plan, values, nulls, true, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -363,8 +342,7 @@ catalog_resolve_recipient(Jsonb *recipient, int64 *recipient_id)
 		by = "external_id";
 	}
 
-	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up recipient");
+	spi_plan_expect(plan, values, NULL, true, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),

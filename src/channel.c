@@ -478,9 +478,8 @@ stored_secrets(const char *name)
 	bool		isnull;
 	Datum		d;
 
-	if (SPI_execute_with_args("SELECT secrets FROM reminder.channel_secret WHERE channel = $1",
-							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read channel secrets");
+	spi_exec_expect("SELECT secrets FROM reminder.channel_secret WHERE channel = $1",
+					1, argtypes, values, NULL, true, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return NULL;
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -493,10 +492,9 @@ store_secrets(const char *name, Jsonb *secrets)
 	Oid			argtypes[2] = {TEXTOID, JSONBOID};
 	Datum		values[2] = {CStringGetTextDatum(name), JsonbPGetDatum(secrets)};
 
-	if (SPI_execute_with_args("INSERT INTO reminder.channel_secret AS s (channel, secrets) VALUES ($1, $2) "
-							  "ON CONFLICT (channel) DO UPDATE SET secrets = excluded.secrets, updated_at = now()",
-							  2, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not store channel secrets");
+	spi_exec_expect("INSERT INTO reminder.channel_secret AS s (channel, secrets) VALUES ($1, $2) "
+					"ON CONFLICT (channel) DO UPDATE SET secrets = excluded.secrets, updated_at = now()",
+					2, argtypes, values, NULL, false, 0, SPI_OK_INSERT);
 }
 
 typedef struct OldChannel
@@ -537,9 +535,8 @@ check_kept_secrets(ChannelConfig *cc, Jsonb *stored)
 	bool		isnull;
 	ListCell   *lc;
 
-	if (SPI_execute_with_args("SELECT kind, settings FROM reminder.channel WHERE name = $1",
-							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up channel");
+	spi_exec_expect("SELECT kind, settings FROM reminder.channel WHERE name = $1",
+					1, argtypes, values, NULL, true, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return;
 	old.kind = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
@@ -587,12 +584,11 @@ check_kind_change(const char *name, const char *kind)
 	int64		pending;
 	bool		isnull;
 
-	if (SPI_execute_with_args("SELECT count(m.*) FROM reminder.channel c "
-							  "JOIN reminder.message m ON m.channel = c.name "
-							  "AND m.status IN ('scheduled', 'sending', 'retrying') "
-							  "WHERE c.name = $1 AND c.kind <> $2",
-							  2, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not check channel kind change");
+	spi_exec_expect("SELECT count(m.*) FROM reminder.channel c "
+					"JOIN reminder.message m ON m.channel = c.name "
+					"AND m.status IN ('scheduled', 'sending', 'retrying') "
+					"WHERE c.name = $1 AND c.kind <> $2",
+					2, argtypes, values, NULL, true, 1, SPI_OK_SELECT);
 	pending = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	if (pending > 0)
 		ereport(ERROR,
@@ -614,9 +610,8 @@ check_fallback_exists(ChannelConfig *cc)
 	if (cc->fallback == NULL)
 		return;
 	values[0] = CStringGetTextDatum(cc->fallback);
-	if (SPI_execute_with_args("SELECT 1 FROM reminder.channel WHERE name = $1",
-							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up fallback channel");
+	spi_exec_expect("SELECT 1 FROM reminder.channel WHERE name = $1",
+					1, argtypes, values, NULL, true, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -734,11 +729,10 @@ reminder_create_channel(PG_FUNCTION_ARGS)
 	values[0] = CStringGetTextDatum(name);
 	values[1] = CStringGetTextDatum(kind);
 	values[2] = JsonbPGetDatum(settings);
-	if (SPI_execute_with_args("INSERT INTO reminder.channel AS c (name, kind, settings) VALUES ($1, $2, $3) "
-							  "ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, "
-							  "settings = excluded.settings, updated_at = now()",
-							  3, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not store channel");
+	spi_exec_expect("INSERT INTO reminder.channel AS c (name, kind, settings) VALUES ($1, $2, $3) "
+					"ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, "
+					"settings = excluded.settings, updated_at = now()",
+					3, argtypes, values, NULL, false, 0, SPI_OK_INSERT);
 
 	if (!is_empty_object(secrets))
 		store_secrets(name, secrets);
@@ -754,9 +748,8 @@ channel_must_exist(const char *name, char **kind, Jsonb **settings)
 	Datum		values[1] = {CStringGetTextDatum(name)};
 	bool		isnull;
 
-	if (SPI_execute_with_args("SELECT kind, settings FROM reminder.channel WHERE name = $1 FOR UPDATE",
-							  1, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up channel");
+	spi_exec_expect("SELECT kind, settings FROM reminder.channel WHERE name = $1 FOR UPDATE",
+					1, argtypes, values, NULL, false, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -808,9 +801,8 @@ reminder_drop_channel(PG_FUNCTION_ARGS)
 	SPI_connect();
 	channel_must_exist(name, NULL, NULL);
 
-	if (SPI_execute_with_args("SELECT name FROM reminder.channel WHERE settings->>'fallback' = $1 LIMIT 1",
-							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up channels");
+	spi_exec_expect("SELECT name FROM reminder.channel WHERE settings->>'fallback' = $1 LIMIT 1",
+					1, argtypes, values, NULL, true, 1, SPI_OK_SELECT);
 	if (SPI_processed > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
@@ -818,9 +810,8 @@ reminder_drop_channel(PG_FUNCTION_ARGS)
 						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
 				 errhint("Change that channel's \"fallback\" setting first.")));
 
-	if (SPI_execute_with_args("SELECT count(*) FROM reminder.message WHERE channel = $1",
-							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not count messages");
+	spi_exec_expect("SELECT count(*) FROM reminder.message WHERE channel = $1",
+					1, argtypes, values, NULL, true, 1, SPI_OK_SELECT);
 	messages = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	if (messages > 0 && !cascade)
 		ereport(ERROR,
@@ -832,14 +823,13 @@ reminder_drop_channel(PG_FUNCTION_ARGS)
 				 errhint("Use reminder.drop_channel(name, cascade => true) to delete them too.")));
 
 	/* attempt.message_id has no foreign key to cascade */
-	if (SPI_execute_with_args("DELETE FROM reminder.attempt a USING reminder.message m "
-							  "WHERE a.message_id = m.id AND m.channel = $1",
-							  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE ||
-		SPI_execute_with_args("DELETE FROM reminder.message WHERE channel = $1",
-							  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE ||
-		SPI_execute_with_args("DELETE FROM reminder.channel WHERE name = $1",
-							  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "could not drop channel");
+	spi_exec_expect("DELETE FROM reminder.attempt a USING reminder.message m "
+					"WHERE a.message_id = m.id AND m.channel = $1",
+					1, argtypes, values, NULL, false, 0, SPI_OK_DELETE);
+	spi_exec_expect("DELETE FROM reminder.message WHERE channel = $1",
+					1, argtypes, values, NULL, false, 0, SPI_OK_DELETE);
+	spi_exec_expect("DELETE FROM reminder.channel WHERE name = $1",
+					1, argtypes, values, NULL, false, 0, SPI_OK_DELETE);
 	SPI_finish();
 
 	PG_RETURN_VOID();

@@ -160,8 +160,7 @@ check_channel_scope(const char *channel)
 		channel_plan = spi_prepare_kept("SELECT 1 FROM reminder.channel WHERE name = $1", 1, argtypes, 0);
 	}
 	values[0] = CStringGetTextDatum(channel);
-	if (SPI_execute_plan(channel_plan, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up channel");
+	spi_plan_expect(channel_plan, values, NULL, true, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -231,9 +230,8 @@ record_statement(int64 recipient_id, const char *address, const char *channel,
 	values[5] = source ? CStringGetTextDatum(source) : (Datum) 0;
 	nulls[5] = source ? ' ' : 'n';
 
-	if (SPI_execute_plan(upsert_plan, values, nulls, false, 0) != SPI_OK_INSERT ||
-		SPI_execute_plan(log_plan, values, nulls, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not record consent");
+	spi_plan_expect(upsert_plan, values, nulls, false, 0, SPI_OK_INSERT);
+	spi_plan_expect(log_plan, values, nulls, false, 0, SPI_OK_INSERT);
 }
 
 /*
@@ -434,8 +432,7 @@ consent_gate(const GateMessage *msg, GateResult *result)
 	else
 		nulls[4] = 'n';
 
-	if (SPI_execute_plan(gate_plan, values, nulls, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not check consent");
+	spi_plan_expect(gate_plan, values, nulls, true, 1, SPI_OK_SELECT);
 	if (SPI_processed == 1 &&
 		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
 	{
@@ -467,8 +464,7 @@ consent_gate_prepare(GateMessage *msgs, int n)
 	SPI_connect();
 	if (any_plan == NULL)
 		any_plan = spi_prepare_kept("SELECT FROM reminder.consent LIMIT 1", 0, NULL, 0);
-	if (SPI_execute_plan(any_plan, NULL, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not check consent");
+	spi_plan_expect(any_plan, NULL, NULL, true, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 	{
 		/* nobody ever opted out or in */
@@ -541,8 +537,7 @@ consent_gate_prepare(GateMessage *msgs, int n)
 	for (int c = 0; c < NCOLS; c++)
 		values[c] = makeArrayResult(cols[c], CurrentMemoryContext);
 
-	if (SPI_execute_plan(batch_plan, values, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not check consent");
+	spi_plan_expect(batch_plan, values, NULL, true, 0, SPI_OK_SELECT);
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[r];

@@ -74,8 +74,7 @@ digest_check_spec(Jsonb *spec)
 	if (spec_plan == NULL)
 		spec_plan = spi_prepare_kept("SELECT reminder._digest_spec($1)", 1, argtypes, 0);
 	values[0] = JsonbPGetDatum(spec);
-	if (SPI_execute_plan(spec_plan, values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not check digest settings");
+	spi_plan_expect(spec_plan, values, NULL, false, 1, SPI_OK_SELECT);
 	result = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull),
 							   false, -1);
 	SPI_finish();
@@ -124,8 +123,7 @@ collect(Jsonb *spec, const char *channel, Jsonb *recipient, const char *template
 	collecting = true;
 	PG_TRY();
 	{
-		if (SPI_execute_plan(collect_plan, values, nulls, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not add an item to a digest");
+		spi_plan_expect(collect_plan, values, nulls, false, 1, SPI_OK_SELECT);
 	}
 	PG_FINALLY();
 	{
@@ -419,12 +417,9 @@ fill(ClaimedMessage *m, ChannelConfig *cc, GateResult *gr, bool dry_run)
 	values[1] = Int64GetDatum(m->id);
 
 	if (dry_run)
-	{
-		if (SPI_execute_plan(exists_plan, values, NULL, true, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not look up digest " INT64_FORMAT, digest_id);
-	}
-	else if (SPI_execute_plan(lock_plan, values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not lock digest " INT64_FORMAT, digest_id);
+		spi_plan_expect(exists_plan, values, NULL, true, 1, SPI_OK_SELECT);
+	else
+		spi_plan_expect(lock_plan, values, NULL, false, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0 && dry_run)
 	{
 		gr->verdict = GATE_CANCEL;
@@ -434,8 +429,7 @@ fill(ClaimedMessage *m, ChannelConfig *cc, GateResult *gr, bool dry_run)
 	}
 	if (SPI_processed == 0)
 	{
-		if (SPI_execute_plan(exists_plan, values, NULL, true, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not look up digest " INT64_FORMAT, digest_id);
+		spi_plan_expect(exists_plan, values, NULL, true, 1, SPI_OK_SELECT);
 		if (SPI_processed == 0)
 		{
 			gr->verdict = GATE_CANCEL;
@@ -452,12 +446,10 @@ fill(ClaimedMessage *m, ChannelConfig *cc, GateResult *gr, bool dry_run)
 		return;
 	}
 	if (!dry_run &&
-		!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) &&
-		SPI_execute_plan(close_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not close digest " INT64_FORMAT, digest_id);
+		!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+		spi_plan_expect(close_plan, values, NULL, false, 0, SPI_OK_UPDATE);
 
-	if (SPI_execute_plan(items_plan, values, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the items of digest " INT64_FORMAT, digest_id);
+	spi_plan_expect(items_plan, values, NULL, true, 0, SPI_OK_SELECT);
 	items = SPI_tuptable;
 	n = SPI_processed;
 
@@ -534,8 +526,7 @@ fill(ClaimedMessage *m, ChannelConfig *cc, GateResult *gr, bool dry_run)
 
 		args[0] = makeArrayResult(ids, cxt);
 		args[1] = makeArrayResult(reasons, cxt);
-		if (SPI_execute_plan(dropped_plan, args, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "could not record the items of digest " INT64_FORMAT, digest_id);
+		spi_plan_expect(dropped_plan, args, NULL, false, 0, SPI_OK_UPDATE);
 	}
 	SPI_finish();
 

@@ -52,10 +52,9 @@ reminder_gate_check(PG_FUNCTION_ARGS)
 		elog(ERROR, "return type must be a row type");
 
 	SPI_connect();
-	if (SPI_execute_with_args("SELECT channel, recipient, data, template, due_at, rule_id, source_key, category, idempotency_key "
-							  "FROM reminder.message WHERE id = $1",
-							  1, argtypes, arg, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up message");
+	spi_exec_expect("SELECT channel, recipient, data, template, due_at, rule_id, source_key, category, idempotency_key "
+					"FROM reminder.message WHERE id = $1",
+					1, argtypes, arg, NULL, true, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),

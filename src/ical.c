@@ -256,8 +256,7 @@ ical_for_message(const ClaimedMessage *m, const char *from, const char *attendee
 			values[0] = Int64GetDatum(m->rule_id);
 			values[1] = CStringGetTextDatum(m->source_key);
 			values[2] = Int32GetDatum(r->index);
-			if (SPI_execute_plan(invite_state_plan, values, NULL, false, 1) != SPI_OK_SELECT)
-				elog(ERROR, "could not read the invite of message " INT64_FORMAT, m->id);
+			spi_plan_expect(invite_state_plan, values, NULL, false, 1, SPI_OK_SELECT);
 			if (SPI_processed > 0)
 			{
 				HeapTuple	tup = SPI_tuptable->vals[0];
@@ -290,8 +289,7 @@ ical_for_message(const ClaimedMessage *m, const char *from, const char *attendee
 				MemoryContextSwitchTo(spi);
 
 				values[3] = Int32GetDatum(sequence);
-				if (SPI_execute_plan(invite_sent_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
-					elog(ERROR, "could not note the invite sent");
+				spi_plan_expect(invite_sent_plan, values, NULL, false, 0, SPI_OK_UPDATE);
 			}
 			SPI_finish();
 		}

@@ -498,8 +498,7 @@ latest_message(ChannelConfig *cc, const char *phone)
 	values[0] = CStringGetTextDatum(cc->name);
 	values[1] = CStringGetTextDatum(phone);
 	values[2] = IntervalPGetDatum(inbound_window(cc));
-	if (SPI_execute_plan(latest_plan, values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up the latest message");
+	spi_plan_expect(latest_plan, values, NULL, false, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return 0;
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -528,8 +527,7 @@ seen_before(int64 message_id, const char *source, const char *provider_id, char 
 	values[0] = Int64GetDatum(message_id);
 	values[1] = CStringGetTextDatum(source);
 	values[2] = CStringGetTextDatum(provider_id);
-	if (SPI_execute_plan(seen_plan, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up earlier events");
+	spi_plan_expect(seen_plan, values, NULL, true, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return 0;
 	*kind = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
@@ -763,8 +761,7 @@ reminder_has_event(PG_FUNCTION_ARGS)
 										  4, argtypes, 0);
 	}
 	values[0] = CStringGetTextDatum(rule);
-	if (SPI_execute_plan(rule_plan, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up rule");
+	spi_plan_expect(rule_plan, values, NULL, true, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -777,8 +774,7 @@ reminder_has_event(PG_FUNCTION_ARGS)
 	values[1] = CStringGetTextDatum(rule_key_prefix_end(prefix));
 	values[2] = CStringGetTextDatum(kind);
 	values[3] = Int64GetDatum(rule_id);
-	if (SPI_execute_plan(has_event_plan, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up events");
+	spi_plan_expect(has_event_plan, values, NULL, true, 1, SPI_OK_SELECT);
 	found = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
 	PG_RETURN_BOOL(found);

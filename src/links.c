@@ -134,8 +134,7 @@ current_key(SigningKey *k)
 	if (current_key_plan == NULL)
 		current_key_plan = spi_prepare_kept("SELECT id, key FROM reminder.signing_key "
 										"ORDER BY created_at DESC, id DESC LIMIT 1", 0, NULL, 0);
-	if (SPI_execute_plan(current_key_plan, NULL, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the signing key");
+	spi_plan_expect(current_key_plan, NULL, NULL, true, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -157,8 +156,7 @@ key_by_id(uint32 id, SigningKey *k)
 		key_by_id_plan = spi_prepare_kept("SELECT id, key FROM reminder.signing_key WHERE id = $1",
 									  1, argtypes, 0);
 	}
-	if (SPI_execute_plan(key_by_id_plan, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read a signing key");
+	spi_plan_expect(key_by_id_plan, values, NULL, true, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return false;
 	copy_key(k);
@@ -188,9 +186,8 @@ reminder_rotate_signing_key(PG_FUNCTION_ARGS)
 		if (id == 0)
 			continue;
 		idv = Int32GetDatum((int32) id);
-		if (SPI_execute_with_args("SELECT 1 FROM reminder.signing_key WHERE id = $1",
-								  1, argtypes, &idv, NULL, true, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not read signing keys");
+		spi_exec_expect("SELECT 1 FROM reminder.signing_key WHERE id = $1",
+						1, argtypes, &idv, NULL, true, 1, SPI_OK_SELECT);
 		if (SPI_processed == 0)
 			break;
 	}
@@ -206,14 +203,12 @@ reminder_rotate_signing_key(PG_FUNCTION_ARGS)
 	values[0] = Int32GetDatum((int32) id);
 	values[1] = PointerGetDatum(b);
 
-	if (SPI_execute_with_args("INSERT INTO reminder.signing_key (id, key, created_at) "
-							  "VALUES ($1, $2, clock_timestamp())",
-							  2, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not store the signing key");
-	if (revoke_previous &&
-		SPI_execute_with_args("DELETE FROM reminder.signing_key WHERE id <> $1",
-							  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "could not revoke signing keys");
+	spi_exec_expect("INSERT INTO reminder.signing_key (id, key, created_at) "
+					"VALUES ($1, $2, clock_timestamp())",
+					2, argtypes, values, NULL, false, 0, SPI_OK_INSERT);
+	if (revoke_previous)
+		spi_exec_expect("DELETE FROM reminder.signing_key WHERE id <> $1",
+						1, argtypes, values, NULL, false, 0, SPI_OK_DELETE);
 	explicit_bzero(VARDATA(b), KEY_BYTES);
 	SPI_finish();
 
@@ -565,8 +560,7 @@ message_must_exist(int64 id)
 										"FROM reminder.message m LEFT JOIN reminder.channel c ON c.name = m.channel "
 										"WHERE m.id = $1 FOR KEY SHARE OF m", 1, argtypes, 0);
 	}
-	if (SPI_execute_plan(message_plan, values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up message");
+	spi_plan_expect(message_plan, values, NULL, false, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
@@ -725,7 +719,6 @@ insert_event(int64 message_id, const char *kind, int score, const char *comment,
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	SPIPlanPtr	plan;
 	bool		isnull;
-	int			rc;
 
 	if (insert_event_plan == NULL)
 	{
@@ -760,15 +753,13 @@ insert_event(int64 message_id, const char *kind, int score, const char *comment,
 	values[5] = CStringGetTextDatum(source);
 
 	plan = strcmp(kind, "answered") == 0 ? upsert_answer_plan : insert_event_plan;
-	rc = SPI_execute_plan(plan, values, nulls, false, 0);
-	if (rc != SPI_OK_INSERT_RETURNING)
-		elog(ERROR, "could not record event: %s", SPI_result_code_string(rc));
+	spi_plan_expect(plan, values, nulls, false, 0, SPI_OK_INSERT_RETURNING);
 	if (SPI_processed == 1)
 		return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 
 	/* recorded before: the same event again */
-	if (SPI_execute_plan(existing_event_plan, values, NULL, true, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
+	spi_plan_expect(existing_event_plan, values, NULL, true, 1, SPI_OK_SELECT);
+	if (SPI_processed != 1)
 		elog(ERROR, "could not find the event recorded before");
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }

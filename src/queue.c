@@ -185,7 +185,8 @@ static List *orphans = NIL;		/* in TopMemoryContext */
 static TimestampTz orphans_checked_at = 0;
 static SPIPlanPtr orphans_plan = NULL;
 
-static int	execute_guarded(SPIPlanPtr plan, Datum *values, bool read_only, long count);
+static void execute_guarded(SPIPlanPtr plan, Datum *values, bool read_only, long count,
+							int expect);
 
 static void
 find_orphans(void)
@@ -202,8 +203,7 @@ find_orphans(void)
 										"SELECT c FROM ch WHERE c IS NOT NULL "
 										"AND NOT EXISTS (SELECT FROM reminder.channel WHERE name = ch.c)",
 										0, NULL, CURSOR_OPT_GENERIC_PLAN);
-	if (execute_guarded(orphans_plan, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not look for messages of missing channels");
+	execute_guarded(orphans_plan, NULL, true, 0, SPI_OK_SELECT);
 	list_free_deep(orphans);
 	orphans = NIL;
 	old = MemoryContextSwitchTo(TopMemoryContext);
@@ -265,8 +265,7 @@ load_channels(TimestampTz now, List *busy, List **all, List **fair, List **floor
 									 "FROM reminder.channel c "
 									 "LEFT JOIN reminder.channel_secret s ON s.channel = c.name",
 									 0, NULL, 0);
-	if (SPI_execute_plan(channels_plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read channels");
+	spi_plan_expect(channels_plan, NULL, NULL, true, 0, SPI_OK_SELECT);
 
 	foreach(lc, buckets)
 		((Bucket *) lfirst(lc))->seen = false;
@@ -373,15 +372,17 @@ plan_guard_end(int level)
 	AtEOXact_GUC(true, level);
 }
 
-/* SPI_execute_plan under plan_guard; returns the SPI result code. */
-static int
-execute_guarded(SPIPlanPtr plan, Datum *values, bool read_only, long count)
+/*
+ * SPI_execute_plan under plan_guard, whose result code must be expect.
+ * An error leaves the guard to the transaction's abort.
+ */
+static void
+execute_guarded(SPIPlanPtr plan, Datum *values, bool read_only, long count, int expect)
 {
 	int			level = plan_guard_begin();
-	int			rc = SPI_execute_plan(plan, values, NULL, read_only, count);
 
+	spi_plan_expect(plan, values, NULL, read_only, count, expect);
 	plan_guard_end(level);
-	return rc;
 }
 
 /*
@@ -467,8 +468,7 @@ claim_fair(int limit, List *channels, List *floors)
 	values[2] = col_done(&names);
 	values[3] = Int32GetDatum(Max(share, 1));
 	values[4] = col_done(&lows);
-	if (execute_guarded(claim_plan, values, false, 0) != SPI_OK_UPDATE_RETURNING)
-		elog(ERROR, "could not claim messages");
+	execute_guarded(claim_plan, values, false, 0, SPI_OK_UPDATE_RETURNING);
 	return SPI_processed;
 }
 
@@ -495,8 +495,7 @@ claim_channel(int limit, const char *channel)
 	values[2] = col_done(&names);
 	values[3] = Int32GetDatum(limit);
 	values[4] = col_done(&lows);
-	if (execute_guarded(claim_channel_plan, values, false, 0) != SPI_OK_UPDATE_RETURNING)
-		elog(ERROR, "could not claim messages");
+	execute_guarded(claim_channel_plan, values, false, 0, SPI_OK_UPDATE_RETURNING);
 	return SPI_processed;
 }
 
@@ -533,8 +532,7 @@ next_due(List *channels)
 	foreach(lc, channels)
 		col_add_text(&names, lfirst(lc));
 	values[0] = col_done(&names);
-	if (execute_guarded(next_due_plan, values, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up the next due message");
+	execute_guarded(next_due_plan, values, true, 1, SPI_OK_SELECT);
 	next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	return isnull ? DT_NOEND : DatumGetTimestampTz(next);
 }
@@ -697,8 +695,7 @@ verdicts_apply(Verdicts *v)
 	values[5] = col_done(&v->error);
 	values[6] = col_done(&v->provider_id);
 	values[7] = col_done(&v->uncount);
-	if (execute_guarded(update_plan, values, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not record message outcomes");
+	execute_guarded(update_plan, values, false, 0, SPI_OK_UPDATE);
 }
 
 static void
@@ -1080,8 +1077,7 @@ queue_release(dlist_head *unsent)
 	}
 	values[0] = col_done(&id);
 	values[1] = col_done(&attempt);
-	if (execute_guarded(release_plan, values, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not give back unsent messages");
+	execute_guarded(release_plan, values, false, 0, SPI_OK_UPDATE);
 }
 
 /*
@@ -1120,8 +1116,7 @@ queue_renew_leases(Delivery **ds, int n)
 	values[0] = col_done(&id);
 	values[1] = col_done(&attempt);
 	values[2] = Int32GetDatum(reminder_lease_timeout);
-	if (execute_guarded(renew_plan, values, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not renew leases");
+	execute_guarded(renew_plan, values, false, 0, SPI_OK_UPDATE);
 	return GetCurrentTransactionStartTimestamp() +
 		(TimestampTz) reminder_lease_timeout * USECS_PER_SEC;
 }
@@ -1249,8 +1244,7 @@ schedule_fallback_body(void *arg)
 	}
 	values[0] = Int64GetDatum(id);
 	values[1] = Int64GetDatum(d->message_id);
-	if (SPI_execute_plan(fallback_of_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not link fallback message");
+	spi_plan_expect(fallback_of_plan, values, NULL, false, 0, SPI_OK_UPDATE);
 }
 
 static char *
@@ -1406,8 +1400,7 @@ queue_record(dlist_head *done, int64 *sent, int64 *failed, int64 *retried)
 	values[6] = col_done(&a_smtp);
 	values[7] = col_done(&a_error);
 	values[8] = col_done(&a_response);
-	if (execute_guarded(attempt_plan, values, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not record attempts");
+	execute_guarded(attempt_plan, values, false, 0, SPI_OK_INSERT);
 
 	if (nlog > 0)
 	{
@@ -1427,8 +1420,7 @@ queue_record(dlist_head *done, int64 *sent, int64 *failed, int64 *retried)
 		values[3] = col_done(&l_subject);
 		values[4] = col_done(&l_body);
 		values[5] = col_done(&l_html);
-		if (SPI_execute_plan(log_plan, values, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not write the log channel's messages");
+		spi_plan_expect(log_plan, values, NULL, false, 0, SPI_OK_INSERT);
 	}
 
 	if (nsegments > 0)
@@ -1443,8 +1435,7 @@ queue_record(dlist_head *done, int64 *sent, int64 *failed, int64 *retried)
 		}
 		values[0] = col_done(&s_id);
 		values[1] = col_done(&s_segments);
-		if (execute_guarded(segments_plan, values, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "could not record SMS segments");
+		execute_guarded(segments_plan, values, false, 0, SPI_OK_UPDATE);
 	}
 }
 
@@ -1460,15 +1451,14 @@ queue_purge(void)
 	bool		isnull;
 	Datum		exists;
 
-	if (SPI_execute("SELECT to_regprocedure('reminder.purge(interval)') IS NOT NULL",
-					true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up reminder.purge");
+	spi_expect(SPI_execute("SELECT to_regprocedure('reminder.purge(interval)') IS NOT NULL",
+						   true, 1),
+			   SPI_OK_SELECT, "the look-up of reminder.purge");
 	exists = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (!DatumGetBool(exists))
 		return;
 
 	values[0] = Int32GetDatum(reminder_retention);
-	if (SPI_execute_with_args("SELECT reminder.purge(pg_catalog.make_interval(mins => $1))",
-							  1, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not purge old messages");
+	spi_exec_expect("SELECT reminder.purge(pg_catalog.make_interval(mins => $1))",
+					1, argtypes, values, NULL, false, 0, SPI_OK_SELECT);
 }

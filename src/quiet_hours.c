@@ -500,8 +500,7 @@ channel_settings(const char *name)
 		channel_settings_plan = spi_prepare_kept("SELECT settings FROM reminder.channel WHERE name = $1",
 												 1, argtypes, 0);
 	}
-	if (SPI_execute_plan(channel_settings_plan, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up channel \"%s\"", name);
+	spi_plan_expect(channel_settings_plan, values, NULL, true, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),

@@ -23,6 +23,8 @@
 #include "utils/jsonb.h"
 #include "utils/rel.h"
 
+#include "spi_util.h"
+
 #define REMINDER_SCHEMA			"reminder"
 #define REMINDER_EXTENSION		"reminder"
 
@@ -266,14 +268,9 @@ typedef struct TemplateRow
 } TemplateRow;
 
 extern void catalog_batch_begin(void);
-extern SPIPlanPtr spi_prepare_kept(const char *sql, int nargs, Oid *argtypes,
-								   int cursor_options);
 extern ChannelConfig *catalog_channel(const char *name);
 extern TemplateRow *catalog_template(const char *name, const char *locale);
 extern Jsonb *catalog_resolve_recipient(Jsonb *recipient, int64 *recipient_id);
-
-/* in subxact.c */
-extern ErrorData *subxact_try(void (*fn) (void *arg), void *arg);
 
 /* ----------------
  * in schedule.c: the outbox

@@ -362,11 +362,10 @@ reminder_render_message(PG_FUNCTION_ARGS)
 	ChannelConfig *cc;
 
 	SPI_connect();
-	if (SPI_execute_with_args("SELECT channel, template, recipient, data, rule_id, source_key, "
-							  "idempotency_key, category "
-							  "FROM reminder.message WHERE id = $1",
-							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read message");
+	spi_exec_expect("SELECT channel, template, recipient, data, rule_id, source_key, "
+					"idempotency_key, category "
+					"FROM reminder.message WHERE id = $1",
+					1, argtypes, values, NULL, true, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),

@@ -69,8 +69,7 @@ requeue(Datum *ids, int n)
 		return;
 	values[0] = PointerGetDatum(construct_array(ids, n, INT8OID, sizeof(int64),
 												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	if (SPI_execute_with_args(REQUEUE_SQL, 1, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not requeue messages");
+	spi_exec_expect(REQUEUE_SQL, 1, argtypes, values, NULL, false, 0, SPI_OK_UPDATE);
 	wakeup_at_commit(GetCurrentTransactionStartTimestamp());
 }
 
@@ -104,9 +103,8 @@ reminder_retry(PG_FUNCTION_ARGS)
 	values[0] = Int64GetDatum(id);
 
 	SPI_connect();
-	if (SPI_execute_with_args(FACTS_SQL " WHERE m.id = $1 FOR UPDATE OF m",
-							  1, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up message");
+	spi_exec_expect(FACTS_SQL " WHERE m.id = $1 FOR UPDATE OF m",
+					1, argtypes, values, NULL, false, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
@@ -201,15 +199,14 @@ reminder_retry_failed(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 
-	if (SPI_execute_with_args(FACTS_SQL
-							  " WHERE m.status = 'failed' "
-							  "   AND ($1::text IS NULL OR m.channel = $1) "
-							  "   AND ($2::timestamptz IS NULL OR m.updated_at >= $2) "
-							  "   AND ($3::timestamptz IS NULL OR m.updated_at < $3) "
-							  "   AND ($4::text IS NULL OR m.last_error LIKE $4) "
-							  " ORDER BY m.id FOR UPDATE OF m",
-							  4, argtypes, values, nulls, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up failed messages");
+	spi_exec_expect(FACTS_SQL
+					" WHERE m.status = 'failed' "
+					"   AND ($1::text IS NULL OR m.channel = $1) "
+					"   AND ($2::timestamptz IS NULL OR m.updated_at >= $2) "
+					"   AND ($3::timestamptz IS NULL OR m.updated_at < $3) "
+					"   AND ($4::text IS NULL OR m.last_error LIKE $4) "
+					" ORDER BY m.id FOR UPDATE OF m",
+					4, argtypes, values, nulls, false, 0, SPI_OK_SELECT);
 	n = SPI_processed;
 	ids = palloc(sizeof(Datum) * Max(n, 1));
 	for (uint64 i = 0; i < n; i++)

@@ -376,8 +376,7 @@ rules_cancel_pending(int64 rule_id, const char *reason)
 	prepare_plans();
 	values[0] = Int64GetDatum(rule_id);
 	values[1] = CStringGetTextDatum(reason);
-	if (SPI_execute_plan(cancel_rule_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not cancel messages of rule " INT64_FORMAT, rule_id);
+	spi_plan_expect(cancel_rule_plan, values, NULL, false, 0, SPI_OK_UPDATE);
 	n = SPI_processed;
 	SPI_finish();
 	return n;
@@ -624,15 +623,14 @@ run_on_batch(RuleRun *run, SPIPlanPtr *plan, void (*prepare) (void), Datum *valu
 	enr->md.enrtype = ENR_NAMED_TUPLESTORE;
 	enr->md.enrtuples = 1;
 	enr->reldata = run->batch;
-	if (SPI_register_relation(enr) != SPI_OK_REL_REGISTER)
-		elog(ERROR, "could not register the message batch");
+	spi_expect(SPI_register_relation(enr), SPI_OK_REL_REGISTER,
+			   "the registration of the message batch");
 	if (*plan == NULL)
 		prepare();				/* the plan refers to the batch: prepare it now */
-	if (SPI_execute_plan(*plan, values, NULL, false, 0) != expect)
-		elog(ERROR, "could not write rule messages");
+	spi_plan_expect(*plan, values, NULL, false, 0, expect);
 	n = SPI_processed;
-	if (SPI_unregister_relation(BATCH_NAME) != SPI_OK_REL_UNREGISTER)
-		elog(ERROR, "could not unregister the message batch");
+	spi_expect(SPI_unregister_relation(BATCH_NAME), SPI_OK_REL_UNREGISTER,
+			   "the removal of the message batch");
 	return n;
 }
 
@@ -654,8 +652,7 @@ cancel_ids(Datum *ids, int n, const char *reason, SPIPlanPtr plan, Datum rule_id
 		args[1] = PointerGetDatum(construct_array(ids, n, TEXTOID, -1, false, TYPALIGN_INT));
 		args[2] = CStringGetTextDatum(reason);
 	}
-	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not cancel messages of updated rows");
+	spi_plan_expect(plan, args, NULL, false, 0, SPI_OK_UPDATE);
 }
 
 /*
@@ -696,8 +693,7 @@ flush_update(RuleRun *run, Datum *values)
 
 		args[0] = values[0];
 		old_key_ranges(run, &args[1], &args[2]);
-		if (SPI_execute_plan(pending_plan, args, NULL, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not read pending messages of updated rows");
+		spi_plan_expect(pending_plan, args, NULL, false, 0, SPI_OK_SELECT);
 		n = SPI_processed;
 		cancel = palloc(sizeof(Datum) * Max(n, 1));
 		for (uint64 i = 0; i < n; i++)
@@ -744,8 +740,7 @@ flush(RuleRun *run)
 	{
 		old_key_ranges(run, &values[1], &values[2]);
 		values[3] = CStringGetTextDatum(RULE_CANCEL_PREFIX "row deleted");
-		if (SPI_execute_plan(cancel_keys_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "could not cancel messages of deleted rows");
+		spi_plan_expect(cancel_keys_plan, values, NULL, false, 0, SPI_OK_UPDATE);
 	}
 	else if (run->event == RUN_UPDATE && run->follow_state)
 		flush_update(run, values);
@@ -1979,8 +1974,7 @@ flush_invites(RuleRun *run)
 		values[0] = Int64GetDatum(run->rule->id);
 		values[1] = CStringGetTextDatum(n->row_key);
 		values[2] = Int32GetDatum(n->recipient);
-		if (SPI_execute_plan(invite_get_plan, values, NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not read the invite of a row");
+		spi_plan_expect(invite_get_plan, values, NULL, false, 1, SPI_OK_SELECT);
 		exists = SPI_processed > 0;
 		if (exists)
 		{
@@ -2017,15 +2011,13 @@ flush_invites(RuleRun *run)
 		values[3] = JsonbPGetDatum(n->invite ? n->invite : was);
 		values[4] = Int32GetDatum(sequence);
 		values[5] = BoolGetDatum(cancel);
-		if (SPI_execute_plan(invite_put_plan, values, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not write the invite of a row");
+		spi_plan_expect(invite_put_plan, values, NULL, false, 0, SPI_OK_INSERT);
 
 		/* a notice not yet sent is replaced by the new one */
 		values[1] = CStringGetTextDatum(psprintf("%s%d:i", prefix, n->recipient));
 		values[2] = CStringGetTextDatum(psprintf("%s%d:j", prefix, n->recipient));
 		values[3] = CStringGetTextDatum(psprintf("invite: superseded by sequence %d", sequence));
-		if (SPI_execute_plan(invite_supersede_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "could not replace the notice of an invite");
+		spi_plan_expect(invite_supersede_plan, values, NULL, false, 0, SPI_OK_UPDATE);
 
 		if (!cancel)
 		{
@@ -2047,8 +2039,7 @@ flush_invites(RuleRun *run)
 
 			values[1] = CStringGetTextDatum(psprintf("%s%d:", prefix, n->recipient));
 			values[2] = CStringGetTextDatum(psprintf("%s%d;", prefix, n->recipient));
-			if (SPI_execute_plan(invite_last_sent_plan, values, NULL, false, 1) != SPI_OK_SELECT)
-				elog(ERROR, "could not find the invitation sent");
+			spi_plan_expect(invite_last_sent_plan, values, NULL, false, 1, SPI_OK_SELECT);
 			if (SPI_processed == 0)
 				continue;
 			channel = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
@@ -2081,9 +2072,8 @@ invites_truncated(CompiledRule *rule)
 	if (!any)
 		return;
 	SPI_connect();
-	if (SPI_execute_with_args("UPDATE reminder.invite SET cancelled = true, sequence = sequence + 1, "
-							  "updated_at = now() WHERE rule_id = $1 AND NOT cancelled",
-							  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not cancel the events of a truncated table");
+	spi_exec_expect("UPDATE reminder.invite SET cancelled = true, sequence = sequence + 1, "
+					"updated_at = now() WHERE rule_id = $1 AND NOT cancelled",
+					1, types, values, NULL, false, 0, SPI_OK_UPDATE);
 	SPI_finish();
 }

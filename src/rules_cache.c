@@ -676,8 +676,7 @@ compile_rule(int64 id)
 										 "calendar, time_zone, if_past, throttle, category, priority, rrule "
 										 "FROM reminder.rule WHERE id = $1", 1, argtypes, 0);
 		}
-		if (SPI_execute_plan(rule_plan, values, NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not read rule " INT64_FORMAT, id);
+		spi_plan_expect(rule_plan, values, NULL, false, 1, SPI_OK_SELECT);
 		if (SPI_processed == 0)
 		{
 			SPI_finish();

@@ -145,8 +145,7 @@ cancel_rest(const GateMessage *msg)
 	values[1] = CStringGetTextDatum(prefix);
 	values[2] = CStringGetTextDatum(rule_key_prefix_end(prefix));
 	values[3] = Int64GetDatum(msg->id);
-	if (SPI_execute_plan(cancel_rest_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not cancel the rest of the sequence");
+	spi_plan_expect(cancel_rest_plan, values, NULL, false, 0, SPI_OK_UPDATE);
 }
 
 void
@@ -184,8 +183,7 @@ rule_stop_check(const GateMessage *msg, GateResult *result)
 			owner_enter(&scope, rule->owner, OWNER_RESTRICTED);
 			rc = SPI_execute_plan(gate_plan(rule), keys, NULL, true, 1);
 			owner_leave(&scope);
-			if (rc != SPI_OK_SELECT)
-				elog(ERROR, "could not check the stop condition of rule \"%s\"", rule->name);
+			spi_expect(rc, SPI_OK_SELECT, "the stop condition of a rule");
 
 			if (SPI_processed == 0)
 				set_result(result, GATE_CANCEL, RULE_CANCEL_PREFIX "row no longer exists");
@@ -302,8 +300,7 @@ survey_throttle_check(const GateMessage *msg, GateResult *result)
 		values[0] = PointerGetDatum(construct_array(hashes, n, BYTEAOID, -1, false, TYPALIGN_INT));
 		values[1] = IntervalPGetDatum(&rule->throttle);
 		values[2] = Int64GetDatum(msg->id);
-		if (SPI_execute_plan(throttle_plan, values, NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not check the survey throttle");
+		spi_plan_expect(throttle_plan, values, NULL, false, 1, SPI_OK_SELECT);
 		if (SPI_processed > 0)
 		{
 			char	   *iv = DatumGetCString(DirectFunctionCall1(interval_out,
@@ -316,8 +313,7 @@ survey_throttle_check(const GateMessage *msg, GateResult *result)
 		{
 			values[1] = Int64GetDatum(msg->id);
 			values[2] = Int64GetDatum(msg->rule_id);
-			if (SPI_execute_plan(survey_log_plan, values, NULL, false, 0) != SPI_OK_INSERT)
-				elog(ERROR, "could not log the survey");
+			spi_plan_expect(survey_log_plan, values, NULL, false, 0, SPI_OK_INSERT);
 		}
 		SPI_finish();
 	}
@@ -540,8 +536,7 @@ fetch_rows(CompiledRule *rule, int n, char **keys, HTAB *cache, MemoryContext ca
 		rc = SPI_execute_plan(rows_plan(rule), args, NULL, true, 0);
 		owner_leave(&scope);
 		rule_unpin(level);
-		if (rc != SPI_OK_SELECT)
-			elog(ERROR, "could not read the rows of rule \"%s\"", rule->name);
+		spi_expect(rc, SPI_OK_SELECT, "the rows of a rule");
 	}
 
 	/* every key asked for is now read: found or not */
@@ -808,18 +803,16 @@ rule_keep_rows(int64 rule_id)
 		values[0] = PointerGetDatum(construct_array(kept_ids, nkept, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		values[1] = PointerGetDatum(construct_array(kept_data, nkept, JSONBOID, -1, false, TYPALIGN_INT));
 		MemoryContextSwitchTo(old);
-		if (nkept > 0 &&
-			SPI_execute_with_args("UPDATE reminder.message m SET data = m.data || u.data, updated_at = now() "
-								  "FROM unnest($1, $2) AS u(id, data) WHERE m.id = u.id",
-								  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "could not keep the rows of rule " INT64_FORMAT, rule_id);
+		if (nkept > 0)
+			spi_exec_expect("UPDATE reminder.message m SET data = m.data || u.data, updated_at = now() "
+							"FROM unnest($1, $2) AS u(id, data) WHERE m.id = u.id",
+							2, types, values, NULL, false, 0, SPI_OK_UPDATE);
 		values[0] = PointerGetDatum(construct_array(gone, ngone, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		if (ngone > 0 &&
-			SPI_execute_with_args("UPDATE reminder.message SET status = 'cancelled', next_attempt_at = NULL, "
-								  "last_error = '" RULE_CANCEL_PREFIX "row no longer exists', updated_at = now() "
-								  "WHERE id = ANY ($1) AND status IN ('scheduled', 'retrying')",
-								  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "could not cancel messages of rule " INT64_FORMAT, rule_id);
+		if (ngone > 0)
+			spi_exec_expect("UPDATE reminder.message SET status = 'cancelled', next_attempt_at = NULL, "
+							"last_error = '" RULE_CANCEL_PREFIX "row no longer exists', updated_at = now() "
+							"WHERE id = ANY ($1) AND status IN ('scheduled', 'retrying')",
+							1, types, values, NULL, false, 0, SPI_OK_UPDATE);
 		MemoryContextReset(cxt);
 	}
 	SPI_cursor_close(portal);
@@ -920,8 +913,7 @@ unless_event_found(const GateMessage *msg, RuleUnlessEvent *ue)
 	values[3] = text_list_array(ue->kinds);
 	values[4] = ue->role ? CStringGetTextDatum(ue->role) : (Datum) 0;
 	nulls[4] = ue->role ? ' ' : 'n';
-	if (SPI_execute_plan(unless_event_plan, values, nulls, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look for the events of a rule's row");
+	spi_plan_expect(unless_event_plan, values, nulls, true, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return NULL;
 	return psprintf("unless: \"%s\" event recorded on message " INT64_FORMAT,
@@ -981,8 +973,7 @@ rule_unless_check(const GateMessage *msg, GateResult *result)
 				owner_enter(&scope, rule->owner, OWNER_RESTRICTED);
 				rc = SPI_execute_plan(unless_plan(rule, r), keys, NULL, true, 1);
 				owner_leave(&scope);
-				if (rc != SPI_OK_SELECT)
-					elog(ERROR, "could not check \"unless\" of rule \"%s\"", rule->name);
+				spi_expect(rc, SPI_OK_SELECT, "the \"unless\" of a rule");
 				if (SPI_processed == 0)
 					set_result(result, GATE_CANCEL, RULE_CANCEL_PREFIX "row no longer exists");
 				else if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) &&
@@ -1029,8 +1020,7 @@ rule_event_recorded(int64 message_id, const char *kind)
 											  1, types, 0);
 	}
 	values[0] = Int64GetDatum(message_id);
-	if (SPI_execute_plan(event_message_plan, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up message");
+	spi_plan_expect(event_message_plan, values, NULL, true, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return 0;
 	rule_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -1090,8 +1080,7 @@ rule_event_recorded(int64 message_id, const char *kind)
 			values[3] = CStringGetTextDatum(psprintf("unless: \"%s\" event recorded on message " INT64_FORMAT,
 													 kind, message_id));
 			values[4] = Int64GetDatum(message_id);
-			if (SPI_execute_plan(unless_cancel_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
-				elog(ERROR, "could not cancel the messages an event made unnecessary");
+			spi_plan_expect(unless_cancel_plan, values, NULL, false, 0, SPI_OK_UPDATE);
 			cancelled += SPI_processed;
 		}
 	}
@@ -1182,8 +1171,7 @@ schedule_next(void *arg)
 	owner_enter(&scope, rule->owner, OWNER_RESTRICTED);
 	rc = SPI_execute_plan(next_plan(rule), keys, NULL, true, 1);
 	owner_leave(&scope);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not read the row of rule \"%s\"", rule->name);
+	spi_expect(rc, SPI_OK_SELECT, "the row of a rule");
 	if (SPI_processed == 0)
 		return;					/* the row is gone */
 	tup = SPI_tuptable->vals[0];
@@ -1204,9 +1192,9 @@ schedule_next(void *arg)
 					Max(now, msg->due_at), false, &next))
 		return;					/* the series is over */
 
-	rc = SPI_execute_with_args("SELECT idempotency_key FROM reminder.message WHERE id = $1",
-							   1, types, values, NULL, true, 1);
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+	spi_exec_expect("SELECT idempotency_key FROM reminder.message WHERE id = $1",
+					1, types, values, NULL, true, 1, SPI_OK_SELECT);
+	if (SPI_processed != 1)
 		elog(ERROR, "could not read message " INT64_FORMAT, msg->id);
 	key = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	colon = strrchr(key, ':');

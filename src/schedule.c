@@ -213,8 +213,7 @@ insert_message(const ScheduleRequest *req, int64 recipient_id, Jsonb *recipient,
 		nulls[11] = 'n';
 	values[12] = Int16GetDatum(priority);
 
-	if (SPI_execute_plan(insert_plan, values, nulls, false, 1) != SPI_OK_INSERT_RETURNING)
-		elog(ERROR, "could not insert message");
+	spi_plan_expect(insert_plan, values, nulls, false, 1, SPI_OK_INSERT_RETURNING);
 	if (SPI_processed == 1)
 	{
 		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -235,8 +234,7 @@ insert_message(const ScheduleRequest *req, int64 recipient_id, Jsonb *recipient,
 	 * in this very statement (schedule() called per row of a query) is
 	 * seen, as ON CONFLICT saw it.
 	 */
-	if (SPI_execute_plan(existing_plan, &values[6], NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up message by idempotency key");
+	spi_plan_expect(existing_plan, &values[6], NULL, false, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),

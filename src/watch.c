@@ -80,17 +80,6 @@ trigger_name(const char *rule, const char *event)
 	return psprintf("reminder_%s_%s", rule, event);
 }
 
-/* run an SPI statement with parameters, checking the result */
-void
-watch_spi_exec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
-			   int expect)
-{
-	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
-
-	if (rc != expect)
-		elog(ERROR, "SPI failed (%s) for \"%s\"", SPI_result_code_string(rc), sql);
-}
-
 /* ----------------------------------------------------------------
  *		Triggers and their dependencies
  * ----------------------------------------------------------------
@@ -118,7 +107,7 @@ create_triggers(WatchSpec *w, int64 id)
 								   i == 0 ? "INSERT" : i == 1 ? "UPDATE" : i == 2 ? "DELETE" : "TRUNCATE",
 								   table, ref, arg);
 
-		watch_spi_exec(sql, 0, NULL, NULL, NULL, SPI_OK_UTILITY);
+		spi_exec_expect(sql, 0, NULL, NULL, NULL, false, 0, SPI_OK_UTILITY);
 	}
 
 	/* the columns the rule reads, and everything its expressions use */
@@ -161,19 +150,19 @@ watch_drop_triggers(Oid relid, int64 id)
 									   get_rel_name(relid));
 	values[0] = ObjectIdGetDatum(relid);
 	values[1] = CStringGetTextDatum(psprintf(INT64_FORMAT, id));
-	watch_spi_exec("SELECT t.tgname FROM pg_catalog.pg_trigger t "
-				   "WHERE t.tgrelid = $1 AND t.tgfoid = 'reminder.watch_trigger()'::pg_catalog.regprocedure "
-				   "AND t.tgargs = pg_catalog.convert_to($2, 'SQL_ASCII') || '\\x00'::pg_catalog.bytea",
-				   2, types, values, NULL, SPI_OK_SELECT);
+	spi_exec_expect("SELECT t.tgname FROM pg_catalog.pg_trigger t "
+					"WHERE t.tgrelid = $1 AND t.tgfoid = 'reminder.watch_trigger()'::pg_catalog.regprocedure "
+					"AND t.tgargs = pg_catalog.convert_to($2, 'SQL_ASCII') || '\\x00'::pg_catalog.bytea",
+					2, types, values, NULL, false, 0, SPI_OK_SELECT);
 	if (SPI_processed > 0)
 	{
 		SPITupleTable *tt = SPI_tuptable;
 		uint64		n = SPI_processed;
 
 		for (uint64 i = 0; i < n; i++)
-			watch_spi_exec(psprintf("DROP TRIGGER %s ON %s",
-									quote_identifier(SPI_getvalue(tt->vals[i], tt->tupdesc, 1)), table),
-						   0, NULL, NULL, NULL, SPI_OK_UTILITY);
+			spi_exec_expect(psprintf("DROP TRIGGER %s ON %s",
+									 quote_identifier(SPI_getvalue(tt->vals[i], tt->tupdesc, 1)), table),
+							0, NULL, NULL, NULL, false, 0, SPI_OK_UTILITY);
 	}
 }
 
@@ -255,7 +244,7 @@ reminder_watch(PG_FUNCTION_ARGS)
 		Oid			t[1] = {TEXTOID};
 		Datum		v[1] = {CStringGetTextDatum(w.name)};
 
-		watch_spi_exec("SELECT 1 FROM reminder.rule WHERE name = $1", 1, t, v, NULL, SPI_OK_SELECT);
+		spi_exec_expect("SELECT 1 FROM reminder.rule WHERE name = $1", 1, t, v, NULL, false, 0, SPI_OK_SELECT);
 		if (SPI_processed > 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_DUPLICATE_OBJECT),
@@ -325,7 +314,7 @@ reminder_watch(PG_FUNCTION_ARGS)
 		Oid			t[1] = {TEXTOID};
 		Datum		v[1] = {CStringGetTextDatum(w.calendar)};
 
-		watch_spi_exec("SELECT 1 FROM reminder.calendar WHERE name = $1", 1, t, v, NULL, SPI_OK_SELECT);
+		spi_exec_expect("SELECT 1 FROM reminder.calendar WHERE name = $1", 1, t, v, NULL, false, 0, SPI_OK_SELECT);
 		if (SPI_processed == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -440,11 +429,11 @@ reminder_watch(PG_FUNCTION_ARGS)
 	values[17] = w.rrule ? CStringGetTextDatum(w.rrule) : (Datum) 0;
 	nulls[17] = w.rrule ? ' ' : 'n';
 
-	watch_spi_exec("INSERT INTO reminder.rule (name, table_name, kind, column_name, key_columns, recipients, "
-				   "condition, stop_condition, changes_to, business_days, calendar, time_zone, if_past, "
-				   "throttle, created_by, category, priority, rrule) "
-				   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING id",
-				   18, types, values, nulls, SPI_OK_INSERT_RETURNING);
+	spi_exec_expect("INSERT INTO reminder.rule (name, table_name, kind, column_name, key_columns, recipients, "
+					"condition, stop_condition, changes_to, business_days, calendar, time_zone, if_past, "
+					"throttle, created_by, category, priority, rrule) "
+					"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING id",
+					18, types, values, nulls, false, 0, SPI_OK_INSERT_RETURNING);
 	{
 		bool		isnull;
 
@@ -504,8 +493,8 @@ reminder_unwatch(PG_FUNCTION_ARGS)
 
 	level = rule_pin_search_path();
 	SPI_connect();
-	watch_spi_exec("SELECT id, table_name::oid FROM reminder.rule WHERE name = $1 FOR UPDATE",
-				   1, types, values, NULL, SPI_OK_SELECT);
+	spi_exec_expect("SELECT id, table_name::oid FROM reminder.rule WHERE name = $1 FOR UPDATE",
+					1, types, values, NULL, false, 0, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -533,7 +522,7 @@ reminder_unwatch(PG_FUNCTION_ARGS)
 		Oid			t[1] = {INT8OID};
 		Datum		v[1] = {Int64GetDatum(id)};
 
-		watch_spi_exec("DELETE FROM reminder.rule WHERE id = $1", 1, t, v, NULL, SPI_OK_DELETE);
+		spi_exec_expect("DELETE FROM reminder.rule WHERE id = $1", 1, t, v, NULL, false, 0, SPI_OK_DELETE);
 	}
 	watch_drop_triggers(relid, id);
 	if (cancel)

@@ -47,8 +47,6 @@ typedef struct WatchSpec
  * in watch.c
  * ----------------
  */
-extern void watch_spi_exec(const char *sql, int nargs, Oid *types, Datum *values,
-						   const char *nulls, int expect);
 extern void watch_drop_triggers(Oid relid, int64 id);
 
 /* ----------------

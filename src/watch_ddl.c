@@ -59,17 +59,17 @@ reminder_watch_sql_drop(PG_FUNCTION_ARGS)
 	owner_enter(&ext, extension_owner(), OWNER_PIN_SEARCH_PATH);
 	SPI_connect();
 
-	watch_spi_exec("SELECT r.id, r.table_name::oid, "
-				   "       NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = r.table_name) "
-				   "FROM reminder.rule r "
-				   "WHERE EXISTS (SELECT FROM pg_event_trigger_dropped_objects() d "
-				   "              WHERE d.classid IN ('pg_class'::regclass, 'pg_trigger'::regclass)) "
-				   "  AND (NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = r.table_name) "
-				   "       OR (SELECT count(*) FROM pg_trigger t "
-				   "           WHERE t.tgrelid = r.table_name "
-				   "             AND t.tgfoid = 'reminder.watch_trigger()'::regprocedure "
-				   "             AND t.tgargs = convert_to(r.id::text, 'SQL_ASCII') || '\\x00'::bytea) < 4)",
-				   0, NULL, NULL, NULL, SPI_OK_SELECT);
+	spi_exec_expect("SELECT r.id, r.table_name::oid, "
+					"       NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = r.table_name) "
+					"FROM reminder.rule r "
+					"WHERE EXISTS (SELECT FROM pg_event_trigger_dropped_objects() d "
+					"              WHERE d.classid IN ('pg_class'::regclass, 'pg_trigger'::regclass)) "
+					"  AND (NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = r.table_name) "
+					"       OR (SELECT count(*) FROM pg_trigger t "
+					"           WHERE t.tgrelid = r.table_name "
+					"             AND t.tgfoid = 'reminder.watch_trigger()'::regprocedure "
+					"             AND t.tgargs = convert_to(r.id::text, 'SQL_ASCII') || '\\x00'::bytea) < 4)",
+					0, NULL, NULL, NULL, false, 0, SPI_OK_SELECT);
 	tt = SPI_tuptable;
 	n = SPI_processed;
 	for (uint64 i = 0; i < n; i++)
@@ -81,7 +81,7 @@ reminder_watch_sql_drop(PG_FUNCTION_ARGS)
 		Oid			t[1] = {INT8OID};
 		Datum		v[1] = {Int64GetDatum(id)};
 
-		watch_spi_exec("DELETE FROM reminder.rule WHERE id = $1", 1, t, v, NULL, SPI_OK_DELETE);
+		spi_exec_expect("DELETE FROM reminder.rule WHERE id = $1", 1, t, v, NULL, false, 0, SPI_OK_DELETE);
 		if (!table_gone)
 			watch_drop_triggers(relid, id);
 		(void) rules_cancel_pending(id, table_gone ? RULE_CANCEL_PREFIX "table dropped" :
@@ -174,8 +174,8 @@ rename_rule(RenameWalk *rw, int64 id)
 	Datum		values[6];
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 
-	watch_spi_exec("SELECT column_name, key_columns, condition, stop_condition, recipients "
-				   "FROM reminder.rule WHERE id = $1", 1, t1, v1, NULL, SPI_OK_SELECT);
+	spi_exec_expect("SELECT column_name, key_columns, condition, stop_condition, recipients "
+					"FROM reminder.rule WHERE id = $1", 1, t1, v1, NULL, false, 0, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return;
 	tup = SPI_tuptable->vals[0];
@@ -201,9 +201,9 @@ rename_rule(RenameWalk *rw, int64 id)
 	nulls[4] = isnull ? 'n' : ' ';
 	recipients = DatumGetJsonbP(SPI_getbinval(tup, desc, 5, &isnull));
 	values[5] = JsonbPGetDatum(JsonbValueToJsonb(rename_container(rw, &st, &recipients->root)));
-	watch_spi_exec("UPDATE reminder.rule SET column_name = $2, key_columns = $3, condition = $4, "
-				   "stop_condition = $5, recipients = $6 WHERE id = $1",
-				   6, types, values, nulls, SPI_OK_UPDATE);
+	spi_exec_expect("UPDATE reminder.rule SET column_name = $2, key_columns = $3, condition = $4, "
+					"stop_condition = $5, recipients = $6 WHERE id = $1",
+					6, types, values, nulls, false, 0, SPI_OK_UPDATE);
 }
 
 /* ----------------------------------------------------------------
@@ -274,22 +274,22 @@ check_renamed_columns(void)
 			continue;			/* dropped, or a column has the name again */
 		values[0] = ObjectIdGetDatum(rc->relid);
 		values[1] = CStringGetTextDatum(name_pattern(rc->oldname));
-		watch_spi_exec("SELECT t.name, r.name FROM reminder.rule r "
-					   "CROSS JOIN LATERAL jsonb_array_elements(r.recipients) AS rcpt(spec) "
-					   "CROSS JOIN LATERAL (SELECT rcpt.spec->>'template' "
-					   "                     WHERE jsonb_typeof(rcpt.spec->'template') = 'string' "
-					   "                    UNION SELECT e.value FROM jsonb_each_text(CASE WHEN jsonb_typeof(rcpt.spec->'templates') = 'object' "
-					   "                                                           THEN rcpt.spec->'templates' END) AS e "
-					   "                    UNION SELECT e FROM jsonb_array_elements_text(CASE WHEN jsonb_typeof(rcpt.spec->'templates') = 'array' "
-					   "                                                                 THEN rcpt.spec->'templates' END) AS e "
-					   "                    UNION SELECT rcpt.spec->'invite'->>k FROM unnest(ARRAY['template', 'cancel_template']) AS k "
-					   "                     WHERE jsonb_typeof(rcpt.spec->'invite'->k) = 'string') AS used(name) "
-					   "JOIN reminder.template t ON t.name = used.name "
-					   "WHERE r.table_name = $1 "
-					   "  AND (t.subject ~ $2 OR t.body ~ $2 OR t.html ~ $2 "
-					   "       OR EXISTS (SELECT FROM unnest(t.required) AS q WHERE q ~ $2)) "
-					   "ORDER BY 1, 2 LIMIT 1",
-					   2, types, values, NULL, SPI_OK_SELECT);
+		spi_exec_expect("SELECT t.name, r.name FROM reminder.rule r "
+						"CROSS JOIN LATERAL jsonb_array_elements(r.recipients) AS rcpt(spec) "
+						"CROSS JOIN LATERAL (SELECT rcpt.spec->>'template' "
+						"                     WHERE jsonb_typeof(rcpt.spec->'template') = 'string' "
+						"                    UNION SELECT e.value FROM jsonb_each_text(CASE WHEN jsonb_typeof(rcpt.spec->'templates') = 'object' "
+						"                                                           THEN rcpt.spec->'templates' END) AS e "
+						"                    UNION SELECT e FROM jsonb_array_elements_text(CASE WHEN jsonb_typeof(rcpt.spec->'templates') = 'array' "
+						"                                                                 THEN rcpt.spec->'templates' END) AS e "
+						"                    UNION SELECT rcpt.spec->'invite'->>k FROM unnest(ARRAY['template', 'cancel_template']) AS k "
+						"                     WHERE jsonb_typeof(rcpt.spec->'invite'->k) = 'string') AS used(name) "
+						"JOIN reminder.template t ON t.name = used.name "
+						"WHERE r.table_name = $1 "
+						"  AND (t.subject ~ $2 OR t.body ~ $2 OR t.html ~ $2 "
+						"       OR EXISTS (SELECT FROM unnest(t.required) AS q WHERE q ~ $2)) "
+						"ORDER BY 1, 2 LIMIT 1",
+						2, types, values, NULL, false, 0, SPI_OK_SELECT);
 		if (SPI_processed > 0)
 		{
 			char	   *template = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
@@ -378,10 +378,10 @@ reminder_watch_ddl_end(PG_FUNCTION_ARGS)
 	owner_enter(&ext, extension_owner(), OWNER_PIN_SEARCH_PATH);
 	SPI_connect();
 
-	watch_spi_exec("SELECT r.id, r.table_name::oid FROM reminder.rule r "
-				   "WHERE r.table_name IN (SELECT objid FROM pg_event_trigger_ddl_commands() "
-				   "                       WHERE classid = 'pg_class'::regclass)",
-				   0, NULL, NULL, NULL, SPI_OK_SELECT);
+	spi_exec_expect("SELECT r.id, r.table_name::oid FROM reminder.rule r "
+					"WHERE r.table_name IN (SELECT objid FROM pg_event_trigger_ddl_commands() "
+					"                       WHERE classid = 'pg_class'::regclass)",
+					0, NULL, NULL, NULL, false, 0, SPI_OK_SELECT);
 	n = SPI_processed;
 	if (n > 0)
 	{
