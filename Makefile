@@ -7,9 +7,12 @@ EXTENSION   = reminder
 EXTVERSION  = $(shell sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\(.*\)'/\1/p" $(EXTENSION).control)
 
 MODULE_big  = reminder
-OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+# src/ is grouped by family (src/README); headers are included by their
+# path under src/ ("catalog/reminder_catalog.h").
+OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c src/*/*.c)))
 PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags) -DREMINDER_VERSION='"$(EXTVERSION)"'
 SHLIB_LINK  = $(shell curl-config --libs)
+PG_CFLAGS   = -MMD -MP
 
 # The install script of the current version is assembled from sql/src/*.sql,
 # one part per responsibility, in file-name order.  Install scripts of
@@ -17,7 +20,8 @@ SHLIB_LINK  = $(shell curl-config --libs)
 # upgrade scripts are written by hand.
 DATA_built  = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA        = $(filter-out $(DATA_built),$(wildcard sql/$(EXTENSION)--*.sql))
-EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql test/results test/regression.diffs test/regression.out
+EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql test/results test/regression.diffs test/regression.out \
+              $(OBJS:.o=.d)
 
 # pg_regress: inputs in test/sql, expected output in the top-level expected/
 # (test/expected is a symlink to it; PostgreSQL 15's pg_regress has no
@@ -29,8 +33,11 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-# PGXS tracks no header dependencies; a changed struct must rebuild all.
-$(OBJS): $(wildcard src/*.h)
+# PGXS tracks no header dependencies: the compiler writes them next to
+# each object (src/family/file.d), and a header removed since is no error.
+# In CFLAGS (PG_CFLAGS), not CPPFLAGS: the bitcode rule (with_llvm) passes
+# CPPFLAGS to clang too, which would rewrite each .d for the .bc target.
+-include $(OBJS:.o=.d)
 
 sql/$(EXTENSION)--$(EXTVERSION).sql: $(sort $(wildcard sql/src/*.sql))
 	cat $^ > $@

@@ -13,6 +13,9 @@
 #include "utils/guc.h"
 
 #include "reminder.h"
+#include "outbox/outbox.h"
+#include "transport/transport.h"
+#include "worker/worker.h"
 
 PG_MODULE_MAGIC;
 

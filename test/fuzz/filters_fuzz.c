@@ -1,9 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * filters_fuzz.c
- *	  libFuzzer harness for the template filters (src/template.c: date,
+ *	  libFuzzer harness for the template filters (src/render/template.c: date,
  *	  time, datetime with styles, to_char() patterns, tz= and locale=,
- *	  json, default) rendered through the engine (src/mustache.c) over
+ *	  json, default) rendered through the engine (src/render/mustache.c) over
  *	  jsonb data, with PostgreSQL's own jsonb, numeric, datetime, time
  *	  zone and to_char() code.
  *
@@ -30,7 +30,7 @@
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 
-#include "template.h"
+#include "render/template.h"
 
 #include "fuzz_pg.h"
 

@@ -1,10 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * mail_fuzz.c
- *	  libFuzzer harness for building email header fields (src/mail.c:
+ *	  libFuzzer harness for building email header fields (src/transport/mail.c:
  *	  RFC 2047 encoded words, folding, display names, splitting a mailbox
  *	  setting, Message-ID) and the HTTP transports' request pieces
- *	  (src/transport_util.c: percent-encoding, form fields, the URL host,
+ *	  (src/transport/transport_util.c: percent-encoding, form fields, the URL host,
  *	  error excerpts, the response buffer).
  *
  * Input: one byte choosing the function, then up to three arguments
@@ -29,7 +29,7 @@
 #include "utils/memutils.h"
 
 #include "reminder.h"
-#include "transport.h"
+#include "transport/transport.h"
 
 #include "fuzz_pg.h"
 

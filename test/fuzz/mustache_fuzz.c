@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * mustache_fuzz.c
- *	  libFuzzer harness for the Mustache engine core (src/mustache.c).
+ *	  libFuzzer harness for the Mustache engine core (src/render/mustache.c).
  *
  * Input: one byte choosing the escape mode, then the template, then
  * optionally "\0" and the source of partial "a", "\0" and partial "b",
@@ -22,7 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "mustache.h"
+#include "render/mustache.h"
 #include "utils/memutils.h"
 
 #include "fuzz_pg.h"

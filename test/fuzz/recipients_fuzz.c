@@ -3,10 +3,10 @@
  * recipients_fuzz.c
  *	  libFuzzer harness for the recipients spec of reminder.watch(): the
  *	  JSON text is read by PostgreSQL's own jsonb_in, then checked and
- *	  normalized by watch_normalize_recipients() of src/watch_spec.c
+ *	  normalized by watch_normalize_recipients() of src/rules/watch_spec.c
  *	  (included here), which checks constant addresses with
- *	  recipient_for_channel() (src/schedule.c) and the validators
- *	  (src/validate.c, src/recipient.c), all production code.
+ *	  recipient_for_channel() (src/outbox/schedule.c) and the validators
+ *	  (src/util/validate.c, src/catalog/recipient.c), all production code.
  *
  * What the harness stands in for, because it needs a server: the catalog
  * (channels sms, mail, hook, slack and log exist; templates t1, t2 and
@@ -24,7 +24,7 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "../../src/watch_spec.c"
+#include "../../src/rules/watch_spec.c"
 
 #include "fuzz_pg.h"
 

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * token_fuzz.c
- *	  libFuzzer harness for signed link tokens: base64url (src/crypto.c),
- *	  decoding a token's text and checking its signature (src/links.c,
+ *	  libFuzzer harness for signed link tokens: base64url (src/util/crypto.c),
+ *	  decoding a token's text and checking its signature (src/render/links.c,
  *	  included here to reach its static functions; key lookup and expiry
  *	  need the server and are not part of it).
  *
@@ -21,7 +21,7 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "../../src/links.c"
+#include "../../src/render/links.c"
 
 #include "fuzz_pg.h"
 
