@@ -102,27 +102,33 @@ static char *qualified_operator(Oid opno);
 static char *key_equality(CompiledRule *rule, int i);
 
 /*
- * SELECT (stop condition) FROM the table WHERE key = $1 ..., as the owner.
- * The stop condition is stored schema-qualified and the key's equality
- * operators are named by schema: nothing depends on search_path.
+ * SELECT (expression) FROM the table WHERE key = $1 ..., run as the owner:
+ * a rule's stop condition or a recipient's "unless" read against its row.
+ * Expressions are stored schema-qualified and the key's equality operators
+ * are named by schema: nothing depends on search_path.
  */
 static SPIPlanPtr
-gate_plan(CompiledRule *rule)
+row_expr_plan(CompiledRule *rule, const char *expr_text)
 {
 	StringInfoData sql;
 	char		relkind = get_rel_relkind(rule->relid);
 
-	if (rule->gate_plan)
-		return rule->gate_plan;
-
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "SELECT (%s) FROM %s%s WHERE ", rule->stop_text,
+	appendStringInfo(&sql, "SELECT (%s) FROM %s%s WHERE ", expr_text,
 					 relkind == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ", rule->source_table);
 	for (int i = 0; i < rule->nkeys; i++)
 		appendStringInfo(&sql, "%s%s %s $%d", i > 0 ? " AND " : "",
 						 quote_identifier(get_attname(rule->relid, rule->key_columns[i], false)),
 						 key_equality(rule, i), i + 1);
-	rule->gate_plan = spi_prepare_kept(sql.data, rule->nkeys, rule->key_types, 0);
+	return spi_prepare_kept(sql.data, rule->nkeys, rule->key_types, 0);
+}
+
+/* The stop condition's plan, made once per compiled rule. */
+static SPIPlanPtr
+gate_plan(CompiledRule *rule)
+{
+	if (rule->gate_plan == NULL)
+		rule->gate_plan = row_expr_plan(rule, rule->stop_text);
 	return rule->gate_plan;
 }
 
@@ -859,19 +865,8 @@ rule_key_recipient(CompiledRule *rule, const char *source_key, const char *key)
 static SPIPlanPtr
 unless_plan(CompiledRule *rule, RuleRecipient *r)
 {
-	StringInfoData sql;
-	char		relkind = get_rel_relkind(rule->relid);
-
-	if (r->unless_plan)
-		return r->unless_plan;
-	initStringInfo(&sql);
-	appendStringInfo(&sql, "SELECT (%s) FROM %s%s WHERE ", r->unless_text,
-					 relkind == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ", rule->source_table);
-	for (int i = 0; i < rule->nkeys; i++)
-		appendStringInfo(&sql, "%s%s %s $%d", i > 0 ? " AND " : "",
-						 quote_identifier(get_attname(rule->relid, rule->key_columns[i], false)),
-						 key_equality(rule, i), i + 1);
-	r->unless_plan = spi_prepare_kept(sql.data, rule->nkeys, rule->key_types, 0);
+	if (r->unless_plan == NULL)
+		r->unless_plan = row_expr_plan(rule, r->unless_text);
 	return r->unless_plan;
 }
 
