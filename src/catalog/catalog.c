@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * catalog.c
- *	  Reading the extension's own tables: a channel with its secrets, the
- *	  best template for a locale, a stored recipient.
+ *	  Reading the extension's own tables: the best template for a locale,
+ *	  a stored recipient.  (A channel is read where it is parsed, in
+ *	  channel.c: catalog_channel().)
  *
  *	  These run on every schedule() call and for every message the worker
  *	  sends, so their plans are prepared once per backend and kept.  Each
@@ -32,7 +33,6 @@
 #include "util/spi_util.h"
 #include "util/util.h"
 
-static SPIPlanPtr channel_plan = NULL;
 static SPIPlanPtr template_plan = NULL;
 static SPIPlanPtr recipient_by_id_plan = NULL;
 static SPIPlanPtr recipient_by_external_id_plan = NULL;
@@ -80,50 +80,6 @@ result_jsonb(int col, MemoryContext cxt)
 	j = DatumGetJsonbPCopy(d);
 	MemoryContextSwitchTo(old);
 	return j;
-}
-
-/*
- * The channel called name, parsed, with its secrets.  Raises
- * undefined_object if there is none.
- */
-ChannelConfig *
-catalog_channel(const char *name)
-{
-	Datum		values[1];
-	MemoryContext cxt;
-	char	   *kind;
-	Jsonb	   *settings;
-	Jsonb	   *secrets;
-	ChannelConfig *cc;
-
-	cxt = CurrentMemoryContext;
-	SPI_connect();
-
-	if (channel_plan == NULL)
-	{
-		Oid			argtypes[1] = {TEXTOID};
-
-		channel_plan = spi_prepare_kept("SELECT c.kind, c.settings, coalesce(s.secrets, '{}') "
-									"FROM reminder.channel c "
-									"LEFT JOIN reminder.channel_secret s ON s.channel = c.name "
-									"WHERE c.name = $1", 1, argtypes, 0);
-	}
-	values[0] = CStringGetTextDatum(name);
-	spi_plan_expect(channel_plan, values, NULL, true, 1, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("channel \"%s\" does not exist", name),
-				 errhint("Create it with reminder.create_channel(), or see the reminder.channel table for existing ones.")));
-
-	kind = result_text(1, cxt);
-	settings = result_jsonb(2, cxt);
-	secrets = result_jsonb(3, cxt);
-
-	SPI_finish();
-
-	cc = channel_parse(name, kind, settings, secrets);
-	return cc;
 }
 
 /*

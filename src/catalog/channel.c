@@ -1,8 +1,11 @@
 /*-------------------------------------------------------------------------
  *
  * channel.c
- *	  Channels: parsing and checking their settings and secrets, and the
- *	  SQL functions that create, change and drop them.
+ *	  Channels: reading one with its secrets (catalog_channel), parsing and
+ *	  checking its settings and secrets, the places it sends them to, and
+ *	  the SQL functions that create, change and drop channels.  What reads
+ *	  single settings is in channel_settings.c, which the kinds' transports
+ *	  use too; the kinds take part here through their ops (kinds.c).
  *
  *	  Settings are a jsonb object; which keys a channel may carry depends on
  *	  its kind.  An unknown key is an error rather than silently ignored, so
@@ -34,13 +37,7 @@ PG_FUNCTION_INFO_V1(reminder_create_channel);
 PG_FUNCTION_INFO_V1(reminder_set_channel_secrets);
 PG_FUNCTION_INFO_V1(reminder_drop_channel);
 
-static const char *const kind_names[] = {
-	[CHANNEL_EMAIL] = "email",
-	[CHANNEL_SMS] = "sms",
-	[CHANNEL_WEBHOOK] = "webhook",
-	[CHANNEL_SLACK] = "slack",
-	[CHANNEL_LOG] = "log",
-};
+static SPIPlanPtr channel_plan = NULL;
 
 /*
  * Settings every kind accepts: the delivery policy.  Each kind lists its own
@@ -52,25 +49,6 @@ static const char *const policy_keys[] = {
 };
 
 static const char *const no_keys[] = {NULL};
-
-const char *
-channel_kind_name(ChannelKind kind)
-{
-	return kind_names[kind];
-}
-
-/* The kind named name into *kind; false if there is none. */
-bool
-channel_kind_from_name(const char *name, ChannelKind *kind)
-{
-	for (int i = 0; i < lengthof(kind_names); i++)
-		if (strcmp(name, kind_names[i]) == 0)
-		{
-			*kind = (ChannelKind) i;
-			return true;
-		}
-	return false;
-}
 
 static ChannelKind
 parse_kind(const char *kind)
@@ -148,21 +126,6 @@ check_keys(Jsonb *obj, const char *const *a, const char *const *b,
 	}
 }
 
-char *
-channel_what_setting(const char *key, const char *channel)
-{
-	return psprintf("setting \"%s\" of channel \"%s\"", key, channel);
-}
-
-/* A string setting or secret, or NULL when absent or null. */
-char *
-channel_get_string(Jsonb *obj, const char *key, const char *channel, bool secret)
-{
-	return jsonb_get_string(obj, key,
-							psprintf("%s \"%s\" of channel \"%s\"",
-									 secret ? "secret" : "setting", key, channel));
-}
-
 static double
 get_number(Jsonb *obj, const char *key, const char *channel, double dflt,
 		   double min, double max)
@@ -204,161 +167,6 @@ get_duration(Jsonb *obj, const char *key, const char *channel, int dflt_ms)
 	return parse_duration_ms(text, channel_what_setting(key, channel));
 }
 
-/*
- * Header fields the worker writes itself, or that frame the request: a
- * channel's "headers" may neither repeat nor replace them.  Compared
- * case-insensitively, as HTTP does.
- */
-static const char *const reserved_headers[] = {
-	"Content-Type", "Content-Length", "Transfer-Encoding", "Host",
-	"Idempotency-Key", "User-Agent", "Expect", "Connection", "Keep-Alive",
-	"TE", "Trailer", "Upgrade", "Proxy-Authorization", "Proxy-Connection",
-	NULL
-};
-
-/* ... and those of a webhook, which sets its own credentials */
-static const char *const webhook_headers[] = {
-	"Authorization", "X-Reminder-Signature", NULL
-};
-
-static void
-check_header_name(const char *name, const char *what, ChannelKind kind)
-{
-	const char *hint = NULL;
-	bool		reserved = false;
-
-	for (int i = 0; reserved_headers[i] && !reserved; i++)
-		reserved = pg_strcasecmp(name, reserved_headers[i]) == 0;
-	for (int i = 0; kind == CHANNEL_WEBHOOK && webhook_headers[i] && !reserved; i++)
-		reserved = pg_strcasecmp(name, webhook_headers[i]) == 0;
-	if (!reserved)
-		return;
-
-	if (pg_strcasecmp(name, "Content-Type") == 0)
-		hint = kind == CHANNEL_WEBHOOK ? "A webhook's body is JSON, sent as application/json." :
-			"Set the type of the body with setting \"content_type\".";
-	else if (pg_strcasecmp(name, "Authorization") == 0)
-		hint = "Give the secret \"bearer_token\", or the secrets \"username\" and \"password\" for HTTP Basic authentication.";
-	else if (pg_strcasecmp(name, "X-Reminder-Signature") == 0)
-		hint = "Give the secret \"signing_secret\" and the worker signs every request.";
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("header \"%s\" in %s is set by the worker", name, what),
-			 errdetail("Header fields the worker writes (Content-Type, Idempotency-Key, User-Agent, %s"
-					   "Host, Content-Length, Transfer-Encoding and the other fields that frame a request) cannot be repeated or replaced.",
-					   kind == CHANNEL_WEBHOOK ? "Authorization, X-Reminder-Signature, " : ""),
-			 hint ? errhint("%s", hint) : 0));
-}
-
-/* "headers": {"Name": "value", ...} -> list of "Name: value" */
-List *
-channel_get_headers(Jsonb *obj, const char *key, ChannelConfig *cc)
-{
-	JsonbValue *v = jsonb_get(obj, key);
-	JsonbIterator *it;
-	JsonbValue	k,
-				val;
-	JsonbIteratorToken tok;
-	List	   *headers = NIL;
-	char	   *what = channel_what_setting(key, cc->name);
-
-	if (v == NULL || v->type == jbvNull)
-		return NIL;
-	if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be an object of header names and values", what),
-				 errhint("Write {\"X-Source\": \"reminder\"}.")));
-
-	it = JsonbIteratorInit(v->val.binary.data);
-	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
-	{
-		char	   *name;
-		char	   *value;
-		ListCell   *lc;
-
-		if (tok != WJB_KEY)
-			continue;
-		name = pnstrdup(k.val.string.val, k.val.string.len);
-		tok = JsonbIteratorNext(&it, &val, true);
-		if (val.type != jbvString)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("header \"%s\" in %s must be a string", name, what)));
-		value = pnstrdup(val.val.string.val, val.val.string.len);
-		validate_header_name(name, what);
-		check_header_name(name, what, cc->kind);
-		validate_http_header_value(value, psprintf("header \"%s\" in %s", name, what));
-		/* jsonb keys are unique, but not case-insensitively */
-		foreach(lc, headers)
-		{
-			const char *other = lfirst(lc);
-
-			if (pg_strncasecmp(other, name, strlen(name)) == 0 && other[strlen(name)] == ':')
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("header \"%s\" appears twice in %s", name, what),
-						 errdetail("Header names are compared without regard to case.")));
-		}
-		headers = lappend(headers, psprintf("%s: %s", name, value));
-	}
-	return headers;
-}
-
-/* "recipient_hosts": ["hooks.example.com", "*.example.com:8443", ...] */
-List *
-channel_get_recipient_hosts(Jsonb *settings, ChannelConfig *cc)
-{
-	JsonbValue *v = jsonb_get(settings, "recipient_hosts");
-	char	   *what = channel_what_setting("recipient_hosts", cc->name);
-	JsonbIterator *it;
-	JsonbValue	e;
-	JsonbIteratorToken tok;
-	List	   *result = NIL;
-
-	if (v == NULL || v->type == jbvNull)
-		return NIL;
-	if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be an array of host names", what),
-				 errhint("Write [\"hooks.example.com\", \"*.example.org\"].")));
-	it = JsonbIteratorInit(v->val.binary.data);
-	while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
-	{
-		if (tok != WJB_ELEM)
-			continue;
-		if (e.type != jbvString)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("%s must hold host names as strings", what)));
-		result = lappend(result,
-						 host_pattern_parse(pnstrdup(e.val.string.val, e.val.string.len), what));
-	}
-	return result;
-}
-
-void
-channel_require(const char *value, const char *key, ChannelConfig *cc, const char *hint)
-{
-	if (value == NULL || *value == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("channel \"%s\" of kind %s needs setting \"%s\"",
-						cc->name, channel_kind_name(cc->kind), key),
-				 errhint("%s", hint)));
-}
-
-void
-channel_require_secret(const char *value, const char *key, ChannelConfig *cc, const char *hint)
-{
-	if (value == NULL || *value == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("channel \"%s\" needs secret \"%s\"", cc->name, key),
-				 errhint("%s", hint)));
-}
-
 /* The same grammar as a recipient's quiet hours (quiet_hours.c). */
 static void
 parse_quiet_hours(Jsonb *settings, ChannelConfig *cc)
@@ -367,36 +175,6 @@ parse_quiet_hours(Jsonb *settings, ChannelConfig *cc)
 
 	quiet_hours_parse(jsonb_get(settings, "quiet_hours"), &qh,
 					  channel_what_setting("quiet_hours", cc->name), true);
-}
-
-/*
- * "tls_verify" (default true) and "ca_file", for the kinds whose transports
- * this extension owns.  Turning verification off is allowed only as an
- * explicit setting, and create_channel() warns about it.
- */
-void
-channel_parse_tls(Jsonb *settings, ChannelConfig *cc)
-{
-	JsonbValue *v = jsonb_get(settings, "tls_verify");
-
-	cc->tls_verify = true;
-	if (v != NULL && v->type != jbvNull)
-	{
-		if (v->type != jbvBool)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("%s must be true or false", channel_what_setting("tls_verify", cc->name))));
-		cc->tls_verify = v->val.boolean;
-	}
-
-	cc->ca_file = channel_get_string(settings, "ca_file", cc->name, false);
-	if (cc->ca_file && !is_absolute_path(cc->ca_file))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be an absolute path", channel_what_setting("ca_file", cc->name)),
-				 errhint("Give the PEM file of the certificate authorities to trust, as the server sees it.")));
-	if (cc->ca_file)
-		validate_header_value(cc->ca_file, channel_what_setting("ca_file", cc->name));
 }
 
 /*
@@ -453,6 +231,85 @@ channel_parse(const char *name, const char *kind, Jsonb *settings, Jsonb *secret
 	if (ops->parse)
 		ops->parse(settings, secrets, cc);
 	return cc;
+}
+
+/*
+ * The channel called name, parsed, with its secrets.  Raises
+ * undefined_object if there is none.  Its plan is prepared once per
+ * backend and kept, as those of catalog.c; the result is allocated in the
+ * caller's memory context.
+ */
+ChannelConfig *
+catalog_channel(const char *name)
+{
+	Datum		values[1];
+	MemoryContext cxt;
+	MemoryContext old;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	char	   *kind;
+	Jsonb	   *settings;
+	Jsonb	   *secrets;
+
+	cxt = CurrentMemoryContext;
+	SPI_connect();
+
+	if (channel_plan == NULL)
+	{
+		Oid			argtypes[1] = {TEXTOID};
+
+		channel_plan = spi_prepare_kept("SELECT c.kind, c.settings, coalesce(s.secrets, '{}') "
+										"FROM reminder.channel c "
+										"LEFT JOIN reminder.channel_secret s ON s.channel = c.name "
+										"WHERE c.name = $1", 1, argtypes, 0);
+	}
+	values[0] = CStringGetTextDatum(name);
+	spi_plan_expect(channel_plan, values, NULL, true, 1, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("channel \"%s\" does not exist", name),
+				 errhint("Create it with reminder.create_channel(), or see the reminder.channel table for existing ones.")));
+
+	/* none of the three is null: kind and settings are NOT NULL */
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	old = MemoryContextSwitchTo(cxt);
+	kind = TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull));
+	settings = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 2, &isnull));
+	secrets = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 3, &isnull));
+	MemoryContextSwitchTo(old);
+
+	SPI_finish();
+
+	return channel_parse(name, kind, settings, secrets);
+}
+
+/*
+ * Every place a channel as parsed sends its secrets to, as text: its
+ * origins, the hosts recipients may name, and how the server is trusted
+ * (TLS verification, CA file, STARTTLS).  create_channel() keeps stored
+ * secrets only when the new definition adds nothing to this list.
+ */
+List *
+channel_destinations(ChannelConfig *cc)
+{
+	const TransportOps *ops = transport_for_kind(cc->kind);
+	List	   *dest = NIL;
+
+	/* where the kind connects (transport_*.c) */
+	if (ops != NULL && ops->destinations != NULL)
+		dest = ops->destinations(cc);
+	/* and, for kinds that connect at all, how the server is trusted */
+	if (ops != NULL && ops->network)
+	{
+		if (!cc->tls_verify)
+			dest = lappend(dest, pstrdup("certificates not verified"));
+		dest = lappend(dest, cc->ca_file ? psprintf("CA file %s", cc->ca_file) :
+					   pstrdup("the system's certificate authorities"));
+	}
+	return dest;
 }
 
 /* ----------------------------------------------------------------

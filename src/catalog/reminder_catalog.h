@@ -13,7 +13,8 @@
 #include "reminder.h"
 
 /* ----------------
- * in channel.c: channel definitions
+ * in channel.c: channel definitions, read (catalog_channel: inside SPI) and
+ * parsed
  * ----------------
  */
 typedef enum ChannelKind
@@ -98,11 +99,18 @@ typedef struct ChannelConfig
 	Jsonb	   *secrets;		/* as stored; never logged */
 } ChannelConfig;
 
-extern const char *channel_kind_name(ChannelKind kind);
-extern bool channel_kind_from_name(const char *name, ChannelKind *kind);
+extern ChannelConfig *catalog_channel(const char *name);
 extern ChannelConfig *channel_parse(const char *name, const char *kind,
 									Jsonb *settings, Jsonb *secrets);
-/* for the kinds' parse hooks (transport_*.c) */
+extern List *channel_destinations(ChannelConfig *cc);
+
+/* ----------------
+ * in channel_settings.c: the kinds' names, and reading single settings and
+ * secrets (also for the kinds' parse hooks, transport_*.c)
+ * ----------------
+ */
+extern const char *channel_kind_name(ChannelKind kind);
+extern bool channel_kind_from_name(const char *name, ChannelKind *kind);
 extern char *channel_what_setting(const char *key, const char *channel);
 extern char *channel_get_string(Jsonb *obj, const char *key, const char *channel,
 								bool secret);
@@ -115,7 +123,7 @@ extern List *channel_get_headers(Jsonb *obj, const char *key, ChannelConfig *cc)
 extern List *channel_get_recipient_hosts(Jsonb *settings, ChannelConfig *cc);
 
 /* ----------------
- * in catalog.c: reading channels, templates and recipients (inside SPI)
+ * in catalog.c: reading templates and recipients (inside SPI)
  * ----------------
  */
 typedef struct TemplateRow
@@ -129,7 +137,6 @@ typedef struct TemplateRow
 } TemplateRow;
 
 extern void catalog_batch_begin(void);
-extern ChannelConfig *catalog_channel(const char *name);
 extern TemplateRow *catalog_template(const char *name, const char *locale);
 extern Jsonb *catalog_resolve_recipient(Jsonb *recipient, int64 *recipient_id);
 

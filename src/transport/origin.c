@@ -7,7 +7,7 @@
  *	  setting names, so that whoever may schedule a message cannot send them
  *	  elsewhere by giving the recipient a "url".  A channel keeps its stored
  *	  secrets across create_channel() only while every place it connects to
- *	  stays one it connected to before (channel_destinations()).
+ *	  stays one it connected to before (channel_destinations(), channel.c).
  *
  *	  Hosts are compared as libcurl connects to them: percent-decoded, IPv4
  *	  numbers in any form as a dotted quad (0x7f.1 and 2130706433 are
@@ -328,30 +328,4 @@ channel_destination_url(List **dest, const char *url)
 	if (url == NULL)
 		return;
 	*dest = lappend(*dest, url_origin(url, &o) ? url_origin_text(&o) : psprintf("url %s", url));
-}
-
-/*
- * Every place a channel as parsed sends its secrets to, as text: its
- * origins, the hosts recipients may name, and how the server is trusted
- * (TLS verification, CA file, STARTTLS).  create_channel() keeps stored
- * secrets only when the new definition adds nothing to this list.
- */
-List *
-channel_destinations(ChannelConfig *cc)
-{
-	const TransportOps *ops = transport_for_kind(cc->kind);
-	List	   *dest = NIL;
-
-	/* where the kind connects (transport_*.c) */
-	if (ops != NULL && ops->destinations != NULL)
-		dest = ops->destinations(cc);
-	/* and, for kinds that connect at all, how the server is trusted */
-	if (ops != NULL && ops->network)
-	{
-		if (!cc->tls_verify)
-			dest = lappend(dest, pstrdup("certificates not verified"));
-		dest = lappend(dest, cc->ca_file ? psprintf("CA file %s", cc->ca_file) :
-					   pstrdup("the system's certificate authorities"));
-	}
-	return dest;
 }

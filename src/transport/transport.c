@@ -78,25 +78,6 @@ static void give_back_loads(int code, Datum arg);
 static CURL *idle_easy[IDLE_EASY_MAX];
 static int	n_idle_easy = 0;
 
-const TransportOps *
-transport_for_kind(ChannelKind kind)
-{
-	switch (kind)
-	{
-		case CHANNEL_WEBHOOK:
-			return &transport_webhook_ops;
-		case CHANNEL_LOG:
-			return &transport_log_ops;
-		case CHANNEL_EMAIL:
-			return &transport_smtp_ops;
-		case CHANNEL_SMS:
-			return &transport_sms_ops;
-		case CHANNEL_SLACK:
-			return &transport_slack_ops;
-	}
-	return NULL;				/* not delivered by this version */
-}
-
 Delivery *
 delivery_create(MemoryContext parent)
 {
@@ -417,8 +398,8 @@ transport_foreach_active(void (*fn) (Delivery *d, void *arg), void *arg)
 }
 
 /* Options every transfer gets, whatever the kind. */
-void
-transport_set_common_options(Delivery *d, CURL *easy)
+static void
+set_common_options(Delivery *d, CURL *easy)
 {
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, d);
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
@@ -482,7 +463,7 @@ transport_start(Delivery *d)
 	d->easy = easy;
 	PG_TRY();
 	{
-		transport_set_common_options(d, easy);
+		set_common_options(d, easy);
 		if (stale_connections)
 			curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L);
 		d->ops->setup(d, easy);
@@ -652,52 +633,4 @@ transport_abandon_all(void)
 	multi = NULL;
 	close(epfd);
 	epfd = -1;
-}
-
-/*
- * The verdict on a transfer that failed below HTTP (or SMTP): refused by
- * the host policy, malformed, or a network error worth retrying.
- */
-void
-transport_classify_curl(Delivery *d)
-{
-	const char *what = curl_easy_strerror(d->curl_code);
-
-	/*
-	 * Refused by the host policy: permanent, whatever curl made of the
-	 * refused socket (a connect error, or a timeout when it waited for
-	 * another address or a connection of the pool meanwhile).
-	 */
-	if (d->denied[0] != '\0')
-	{
-		d->outcome = OUTCOME_PERMANENT;
-		d->error = MemoryContextStrdup(d->cxt, d->denied);
-		return;
-	}
-
-	switch (d->curl_code)
-	{
-		case CURLE_UNSUPPORTED_PROTOCOL:
-		case CURLE_URL_MALFORMAT:
-		case CURLE_NOT_BUILT_IN:
-		case CURLE_LOGIN_DENIED:
-		case CURLE_REMOTE_ACCESS_DENIED:
-		case CURLE_TOO_MANY_REDIRECTS:
-		case CURLE_PEER_FAILED_VERIFICATION:
-		case CURLE_SSL_CERTPROBLEM:
-		case CURLE_SSL_CACERT_BADFILE:
-		case CURLE_FILESIZE_EXCEEDED:
-			d->outcome = OUTCOME_PERMANENT;
-			break;
-		default:
-			/* connection refused or reset, timeouts, DNS: try again later */
-			d->outcome = OUTCOME_TRANSIENT;
-			break;
-	}
-	{
-		MemoryContext old = MemoryContextSwitchTo(d->cxt);
-
-		d->error = d->errbuf[0] ? psprintf("%s: %s", what, d->errbuf) : pstrdup(what);
-		MemoryContextSwitchTo(old);
-	}
 }

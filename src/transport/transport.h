@@ -202,8 +202,10 @@ typedef struct TransportOps
 	char	   *(*finish_body) (char *body);
 } TransportOps;
 
-/* in transport.c: the multi driver */
+/* in kinds.c: the transport of each channel kind, NULL if none */
 extern const TransportOps *transport_for_kind(ChannelKind kind);
+
+/* in transport.c: the multi driver */
 extern Delivery *delivery_create(MemoryContext parent);
 extern void delivery_free(Delivery *d);
 extern void transport_init(void);
@@ -220,8 +222,6 @@ extern int	transport_channel_load(Delivery *d);
 extern void transport_foreach_active(void (*fn) (Delivery *d, void *arg), void *arg);
 extern bool transport_take_done(dlist_head *into);
 extern void transport_abandon_all(void);
-extern void transport_set_common_options(Delivery *d, CURL *easy);
-extern void transport_classify_curl(Delivery *d);
 
 /* in transport_http.c */
 extern const TransportOps transport_webhook_ops;
@@ -238,7 +238,7 @@ extern const TransportOps transport_sms_ops;
 /* in transport_slack.c: Slack incoming webhooks */
 extern const TransportOps transport_slack_ops;
 
-/* in transport_util.c: shared by the SMTP, SMS and Slack transports */
+/* in transport_util.c: shared by the per-kind transports */
 typedef struct ResponseBuffer
 {
 	Delivery   *d;
@@ -263,6 +263,7 @@ extern void transport_setup_http(Delivery *d, CURL *easy, ResponseBuffer *rb,
 extern void transport_set_tls(CURL *easy, bool verify, const char *ca_file);
 extern DeliveryOutcome transport_http_outcome(long status);
 extern void transport_set_error(Delivery *d, const char *prefix, const char *text);
+extern void transport_classify_curl(Delivery *d);
 
 /* in mail.c: RFC 5322 header fields (UTF-8 text) */
 typedef struct MailHeader
@@ -377,7 +378,6 @@ extern void check_recipient_url(ChannelConfig *cc, const char *url);
 extern char *url_template_authority(const char *tmpl, const char *what);
 extern char *host_pattern_text(const HostPattern *p);
 extern void channel_destination_url(List **dest, const char *url);
-extern List *channel_destinations(ChannelConfig *cc);
 
 /* ----------------
  * in hostpolicy.c: which addresses outgoing requests may reach

@@ -1,10 +1,12 @@
 /*-------------------------------------------------------------------------
  *
  * transport_util.c
- *	  What the SMTP, SMS and Slack transports share: the host of a URL for
- *	  the host policy, percent-encoding, TLS options, request headers, a
- *	  response buffer larger than the excerpt kept on the attempt row, and
- *	  the usual reading of an HTTP status.
+ *	  What the per-kind transports share: the host of a URL for the host
+ *	  policy, percent-encoding, TLS options, request headers, a response
+ *	  buffer larger than the excerpt kept on the attempt row, the usual
+ *	  reading of an HTTP status, and the verdict on a transfer that failed
+ *	  below it (transport_classify_curl).  Nothing here calls back into the
+ *	  driver (transport.c).
  *
  *	  The build-time helpers may raise errors; the callbacks and the
  *	  classify-time helpers never do (see transport.h).
@@ -268,4 +270,52 @@ transport_set_error(Delivery *d, const char *prefix, const char *text)
 	else
 		d->error = pstrdup(prefix);
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * The verdict on a transfer that failed below HTTP (or SMTP): refused by
+ * the host policy, malformed, or a network error worth retrying.
+ */
+void
+transport_classify_curl(Delivery *d)
+{
+	const char *what = curl_easy_strerror(d->curl_code);
+
+	/*
+	 * Refused by the host policy: permanent, whatever curl made of the
+	 * refused socket (a connect error, or a timeout when it waited for
+	 * another address or a connection of the pool meanwhile).
+	 */
+	if (d->denied[0] != '\0')
+	{
+		d->outcome = OUTCOME_PERMANENT;
+		d->error = MemoryContextStrdup(d->cxt, d->denied);
+		return;
+	}
+
+	switch (d->curl_code)
+	{
+		case CURLE_UNSUPPORTED_PROTOCOL:
+		case CURLE_URL_MALFORMAT:
+		case CURLE_NOT_BUILT_IN:
+		case CURLE_LOGIN_DENIED:
+		case CURLE_REMOTE_ACCESS_DENIED:
+		case CURLE_TOO_MANY_REDIRECTS:
+		case CURLE_PEER_FAILED_VERIFICATION:
+		case CURLE_SSL_CERTPROBLEM:
+		case CURLE_SSL_CACERT_BADFILE:
+		case CURLE_FILESIZE_EXCEEDED:
+			d->outcome = OUTCOME_PERMANENT;
+			break;
+		default:
+			/* connection refused or reset, timeouts, DNS: try again later */
+			d->outcome = OUTCOME_TRANSIENT;
+			break;
+	}
+	{
+		MemoryContext old = MemoryContextSwitchTo(d->cxt);
+
+		d->error = d->errbuf[0] ? psprintf("%s: %s", what, d->errbuf) : pstrdup(what);
+		MemoryContextSwitchTo(old);
+	}
 }
