@@ -1,22 +1,24 @@
 /*-------------------------------------------------------------------------
  *
  * queue.c
- *	  The outbox seen from the worker: claiming due messages and recording
+ *	  The outbox seen from the worker: claiming due messages and writing
  *	  what became of them.  Both run inside short transactions the worker
- *	  opens (worker.c); neither ever waits on the network.
+ *	  opens (worker.c); neither ever waits on the network.  What is made of
+ *	  a claimed message, and what its outcome means for it, delivery.c
+ *	  decides; here only rows are claimed and written.
  *
  *	  Claim: one UPDATE of the rows a SELECT ... FOR UPDATE SKIP LOCKED
  *	  picked: by priority, then round robin between channels, then in due
  *	  order (see claim_sql), marks them sending, counts the attempt and sets
  *	  the lease; an UPDATE that changes no indexed column, so it can be HOT.
- *	  Each claimed message then goes through gate_check(), the channel and
- *	  the renderer inside its own subtransaction, so one bad message fails
- *	  alone.  Verdicts other than "send" are written back before the claim
- *	  commits.
+ *	  Each claimed message then goes through the gate, the channel and the
+ *	  renderer (delivery.c); the messages the gate held back are written
+ *	  back before the claim commits (queue_claim_end).
  *
  *	  Record: one UPDATE ... FROM unnest(arrays) for all outcomes of a
  *	  batch, one INSERT of attempt rows, one INSERT into reminder.log for
- *	  the log channel, and fallback messages for those that failed for good.
+ *	  the log channel; fallback messages for those that failed for good
+ *	  (queue_fallback, which delivery.c calls first).
  *	  The UPDATE only touches rows still in the claim it answers (status
  *	  sending, same attempt number), so a late answer never overwrites a
  *	  message another pass has since reclaimed.
@@ -29,7 +31,6 @@
  */
 #include "postgres.h"
 
-#include <math.h>
 
 #include "access/genam.h"
 #include "access/htup_details.h"
@@ -38,7 +39,6 @@
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
-#include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
 #include "utils/array.h"
@@ -58,8 +58,6 @@
 #include "util/spi_util.h"
 #include "util/util.h"
 #include "worker/worker.h"
-
-#define RETRY_AFTER_MAX_S	86400	/* a Retry-After beyond a day is ignored */
 
 static SPIPlanPtr channels_plan = NULL;
 static SPIPlanPtr claim_plan = NULL;
@@ -579,44 +577,6 @@ claimed_rows(List *rows, MemoryContext cxt)
 	return rows;
 }
 
-/* A delivery carrying a message's identity and its channel's policy. */
-static Delivery *
-new_delivery(ClaimedMessage *m, ChannelConfig *cc, MemoryContext parent)
-{
-	Delivery   *d = delivery_create(parent);
-	MemoryContext old = MemoryContextSwitchTo(d->cxt);
-
-	d->message_id = m->id;
-	d->attempt = m->attempt;
-	d->idempotency_key = pstrdup(m->idempotency_key);
-	d->recipient = (Jsonb *) pg_detoast_datum_copy((struct varlena *) m->recipient);
-	d->template_name = pstrdup(m->template_name);
-	d->data = (Jsonb *) pg_detoast_datum_copy((struct varlena *) m->data);
-	d->is_fallback = m->is_fallback;
-	d->priority = m->priority;
-	d->category = m->category ? pstrdup(m->category) : NULL;
-	d->channel = pstrdup(m->channel);
-	/* the claim's UPDATE set lease_until = now() + lease */
-	d->lease_until = GetCurrentTransactionStartTimestamp() +
-		(TimestampTz) reminder_lease_timeout * USECS_PER_SEC;
-	if (cc)
-	{
-		/* an attempt ends well before its lease: see queue_renew_leases() */
-		d->timeout_ms = Min(cc->timeout_ms, reminder_lease_timeout * 1000 - 1000);
-		d->max_attempts = cc->max_attempts;
-		d->retry_delay_ms = cc->retry_delay_ms;
-		d->retry_max_delay_ms = cc->retry_max_delay_ms;
-		d->fallback = cc->fallback ? pstrdup(cc->fallback) : NULL;
-		d->paced = cc->rate_limit > 0;
-	}
-	else
-		d->max_attempts = reminder_max_attempts;
-	if (m->fallback)
-		d->fallback = pstrdup(m->fallback);	/* the message's own wins */
-	MemoryContextSwitchTo(old);
-	return d;
-}
-
 /* Verdicts written back inside the claim transaction. */
 typedef struct Verdicts
 {
@@ -705,225 +665,17 @@ verdicts_apply(Verdicts *v)
 	execute_guarded(update_plan, values, false, 0, SPI_OK_UPDATE);
 }
 
-static void
-preload_channel(void *name)
-{
-	(void) channel_cache_get(name);
-}
-
 /*
- * Parse the channels of a batch not parsed yet, each in its own
- * subtransaction, so that gate_prepare() knows them.  One that cannot be
- * read is left out: its messages then fail in prepare_one(), with the
- * reason.
+ * Claim up to limit due messages, of rate-limited channels no more than
+ * paced_limit (transfer slots free now: their tokens are spent on messages
+ * that go out at once), and none of the busy channels (the worker holds
+ * enough of their messages already).  Returns the claimed rows, as
+ * ClaimedMessage *, for the worker to prepare (delivery.c); then
+ * queue_claim_end() finishes the claim.  Runs inside a transaction with SPI
+ * connected.
  */
-static void
-preload_channels(List *rows)
-{
-	List	   *tried = NIL;
-	ListCell   *lc;
-	ErrorData  *edata;
-
-	foreach(lc, rows)
-	{
-		ClaimedMessage *m = lfirst(lc);
-		ListCell   *lc2;
-		bool		seen = false;
-
-		if (channel_cache_peek(m->channel) != NULL)
-			continue;
-		foreach(lc2, tried)
-			if (strcmp(lfirst(lc2), m->channel) == 0)
-				seen = true;
-		if (seen)
-			continue;
-		tried = lappend(tried, m->channel);
-
-		edata = subxact_try(preload_channel, m->channel);
-		if (edata)
-			FreeErrorData(edata);
-	}
-	list_free(tried);
-}
-
-typedef struct PrepareOne
-{
-	ClaimedMessage *m;
-	GateMessage *gm;
-	MemoryContext parent;
-	Verdicts   *verdicts;
-	ChannelConfig *cc;			/* out: the message's channel, once read */
-	Delivery   *d;				/* out: the delivery to send, if any */
-} PrepareOne;
-
-static void
-prepare_one_body(void *arg)
-{
-	PrepareOne *p = arg;
-	ClaimedMessage *m = p->m;
-	GateResult	gr;
-
-	p->cc = channel_cache_get(m->channel);
-	p->gm->channel = p->cc;
-
-	/* rules that follow their row store no copy: it is read now */
-	if (!rule_message_data(m->rule_id, m->source_key, &m->data, &gr.reason))
-		gr.verdict = GATE_CANCEL;	/* the row is gone */
-	else if (digest_collect_rule_message(m, &gr))
-		;						/* digest.c: an item, into its digest */
-	else
-	{
-		p->gm->data = m->data;
-		gate_check(p->gm, &gr);
-		/* digest.c: a digest gets its items, each checked again */
-		if (gr.verdict == GATE_SEND)
-			digest_fill(m, p->cc, &gr);
-	}
-
-	switch (gr.verdict)
-	{
-		case GATE_SEND:
-			{
-				RenderedMessage *r = render_message(p->cc, m->template_name,
-													m->recipient, m->data, m->id);
-				MemoryContext old;
-				Delivery   *d;
-
-				d = p->d = new_delivery(m, p->cc, p->parent);
-				d->ops = transport_for_kind(p->cc->kind);
-				if (d->ops == NULL)
-					ereport(ERROR,
-							(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-							 errmsg("channels of kind %s are not delivered by this version",
-									channel_kind_name(p->cc->kind))));
-				old = MemoryContextSwitchTo(d->cxt);
-				d->ops->build(d, p->cc, m, r);
-				MemoryContextSwitchTo(old);
-				break;
-			}
-		case GATE_DEFER:
-			verdicts_add(p->verdicts, m->id, m->attempt, "scheduled",
-						 gr.defer_until, 0, gr.reason, NULL, true);
-			break;
-		case GATE_SUPPRESS:
-			verdicts_add(p->verdicts, m->id, m->attempt, "suppressed",
-						 0, 0, gr.reason, NULL, true);
-			break;
-		case GATE_CANCEL:
-			verdicts_add(p->verdicts, m->id, m->attempt, "cancelled",
-						 0, 0, gr.reason, NULL, true);
-			break;
-	}
-}
-
-/*
- * Gate, channel, render and build for one claimed message, inside a
- * subtransaction: an error fails this message alone.  Returns the
- * delivery to send (or to record at once), or NULL after a gate verdict.
- * gm is the message as gate_prepare() saw it.
- */
-static Delivery *
-prepare_one(ClaimedMessage *m, GateMessage *gm, MemoryContext parent,
-			Verdicts *verdicts)
-{
-	PrepareOne	p = {m, gm, parent, verdicts, NULL, NULL};
-	ErrorData  *edata;
-	Delivery   *d;
-
-	edata = subxact_try(prepare_one_body, &p);
-	if (edata == NULL)
-		return p.d;
-
-	if (p.d)
-		delivery_free(p.d);
-
-	/* the message cannot go out: it fails now, as a permanent error */
-	d = new_delivery(m, p.cc, parent);
-	d->ops = NULL;
-	d->started_at = d->finished_at = GetCurrentTimestamp();
-	d->outcome = OUTCOME_PERMANENT;
-	d->error = MemoryContextStrdup(d->cxt, edata->message);
-	queue_decide(d);
-	ereport(LOG,
-			(errmsg("reminder: message " INT64_FORMAT " cannot be delivered: %s",
-					m->id, edata->message)));
-	FreeErrorData(edata);
-	return d;
-}
-
-/*
- * The rows rule-made messages are rendered with, read for all at once:
- * their data is completed here, before the batch gate sees it.
- */
-static void
-prefetch_rule_rows(List *rows)
-{
-	int			n = list_length(rows);
-	int64	   *rule_ids = palloc(sizeof(int64) * Max(n, 1));
-	char	  **source_keys = palloc(sizeof(char *) * Max(n, 1));
-	Jsonb	  **data = palloc(sizeof(Jsonb *) * Max(n, 1));
-	ListCell   *lc;
-	int			i = 0;
-
-	foreach(lc, rows)
-	{
-		ClaimedMessage *m = lfirst(lc);
-
-		rule_ids[i] = m->rule_id;
-		source_keys[i] = m->source_key;
-		data[i++] = m->data;
-	}
-	rule_prefetch_rows(n, rule_ids, source_keys, data);
-	i = 0;
-	foreach(lc, rows)
-		((ClaimedMessage *) lfirst(lc))->data = data[i++];
-}
-
-/*
- * Queue a delivery for a transfer slot: after those of its priority or
- * higher, before those of lower priority, so that a high-priority message
- * claimed now starts before a backlog claimed earlier.
- */
-void
-queue_enqueue(dlist_head *queue, Delivery *d)
-{
-	dlist_node *after = NULL;
-
-	if (!dlist_is_empty(queue))
-	{
-		/* walk back from the tail past the lower priorities */
-		dlist_node *n = dlist_tail_node(queue);
-
-		for (;;)
-		{
-			if (dlist_container(Delivery, node, n)->priority >= d->priority)
-			{
-				after = n;
-				break;
-			}
-			if (!dlist_has_prev(queue, n))
-				break;
-			n = dlist_prev_node(queue, n);
-		}
-	}
-	if (after)
-		dlist_insert_after(after, &d->node);
-	else
-		dlist_push_head(queue, &d->node);
-}
-
-/*
- * Claim up to limit due messages and prepare them, of rate-limited
- * channels no more than paced_limit (transfer slots free now: their
- * tokens are spent on messages that go out at once), and none of the
- * busy channels (the worker holds enough of their messages already).
- * Deliveries to carry out go to *to_send, by priority; those already
- * finished (log channel, messages that cannot be delivered) go to *done,
- * to be recorded.  Runs inside a transaction with SPI connected.
- */
-void
-queue_claim(int limit, int paced_limit, List *busy, dlist_head *to_send,
-			dlist_head *done, MemoryContext delivery_parent, ClaimResult *result)
+List *
+queue_claim(int limit, int paced_limit, List *busy, ClaimResult *result)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	List	   *all;
@@ -932,8 +684,6 @@ queue_claim(int limit, int paced_limit, List *busy, dlist_head *to_send,
 	List	   *rows = NIL;
 	List	   *seen = NIL;
 	ListCell   *lc;
-	Verdicts	verdicts;
-	GateMessage *gms;
 	int			remaining = limit;
 
 	result->claimed = 0;
@@ -941,8 +691,8 @@ queue_claim(int limit, int paced_limit, List *busy, dlist_head *to_send,
 	result->next_due = DT_NOEND;
 	result->next_token = DT_NOEND;
 
-	catalog_batch_begin();
 	load_channels(now, busy, &all, &fair, &floors);
+	result->channels = all;
 
 	/* channels without a rate limit, fairly */
 	if (claim_fair(remaining, fair, floors) > 0)
@@ -990,60 +740,36 @@ queue_claim(int limit, int paced_limit, List *busy, dlist_head *to_send,
 		}
 	}
 
-	/* rules that follow their row: their rows, read for all at once */
-	prefetch_rule_rows(rows);
+	result->claimed = list_length(rows);
+	return rows;
+}
 
-	/* the checks that need queries, for the whole batch at once */
-	preload_channels(rows);
-	gms = palloc0(sizeof(GateMessage) * Max(list_length(rows), 1));
-	foreach(lc, rows)
-	{
-		ClaimedMessage *m = lfirst(lc);
-		GateMessage *gm = &gms[foreach_current_index(lc)];
-
-		gm->dry_run = false;
-		gm->id = m->id;
-		gm->channel = channel_cache_peek(m->channel);
-		gm->recipient = m->recipient;
-		gm->data = m->data;
-		gm->template_name = m->template_name;
-		gm->category = m->category;
-		gm->due_at = m->due_at;
-		gm->rule_id = m->rule_id;
-		gm->source_key = m->source_key;
-		gm->idempotency_key = m->idempotency_key;
-	}
-	gate_prepare(gms, list_length(rows));
+/*
+ * Finish the claim: write back what the gate held back (held, of
+ * HeldMessage *: deferred, suppressed or cancelled, the attempt not
+ * counted), then find when the next message falls due.  Inside the claim's
+ * transaction, after queue_claim().
+ */
+void
+queue_claim_end(List *held, ClaimResult *result)
+{
+	Verdicts	verdicts;
+	ListCell   *lc;
 
 	verdicts_init(&verdicts);
-	foreach(lc, rows)
+	foreach(lc, held)
 	{
-		ClaimedMessage *m = lfirst(lc);
-		Delivery   *d = prepare_one(m, &gms[foreach_current_index(lc)],
-									delivery_parent, &verdicts);
+		HeldMessage *h = lfirst(lc);
 
-		result->claimed++;
-		if (d == NULL)
-			continue;
-		if (d->ops && d->ops->network)
-			queue_enqueue(to_send, d);
-		else
-		{
-			if (d->ops)
-			{
-				d->started_at = d->finished_at = GetCurrentTimestamp();
-				d->ops->classify(d);
-				queue_decide(d);
-			}
-			dlist_push_tail(done, &d->node);
-		}
+		verdicts_add(&verdicts, h->id, h->attempt, h->status, h->until, 0,
+					 h->reason, NULL, true);
 	}
 	verdicts_apply(&verdicts);
 
 	/* when the next message falls due, to sleep until then at most */
 	if (result->more)
 		return;					/* the worker claims again at once */
-	result->next_due = next_due(all);
+	result->next_due = next_due(result->channels);
 }
 
 /*
@@ -1133,65 +859,6 @@ queue_renew_leases(Delivery **ds, int n)
  * ----------------------------------------------------------------
  */
 
-/*
- * Backoff before attempt n + 1: uniform between retry_delay * 3^(n-1) and
- * twice that, so that messages failing together, the first time as every
- * time after, do not come back together.  Capped: at the cap, uniform
- * between half the cap and the cap.
- */
-static int64
-backoff_ms(int n, int base, int cap)
-{
-	double		lo = (double) base * pow(3.0, Max(n - 1, 0));
-	double		hi = 2.0 * lo;
-
-	if (lo >= cap)
-	{
-		lo = cap / 2.0;
-		hi = cap;
-	}
-	else
-		hi = Min(hi, (double) cap);
-	return (int64) (lo + pg_prng_double(&pg_global_prng_state) * (hi - lo));
-}
-
-/*
- * What becomes of the message after this attempt: sent, retrying at
- * next_attempt_at, or failed.  No transaction needed.
- */
-void
-queue_decide(Delivery *d)
-{
-	TimestampTz now = GetCurrentTimestamp();
-
-	d->next_attempt_at = 0;
-	switch (d->outcome)
-	{
-		case OUTCOME_SENT:
-			d->status = "sent";
-			break;
-		case OUTCOME_TRANSIENT:
-			if (d->attempt < d->max_attempts)
-			{
-				int64		delay = backoff_ms(d->attempt, d->retry_delay_ms,
-											   d->retry_max_delay_ms);
-
-				if (d->retry_after_s > 0 && d->retry_after_s <= RETRY_AFTER_MAX_S)
-					delay = Max(delay, (int64) d->retry_after_s * 1000);
-				d->status = "retrying";
-				d->next_attempt_at = TimestampTzPlusMilliseconds(now, delay);
-				break;
-			}
-			/* the last attempt: give up */
-			d->outcome = OUTCOME_PERMANENT;
-			d->status = "failed";
-			break;
-		case OUTCOME_PERMANENT:
-			d->status = "failed";
-			break;
-	}
-}
-
 static const char *
 outcome_name(DeliveryOutcome o)
 {
@@ -1207,22 +874,6 @@ outcome_name(DeliveryOutcome o)
 	return NULL;
 }
 
-/* Valid text of the database encoding: the response may be anything. */
-static char *
-clean_text(const char *s, size_t len)
-{
-	int			ok;
-
-	if (s == NULL)
-		return NULL;
-	ok = pg_encoding_verifymbstr(GetDatabaseEncoding(), s, (int) len);
-	return pnstrdup(s, ok);
-}
-
-/*
- * Schedule the fallback of a message that failed for good.  Returns NULL,
- * or why there is none, to be added to last_error.
- */
 static void
 schedule_fallback_body(void *arg)
 {
@@ -1254,8 +905,13 @@ schedule_fallback_body(void *arg)
 	spi_plan_expect(fallback_of_plan, values, NULL, false, 0, SPI_OK_UPDATE);
 }
 
-static char *
-schedule_fallback(Delivery *d)
+/*
+ * Schedule the fallback of a message that failed for good (d->fallback),
+ * in a subtransaction.  Returns NULL, or why there is none, to be added to
+ * last_error.  Runs inside a transaction with SPI connected.
+ */
+char *
+queue_fallback(Delivery *d)
 {
 	ErrorData  *edata = subxact_try(schedule_fallback_body, d);
 	char	   *problem;
@@ -1268,12 +924,13 @@ schedule_fallback(Delivery *d)
 }
 
 /*
- * Record the outcome and attempt row of every delivery in *done, the log
- * rows of the log channel, and fallbacks.  Runs inside a transaction with
- * SPI connected; the caller frees the deliveries after commit.
+ * Write the outcome (status, next attempt, last_error as delivery.c worded
+ * it) and attempt row of every delivery in *done, and the log rows of the
+ * log channel.  Runs inside a transaction with SPI connected; the caller
+ * frees the deliveries after commit.
  */
 void
-queue_record(dlist_head *done, int64 *sent, int64 *failed, int64 *retried)
+queue_record(dlist_head *done)
 {
 	dlist_iter	iter;
 	Verdicts	v;
@@ -1298,7 +955,6 @@ queue_record(dlist_head *done, int64 *sent, int64 *failed, int64 *retried)
 	int			nsegments = 0;
 	Datum		values[9];
 
-	*sent = *failed = *retried = 0;
 	verdicts_init(&v);
 	col_init(&a_id, INT8OID);
 	col_init(&a_attempt, INT4OID);
@@ -1321,31 +977,11 @@ queue_record(dlist_head *done, int64 *sent, int64 *failed, int64 *retried)
 	dlist_foreach(iter, done)
 	{
 		Delivery   *d = dlist_container(Delivery, node, iter.cur);
-		char	   *error = clean_text(d->error, d->error ? strlen(d->error) : 0);
-		char	   *last_error = error;
-
-		if (strcmp(d->status, "failed") == 0)
-		{
-			(*failed)++;
-			if (d->attempt >= d->max_attempts && d->attempt > 1)
-				last_error = psprintf("gave up after %d attempts: %s", d->attempt,
-									  error ? error : "");
-			if (d->fallback && !d->is_fallback)
-			{
-				char	   *problem = schedule_fallback(d);
-
-				if (problem)
-					last_error = psprintf("%s; %s", last_error ? last_error : "", problem);
-			}
-		}
-		else if (strcmp(d->status, "retrying") == 0)
-			(*retried)++;
-		else
-			(*sent)++;
+		char	   *error = valid_text(d->error, d->error ? strlen(d->error) : 0);
 
 		verdicts_add(&v, d->message_id, d->attempt, d->status, d->next_attempt_at,
 					 strcmp(d->status, "sent") == 0 ? d->finished_at : 0,
-					 last_error, d->provider_id, false);
+					 d->last_error, d->provider_id, false);
 
 		col_add(&a_id, Int64GetDatum(d->message_id), false);
 		col_add(&a_attempt, Int32GetDatum(d->attempt), false);
@@ -1356,7 +992,7 @@ queue_record(dlist_head *done, int64 *sent, int64 *failed, int64 *retried)
 		col_add_text(&a_smtp, d->smtp_reply);
 		col_add_text(&a_error, error);
 		col_add_text(&a_response, d->response_len > 0 ?
-					 clean_text(d->response, d->response_len) : NULL);
+					 valid_text(d->response, d->response_len) : NULL);
 
 		if (d->sms_segments > 0 && d->outcome == OUTCOME_SENT)
 		{
@@ -1365,7 +1001,7 @@ queue_record(dlist_head *done, int64 *sent, int64 *failed, int64 *retried)
 			col_add(&s_segments, Int16GetDatum((int16) Min(d->sms_segments, PG_INT16_MAX)), false);
 		}
 
-		if (d->ops == &transport_log_ops && d->outcome == OUTCOME_SENT)
+		if (d->ops && d->ops->kind == CHANNEL_LOG && d->outcome == OUTCOME_SENT)
 		{
 			nlog++;
 			col_add(&l_id, Int64GetDatum(d->message_id), false);

@@ -3,7 +3,10 @@
  * transport.c
  *	  The libcurl multi driver: runs many transfers at once on one thread,
  *	  keeps one multi handle (and so its connection cache and DNS cache)
- *	  for the life of the worker, and hands back finished deliveries.
+ *	  for the life of the worker, and hands back finished deliveries,
+ *	  classified by their transport (d->ops).  It moves bytes only: the
+ *	  worker makes the deliveries and decides what their outcomes mean
+ *	  (worker/delivery.c).
  *
  *	  Waiting.  The worker must sleep on its latch (new work, SIGHUP,
  *	  SIGTERM, a DROP DATABASE asking it to leave) and on curl's sockets at
@@ -77,24 +80,6 @@ static void give_back_loads(int code, Datum arg);
 #define IDLE_EASY_MAX	1024
 static CURL *idle_easy[IDLE_EASY_MAX];
 static int	n_idle_easy = 0;
-
-Delivery *
-delivery_create(MemoryContext parent)
-{
-	MemoryContext cxt = AllocSetContextCreate(parent, "reminder delivery",
-											  ALLOCSET_SMALL_SIZES);
-	Delivery   *d = MemoryContextAllocZero(cxt, sizeof(Delivery));
-
-	d->cxt = cxt;
-	return d;
-}
-
-void
-delivery_free(Delivery *d)
-{
-	Assert(d->easy == NULL);
-	MemoryContextDelete(d->cxt);
-}
 
 /* ----------------------------------------------------------------
  * libcurl callbacks: no palloc, no ereport
@@ -549,7 +534,6 @@ collect(void)
 		release_transfer(d);
 
 		d->ops->classify(d);
-		queue_decide(d);
 		dlist_push_tail(&finished, &d->node);
 	}
 }
@@ -598,7 +582,10 @@ transport_perform(bool sockets_ready)
 	collect();
 }
 
-/* Move finished deliveries to *into; true if there were any. */
+/*
+ * Move finished deliveries, classified, to *into; true if there were any.
+ * What their outcome means for their messages the worker decides.
+ */
 bool
 transport_take_done(dlist_head *into)
 {
@@ -610,11 +597,12 @@ transport_take_done(dlist_head *into)
 }
 
 /*
- * Drop every transfer still in flight (at exit): their messages stay in
- * state sending and are retried once their lease runs out.
+ * Drop every transfer still in flight (at exit), their deliveries moved to
+ * *abandoned for the caller to free: their messages stay in state sending
+ * and are retried once their lease runs out.
  */
 void
-transport_abandon_all(void)
+transport_abandon_all(dlist_head *abandoned)
 {
 	dlist_mutable_iter iter;
 
@@ -625,7 +613,7 @@ transport_abandon_all(void)
 		Delivery   *d = dlist_container(Delivery, node, iter.cur);
 
 		release_transfer(d);
-		delivery_free(d);
+		dlist_push_tail(abandoned, &d->node);
 	}
 	while (n_idle_easy > 0)
 		curl_easy_cleanup(idle_easy[--n_idle_easy]);

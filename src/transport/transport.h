@@ -12,13 +12,15 @@
  *	  So channel_parse(), channel_destinations(), schedule.c, render.c and
  *	  rules.c hold no switch on the kind.
  *
- *	  A Delivery is built inside the claim transaction (build: everything
- *	  that reads the database or may raise an error: channel secrets, the
- *	  rendered body, the signature), carried out with no transaction open
- *	  (setup configures a curl easy handle, then the multi handle runs it)
- *	  and classified when the transfer ends (classify: sent, transient or
- *	  permanent, never raising an error), then recorded in one transaction
- *	  per batch of completions.
+ *	  A Delivery is made by the worker (worker/delivery.c) and built by its
+ *	  transport inside the claim transaction (build: everything that reads
+ *	  the database or may raise an error: channel secrets, the rendered
+ *	  body, the signature), carried out with no transaction open (setup
+ *	  configures a curl easy handle, then the multi handle runs it) and
+ *	  classified when the transfer ends (classify: sent, transient or
+ *	  permanent, never raising an error).  What that means for the message
+ *	  the worker decides (delivery.c) and records in one transaction per
+ *	  batch of completions (outbox/queue.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -130,9 +132,11 @@ typedef struct Delivery
 	char	   *smtp_reply;
 	int			sms_segments;	/* SMS: segments of the text sent; 0 otherwise */
 
-	/* what the record transaction writes */
+	/* what the record transaction writes (delivery.c decides, queue.c writes) */
 	const char *status;			/* sent, retrying, failed */
 	TimestampTz next_attempt_at;
+	char	   *last_error;		/* the message's: error, and what came of
+								 * its fallback */
 } Delivery;
 
 /* One per channel kind. */
@@ -206,8 +210,6 @@ typedef struct TransportOps
 extern const TransportOps *transport_for_kind(ChannelKind kind);
 
 /* in transport.c: the multi driver */
-extern Delivery *delivery_create(MemoryContext parent);
-extern void delivery_free(Delivery *d);
 extern void transport_init(void);
 extern void transport_configure(bool policy_changed);
 extern pgsocket transport_socket(void);
@@ -221,7 +223,7 @@ extern const char *transport_host_key(Delivery *d);
 extern int	transport_channel_load(Delivery *d);
 extern void transport_foreach_active(void (*fn) (Delivery *d, void *arg), void *arg);
 extern bool transport_take_done(dlist_head *into);
-extern void transport_abandon_all(void);
+extern void transport_abandon_all(dlist_head *abandoned);
 
 /* in transport_http.c */
 extern const TransportOps transport_webhook_ops;
@@ -309,46 +311,6 @@ extern void channel_cache_listed(const char *name, const char *version);
 extern void channel_cache_end_listing(void);
 extern ChannelConfig *channel_cache_peek(const char *name);
 extern ChannelConfig *channel_cache_get(const char *name);
-
-/* in queue.c: claim and record */
-
-/*
- * A channel of which the worker holds enough messages not yet started: the
- * claim takes only its messages of a higher priority than those.
- */
-typedef struct BusyChannel
-{
-	char	   *channel;
-	int			top_priority;	/* the highest priority of those waiting */
-} BusyChannel;
-
-typedef struct ClaimResult
-{
-	int			claimed;		/* rows claimed (sent or not) */
-	bool		more;			/* the limit was reached: more may be due */
-	TimestampTz next_due;		/* next future due time, or DT_NOEND */
-	TimestampTz next_token;		/* when a throttled channel may go on, or DT_NOEND */
-	int			left_out;		/* busy channels the claim left out */
-} ClaimResult;
-
-typedef enum ExtensionState
-{
-	EXTENSION_ABSENT,			/* not installed in this database */
-	EXTENSION_OTHER_VERSION,	/* installed at a version this library does not serve */
-	EXTENSION_CURRENT			/* installed at this library's version */
-} ExtensionState;
-
-extern ExtensionState queue_extension_state(char **installed);
-extern void queue_claim(int limit, int paced_limit, List *busy,
-						dlist_head *to_send, dlist_head *done,
-						MemoryContext delivery_parent, ClaimResult *result);
-extern void queue_enqueue(dlist_head *queue, Delivery *d);
-extern void queue_release(dlist_head *unsent);
-extern TimestampTz queue_renew_leases(Delivery **ds, int n);
-extern void queue_record(dlist_head *done, int64 *sent, int64 *failed,
-						 int64 *retried);
-extern void queue_decide(Delivery *d);
-extern void queue_purge(void);
 
 /* ----------------
  * in origin.c: where URLs connect, and who may receive a channel's secrets

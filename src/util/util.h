@@ -35,6 +35,8 @@ extern int	parse_duration_ms(const char *text, const char *what);
 #define PRIORITY_NORMAL	0
 #define PRIORITY_LOW	(-1)
 extern int16 parse_priority(const char *text, const char *what);
+/* ... and one that never raises: the valid part of text from outside */
+extern char *valid_text(const char *s, size_t len);
 
 /* ----------------
  * in crypto.c: HMAC-SHA256, base64url, address hashes

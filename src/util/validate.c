@@ -18,6 +18,7 @@
 #include <curl/curl.h>
 
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "pgtime.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
@@ -563,4 +564,21 @@ parse_duration_ms(const char *text, const char *what)
 				 errmsg("duration \"%s\" out of range in %s", text, what),
 				 errhint("A duration lies between 0 and 24 days.")));
 	return (int) ms;
+}
+
+/*
+ * Valid text of the database encoding: the first len bytes of s up to the
+ * first invalid sequence, as a new string (NULL for NULL).  For text from
+ * outside, such as a response, which may be anything.  Never raises but
+ * out of memory.
+ */
+char *
+valid_text(const char *s, size_t len)
+{
+	int			ok;
+
+	if (s == NULL)
+		return NULL;
+	ok = pg_encoding_verifymbstr(GetDatabaseEncoding(), s, (int) len);
+	return pnstrdup(s, ok);
 }

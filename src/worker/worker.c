@@ -50,6 +50,7 @@
 #include "outbox/outbox.h"
 #include "transport/transport.h"
 #include "util/util.h"
+#include "worker/delivery.h"
 #include "worker/worker.h"
 
 #define SHUTDOWN_GRACE_MS	500		/* in-flight transfers may finish in this */
@@ -258,7 +259,7 @@ record_alone(Delivery *d)
 		PG_TRY();
 		{
 			begin_tx("recording a delivery");
-			queue_record(&one, &s, &f, &r);
+			delivery_record(&one, &s, &f, &r);
 			end_tx();
 			count(s, f, r);
 			return;
@@ -271,15 +272,7 @@ record_alone(Delivery *d)
 			edata = CopyErrorData();
 			abort_tx(cxt, "recording a delivery");
 			if (round == 0)
-			{
-				d->outcome = OUTCOME_PERMANENT;
-				d->status = "failed";
-				d->next_attempt_at = 0;
-				d->fallback = NULL;
-				d->error = MemoryContextStrdup(d->cxt,
-											   psprintf("could not record the outcome: %s",
-														edata->message));
-			}
+				delivery_unrecordable(d, edata->message);
 			else
 				ereport(WARNING,
 						(errmsg("reminder worker: leaving message " INT64_FORMAT " to be retried after its lease",
@@ -305,7 +298,7 @@ record_done(dlist_head *done)
 	PG_TRY();
 	{
 		begin_tx("recording deliveries");
-		queue_record(done, &s, &f, &r);
+		delivery_record(done, &s, &f, &r);
 		end_tx();
 		count(s, f, r);
 		ok = true;
@@ -394,8 +387,8 @@ record_and_claim(dlist_head *done, int limit, int paced_limit, dlist_head *to_se
 		if (state == EXTENSION_CURRENT)
 		{
 			if (!dlist_is_empty(done))
-				queue_record(done, &s, &f, &r);
-			queue_claim(limit, paced_limit, busy, &new_send, &new_done, delivery_parent, result);
+				delivery_record(done, &s, &f, &r);
+			delivery_claim(limit, paced_limit, busy, &new_send, &new_done, delivery_parent, result);
 		}
 		if (installed)
 			installed = MemoryContextStrdup(cxt, installed);
@@ -425,7 +418,7 @@ record_and_claim(dlist_head *done, int limit, int paced_limit, dlist_head *to_se
 		record_done(done);
 
 	while (!dlist_is_empty(&new_send))
-		queue_enqueue(to_send, dlist_container(Delivery, node, dlist_pop_head_node(&new_send)));
+		delivery_enqueue(to_send, dlist_container(Delivery, node, dlist_pop_head_node(&new_send)));
 	while (!dlist_is_empty(&new_done))
 		dlist_push_tail(done, dlist_pop_head_node(&new_done));
 	return state;
@@ -496,11 +489,8 @@ start_one(Delivery *d, dlist_head *done)
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
-		d->started_at = d->finished_at = GetCurrentTimestamp();
-		d->outcome = OUTCOME_TRANSIENT;
-		d->error = MemoryContextStrdup(d->cxt, edata->message);
+		delivery_fail(d, OUTCOME_TRANSIENT, edata->message);
 		FreeErrorData(edata);
-		queue_decide(d);
 		dlist_push_tail(done, &d->node);
 	}
 	PG_END_TRY();
@@ -881,7 +871,7 @@ deliver(void)
 		transport_perform(sockets_ready);
 		if (!stopping)
 			start_transfers(&to_send, &done);
-		if (transport_take_done(&done) && first_done_at == 0)
+		if (delivery_take_finished(&done) && first_done_at == 0)
 			first_done_at = GetCurrentTimestamp();
 
 		/* 2. record, in batches unless things are quiet, with the claim if one is due */
@@ -1037,7 +1027,13 @@ deliver(void)
 	}
 
 	/* what has not finished is left to its lease; what has not started is given back */
-	transport_abandon_all();
+	{
+		dlist_head	abandoned;
+
+		dlist_init(&abandoned);
+		transport_abandon_all(&abandoned);
+		free_all(&abandoned);
+	}
 	if (!gone)
 	{
 		record_done(&done);
