@@ -23,7 +23,6 @@
 
 #include "reminder.h"
 #include "catalog/reminder_catalog.h"
-#include "transport/transport.h"
 
 typedef struct CachedChannel
 {

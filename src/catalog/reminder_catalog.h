@@ -123,6 +123,16 @@ extern List *channel_get_headers(Jsonb *obj, const char *key, ChannelConfig *cc)
 extern List *channel_get_recipient_hosts(Jsonb *settings, ChannelConfig *cc);
 
 /* ----------------
+ * in channel_cache.c: parsed channels the worker keeps across claims
+ * ----------------
+ */
+extern void channel_cache_begin_listing(void);
+extern void channel_cache_listed(const char *name, const char *version);
+extern void channel_cache_end_listing(void);
+extern ChannelConfig *channel_cache_peek(const char *name);
+extern ChannelConfig *channel_cache_get(const char *name);
+
+/* ----------------
  * in catalog.c: reading templates and recipients (inside SPI)
  * ----------------
  */

@@ -36,6 +36,7 @@
 #include "reminder.h"
 #include "gate/gate.h"
 #include "rules/rules.h"
+#include "transport/mail.h"
 #include "transport/transport.h"
 #include "util/spi_util.h"
 #include "util/util.h"

@@ -73,4 +73,16 @@ extern const char *const reminder_event_kinds[];
 #define REMINDER_EVENT_KINDS "delivered, bounced, opened, clicked, confirmed, declined, " \
 	"reschedule_requested, answered, unsubscribed, complained, replied"
 
+/* ----------------
+ * in ical.c: calendar invites (RFC 5545)
+ * ----------------
+ */
+struct ClaimedMessage;
+extern char *ical_build(Jsonb *event, const char *uid, int sequence, bool cancelled,
+						const char *organizer, const char *attendee_name,
+						const char *attendee);
+extern char *ical_for_message(const struct ClaimedMessage *m, const char *from,
+							  const char *attendee_name, const char *attendee,
+							  const char **method);
+
 #endif							/* RENDER_RENDER_H */

@@ -26,7 +26,7 @@
 #include "utils/timestamp.h"
 
 #include "reminder.h"
-#include "transport/transport.h"
+#include "transport/mail.h"
 
 #define LINE_LIMIT		78		/* RFC 5322 2.1.1: should not exceed */
 #define WORD_BYTES		39		/* UTF-8 bytes per encoded word: 52 base64

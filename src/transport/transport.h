@@ -267,51 +267,6 @@ extern DeliveryOutcome transport_http_outcome(long status);
 extern void transport_set_error(Delivery *d, const char *prefix, const char *text);
 extern void transport_classify_curl(Delivery *d);
 
-/* in mail.c: RFC 5322 header fields (UTF-8 text) */
-typedef struct MailHeader
-{
-	StringInfoData buf;
-	int			line_start;		/* offset of the current line in buf */
-	int			tokens;
-} MailHeader;
-
-extern void mail_header_begin(MailHeader *h, const char *name);
-extern void mail_header_token(MailHeader *h, const char *sep, const char *token);
-extern char *mail_header_end(MailHeader *h);
-extern char *mail_unstructured(const char *name, const char *text);
-extern char *mail_mailbox(const char *field, const char *name, const char *addr);
-extern void mail_split_mailbox(const char *mailbox, char **name, char **addr);
-extern const char *mail_address_domain(const char *addr);
-extern char *mail_message_id(const char *key, const char *domain);
-extern char *mail_date(TimestampTz t);
-
-/* in ical.c */
-extern char *ical_build(Jsonb *event, const char *uid, int sequence, bool cancelled,
-						const char *organizer, const char *attendee_name,
-						const char *attendee);
-extern char *ical_for_message(const ClaimedMessage *m, const char *from,
-							  const char *attendee_name, const char *attendee,
-							  const char **method);
-
-/* in json_scan.c: scalars out of a provider's JSON answer, never raising */
-typedef struct JsonScanField
-{
-	const char *path;			/* "sid", "list.0.id" */
-	char	   *value;			/* set by json_scan, or NULL */
-} JsonScanField;
-
-extern bool json_scan(const char *json, size_t len, JsonScanField *fields,
-					  int nfields);
-extern const char *json_scan_value(JsonScanField *fields, int nfields,
-								   const char *path);
-
-/* in channel_cache.c: parsed channels kept across claims */
-extern void channel_cache_begin_listing(void);
-extern void channel_cache_listed(const char *name, const char *version);
-extern void channel_cache_end_listing(void);
-extern ChannelConfig *channel_cache_peek(const char *name);
-extern ChannelConfig *channel_cache_get(const char *name);
-
 /* ----------------
  * in origin.c: where URLs connect, and who may receive a channel's secrets
  * ----------------

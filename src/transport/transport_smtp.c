@@ -39,6 +39,7 @@
 #include "outbox/outbox.h"
 #include "render/render.h"
 #include "render/template.h"
+#include "transport/mail.h"
 #include "transport/transport.h"
 #include "util/util.h"
 

@@ -22,7 +22,7 @@
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 
-#include "transport/transport.h"
+#include "util/util.h"
 
 #define JSON_SCAN_MAX_DEPTH	32
 

@@ -65,6 +65,21 @@ extern void jsonb_push_string(JsonbParseState **state, JsonbIteratorToken tok,
 							  const char *s);
 
 /* ----------------
+ * in json_scan.c: scalars out of a provider's JSON answer, never raising
+ * ----------------
+ */
+typedef struct JsonScanField
+{
+	const char *path;			/* "sid", "list.0.id" */
+	char	   *value;			/* set by json_scan, or NULL */
+} JsonScanField;
+
+extern bool json_scan(const char *json, size_t len, JsonScanField *fields,
+					  int nfields);
+extern const char *json_scan_value(JsonScanField *fields, int nfields,
+								   const char *path);
+
+/* ----------------
  * in owner.c: running as the extension's or a table's owner, and back
  * ----------------
  */

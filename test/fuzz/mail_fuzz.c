@@ -29,6 +29,7 @@
 #include "utils/memutils.h"
 
 #include "reminder.h"
+#include "transport/mail.h"
 #include "transport/transport.h"
 
 #include "fuzz_pg.h"
