@@ -228,3 +228,34 @@ recipient_check_message(Jsonb *recipient)
 						   n, reminder_max_recipients),
 				 errhint("Schedule one message per recipient, or raise reminder.max_recipients.")));
 }
+
+/*
+ * The string under key, or NULL; any other type is an error.  Watch
+ * triggers check a recipient per row: the error's wording is only made when
+ * there is one.
+ */
+char *
+recipient_string(Jsonb *recipient, const char *key)
+{
+	JsonbValue *v = jsonb_get(recipient, key);
+
+	if (v == NULL || v->type == jbvNull)
+		return NULL;
+	if (v->type != jbvString)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("recipient \"%s\" must be a string", key)));
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+/* The recipient lacks the address a channel of its kind needs. */
+void
+recipient_missing_address(ChannelConfig *cc, const char *key, const char *example)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("recipient has no %s for channel \"%s\" of kind %s",
+					key, cc->name, channel_kind_name(cc->kind)),
+			 errhint("Give the recipient as %s, or refer to a stored recipient that has one.",
+					 example)));
+}

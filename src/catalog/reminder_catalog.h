@@ -155,6 +155,9 @@ extern Jsonb *catalog_resolve_recipient(Jsonb *recipient, int64 *recipient_id);
  * ----------------
  */
 extern void recipient_check_message(Jsonb *recipient);
+extern char *recipient_string(Jsonb *recipient, const char *key);
+extern void recipient_missing_address(ChannelConfig *cc, const char *key,
+									  const char *example) pg_attribute_noreturn();
 
 /* ----------------
  * in quiet_hours.c: quiet hours and send windows in the recipient's zone

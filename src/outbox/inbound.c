@@ -673,48 +673,6 @@ reminder_record_inbound(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
 }
 
-/*
- * Checked by create_channel(): the inbound settings of an SMS channel.
- */
-void
-inbound_check_settings(Jsonb *settings, const char *channel, const char *provider)
-{
-	char	   *url = jsonb_get_string(settings, "inbound_url",
-									   psprintf("setting \"inbound_url\" of channel \"%s\"", channel));
-	char	   *window = jsonb_get_string(settings, "inbound_window",
-										  psprintf("setting \"inbound_window\" of channel \"%s\"", channel));
-
-	if ((url || window) && strcmp(provider, "twilio") != 0 && strcmp(provider, "smsapi") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("setting \"%s\" of channel \"%s\" applies only to providers twilio and smsapi",
-						url ? "inbound_url" : "inbound_window", channel),
-				 errhint("Inbound replies are understood from providers twilio and smsapi.")));
-	if (url && strcmp(provider, "twilio") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("setting \"inbound_url\" of channel \"%s\" applies only to provider twilio", channel),
-				 errhint("SMSAPI requests are checked by the secret \"inbound_secret\" alone.")));
-	if (url)
-	{
-		static const char *const schemes[] = {"http", "https", NULL};
-
-		validate_url(url, schemes, psprintf("setting \"inbound_url\" of channel \"%s\"", channel));
-	}
-	if (window)
-	{
-		Interval   *iv;
-
-		iv = DatumGetIntervalP(DirectFunctionCall3(interval_in, CStringGetDatum(window),
-												   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
-		if (iv->time <= 0 && iv->day <= 0 && iv->month <= 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("setting \"inbound_window\" of channel \"%s\" must be positive", channel),
-					 errhint("Give how long after a message a reply still answers it, such as \"7 days\".")));
-	}
-}
-
 /* ----------------------------------------------------------------
  * For rules
  * ----------------------------------------------------------------

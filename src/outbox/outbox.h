@@ -40,17 +40,12 @@ typedef struct ScheduleRequest
 
 extern int64 schedule_message(const ScheduleRequest *req);
 extern Jsonb *recipient_for_channel(Jsonb *recipient, ChannelConfig *channel);
-extern char *recipient_string(Jsonb *recipient, const char *key);
-extern void recipient_missing_address(ChannelConfig *cc, const char *key,
-									  const char *example) pg_attribute_noreturn();
 extern void check_required_variables(TemplateRow *tmpl, Jsonb *data, Jsonb *recipient);
 
 /* ----------------
  * in inbound.c: replies to SMS channels (reminder.record_inbound)
  * ----------------
  */
-extern void inbound_check_settings(Jsonb *settings, const char *channel,
-								   const char *provider);
 
 /* ----------------
  * in digest.c: items collected for a recipient, sent as one message

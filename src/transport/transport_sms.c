@@ -37,6 +37,7 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
+#include "utils/timestamp.h"
 
 #include "reminder.h"
 #include "catalog/reminder_catalog.h"
@@ -673,6 +674,49 @@ parse_sms_generic(Jsonb *settings, ChannelConfig *cc)
 	cc->id_field = channel_get_string(settings, "id_field", cc->name, false);
 }
 
+/*
+ * Checked by create_channel(): the inbound settings of an SMS channel
+ * (replies, outbox/inbound.c).
+ */
+static void
+check_inbound_settings(Jsonb *settings, const char *channel, const char *provider)
+{
+	char	   *url = jsonb_get_string(settings, "inbound_url",
+									   psprintf("setting \"inbound_url\" of channel \"%s\"", channel));
+	char	   *window = jsonb_get_string(settings, "inbound_window",
+										  psprintf("setting \"inbound_window\" of channel \"%s\"", channel));
+
+	if ((url || window) && strcmp(provider, "twilio") != 0 && strcmp(provider, "smsapi") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("setting \"%s\" of channel \"%s\" applies only to providers twilio and smsapi",
+						url ? "inbound_url" : "inbound_window", channel),
+				 errhint("Inbound replies are understood from providers twilio and smsapi.")));
+	if (url && strcmp(provider, "twilio") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("setting \"inbound_url\" of channel \"%s\" applies only to provider twilio", channel),
+				 errhint("SMSAPI requests are checked by the secret \"inbound_secret\" alone.")));
+	if (url)
+	{
+		static const char *const schemes[] = {"http", "https", NULL};
+
+		validate_url(url, schemes, psprintf("setting \"inbound_url\" of channel \"%s\"", channel));
+	}
+	if (window)
+	{
+		Interval   *iv;
+
+		iv = DatumGetIntervalP(DirectFunctionCall3(interval_in, CStringGetDatum(window),
+												   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+		if (iv->time <= 0 && iv->day <= 0 && iv->month <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("setting \"inbound_window\" of channel \"%s\" must be positive", channel),
+					 errhint("Give how long after a message a reply still answers it, such as \"7 days\".")));
+	}
+}
+
 static void
 parse_sms(Jsonb *settings, Jsonb *secrets, ChannelConfig *cc)
 {
@@ -751,7 +795,7 @@ parse_sms(Jsonb *settings, Jsonb *secrets, ChannelConfig *cc)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown SMS provider \"%s\" for channel \"%s\"", cc->provider, cc->name),
 				 errhint("Valid providers are: twilio, smsapi, generic.")));
-	inbound_check_settings(settings, cc->name, cc->provider);
+	check_inbound_settings(settings, cc->name, cc->provider);
 
 	if (strcmp(cc->provider, "generic") != 0)
 	{
