@@ -56,6 +56,9 @@
 #define RECORD_DELAY_MS		10		/* longest a finished delivery waits to be recorded */
 #define HOST_WAIT_MS		10		/* polls for a connection another sender frees */
 #define PURGE_INTERVAL_MS	(10 * 60 * 1000)
+#define HISTORY_INTERVAL_MS	(10 * 1000)
+#define PARTITIONS_INTERVAL_MS	(60 * 1000)
+#define ARCHIVE_BATCH		5000
 
 static WorkerSlot *my_slot = NULL;
 static volatile sig_atomic_t in_transaction = false;
@@ -453,6 +456,36 @@ release_unsent(dlist_head *unsent)
 	free_all(unsent);
 }
 
+/*
+ * History: make partitions ahead (each minute) and move a batch of
+ * finished messages out of the outbox.  Returns whether a full batch moved,
+ * so that the caller comes back soon for the rest.
+ */
+static bool
+keep_history(bool partitions)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	int64		moved = 0;
+
+	if (!partitions && reminder_history_after < 0)
+		return false;
+	PG_TRY();
+	{
+		begin_tx("moving finished messages to history");
+		if (partitions)
+			history_make_partitions();
+		moved = history_archive(ARCHIVE_BATCH);
+		end_tx();
+	}
+	PG_CATCH();
+	{
+		abort_tx(cxt, "moving finished messages to history");
+		moved = 0;
+	}
+	PG_END_TRY();
+	return moved >= ARCHIVE_BATCH;
+}
+
 static void
 purge(void)
 {
@@ -816,6 +849,8 @@ deliver(void)
 	TimestampTz next_claim = 0;
 	TimestampTz first_done_at = 0;
 	TimestampTz last_purge = 0;
+	TimestampTz next_history = 0;
+	TimestampTz last_partitions = 0;
 	TimestampTz grace_until = 0;
 	TimestampTz stop_began = 0;
 	TimestampTz renew_at = DT_NOEND;	/* when leases of held messages need renewing */
@@ -987,7 +1022,17 @@ deliver(void)
 						TimestampTzPlusMilliseconds(now, reminder_poll_interval));
 			}
 
-			/* one sender of the database purges */
+			/* one sender of the database keeps history and purges */
+			if (my_slot->sender == 0 && !version_mismatch && now >= next_history)
+			{
+				bool		partitions = now >= TimestampTzPlusMilliseconds(last_partitions, PARTITIONS_INTERVAL_MS);
+				bool		full = keep_history(partitions);
+
+				if (partitions)
+					last_partitions = now;
+				now = GetCurrentTimestamp();
+				next_history = full ? now : TimestampTzPlusMilliseconds(now, HISTORY_INTERVAL_MS);
+			}
 			if (reminder_retention > 0 && my_slot->sender == 0 &&
 				now >= TimestampTzPlusMilliseconds(last_purge, PURGE_INTERVAL_MS))
 			{
@@ -1018,6 +1063,8 @@ deliver(void)
 			timeout = Min(timeout, HOST_WAIT_MS);
 		if (!stopping || draining)
 			timeout = Min(timeout, ms_until(renew_at, now));
+		if (!stopping && my_slot->sender == 0 && reminder_history_after >= 0)
+			timeout = Min(timeout, ms_until(next_history, now));
 		if (!dlist_is_empty(&done))
 			timeout = Min(timeout, ms_until(TimestampTzPlusMilliseconds(first_done_at, RECORD_DELAY_MS), now));
 		publish_next_wake(may_claim(room, claim_threshold, more, busy) && !stopping ?
