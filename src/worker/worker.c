@@ -55,6 +55,7 @@
 #define SHUTDOWN_GRACE_MS	500		/* in-flight transfers may finish in this */
 #define RECORD_DELAY_MS		10		/* longest a finished delivery waits to be recorded */
 #define HOST_WAIT_MS		10		/* polls for a connection another sender frees */
+/* or each partition's width, if less, so that partitions go when they may */
 #define PURGE_INTERVAL_MS	(10 * 60 * 1000)
 #define HISTORY_INTERVAL_MS	(10 * 1000)
 #define PARTITIONS_INTERVAL_MS	(60 * 1000)
@@ -1034,7 +1035,8 @@ deliver(void)
 				next_history = full ? now : TimestampTzPlusMilliseconds(now, HISTORY_INTERVAL_MS);
 			}
 			if (reminder_retention > 0 && my_slot->sender == 0 &&
-				now >= TimestampTzPlusMilliseconds(last_purge, PURGE_INTERVAL_MS))
+				now >= TimestampTzPlusMilliseconds(last_purge,
+												   Min(PURGE_INTERVAL_MS, reminder_history_partition * 60000L)))
 			{
 				purge();
 				last_purge = now;
