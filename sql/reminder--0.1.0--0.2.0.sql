@@ -876,7 +876,9 @@ DROP TABLE reminder.attempt_0_1_0;
 GRANT SELECT ON reminder.attempt TO reminder_user;
 
 -- The columns of reminder.message, in its order, and when the row moved.
--- No identity, no defaults: rows come from the outbox as they were.
+-- No identity, no defaults: rows come from the outbox as they were.  A
+-- column added to reminder.message later is added here too, in the same
+-- place, and reminder.messages is made again (_archive() moves m.*).
 CREATE TABLE reminder.message_history (
     LIKE reminder.message INCLUDING CONSTRAINTS INCLUDING COMMENTS,
     archived_at  timestamptz NOT NULL,
