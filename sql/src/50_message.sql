@@ -121,7 +121,10 @@ COMMENT ON TRIGGER recipient_deleted ON reminder.recipient IS 'sets reminder.mes
 -- by started_at, one partition per reminder.history_partition (a day by
 -- default), so that retention drops whole partitions instead of deleting
 -- rows (see 78_history.sql).  Partitions are made ahead by the worker;
--- attempt_default catches rows when none covers their time.
+-- attempt_default catches rows when none covers their time.  Each partition
+-- has its own key and index, and the parent none: the parent belongs to the
+-- extension, and pg_dump, restoring a worker's partition, adds its indexes
+-- itself (an index of the parent would already have made them at ATTACH).
 CREATE TABLE reminder.attempt (
     id            bigint GENERATED ALWAYS AS IDENTITY,
     message_id    bigint NOT NULL,
@@ -133,11 +136,12 @@ CREATE TABLE reminder.attempt (
     http_status   integer,
     smtp_reply    text,
     error         text,
-    response      text,
-    PRIMARY KEY (id, started_at)
+    response      text
 ) PARTITION BY RANGE (started_at);
-CREATE TABLE reminder.attempt_default PARTITION OF reminder.attempt DEFAULT;
-CREATE INDEX attempt_message_idx ON reminder.attempt (message_id);
+CREATE TABLE reminder.attempt_default PARTITION OF reminder.attempt (PRIMARY KEY (id)) DEFAULT;
+CREATE INDEX attempt_default_message_idx ON reminder.attempt_default (message_id);
+-- what a partition made takes out of the default, and what purge() ages out
+CREATE INDEX attempt_default_started_idx ON reminder.attempt_default (started_at);
 COMMENT ON TABLE reminder.attempt_default IS 'attempts whose time no partition of reminder.attempt covers (normally none: the worker makes partitions ahead)';
 COMMENT ON TABLE reminder.attempt IS 'the audit trail: one row per delivery try';
 COMMENT ON COLUMN reminder.attempt.outcome IS 'sent, transient (will be retried) or permanent (gave up)';

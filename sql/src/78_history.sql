@@ -21,17 +21,20 @@
 -- No identity, no defaults: rows come from the outbox as they were.  A
 -- column added to reminder.message later is added here too, in the same
 -- place, and reminder.messages is made again (_archive() moves m.*).
+-- As for attempts (50_message.sql), the parent has no index: each
+-- partition has its own (_make_partitions() below).
 CREATE TABLE reminder.message_history (
     LIKE reminder.message INCLUDING CONSTRAINTS INCLUDING COMMENTS,
-    archived_at  timestamptz NOT NULL,
-    PRIMARY KEY (id, archived_at)
+    archived_at  timestamptz NOT NULL
 ) PARTITION BY RANGE (archived_at);
-CREATE TABLE reminder.message_history_default PARTITION OF reminder.message_history DEFAULT;
+CREATE TABLE reminder.message_history_default PARTITION OF reminder.message_history (PRIMARY KEY (id)) DEFAULT;
 -- A rule's key is remembered in history too: writing a row again after its
 -- message moved makes no second message (see rules.c).
-CREATE INDEX message_history_key_idx ON reminder.message_history (idempotency_key);
-CREATE INDEX message_history_recipient_idx ON reminder.message_history (recipient_id)
+CREATE INDEX message_history_default_key_idx ON reminder.message_history_default (idempotency_key);
+CREATE INDEX message_history_default_recipient_idx ON reminder.message_history_default (recipient_id)
     WHERE recipient_id IS NOT NULL;
+-- what a partition made takes out of the default, and what purge() ages out
+CREATE INDEX message_history_default_archived_idx ON reminder.message_history_default (archived_at);
 COMMENT ON TABLE reminder.message_history IS 'finished messages moved out of reminder.message after reminder.history_after, partitioned by archived_at; read both through reminder.messages';
 COMMENT ON COLUMN reminder.message_history.archived_at IS 'when the worker moved the message here; its partition, and so its retention, follow this time';
 COMMENT ON TABLE reminder.message_history_default IS 'history rows whose time no partition covers (normally none: the worker makes partitions ahead)';
@@ -73,12 +76,14 @@ AS $$
 $$;
 
 -- Make the partitions of attempt and message_history that cover now and
--- the next width, each width long and aligned to it (from the Unix epoch).
--- A partition starts where the last one ends, so changing the width never
--- makes two overlap.  Rows that went to the default partition meanwhile are
--- moved into the new one before it is attached (ATTACH would refuse them);
--- attaching takes a lighter lock on the parent than CREATE ... PARTITION OF.
--- Returns the partitions made.
+-- the next width, each width long and aligned to it (from the Unix epoch),
+-- with the indexes of their default partition, once the table has had a
+-- row of this width's time.  A partition starts where
+-- the last one ends, so changing the width never makes two overlap.  Rows
+-- that went to the default partition meanwhile are moved into the new one
+-- before it is attached (ATTACH would refuse them); attaching takes a
+-- lighter lock on the parent than CREATE ... PARTITION OF.  Returns the
+-- partitions made.
 CREATE FUNCTION reminder._make_partitions(width interval)
 RETURNS SETOF regclass
 LANGUAGE plpgsql SECURITY DEFINER
@@ -92,6 +97,7 @@ DECLARE
     hi      timestamptz;
     last_hi timestamptz;
     name    text;
+    busy    boolean;
 BEGIN
     IF width IS NULL OR secs < 60 THEN
         RAISE EXCEPTION 'partition width must be at least a minute'
@@ -105,6 +111,13 @@ BEGIN
         IF last_hi > lo THEN
             lo := last_hi;
         END IF;
+        -- The first partition waits for the first row: a database being
+        -- restored gets the partitions of its dump, and no others.
+        IF last_hi IS NULL THEN
+            EXECUTE format('SELECT EXISTS (SELECT FROM %s_default WHERE %I >= $1)', parent, col)
+               INTO busy USING lo;
+            CONTINUE WHEN NOT busy;
+        END IF;
         WHILE lo < now() + width LOOP
             hi := to_timestamp((floor(extract(epoch FROM lo) / secs) + 1) * secs);
             name := reminder._partition_name(parent, lo);
@@ -112,6 +125,14 @@ BEGIN
             EXECUTE format('WITH moved AS (DELETE FROM %s_default WHERE %I >= $1 AND %I < $2 RETURNING *) '
                            'INSERT INTO reminder.%I SELECT * FROM moved',
                            parent, col, col, name) USING lo, hi;
+            EXECUTE format('ALTER TABLE reminder.%I ADD PRIMARY KEY (id)', name);
+            IF parent = 'reminder.attempt'::regclass THEN
+                EXECUTE format('CREATE INDEX %I ON reminder.%I (message_id)', name || '_message_idx', name);
+            ELSE
+                EXECUTE format('CREATE INDEX %I ON reminder.%I (idempotency_key)', name || '_key_idx', name);
+                EXECUTE format('CREATE INDEX %I ON reminder.%I (recipient_id) WHERE recipient_id IS NOT NULL',
+                               name || '_recipient_idx', name);
+            END IF;
             EXECUTE format('ALTER TABLE %s ATTACH PARTITION reminder.%I FOR VALUES FROM (%L) TO (%L)',
                            parent, name, lo, hi);
             RETURN NEXT format('reminder.%I', name)::regclass;

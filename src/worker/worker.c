@@ -58,7 +58,6 @@
 /* or each partition's width, if less, so that partitions go when they may */
 #define PURGE_INTERVAL_MS	(10 * 60 * 1000)
 #define HISTORY_INTERVAL_MS	(10 * 1000)
-#define PARTITIONS_INTERVAL_MS	(60 * 1000)
 #define ARCHIVE_BATCH		5000
 
 static WorkerSlot *my_slot = NULL;
@@ -458,23 +457,20 @@ release_unsent(dlist_head *unsent)
 }
 
 /*
- * History: make partitions ahead (each minute) and move a batch of
- * finished messages out of the outbox.  Returns whether a full batch moved,
- * so that the caller comes back soon for the rest.
+ * History: make partitions ahead and move a batch of finished messages out
+ * of the outbox.  Returns whether a full batch moved, so that the caller
+ * comes back soon for the rest.
  */
 static bool
-keep_history(bool partitions)
+keep_history(void)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	int64		moved = 0;
 
-	if (!partitions && reminder_history_after < 0)
-		return false;
 	PG_TRY();
 	{
 		begin_tx("moving finished messages to history");
-		if (partitions)
-			history_make_partitions();
+		history_make_partitions();
 		moved = history_archive(ARCHIVE_BATCH);
 		end_tx();
 	}
@@ -851,7 +847,6 @@ deliver(void)
 	TimestampTz first_done_at = 0;
 	TimestampTz last_purge = 0;
 	TimestampTz next_history = 0;
-	TimestampTz last_partitions = 0;
 	TimestampTz grace_until = 0;
 	TimestampTz stop_began = 0;
 	TimestampTz renew_at = DT_NOEND;	/* when leases of held messages need renewing */
@@ -1026,11 +1021,8 @@ deliver(void)
 			/* one sender of the database keeps history and purges */
 			if (my_slot->sender == 0 && !version_mismatch && now >= next_history)
 			{
-				bool		partitions = now >= TimestampTzPlusMilliseconds(last_partitions, PARTITIONS_INTERVAL_MS);
-				bool		full = keep_history(partitions);
+				bool		full = keep_history();
 
-				if (partitions)
-					last_partitions = now;
 				now = GetCurrentTimestamp();
 				next_history = full ? now : TimestampTzPlusMilliseconds(now, HISTORY_INTERVAL_MS);
 			}
@@ -1065,7 +1057,7 @@ deliver(void)
 			timeout = Min(timeout, HOST_WAIT_MS);
 		if (!stopping || draining)
 			timeout = Min(timeout, ms_until(renew_at, now));
-		if (!stopping && my_slot->sender == 0 && reminder_history_after >= 0)
+		if (!stopping && my_slot->sender == 0)
 			timeout = Min(timeout, ms_until(next_history, now));
 		if (!dlist_is_empty(&done))
 			timeout = Min(timeout, ms_until(TimestampTzPlusMilliseconds(first_done_at, RECORD_DELAY_MS), now));

@@ -4,7 +4,7 @@
 \ir setup.psql
 
 BEGIN;
-SELECT plan(32);
+SELECT plan(36);
 
 SELECT reminder.create_channel('hi_log', 'log');
 SELECT reminder.create_template('hi_t', 'Hello {{name}}');
@@ -15,16 +15,24 @@ SELECT format('DROP TABLE %s', p.part) FROM reminder._partitions('reminder.attem
 UNION ALL
 SELECT format('DROP TABLE %s', p.part) FROM reminder._partitions('reminder.message_history') p
 \gexec
-SELECT is((SELECT count(*) FROM reminder._make_partitions('1 hour')), 4::bigint,
-          '_make_partitions() makes this hour''s and the next hour''s partition of attempts and of history');
 SELECT is((SELECT count(*) FROM reminder._make_partitions('1 hour')), 0::bigint,
-          'and nothing when they exist');
+          '_make_partitions() makes none before the first row (a restore brings its own)');
+INSERT INTO reminder.attempt (message_id, attempt, started_at, outcome) VALUES (0, 1, now(), 'sent');
+SELECT is((SELECT count(*) FROM reminder.attempt_default), 1::bigint, 'which waits in the default partition');
+SELECT is((SELECT array_agg(p::text LIKE 'reminder.attempt_%' ORDER BY p::text) FROM reminder._make_partitions('1 hour') p),
+          ARRAY[true, true], 'then it makes this hour''s and the next hour''s partition of attempts');
+SELECT is((SELECT count(*) FROM reminder.attempt_default), 0::bigint, 'and moves the row into the first');
+SELECT is((SELECT count(*) FROM reminder._make_partitions('1 hour')), 0::bigint, 'and nothing when they exist');
 SELECT ok((SELECT bool_and(lo <= now() AND now() < hi) FROM reminder._partitions('reminder.attempt') WHERE lo <= now()),
           'the first covers now');
-SELECT is((SELECT array_agg(to_char(lo AT TIME ZONE 'UTC', 'MI:SS')) FROM reminder._partitions('reminder.message_history')),
+SELECT is((SELECT array_agg(to_char(lo AT TIME ZONE 'UTC', 'MI:SS')) FROM reminder._partitions('reminder.attempt')),
           ARRAY['00:00', '00:00'], 'aligned to the width');
-SELECT ok((SELECT bool_and(p.part::text ~ '^reminder\.message_history_\d{8}_\d{4}$') FROM reminder._partitions('reminder.message_history') p),
+SELECT ok((SELECT bool_and(p.part::text ~ '^reminder\.attempt_\d{8}_\d{4}$') FROM reminder._partitions('reminder.attempt') p),
           'named by the UTC time they start');
+SELECT is((SELECT array_agg(pg_get_indexdef(i.indexrelid) ~ '\((id|message_id)\)' ORDER BY i.indexrelid)
+             FROM pg_index i WHERE i.indrelid = (SELECT p.part FROM reminder._partitions('reminder.attempt') p ORDER BY lo LIMIT 1)),
+          ARRAY[true, true], 'with the indexes of the default partition (its key, the message id)');
+DELETE FROM reminder.attempt WHERE message_id = 0;
 SELECT throws_ok($$SELECT reminder._make_partitions('10 seconds')$$, '22023',
                  'partition width must be at least a minute', 'a width under a minute is refused');
 

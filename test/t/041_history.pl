@@ -46,9 +46,25 @@ ok(wait_until(sub { slurp_file($node->logfile) =~ /made partition reminder\.atte
 ok($node->safe_psql('app', q{
 	SELECT count(*) >= 2 FROM reminder._partitions('reminder.message_history') WHERE hi > now()}),
 	'it makes them ahead');
-is($node->safe_psql('app', q{
-	SELECT (SELECT count(*) FROM reminder.attempt_default) + (SELECT count(*) FROM reminder.message_history_default)}),
-	'0', 'nothing falls into the default partitions');
+ok(query_until($node, 'app', q{
+	SELECT (SELECT count(*) FROM reminder.attempt_default) + (SELECT count(*) FROM reminder.message_history_default) = 0}),
+	'the default partitions keep nothing: the first rows made the first partitions');
+
+# A dump restores its partitions into a new database with a worker: the
+# worker makes none there before rows come.
+my $dump = $node->basedir . '/app.sql';
+$node->command_ok([ 'pg_dump', '-d', $node->connstr('app'), '-f', $dump ], 'pg_dump with partitions');
+$node->safe_psql('postgres', 'CREATE DATABASE copy');
+$node->command_ok([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('copy'), '-f', $dump ],
+	'restores without error');
+is($node->safe_psql('copy', q{
+	SELECT (SELECT count(*) FROM reminder.messages) || ' ' || (SELECT count(*) FROM reminder.attempt)
+	       || ' ' || (SELECT count(*) FROM reminder._partitions('reminder.message_history'))}),
+	$node->safe_psql('app', q{
+	SELECT (SELECT count(*) FROM reminder.messages) || ' ' || (SELECT count(*) FROM reminder.attempt)
+	       || ' ' || (SELECT count(*) FROM reminder._partitions('reminder.message_history'))}),
+	'with the same messages, attempts and partitions');
+$node->safe_psql('postgres', 'DROP DATABASE copy WITH (FORCE)');
 
 # Killed while moving: every message ends up in exactly one place.
 $node->safe_psql('app', q{
