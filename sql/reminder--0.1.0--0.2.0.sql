@@ -855,6 +855,8 @@ CREATE TABLE reminder.attempt (
 ) PARTITION BY RANGE (started_at);
 CREATE TABLE reminder.attempt_default PARTITION OF reminder.attempt (PRIMARY KEY (id)) DEFAULT;
 CREATE INDEX attempt_default_message_idx ON reminder.attempt_default (message_id);
+-- what a partition made takes out of the default, and what purge() ages out
+CREATE INDEX attempt_default_started_idx ON reminder.attempt_default (started_at);
 COMMENT ON TABLE reminder.attempt_default IS 'attempts whose time no partition of reminder.attempt covers (normally none: the worker makes partitions ahead)';
 COMMENT ON TABLE reminder.attempt IS 'the audit trail: one row per delivery try';
 COMMENT ON COLUMN reminder.attempt.outcome IS 'sent, transient (will be retried) or permanent (gave up)';
@@ -890,6 +892,8 @@ CREATE TABLE reminder.message_history_default PARTITION OF reminder.message_hist
 CREATE INDEX message_history_default_key_idx ON reminder.message_history_default (idempotency_key);
 CREATE INDEX message_history_default_recipient_idx ON reminder.message_history_default (recipient_id)
     WHERE recipient_id IS NOT NULL;
+-- what a partition made takes out of the default, and what purge() ages out
+CREATE INDEX message_history_default_archived_idx ON reminder.message_history_default (archived_at);
 COMMENT ON TABLE reminder.message_history IS 'finished messages moved out of reminder.message after reminder.history_after, partitioned by archived_at; read both through reminder.messages';
 COMMENT ON COLUMN reminder.message_history.archived_at IS 'when the worker moved the message here; its partition, and so its retention, follow this time';
 COMMENT ON TABLE reminder.message_history_default IS 'history rows whose time no partition covers (normally none: the worker makes partitions ahead)';
@@ -932,7 +936,8 @@ $$;
 
 -- Make the partitions of attempt and message_history that cover now and
 -- the next width, each width long and aligned to it (from the Unix epoch),
--- with the indexes of their default partition.  A partition starts where
+-- with the indexes of their default partition, once the table has had a
+-- row of this width's time.  A partition starts where
 -- the last one ends, so changing the width never makes two overlap.  Rows
 -- that went to the default partition meanwhile are moved into the new one
 -- before it is attached (ATTACH would refuse them); attaching takes a
@@ -951,6 +956,7 @@ DECLARE
     hi      timestamptz;
     last_hi timestamptz;
     name    text;
+    busy    boolean;
 BEGIN
     IF width IS NULL OR secs < 60 THEN
         RAISE EXCEPTION 'partition width must be at least a minute'
@@ -963,6 +969,13 @@ BEGIN
         lo := to_timestamp(floor(extract(epoch FROM now()) / secs) * secs);
         IF last_hi > lo THEN
             lo := last_hi;
+        END IF;
+        -- The first partition waits for the first row: a database being
+        -- restored gets the partitions of its dump, and no others.
+        IF last_hi IS NULL THEN
+            EXECUTE format('SELECT EXISTS (SELECT FROM %s_default WHERE %I >= $1)', parent, col)
+               INTO busy USING lo;
+            CONTINUE WHEN NOT busy;
         END IF;
         WHILE lo < now() + width LOOP
             hi := to_timestamp((floor(extract(epoch FROM lo) / secs) + 1) * secs);

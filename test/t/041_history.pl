@@ -38,6 +38,11 @@ is($node->safe_psql('app', "SELECT count(*) FROM reminder.message WHERE idempote
 is($node->safe_psql('app', "SELECT status FROM reminder.message WHERE idempotency_key = 'tomorrow'"),
 	'scheduled', 'a pending message stays');
 is(scalar(grep { $_->{path} eq '/hook' } sink_requests($sink)), 200, 'each was delivered once');
+# the first rows made the first partition, which took them from the default
+ok(query_until($node, 'app', q{
+	SELECT m.tableoid::regclass::text <> 'reminder.message_history_default'
+	  FROM reminder.message_history m WHERE idempotency_key = 'first-1'}),
+	'the first rows make the first partitions');
 my $first = $node->safe_psql('app', q{
 	SELECT DISTINCT m.tableoid::regclass FROM reminder.message_history m WHERE idempotency_key = 'first-1'});
 like($first, qr/^reminder\.message_history_\d{8}_\d{4}$/, "history is kept in a partition of a minute ($first)");
