@@ -820,3 +820,591 @@ COMMENT ON FUNCTION reminder.worker_status() IS
 'the launcher (database NULL) and every database''s workers (senders, numbered from 1; reminder.workers_per_database of them), from shared memory: state, in-flight transfers and counters since the worker started';
 REVOKE EXECUTE ON FUNCTION reminder.worker_status() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION reminder.worker_status() TO reminder_user;
+
+-- ---------------------------------------------------------------------------
+-- History (78_history.sql): finished messages move out of the outbox into
+-- reminder.message_history after reminder.history_after; attempts and
+-- history are partitioned by time, and retention drops whole partitions.
+-- ---------------------------------------------------------------------------
+
+-- Events and the survey throttle outlive a message's row in the outbox:
+-- their foreign keys (ON DELETE CASCADE) would delete them when it moves.
+-- purge() and drop_channel() delete them instead.
+ALTER TABLE reminder.event DROP CONSTRAINT event_message_id_fkey;
+ALTER TABLE reminder.survey_log DROP CONSTRAINT survey_log_message_id_fkey;
+
+-- Attempts become partitioned: the 0.1.0 table's rows are copied into the
+-- new one (they land in attempt_default, and age out of it row by row), and
+-- it is dropped.  Its index and sequence names step aside first.
+ALTER TABLE reminder.attempt RENAME TO attempt_0_1_0;
+ALTER INDEX reminder.attempt_pkey RENAME TO attempt_0_1_0_pkey;
+ALTER INDEX reminder.attempt_message_idx RENAME TO attempt_0_1_0_message_idx;
+ALTER SEQUENCE reminder.attempt_id_seq RENAME TO attempt_0_1_0_id_seq;
+CREATE TABLE reminder.attempt (
+    id            bigint GENERATED ALWAYS AS IDENTITY,
+    message_id    bigint NOT NULL,
+    attempt       integer NOT NULL,
+    started_at    timestamptz NOT NULL,
+    duration      interval,
+    outcome       text NOT NULL
+                  CONSTRAINT attempt_outcome_known CHECK (outcome IN ('sent', 'transient', 'permanent')),
+    http_status   integer,
+    smtp_reply    text,
+    error         text,
+    response      text
+) PARTITION BY RANGE (started_at);
+CREATE TABLE reminder.attempt_default PARTITION OF reminder.attempt (PRIMARY KEY (id)) DEFAULT;
+CREATE INDEX attempt_default_message_idx ON reminder.attempt_default (message_id);
+-- what a partition made takes out of the default, and what purge() ages out
+CREATE INDEX attempt_default_started_idx ON reminder.attempt_default (started_at);
+COMMENT ON TABLE reminder.attempt_default IS 'attempts whose time no partition of reminder.attempt covers (normally none: the worker makes partitions ahead)';
+COMMENT ON TABLE reminder.attempt IS 'the audit trail: one row per delivery try';
+COMMENT ON COLUMN reminder.attempt.outcome IS 'sent, transient (will be retried) or permanent (gave up)';
+COMMENT ON COLUMN reminder.attempt.response IS 'the start of the server''s response body, for diagnosis';
+
+
+INSERT INTO reminder.attempt OVERRIDING SYSTEM VALUE
+SELECT id, message_id, attempt, started_at, duration, outcome, http_status, smtp_reply, error, response
+  FROM reminder.attempt_0_1_0;
+SELECT pg_catalog.setval(pg_catalog.pg_get_serial_sequence('reminder.attempt', 'id'),
+                         coalesce(max(id), 0) + 1, false)
+  FROM reminder.attempt_0_1_0;
+-- out of the extension first: that also takes the table and its sequence
+-- out of the tables pg_dump dumps the rows of (pg_extension.extconfig)
+ALTER EXTENSION reminder DROP SEQUENCE reminder.attempt_0_1_0_id_seq;
+ALTER EXTENSION reminder DROP TABLE reminder.attempt_0_1_0;
+DROP TABLE reminder.attempt_0_1_0;
+GRANT SELECT ON reminder.attempt TO reminder_user;
+
+-- The columns of reminder.message, in its order, and when the row moved.
+-- No identity, no defaults: rows come from the outbox as they were.  A
+-- column added to reminder.message later is added here too, in the same
+-- place, and reminder.messages is made again (_archive() moves m.*).
+-- As for attempts (50_message.sql), the parent has no index: each
+-- partition has its own (_make_partitions() below).
+CREATE TABLE reminder.message_history (
+    LIKE reminder.message INCLUDING CONSTRAINTS INCLUDING COMMENTS,
+    archived_at  timestamptz NOT NULL
+) PARTITION BY RANGE (archived_at);
+CREATE TABLE reminder.message_history_default PARTITION OF reminder.message_history (PRIMARY KEY (id)) DEFAULT;
+-- A rule's key is remembered in history too: writing a row again after its
+-- message moved makes no second message (see rules.c).
+CREATE INDEX message_history_default_key_idx ON reminder.message_history_default (idempotency_key);
+CREATE INDEX message_history_default_recipient_idx ON reminder.message_history_default (recipient_id)
+    WHERE recipient_id IS NOT NULL;
+-- what a partition made takes out of the default, and what purge() ages out
+CREATE INDEX message_history_default_archived_idx ON reminder.message_history_default (archived_at);
+COMMENT ON TABLE reminder.message_history IS 'finished messages moved out of reminder.message after reminder.history_after, partitioned by archived_at; read both through reminder.messages';
+COMMENT ON COLUMN reminder.message_history.archived_at IS 'when the worker moved the message here; its partition, and so its retention, follow this time';
+COMMENT ON TABLE reminder.message_history_default IS 'history rows whose time no partition covers (normally none: the worker makes partitions ahead)';
+
+CREATE VIEW reminder.messages AS
+SELECT m.*, NULL::timestamptz AS archived_at FROM reminder.message m
+UNION ALL
+SELECT h.* FROM reminder.message_history h;
+COMMENT ON VIEW reminder.messages IS 'every message: the outbox and its history (archived_at is NULL for messages still in the outbox)';
+
+GRANT SELECT ON reminder.message_history, reminder.messages TO reminder_user;
+
+-- The name of the partition of parent starting at lo: <parent>_YYYYMMDD_HHMI
+-- in UTC, so names sort by time.
+CREATE FUNCTION reminder._partition_name(parent regclass, lo timestamptz)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (SELECT relname FROM pg_class WHERE oid = parent)
+           || to_char(lo AT TIME ZONE 'UTC', '"_"YYYYMMDD"_"HH24MI')
+$$;
+
+-- The partitions of parent other than its default, with their bounds.
+CREATE FUNCTION reminder._partitions(parent regclass,
+                                     OUT part regclass, OUT lo timestamptz, OUT hi timestamptz)
+RETURNS SETOF record
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.oid::regclass,
+           (regexp_match(b.bound, 'FROM \(''([^'']*)''\)'))[1]::timestamptz,
+           (regexp_match(b.bound, 'TO \(''([^'']*)''\)'))[1]::timestamptz
+      FROM pg_inherits i
+      JOIN pg_class c ON c.oid = i.inhrelid
+      CROSS JOIN LATERAL (SELECT pg_get_expr(c.relpartbound, c.oid) AS bound) b
+     WHERE i.inhparent = parent AND b.bound <> 'DEFAULT'
+     ORDER BY 2
+$$;
+
+-- Make the partitions of attempt and message_history that cover now and
+-- the next width, each width long and aligned to it (from the Unix epoch),
+-- with the indexes of their default partition, once the table has had a
+-- row of this width's time.  A partition starts where
+-- the last one ends, so changing the width never makes two overlap.  Rows
+-- that went to the default partition meanwhile are moved into the new one
+-- before it is attached (ATTACH would refuse them); attaching takes a
+-- lighter lock on the parent than CREATE ... PARTITION OF.  Returns the
+-- partitions made.
+CREATE FUNCTION reminder._make_partitions(width interval)
+RETURNS SETOF regclass
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    parent  regclass;
+    col     text;
+    secs    double precision := extract(epoch FROM width);
+    lo      timestamptz;
+    hi      timestamptz;
+    last_hi timestamptz;
+    name    text;
+    busy    boolean;
+BEGIN
+    IF width IS NULL OR secs < 60 THEN
+        RAISE EXCEPTION 'partition width must be at least a minute'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('It is %s.', width);
+    END IF;
+    FOR parent, col IN VALUES ('reminder.attempt'::regclass, 'started_at'),
+                              ('reminder.message_history'::regclass, 'archived_at') LOOP
+        SELECT max(p.hi) INTO last_hi FROM reminder._partitions(parent) p;
+        lo := to_timestamp(floor(extract(epoch FROM now()) / secs) * secs);
+        IF last_hi > lo THEN
+            lo := last_hi;
+        END IF;
+        -- The first partition waits for the first row: a database being
+        -- restored gets the partitions of its dump, and no others.
+        IF last_hi IS NULL THEN
+            EXECUTE format('SELECT EXISTS (SELECT FROM %s_default WHERE %I >= $1)', parent, col)
+               INTO busy USING lo;
+            CONTINUE WHEN NOT busy;
+        END IF;
+        WHILE lo < now() + width LOOP
+            hi := to_timestamp((floor(extract(epoch FROM lo) / secs) + 1) * secs);
+            name := reminder._partition_name(parent, lo);
+            EXECUTE format('CREATE TABLE reminder.%I (LIKE %s INCLUDING CONSTRAINTS)', name, parent);
+            EXECUTE format('WITH moved AS (DELETE FROM %s_default WHERE %I >= $1 AND %I < $2 RETURNING *) '
+                           'INSERT INTO reminder.%I SELECT * FROM moved',
+                           parent, col, col, name) USING lo, hi;
+            EXECUTE format('ALTER TABLE reminder.%I ADD PRIMARY KEY (id)', name);
+            IF parent = 'reminder.attempt'::regclass THEN
+                EXECUTE format('CREATE INDEX %I ON reminder.%I (message_id)', name || '_message_idx', name);
+            ELSE
+                EXECUTE format('CREATE INDEX %I ON reminder.%I (idempotency_key)', name || '_key_idx', name);
+                EXECUTE format('CREATE INDEX %I ON reminder.%I (recipient_id) WHERE recipient_id IS NOT NULL',
+                               name || '_recipient_idx', name);
+            END IF;
+            EXECUTE format('ALTER TABLE %s ATTACH PARTITION reminder.%I FOR VALUES FROM (%L) TO (%L)',
+                           parent, name, lo, hi);
+            RETURN NEXT format('reminder.%I', name)::regclass;
+            lo := hi;
+        END LOOP;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION reminder._make_partitions(interval) IS
+'internal: makes the partitions of reminder.attempt and reminder.message_history covering now and the next width (the worker calls it with reminder.history_partition)';
+
+-- Move up to batch finished messages whose last change is older than after
+-- from the outbox into history; returns how many moved.  Messages someone
+-- holds locked (a link being used, a retry) wait for the next batch.
+CREATE FUNCTION reminder._archive(after interval, batch integer)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    WITH picked AS (
+        SELECT m.id FROM reminder.message m
+         WHERE m.next_attempt_at IS NULL
+           AND greatest(m.updated_at, m.sent_at) < now() - after
+         LIMIT batch
+           FOR UPDATE SKIP LOCKED
+    ), moved AS (
+        DELETE FROM reminder.message m USING picked p WHERE m.id = p.id
+        RETURNING m.*
+    )
+    INSERT INTO reminder.message_history SELECT moved.*, now() FROM moved;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION reminder._archive(interval, integer) IS
+'internal: moves up to batch finished messages not changed for after into reminder.message_history (the worker calls it for reminder.history_after)';
+
+REVOKE ALL ON FUNCTION reminder._make_partitions(interval), reminder._archive(interval, integer) FROM PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('reminder.attempt', '');
+SELECT pg_catalog.pg_extension_config_dump('reminder.attempt_default', '');
+SELECT pg_catalog.pg_extension_config_dump('reminder.message_history', '');
+SELECT pg_catalog.pg_extension_config_dump('reminder.message_history_default', '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('reminder.attempt', 'id')::regclass, '');
+REVOKE EXECUTE ON FUNCTION reminder._partition_name(regclass, timestamptz),
+                           reminder._partitions(regclass) FROM PUBLIC;
+
+-- What reads finished messages reads history too.
+CREATE OR REPLACE VIEW reminder.stats AS
+WITH finished AS (
+    SELECT m.channel,
+           coalesce(m.sent_at, m.updated_at)::date AS day,
+           count(*) FILTER (WHERE m.status = 'sent') AS sent,
+           count(*) FILTER (WHERE m.status = 'failed') AS failed,
+           count(*) FILTER (WHERE m.status = 'suppressed') AS suppressed,
+           count(*) FILTER (WHERE m.status = 'cancelled') AS cancelled,
+           percentile_cont(0.50) WITHIN GROUP (ORDER BY m.sent_at - m.due_at) FILTER (WHERE m.status = 'sent') AS latency_p50,
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY m.sent_at - m.due_at) FILTER (WHERE m.status = 'sent') AS latency_p95,
+           percentile_cont(0.99) WITHIN GROUP (ORDER BY m.sent_at - m.due_at) FILTER (WHERE m.status = 'sent') AS latency_p99
+      FROM reminder.messages m
+     WHERE m.status IN ('sent', 'failed', 'suppressed', 'cancelled')
+     GROUP BY 1, 2
+), events AS (
+    SELECT m.channel,
+           e.occurred_at::date AS day,
+           count(*) FILTER (WHERE e.kind = 'delivered') AS delivered,
+           count(*) FILTER (WHERE e.kind = 'bounced') AS bounced,
+           count(*) FILTER (WHERE e.kind = 'opened') AS opened,
+           count(*) FILTER (WHERE e.kind = 'clicked') AS clicked,
+           count(*) FILTER (WHERE e.kind = 'confirmed') AS confirmed,
+           count(*) FILTER (WHERE e.kind = 'declined') AS declined,
+           count(*) FILTER (WHERE e.kind = 'reschedule_requested') AS reschedule_requested,
+           count(*) FILTER (WHERE e.kind = 'answered') AS answered,
+           count(*) FILTER (WHERE e.kind = 'unsubscribed') AS unsubscribed,
+           count(*) FILTER (WHERE e.kind = 'complained') AS complained
+      FROM reminder.event e
+      JOIN reminder.messages m ON m.id = e.message_id
+     GROUP BY 1, 2
+)
+SELECT coalesce(f.channel, e.channel) AS channel,
+       coalesce(f.day, e.day) AS day,
+       coalesce(f.sent, 0) AS sent,
+       coalesce(f.failed, 0) AS failed,
+       coalesce(f.suppressed, 0) AS suppressed,
+       coalesce(f.cancelled, 0) AS cancelled,
+       round(f.sent::numeric / nullif(f.sent + f.failed, 0), 4) AS delivery_rate,
+       f.latency_p50,
+       f.latency_p95,
+       f.latency_p99,
+       coalesce(e.delivered, 0) AS delivered,
+       coalesce(e.bounced, 0) AS bounced,
+       coalesce(e.opened, 0) AS opened,
+       coalesce(e.clicked, 0) AS clicked,
+       coalesce(e.confirmed, 0) AS confirmed,
+       coalesce(e.declined, 0) AS declined,
+       coalesce(e.reschedule_requested, 0) AS reschedule_requested,
+       coalesce(e.answered, 0) AS answered,
+       coalesce(e.unsubscribed, 0) AS unsubscribed,
+       coalesce(e.complained, 0) AS complained
+  FROM finished f
+  FULL JOIN events e ON e.channel = f.channel AND e.day = f.day;
+
+CREATE OR REPLACE FUNCTION reminder.nps(template text DEFAULT NULL, rule_id bigint DEFAULT NULL,
+                             since timestamptz DEFAULT NULL, until timestamptz DEFAULT NULL,
+                             OUT responses bigint, OUT promoters bigint, OUT passives bigint,
+                             OUT detractors bigint, OUT nps numeric)
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF $3 IS NOT NULL AND $4 IS NOT NULL AND $3 > $4 THEN
+        RAISE EXCEPTION 'period starts after it ends'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('since is %s, until is %s.', $3, $4),
+                  HINT = 'Pass since <= until; either may be NULL for an open end.';
+    END IF;
+    SELECT count(*),
+           count(*) FILTER (WHERE e.score >= 9),
+           count(*) FILTER (WHERE e.score BETWEEN 7 AND 8),
+           count(*) FILTER (WHERE e.score <= 6)
+      INTO responses, promoters, passives, detractors
+      FROM reminder.event e
+      JOIN reminder.messages m ON m.id = e.message_id
+     WHERE e.kind = 'answered' AND e.score IS NOT NULL
+       AND ($1 IS NULL OR m.template = $1)
+       AND ($2 IS NULL OR m.rule_id = $2)
+       AND ($3 IS NULL OR e.occurred_at >= $3)
+       AND ($4 IS NULL OR e.occurred_at < $4);
+    nps := CASE WHEN responses > 0
+                THEN round(100.0 * (promoters - detractors) / responses, 1) END;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION reminder.forget(recipient jsonb, keep_opt_outs boolean DEFAULT true)
+RETURNS TABLE (object text, erased bigint)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    subj         record;
+    rids         bigint[];
+    emails       text[];
+    phones       text[];
+    more_ids     bigint[];
+    more_emails  text[];
+    more_phones  text[];
+    mids         bigint[];
+    hids         bigint[];
+    k            bigint;
+    n_recipients bigint;
+    n_messages   bigint;
+    n_cancelled  bigint;
+    n_attempts   bigint;
+    n_events     bigint;
+    n_log        bigint;
+    n_copies     bigint;
+    n_log_copies bigint;
+    n_consent    bigint;
+    n_consent_log bigint;
+    n_survey_log bigint;
+    n_kept       bigint := 0;
+BEGIN
+    IF forget.recipient IS NULL THEN
+        RAISE EXCEPTION 'recipient must not be null'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass {"external_id": "client-42"}, {"email": "ada@example.com"} or {"phone": "+48601234567"}.';
+    END IF;
+
+    -- Who: the stored recipient or raw addresses given, every stored
+    -- recipient sharing one of those addresses, and their addresses.
+    SELECT * INTO subj FROM reminder._recipient_subject(forget.recipient);
+    rids := CASE WHEN subj.recipient_id IS NULL THEN '{}'::bigint[] ELSE ARRAY[subj.recipient_id] END;
+    emails := subj.emails;
+    phones := subj.phones;
+    FOR i IN 1..2 LOOP
+        SELECT coalesce(array_agg(r.id), '{}'),
+               coalesce(array_agg(lower(r.email)) FILTER (WHERE r.email IS NOT NULL), '{}'),
+               coalesce(array_agg(r.phone) FILTER (WHERE r.phone IS NOT NULL), '{}')
+          INTO more_ids, more_emails, more_phones
+          FROM reminder.recipient r
+         WHERE r.id = ANY (rids) OR lower(r.email) = ANY (emails) OR r.phone = ANY (phones);
+        rids := ARRAY(SELECT DISTINCT unnest(rids || more_ids));
+        emails := ARRAY(SELECT DISTINCT unnest(emails || more_emails));
+        phones := ARRAY(SELECT DISTINCT unnest(phones || more_phones));
+    END LOOP;
+
+    -- Their messages: by stored recipient or by address.
+    mids := ARRAY(SELECT m.id FROM reminder.message m
+                   WHERE m.recipient_id = ANY (rids)
+                      OR lower(m.recipient ->> 'email') = ANY (emails)
+                      OR m.recipient ->> 'phone' = ANY (phones)
+                   ORDER BY m.id
+                   FOR UPDATE);
+
+    -- Personal data goes; ids, channel, template, states, times and
+    -- counts stay, so statistics still add up.
+    UPDATE reminder.message
+       SET recipient = '{"forgotten": true}', data = '{}', recipient_id = NULL,
+           last_error = NULL, provider_message_id = NULL, source_key = NULL,
+           idempotency_key = 'forgotten:' || id
+     WHERE id = ANY (mids);
+    GET DIAGNOSTICS n_messages = ROW_COUNT;
+
+    -- And in history (finished, so nothing to cancel there).
+    hids := ARRAY(SELECT h.id FROM reminder.message_history h
+                   WHERE h.recipient_id = ANY (rids)
+                      OR lower(h.recipient ->> 'email') = ANY (emails)
+                      OR h.recipient ->> 'phone' = ANY (phones));
+    UPDATE reminder.message_history
+       SET recipient = '{"forgotten": true}', data = '{}', recipient_id = NULL,
+           last_error = NULL, provider_message_id = NULL, source_key = NULL,
+           idempotency_key = 'forgotten:' || id
+     WHERE id = ANY (hids);
+    GET DIAGNOSTICS k = ROW_COUNT;
+    n_messages := n_messages + k;
+    mids := mids || hids;
+
+    -- Nothing can be delivered to no one.
+    UPDATE reminder.message
+       SET status = 'cancelled', next_attempt_at = NULL, last_error = 'recipient forgotten', updated_at = now()
+     WHERE id = ANY (mids) AND status IN ('scheduled', 'retrying');
+    GET DIAGNOSTICS n_cancelled = ROW_COUNT;
+
+    UPDATE reminder.attempt SET error = NULL, response = NULL, smtp_reply = NULL
+     WHERE message_id = ANY (mids);
+    GET DIAGNOSTICS n_attempts = ROW_COUNT;
+
+    UPDATE reminder.event SET comment = NULL, detail = '{}'
+     WHERE message_id = ANY (mids);
+    GET DIAGNOSTICS n_events = ROW_COUNT;
+
+    UPDATE reminder.log SET recipient = '{"forgotten": true}', subject = NULL, body = '', html = NULL
+     WHERE message_id = ANY (mids);
+    GET DIAGNOSTICS n_log = ROW_COUNT;
+
+    -- Copies to them on other people's messages.
+    UPDATE reminder.message m SET recipient = reminder._strip_copies(m.recipient, emails)
+     WHERE m.recipient ?| ARRAY['cc', 'bcc'] AND NOT (m.id = ANY (mids))
+       AND m.recipient IS DISTINCT FROM reminder._strip_copies(m.recipient, emails);
+    GET DIAGNOSTICS n_copies = ROW_COUNT;
+    UPDATE reminder.message_history h SET recipient = reminder._strip_copies(h.recipient, emails)
+     WHERE h.recipient ?| ARRAY['cc', 'bcc'] AND NOT (h.id = ANY (mids))
+       AND h.recipient IS DISTINCT FROM reminder._strip_copies(h.recipient, emails);
+    GET DIAGNOSTICS k = ROW_COUNT;
+    n_copies := n_copies + k;
+    UPDATE reminder.log l SET recipient = reminder._strip_copies(l.recipient, emails)
+     WHERE l.recipient ?| ARRAY['cc', 'bcc'] AND NOT (l.message_id = ANY (mids))
+       AND l.recipient IS DISTINCT FROM reminder._strip_copies(l.recipient, emails);
+    GET DIAGNOSTICS n_log_copies = ROW_COUNT;
+
+    -- Consent: an objection outlives the erasure (GDPR article 21).  Their
+    -- opt-outs stay, about a hash of each address they covered instead of
+    -- the address or the stored recipient, so that the address, imported
+    -- again, is still not messaged; the worker's consent check looks for
+    -- both.  Then the statements go, and the log keeps what was done and
+    -- when, without whom.
+    IF keep_opt_outs THEN
+        INSERT INTO reminder.consent AS c (address, channel, category, opted_out, source, changed_at)
+        SELECT hashed, s.channel, s.category, true, 'kept at erasure', max(s.changed_at)
+          FROM reminder.consent s
+         CROSS JOIN LATERAL (
+               SELECT reminder._address_key('email', e)
+                 FROM unnest(emails) e WHERE s.recipient_id IS NOT NULL OR s.address = e
+               UNION ALL
+               SELECT reminder._address_key('phone', p)
+                 FROM unnest(phones) p WHERE s.recipient_id IS NOT NULL OR s.address = p) a(hashed)
+         WHERE s.opted_out AND (s.recipient_id = ANY (rids) OR s.address = ANY (emails || phones))
+         GROUP BY hashed, s.channel, s.category
+        ON CONFLICT ON CONSTRAINT consent_scope_key DO UPDATE
+           SET opted_out = true, source = excluded.source,
+               changed_at = greatest(c.changed_at, excluded.changed_at);
+        GET DIAGNOSTICS n_kept = ROW_COUNT;
+    END IF;
+    DELETE FROM reminder.consent
+     WHERE recipient_id = ANY (rids) OR address = ANY (emails || phones);
+    GET DIAGNOSTICS n_consent = ROW_COUNT;
+    UPDATE reminder.consent_log SET recipient_id = NULL, address = NULL
+     WHERE recipient_id = ANY (rids) OR address = ANY (emails || phones);
+    GET DIAGNOSTICS n_consent_log = ROW_COUNT;
+
+    -- The survey throttle's record of them: their hashed addresses are
+    -- still about them (pseudonymous, not anonymous).
+    DELETE FROM reminder.survey_log
+     WHERE message_id = ANY (mids)
+        OR address_hash = ANY (ARRAY(SELECT reminder._address_hash('email', e) FROM unnest(emails) e
+                                     UNION ALL
+                                     SELECT reminder._address_hash('phone', p) FROM unnest(phones) p));
+    GET DIAGNOSTICS n_survey_log = ROW_COUNT;
+
+    DELETE FROM reminder.recipient WHERE id = ANY (rids);
+    GET DIAGNOSTICS n_recipients = ROW_COUNT;
+
+    RETURN QUERY VALUES
+        ('recipients', n_recipients),
+        ('messages', n_messages),
+        ('cancelled', n_cancelled),
+        ('attempts', n_attempts),
+        ('events', n_events),
+        ('log', n_log),
+        ('copies', n_copies + n_log_copies),
+        ('consent', n_consent),
+        ('consent_log', n_consent_log),
+        ('survey_log', n_survey_log),
+        ('opt_outs_kept', n_kept);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION reminder.purge(older_than interval)
+RETURNS TABLE (object text, purged bigint)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cutoff      timestamptz;
+    mids        bigint[];
+    n_messages  bigint;
+    n_attempts  bigint;
+    n_events    bigint;
+    n_log       bigint;
+    n_partitions bigint := 0;
+    part        regclass;
+    hi          timestamptz;
+    n           bigint;
+    k           bigint;
+BEGIN
+    IF older_than IS NULL THEN
+        RAISE EXCEPTION 'older_than must not be null'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass an interval such as ''90 days''.';
+    END IF;
+    IF older_than < interval '0' THEN
+        RAISE EXCEPTION 'older_than must not be negative'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('It is %s.', older_than),
+                  HINT = 'Pass an interval such as ''90 days''.';
+    END IF;
+    cutoff := now() - older_than;
+
+    -- Finished messages still in the outbox whose last change and last
+    -- event are older than the cutoff; rows someone holds are left for the
+    -- next run.
+    SELECT coalesce(array_agg(d.id), '{}') INTO mids
+      FROM (SELECT m.id FROM reminder.message m
+             WHERE m.status IN ('sent', 'failed', 'cancelled', 'suppressed')
+               AND greatest(m.updated_at, m.sent_at) < cutoff
+               AND NOT EXISTS (SELECT FROM reminder.event e
+                                WHERE e.message_id = m.id AND e.occurred_at >= cutoff)
+             FOR UPDATE SKIP LOCKED) d;
+
+    DELETE FROM reminder.attempt WHERE message_id = ANY (mids);
+    GET DIAGNOSTICS n_attempts = ROW_COUNT;
+    DELETE FROM reminder.event WHERE message_id = ANY (mids);
+    GET DIAGNOSTICS n_events = ROW_COUNT;
+    DELETE FROM reminder.log WHERE message_id = ANY (mids);
+    GET DIAGNOSTICS n_log = ROW_COUNT;
+    DELETE FROM reminder.survey_log WHERE message_id = ANY (mids);
+    DELETE FROM reminder.message WHERE id = ANY (mids);
+    GET DIAGNOSTICS n_messages = ROW_COUNT;
+
+    -- History and attempts go by whole partitions, once all of a
+    -- partition is older than the cutoff: with the messages of a history
+    -- partition go their events, log and survey rows.  DROP waits for
+    -- whoever reads the partition (a link being used holds it).
+    FOR part, hi IN SELECT p.part, p.hi FROM reminder._partitions('reminder.message_history') p LOOP
+        CONTINUE WHEN hi > cutoff;
+        EXECUTE format('SELECT count(*), coalesce(array_agg(id), ''{}'') FROM %s', part) INTO n, mids;
+        DELETE FROM reminder.event WHERE message_id = ANY (mids);
+        GET DIAGNOSTICS k = ROW_COUNT;
+        n_events := n_events + k;
+        DELETE FROM reminder.log WHERE message_id = ANY (mids);
+        GET DIAGNOSTICS k = ROW_COUNT;
+        n_log := n_log + k;
+        DELETE FROM reminder.survey_log WHERE message_id = ANY (mids);
+        EXECUTE format('DROP TABLE %s', part);
+        n_messages := n_messages + n;
+        n_partitions := n_partitions + 1;
+    END LOOP;
+    FOR part, hi IN SELECT p.part, p.hi FROM reminder._partitions('reminder.attempt') p LOOP
+        CONTINUE WHEN hi > cutoff;
+        EXECUTE format('SELECT count(*) FROM %s', part) INTO n;
+        EXECUTE format('DROP TABLE %s', part);
+        n_attempts := n_attempts + n;
+        n_partitions := n_partitions + 1;
+    END LOOP;
+
+    -- What the default partitions caught goes row by row.
+    SELECT coalesce(array_agg(h.id), '{}') INTO mids
+      FROM reminder.message_history_default h WHERE h.archived_at < cutoff;
+    DELETE FROM reminder.event WHERE message_id = ANY (mids);
+    GET DIAGNOSTICS k = ROW_COUNT;
+    n_events := n_events + k;
+    DELETE FROM reminder.log WHERE message_id = ANY (mids);
+    GET DIAGNOSTICS k = ROW_COUNT;
+    n_log := n_log + k;
+    DELETE FROM reminder.survey_log WHERE message_id = ANY (mids);
+    DELETE FROM reminder.message_history_default WHERE id = ANY (mids);
+    GET DIAGNOSTICS k = ROW_COUNT;
+    n_messages := n_messages + k;
+    DELETE FROM reminder.attempt_default WHERE started_at < cutoff;
+    GET DIAGNOSTICS k = ROW_COUNT;
+    n_attempts := n_attempts + k;
+
+    RETURN QUERY VALUES
+        ('messages', n_messages),
+        ('attempts', n_attempts),
+        ('events', n_events),
+        ('log', n_log),
+        ('partitions', n_partitions);
+END
+$$;
+
+COMMENT ON FUNCTION reminder.purge(interval) IS
+'deletes finished messages (sent, failed, cancelled, suppressed) not changed and without events for older_than, with their attempts, events and log rows, and drops the partitions of reminder.message_history and reminder.attempt wholly older than that; returns rows deleted per object and partitions dropped. The worker runs it for reminder.retention';

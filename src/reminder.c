@@ -37,6 +37,8 @@ int			reminder_max_attempts = 5;
 int			reminder_retry_delay = 30000;
 int			reminder_retry_max_delay = 3600000;
 int			reminder_retention = 0;
+int			reminder_history_after = -1;
+int			reminder_history_partition = 1440;
 char	   *reminder_allowed_hosts = NULL;
 char	   *reminder_denied_hosts = NULL;
 int			reminder_max_payload_size = 256 * 1024;
@@ -194,6 +196,18 @@ define_gucs(void)
 							"Age after which finished messages, attempts and events are purged by the worker.",
 							"0 keeps them forever.",
 							&reminder_retention, 0, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MIN, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("reminder.history_after",
+							"Age after which the worker moves finished messages from reminder.message into reminder.message_history.",
+							"-1 leaves them in reminder.message.",
+							&reminder_history_after, -1, -1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MIN, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("reminder.history_partition",
+							"Time each partition of reminder.message_history and reminder.attempt covers.",
+							"Retention drops a partition once all of it is older than reminder.retention.",
+							&reminder_history_partition, 1440, 1, 366 * 1440,
 							PGC_SIGHUP, GUC_UNIT_MIN, NULL, NULL, NULL);
 
 	DefineCustomStringVariable("reminder.allowed_hosts",

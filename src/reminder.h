@@ -47,6 +47,8 @@ extern int	reminder_max_attempts;
 extern int	reminder_retry_delay;		/* ms, first retry */
 extern int	reminder_retry_max_delay;	/* ms, backoff cap */
 extern int	reminder_retention;			/* min, 0 keeps history forever */
+extern int	reminder_history_after;		/* min, -1: finished messages stay */
+extern int	reminder_history_partition; /* min, width of a partition */
 extern char *reminder_allowed_hosts;
 extern char *reminder_denied_hosts;
 extern int	reminder_max_payload_size;	/* bytes */

@@ -116,8 +116,17 @@ COMMENT ON TRIGGER recipient_deleted ON reminder.recipient IS 'sets reminder.mes
 -- it, 330 ms without).  The worker skips messages deleted meanwhile, and
 -- whatever deletes messages (purge(), drop_channel()) deletes their
 -- attempts first.
+--
+-- Attempts are the audit trail and the largest table: they are partitioned
+-- by started_at, one partition per reminder.history_partition (a day by
+-- default), so that retention drops whole partitions instead of deleting
+-- rows (see 78_history.sql).  Partitions are made ahead by the worker;
+-- attempt_default catches rows when none covers their time.  Each partition
+-- has its own key and index, and the parent none: the parent belongs to the
+-- extension, and pg_dump, restoring a worker's partition, adds its indexes
+-- itself (an index of the parent would already have made them at ATTACH).
 CREATE TABLE reminder.attempt (
-    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id            bigint GENERATED ALWAYS AS IDENTITY,
     message_id    bigint NOT NULL,
     attempt       integer NOT NULL,
     started_at    timestamptz NOT NULL,
@@ -128,15 +137,19 @@ CREATE TABLE reminder.attempt (
     smtp_reply    text,
     error         text,
     response      text
-);
-CREATE INDEX attempt_message_idx ON reminder.attempt (message_id);
+) PARTITION BY RANGE (started_at);
+CREATE TABLE reminder.attempt_default PARTITION OF reminder.attempt (PRIMARY KEY (id)) DEFAULT;
+CREATE INDEX attempt_default_message_idx ON reminder.attempt_default (message_id);
+-- what a partition made takes out of the default, and what purge() ages out
+CREATE INDEX attempt_default_started_idx ON reminder.attempt_default (started_at);
+COMMENT ON TABLE reminder.attempt_default IS 'attempts whose time no partition of reminder.attempt covers (normally none: the worker makes partitions ahead)';
 COMMENT ON TABLE reminder.attempt IS 'the audit trail: one row per delivery try';
 COMMENT ON COLUMN reminder.attempt.outcome IS 'sent, transient (will be retried) or permanent (gave up)';
 COMMENT ON COLUMN reminder.attempt.response IS 'the start of the server''s response body, for diagnosis';
 
 CREATE TABLE reminder.event (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    message_id   bigint REFERENCES reminder.message ON DELETE CASCADE,
+    message_id   bigint,
     kind         text NOT NULL
                  CONSTRAINT event_kind_known CHECK (kind IN
                      ('delivered', 'bounced', 'opened', 'clicked', 'confirmed', 'declined',
@@ -148,6 +161,9 @@ CREATE TABLE reminder.event (
     occurred_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX event_message_idx ON reminder.event (message_id);
+-- event.message_id has no foreign key: a message outlives its row in the
+-- outbox in reminder.message_history, and whatever deletes messages
+-- (purge(), drop_channel()) deletes their events.
 COMMENT ON TABLE reminder.event IS 'what happened to a message after sending: provider callbacks, link use, survey answers';
 
 GRANT SELECT ON reminder.message, reminder.attempt, reminder.event TO reminder_user;

@@ -144,7 +144,7 @@ COMMENT ON FUNCTION reminder.rrule_occurrences(text, timestamptz, text, integer,
 
 CREATE TABLE reminder.survey_log (
     address_hash  bytea NOT NULL,
-    message_id    bigint NOT NULL REFERENCES reminder.message ON DELETE CASCADE,
+    message_id    bigint NOT NULL,
     rule_id       bigint NOT NULL,
     surveyed_at   timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (address_hash, message_id)

@@ -100,7 +100,7 @@ BEGIN
            count(*) FILTER (WHERE e.score <= 6)
       INTO responses, promoters, passives, detractors
       FROM reminder.event e
-      JOIN reminder.message m ON m.id = e.message_id
+      JOIN reminder.messages m ON m.id = e.message_id
      WHERE e.kind = 'answered' AND e.score IS NOT NULL
        AND ($1 IS NULL OR m.template = $1)
        AND ($2 IS NULL OR m.rule_id = $2)

@@ -32,7 +32,7 @@ WITH finished AS (
            percentile_cont(0.50) WITHIN GROUP (ORDER BY m.sent_at - m.due_at) FILTER (WHERE m.status = 'sent') AS latency_p50,
            percentile_cont(0.95) WITHIN GROUP (ORDER BY m.sent_at - m.due_at) FILTER (WHERE m.status = 'sent') AS latency_p95,
            percentile_cont(0.99) WITHIN GROUP (ORDER BY m.sent_at - m.due_at) FILTER (WHERE m.status = 'sent') AS latency_p99
-      FROM reminder.message m
+      FROM reminder.messages m
      WHERE m.status IN ('sent', 'failed', 'suppressed', 'cancelled')
      GROUP BY 1, 2
 ), events AS (
@@ -49,7 +49,7 @@ WITH finished AS (
            count(*) FILTER (WHERE e.kind = 'unsubscribed') AS unsubscribed,
            count(*) FILTER (WHERE e.kind = 'complained') AS complained
       FROM reminder.event e
-      JOIN reminder.message m ON m.id = e.message_id
+      JOIN reminder.messages m ON m.id = e.message_id
      GROUP BY 1, 2
 )
 SELECT coalesce(f.channel, e.channel) AS channel,

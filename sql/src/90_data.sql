@@ -34,6 +34,8 @@ DECLARE
     more_emails  text[];
     more_phones  text[];
     mids         bigint[];
+    hids         bigint[];
+    k            bigint;
     n_recipients bigint;
     n_messages   bigint;
     n_cancelled  bigint;
@@ -88,6 +90,20 @@ BEGIN
      WHERE id = ANY (mids);
     GET DIAGNOSTICS n_messages = ROW_COUNT;
 
+    -- And in history (finished, so nothing to cancel there).
+    hids := ARRAY(SELECT h.id FROM reminder.message_history h
+                   WHERE h.recipient_id = ANY (rids)
+                      OR lower(h.recipient ->> 'email') = ANY (emails)
+                      OR h.recipient ->> 'phone' = ANY (phones));
+    UPDATE reminder.message_history
+       SET recipient = '{"forgotten": true}', data = '{}', recipient_id = NULL,
+           last_error = NULL, provider_message_id = NULL, source_key = NULL,
+           idempotency_key = 'forgotten:' || id
+     WHERE id = ANY (hids);
+    GET DIAGNOSTICS k = ROW_COUNT;
+    n_messages := n_messages + k;
+    mids := mids || hids;
+
     -- Nothing can be delivered to no one.
     UPDATE reminder.message
        SET status = 'cancelled', next_attempt_at = NULL, last_error = 'recipient forgotten', updated_at = now()
@@ -111,6 +127,11 @@ BEGIN
      WHERE m.recipient ?| ARRAY['cc', 'bcc'] AND NOT (m.id = ANY (mids))
        AND m.recipient IS DISTINCT FROM reminder._strip_copies(m.recipient, emails);
     GET DIAGNOSTICS n_copies = ROW_COUNT;
+    UPDATE reminder.message_history h SET recipient = reminder._strip_copies(h.recipient, emails)
+     WHERE h.recipient ?| ARRAY['cc', 'bcc'] AND NOT (h.id = ANY (mids))
+       AND h.recipient IS DISTINCT FROM reminder._strip_copies(h.recipient, emails);
+    GET DIAGNOSTICS k = ROW_COUNT;
+    n_copies := n_copies + k;
     UPDATE reminder.log l SET recipient = reminder._strip_copies(l.recipient, emails)
      WHERE l.recipient ?| ARRAY['cc', 'bcc'] AND NOT (l.message_id = ANY (mids))
        AND l.recipient IS DISTINCT FROM reminder._strip_copies(l.recipient, emails);
@@ -187,6 +208,11 @@ DECLARE
     n_attempts  bigint;
     n_events    bigint;
     n_log       bigint;
+    n_partitions bigint := 0;
+    part        regclass;
+    hi          timestamptz;
+    n           bigint;
+    k           bigint;
 BEGIN
     IF older_than IS NULL THEN
         RAISE EXCEPTION 'older_than must not be null'
@@ -201,8 +227,9 @@ BEGIN
     END IF;
     cutoff := now() - older_than;
 
-    -- Finished messages whose last change and last event are older than
-    -- the cutoff; rows the worker holds are left for the next run.
+    -- Finished messages still in the outbox whose last change and last
+    -- event are older than the cutoff; rows someone holds are left for the
+    -- next run.
     SELECT coalesce(array_agg(d.id), '{}') INTO mids
       FROM (SELECT m.id FROM reminder.message m
              WHERE m.status IN ('sent', 'failed', 'cancelled', 'suppressed')
@@ -217,17 +244,62 @@ BEGIN
     GET DIAGNOSTICS n_events = ROW_COUNT;
     DELETE FROM reminder.log WHERE message_id = ANY (mids);
     GET DIAGNOSTICS n_log = ROW_COUNT;
+    DELETE FROM reminder.survey_log WHERE message_id = ANY (mids);
     DELETE FROM reminder.message WHERE id = ANY (mids);
     GET DIAGNOSTICS n_messages = ROW_COUNT;
+
+    -- History and attempts go by whole partitions, once all of a
+    -- partition is older than the cutoff: with the messages of a history
+    -- partition go their events, log and survey rows.  DROP waits for
+    -- whoever reads the partition (a link being used holds it).
+    FOR part, hi IN SELECT p.part, p.hi FROM reminder._partitions('reminder.message_history') p LOOP
+        CONTINUE WHEN hi > cutoff;
+        EXECUTE format('SELECT count(*), coalesce(array_agg(id), ''{}'') FROM %s', part) INTO n, mids;
+        DELETE FROM reminder.event WHERE message_id = ANY (mids);
+        GET DIAGNOSTICS k = ROW_COUNT;
+        n_events := n_events + k;
+        DELETE FROM reminder.log WHERE message_id = ANY (mids);
+        GET DIAGNOSTICS k = ROW_COUNT;
+        n_log := n_log + k;
+        DELETE FROM reminder.survey_log WHERE message_id = ANY (mids);
+        EXECUTE format('DROP TABLE %s', part);
+        n_messages := n_messages + n;
+        n_partitions := n_partitions + 1;
+    END LOOP;
+    FOR part, hi IN SELECT p.part, p.hi FROM reminder._partitions('reminder.attempt') p LOOP
+        CONTINUE WHEN hi > cutoff;
+        EXECUTE format('SELECT count(*) FROM %s', part) INTO n;
+        EXECUTE format('DROP TABLE %s', part);
+        n_attempts := n_attempts + n;
+        n_partitions := n_partitions + 1;
+    END LOOP;
+
+    -- What the default partitions caught goes row by row.
+    SELECT coalesce(array_agg(h.id), '{}') INTO mids
+      FROM reminder.message_history_default h WHERE h.archived_at < cutoff;
+    DELETE FROM reminder.event WHERE message_id = ANY (mids);
+    GET DIAGNOSTICS k = ROW_COUNT;
+    n_events := n_events + k;
+    DELETE FROM reminder.log WHERE message_id = ANY (mids);
+    GET DIAGNOSTICS k = ROW_COUNT;
+    n_log := n_log + k;
+    DELETE FROM reminder.survey_log WHERE message_id = ANY (mids);
+    DELETE FROM reminder.message_history_default WHERE id = ANY (mids);
+    GET DIAGNOSTICS k = ROW_COUNT;
+    n_messages := n_messages + k;
+    DELETE FROM reminder.attempt_default WHERE started_at < cutoff;
+    GET DIAGNOSTICS k = ROW_COUNT;
+    n_attempts := n_attempts + k;
 
     RETURN QUERY VALUES
         ('messages', n_messages),
         ('attempts', n_attempts),
         ('events', n_events),
-        ('log', n_log);
+        ('log', n_log),
+        ('partitions', n_partitions);
 END
 $$;
 COMMENT ON FUNCTION reminder.purge(interval) IS
-'deletes finished messages (sent, failed, cancelled, suppressed) not changed and without events for older_than, with their attempts, events and log rows; returns rows deleted per object. The worker runs it for reminder.retention';
+'deletes finished messages (sent, failed, cancelled, suppressed) not changed and without events for older_than, with their attempts, events and log rows, and drops the partitions of reminder.message_history and reminder.attempt wholly older than that; returns rows deleted per object and partitions dropped. The worker runs it for reminder.retention';
 
 GRANT EXECUTE ON FUNCTION reminder.forget(jsonb, boolean), reminder.purge(interval) TO reminder_admin;

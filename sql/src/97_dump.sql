@@ -4,6 +4,9 @@
 -- identity sequences' positions), not only CREATE EXTENSION.  A part that
 -- adds a table of user data marks it here.
 --
+-- The partitions the worker makes are no members of the extension: pg_dump
+-- dumps them, rows and all, as tables attached to their parent.
+--
 -- reminder.signing_key is dumped too, so links already sent still verify
 -- after a restore; the restored database also gets the fresh key made at
 -- its CREATE EXTENSION, which, being newer, signs from then on.  Key ids
@@ -17,7 +20,8 @@ DECLARE
     t text;
 BEGIN
     FOREACH t IN ARRAY ARRAY['channel', 'channel_secret', 'template', 'recipient',
-                             'message', 'attempt', 'event', 'log',
+                             'message', 'attempt', 'attempt_default',
+                             'message_history', 'message_history_default', 'event', 'log',
                              'consent', 'consent_log', 'signing_key',
                              'rule', 'calendar', 'holiday', 'survey_log',
                              'digest', 'digest_item', 'invite'] LOOP

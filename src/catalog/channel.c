@@ -670,7 +670,7 @@ reminder_drop_channel(PG_FUNCTION_ARGS)
 						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
 				 errhint("Change that channel's \"fallback\" setting first.")));
 
-	spi_exec_expect("SELECT count(*) FROM reminder.message WHERE channel = $1",
+	spi_exec_expect("SELECT count(*) FROM reminder.messages WHERE channel = $1",
 					1, argtypes, values, NULL, true, 1, SPI_OK_SELECT);
 	messages = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	if (messages > 0 && !cascade)
@@ -682,9 +682,17 @@ reminder_drop_channel(PG_FUNCTION_ARGS)
 								  messages, (long long) messages),
 				 errhint("Use reminder.drop_channel(name, cascade => true) to delete them too.")));
 
-	/* attempt.message_id has no foreign key to cascade */
-	spi_exec_expect("DELETE FROM reminder.attempt a USING reminder.message m "
+	/* attempts, events and the survey throttle have no foreign key to cascade */
+	spi_exec_expect("DELETE FROM reminder.attempt a USING reminder.messages m "
 					"WHERE a.message_id = m.id AND m.channel = $1",
+					1, argtypes, values, NULL, false, 0, SPI_OK_DELETE);
+	spi_exec_expect("DELETE FROM reminder.event e USING reminder.messages m "
+					"WHERE e.message_id = m.id AND m.channel = $1",
+					1, argtypes, values, NULL, false, 0, SPI_OK_DELETE);
+	spi_exec_expect("DELETE FROM reminder.survey_log l USING reminder.messages m "
+					"WHERE l.message_id = m.id AND m.channel = $1",
+					1, argtypes, values, NULL, false, 0, SPI_OK_DELETE);
+	spi_exec_expect("DELETE FROM reminder.message_history WHERE channel = $1",
 					1, argtypes, values, NULL, false, 0, SPI_OK_DELETE);
 	spi_exec_expect("DELETE FROM reminder.message WHERE channel = $1",
 					1, argtypes, values, NULL, false, 0, SPI_OK_DELETE);

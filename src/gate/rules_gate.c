@@ -293,7 +293,7 @@ survey_throttle_check(const GateMessage *msg, GateResult *result)
 			Oid			types[3] = {BYTEAARRAYOID, INTERVALOID, INT8OID};
 
 			throttle_plan = spi_prepare_kept("SELECT 1 FROM reminder.survey_log l "
-								 "JOIN reminder.message m ON m.id = l.message_id "
+								 "JOIN reminder.messages m ON m.id = l.message_id "
 								 "WHERE l.address_hash = ANY ($1) AND l.surveyed_at > now() - $2 "
 								 "AND l.message_id <> $3 "
 								 "AND m.status NOT IN ('failed', 'cancelled', 'suppressed') LIMIT 1",
@@ -899,7 +899,7 @@ unless_event_found(const GateMessage *msg, RuleUnlessEvent *ue)
 		Oid			types[5] = {INT8OID, TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID};
 
 		/* the row's messages are a range of keys: see rule_key_prefix() */
-		unless_event_plan = spi_prepare_kept("SELECT e.kind, m.id FROM reminder.message m "
+		unless_event_plan = spi_prepare_kept("SELECT e.kind, m.id FROM reminder.messages m "
 											 "JOIN reminder.event e ON e.message_id = m.id "
 											 "WHERE m.idempotency_key >= $2 AND m.idempotency_key < $3 "
 											 "AND m.rule_id = $1 AND e.kind = ANY ($4) "

@@ -63,6 +63,7 @@ PG_FUNCTION_INFO_V1(reminder_has_event);
 #define MAX_KEYWORD_LENGTH		40
 
 static SPIPlanPtr latest_plan = NULL;
+static SPIPlanPtr latest_archived_plan = NULL;
 static SPIPlanPtr seen_plan = NULL;
 static SPIPlanPtr rule_plan = NULL;
 static SPIPlanPtr has_event_plan = NULL;
@@ -500,11 +501,20 @@ latest_message(ChannelConfig *cc, const char *phone)
 									   "AND recipient->>'phone' = $2 AND sent_at >= now() - $3 "
 									   "ORDER BY sent_at DESC, id DESC LIMIT 1 FOR KEY SHARE",
 									   3, argtypes, 0);
+		/* moved there later than anything still in the outbox was sent */
+		latest_archived_plan = spi_prepare_kept("SELECT id FROM reminder.message_history "
+												"WHERE channel = $1 AND status = 'sent' "
+												"AND recipient->>'phone' = $2 AND sent_at >= now() - $3 "
+												"AND archived_at >= now() - $3 "
+												"ORDER BY sent_at DESC, id DESC LIMIT 1",
+												3, argtypes, 0);
 	}
 	values[0] = CStringGetTextDatum(cc->name);
 	values[1] = CStringGetTextDatum(phone);
 	values[2] = IntervalPGetDatum(inbound_window(cc));
 	spi_plan_expect(latest_plan, values, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		spi_plan_expect(latest_archived_plan, values, NULL, false, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return 0;
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -718,7 +728,7 @@ reminder_has_event(PG_FUNCTION_ARGS)
 	if (rule_plan == NULL)
 	{
 		rule_plan = spi_prepare_kept("SELECT id FROM reminder.rule WHERE name = $1", 1, argtypes, 0);
-		has_event_plan = spi_prepare_kept("SELECT EXISTS (SELECT FROM reminder.message m "
+		has_event_plan = spi_prepare_kept("SELECT EXISTS (SELECT FROM reminder.messages m "
 										  "JOIN reminder.event e ON e.message_id = m.id "
 										  "WHERE m.idempotency_key >= $1 AND m.idempotency_key < $2 "
 										  "AND m.rule_id = $4 AND e.kind = $3)",

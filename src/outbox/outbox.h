@@ -43,6 +43,13 @@ extern Jsonb *recipient_for_channel(Jsonb *recipient, ChannelConfig *channel);
 extern void check_required_variables(TemplateRow *tmpl, Jsonb *data, Jsonb *recipient);
 
 /* ----------------
+ * in history.c: moving finished messages out of the outbox, partitions
+ * ----------------
+ */
+extern void history_make_partitions(void);
+extern int64 history_archive(int batch);
+
+/* ----------------
  * in inbound.c: replies to SMS channels (reminder.record_inbound)
  * ----------------
  */

@@ -54,7 +54,7 @@ PG_FUNCTION_INFO_V1(reminder_retry_failed);
 	"       m.recipient ? 'forgotten' AS forgotten, " \
 	"       NOT EXISTS (SELECT FROM reminder.channel c WHERE c.name = m.channel) AS no_channel " \
 	"  FROM reminder.message m " \
-	"  LEFT JOIN reminder.message f " \
+	"  LEFT JOIN reminder.messages f " \
 	"         ON f.idempotency_key = m.idempotency_key || ':fallback' AND f.fallback_of = m.id "
 
 #define REQUEUE_SQL \
@@ -82,6 +82,26 @@ requeue(Datum *ids, int n)
  * true: requeued now; false: it is already pending (scheduled, retrying
  * or being sent), so there is nothing to do.
  */
+/*
+ * A failed message already moved to history goes back to the outbox, as it
+ * was, for the checks and the requeue that follow; returns whether it did.
+ * Needs SPI.
+ */
+static bool
+unarchive_failed(int64 id)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+
+	spi_exec_expect("WITH back AS (DELETE FROM reminder.message_history h "
+					"              WHERE h.id = $1 AND h.status = 'failed' RETURNING h.*) "
+					"INSERT INTO reminder.message "
+					"SELECT (pg_catalog.jsonb_populate_record(NULL::reminder.message, pg_catalog.to_jsonb(b))).* "
+					"  FROM back b",
+					1, argtypes, values, NULL, false, 0, SPI_OK_INSERT);
+	return SPI_processed > 0;
+}
+
 Datum
 reminder_retry(PG_FUNCTION_ARGS)
 {
@@ -108,6 +128,9 @@ reminder_retry(PG_FUNCTION_ARGS)
 	SPI_connect();
 	spi_exec_expect(FACTS_SQL " WHERE m.id = $1 FOR UPDATE OF m",
 					1, argtypes, values, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed == 0 && unarchive_failed(id))
+		spi_exec_expect(FACTS_SQL " WHERE m.id = $1 FOR UPDATE OF m",
+						1, argtypes, values, NULL, false, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),

@@ -33,6 +33,7 @@ PG_FUNCTION_INFO_V1(reminder_schedule);
 
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr existing_plan = NULL;
+static SPIPlanPtr archived_plan = NULL;
 
 /*
  * Check a resolved recipient against what the channel needs, and return it
@@ -186,6 +187,26 @@ insert_message(const ScheduleRequest *req, int64 recipient_id, Jsonb *recipient,
 	else
 		nulls[11] = 'n';
 	values[12] = Int16GetDatum(priority);
+
+	/*
+	 * A key given by the caller may belong to a message already moved to
+	 * history: that is the message, as in the outbox.  Generated keys are
+	 * new, and skip the look-up (a probe of each history partition).
+	 */
+	if (req->idempotency_key)
+	{
+		if (archived_plan == NULL)
+		{
+			Oid			argtypes[1] = {TEXTOID};
+
+			archived_plan = spi_prepare_kept("SELECT id FROM reminder.message_history "
+											 "WHERE idempotency_key = $1 LIMIT 1",
+											 1, argtypes, 0);
+		}
+		spi_plan_expect(archived_plan, &values[6], NULL, true, 1, SPI_OK_SELECT);
+		if (SPI_processed == 1)
+			return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
 
 	spi_plan_expect(insert_plan, values, nulls, false, 1, SPI_OK_INSERT_RETURNING);
 	if (SPI_processed == 1)

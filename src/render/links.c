@@ -110,6 +110,7 @@ const char *const reminder_event_kinds[] = {
 static SPIPlanPtr current_key_plan = NULL;
 static SPIPlanPtr key_by_id_plan = NULL;
 static SPIPlanPtr message_plan = NULL;
+static SPIPlanPtr archived_plan = NULL;
 static SPIPlanPtr insert_event_plan = NULL;
 static SPIPlanPtr upsert_answer_plan = NULL;
 static SPIPlanPtr existing_event_plan = NULL;
@@ -549,7 +550,11 @@ check_score(int score)
 				 errhint("A survey score lies between 0 and 10.")));
 }
 
-/* Lock the message against purge for the rest of the transaction. Needs SPI. */
+/*
+ * Lock the message against purge for the rest of the transaction: in the
+ * outbox by a row lock, in history by reading its partition (which purge
+ * must lock to drop).  Needs SPI.
+ */
 static void
 message_must_exist(int64 id)
 {
@@ -564,8 +569,14 @@ message_must_exist(int64 id)
 										"coalesce(c.kind, ''), m.category "
 										"FROM reminder.message m LEFT JOIN reminder.channel c ON c.name = m.channel "
 										"WHERE m.id = $1 FOR KEY SHARE OF m", 1, argtypes, 0);
+		archived_plan = spi_prepare_kept("SELECT m.recipient_id, m.recipient, m.template, m.data, "
+										 "coalesce(c.kind, ''), m.category "
+										 "FROM reminder.message_history m LEFT JOIN reminder.channel c ON c.name = m.channel "
+										 "WHERE m.id = $1", 1, argtypes, 0);
 	}
 	spi_plan_expect(message_plan, values, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		spi_plan_expect(archived_plan, values, NULL, false, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),

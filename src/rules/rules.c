@@ -284,7 +284,11 @@ prepare_update(void)
 					   2, argtypes, 0);
 }
 
-/* ...and insert those whose key has no message at all. */
+/*
+ * ...and insert those whose key has no message at all, in the outbox or in
+ * history: an old row written again makes no second message for a step
+ * long sent.
+ */
 static void
 prepare_insert_missing(void)
 {
@@ -299,6 +303,8 @@ prepare_insert_missing(void)
 							   "  FROM " BATCH_NAME " AS b "
 							   " WHERE NOT EXISTS (SELECT FROM reminder.message m "
 							   "                    WHERE m.idempotency_key = b.key) "
+							   "   AND NOT EXISTS (SELECT FROM reminder.message_history h "
+							   "                    WHERE h.idempotency_key = b.key) "
 							   "ON CONFLICT (idempotency_key) DO NOTHING",
 							   4, argtypes, 0);
 }
@@ -1956,7 +1962,7 @@ flush_invites(RuleRun *run)
 												 "WHERE idempotency_key >= $2 AND idempotency_key < $3 "
 												 "AND rule_id = $1 AND status IN ('scheduled', 'retrying')",
 												 4, t4, 0);
-		invite_last_sent_plan = spi_prepare_kept("SELECT channel, recipient, template FROM reminder.message "
+		invite_last_sent_plan = spi_prepare_kept("SELECT channel, recipient, template FROM reminder.messages "
 												 "WHERE idempotency_key >= $2 AND idempotency_key < $3 "
 												 "AND rule_id = $1 AND status = 'sent' "
 												 "ORDER BY sent_at DESC LIMIT 1",

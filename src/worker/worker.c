@@ -56,7 +56,10 @@
 #define SHUTDOWN_GRACE_MS	500		/* in-flight transfers may finish in this */
 #define RECORD_DELAY_MS		10		/* longest a finished delivery waits to be recorded */
 #define HOST_WAIT_MS		10		/* polls for a connection another sender frees */
+/* or each partition's width, if less, so that partitions go when they may */
 #define PURGE_INTERVAL_MS	(10 * 60 * 1000)
+#define HISTORY_INTERVAL_MS	(10 * 1000)
+#define ARCHIVE_BATCH		5000
 
 static WorkerSlot *my_slot = NULL;
 static volatile sig_atomic_t in_transaction = false;
@@ -446,6 +449,33 @@ release_unsent(dlist_head *unsent)
 	free_all(unsent);
 }
 
+/*
+ * History: make partitions ahead and move a batch of finished messages out
+ * of the outbox.  Returns whether a full batch moved, so that the caller
+ * comes back soon for the rest.
+ */
+static bool
+keep_history(void)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	int64		moved = 0;
+
+	PG_TRY();
+	{
+		begin_tx("moving finished messages to history");
+		history_make_partitions();
+		moved = history_archive(ARCHIVE_BATCH);
+		end_tx();
+	}
+	PG_CATCH();
+	{
+		abort_tx(cxt, "moving finished messages to history");
+		moved = 0;
+	}
+	PG_END_TRY();
+	return moved >= ARCHIVE_BATCH;
+}
+
 static void
 purge(void)
 {
@@ -806,6 +836,7 @@ deliver(void)
 	TimestampTz next_claim = 0;
 	TimestampTz first_done_at = 0;
 	TimestampTz last_purge = 0;
+	TimestampTz next_history = 0;
 	TimestampTz grace_until = 0;
 	TimestampTz stop_began = 0;
 	TimestampTz renew_at = DT_NOEND;	/* when leases of held messages need renewing */
@@ -977,9 +1008,17 @@ deliver(void)
 						TimestampTzPlusMilliseconds(now, reminder_poll_interval));
 			}
 
-			/* one sender of the database purges */
+			/* one sender of the database keeps history and purges */
+			if (my_slot->sender == 0 && !version_mismatch && now >= next_history)
+			{
+				bool		full = keep_history();
+
+				now = GetCurrentTimestamp();
+				next_history = full ? now : TimestampTzPlusMilliseconds(now, HISTORY_INTERVAL_MS);
+			}
 			if (reminder_retention > 0 && my_slot->sender == 0 &&
-				now >= TimestampTzPlusMilliseconds(last_purge, PURGE_INTERVAL_MS))
+				now >= TimestampTzPlusMilliseconds(last_purge,
+												   Min(PURGE_INTERVAL_MS, reminder_history_partition * 60000L)))
 			{
 				purge();
 				last_purge = now;
@@ -1008,6 +1047,8 @@ deliver(void)
 			timeout = Min(timeout, HOST_WAIT_MS);
 		if (!stopping || draining)
 			timeout = Min(timeout, ms_until(renew_at, now));
+		if (!stopping && my_slot->sender == 0)
+			timeout = Min(timeout, ms_until(next_history, now));
 		if (!dlist_is_empty(&done))
 			timeout = Min(timeout, ms_until(TimestampTzPlusMilliseconds(first_done_at, RECORD_DELAY_MS), now));
 		publish_next_wake(may_claim(room, claim_threshold, more, busy) && !stopping ?

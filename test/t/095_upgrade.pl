@@ -235,6 +235,13 @@ sub schema_signature
 	return $node->safe_psql($db, q{
 WITH ext AS (SELECT oid FROM pg_extension WHERE extname = 'reminder'),
 ns AS (SELECT oid FROM pg_namespace WHERE nspname = 'reminder'),
+-- partitions the worker made are no members, and come and go with time
+made AS (
+	SELECT i.inhrelid AS oid FROM pg_inherits i
+	 WHERE NOT EXISTS (SELECT FROM pg_depend d
+	                    WHERE d.classid = 'pg_class'::regclass AND d.objid = i.inhrelid AND d.deptype = 'e')
+	   AND i.inhparent IN (SELECT objid FROM pg_depend WHERE refobjid = (SELECT oid FROM ext) AND deptype = 'e')
+),
 acl(obj, acl) AS (
 	SELECT c.oid::regclass::text, (SELECT string_agg(a::text, ' ' ORDER BY a::text) FROM unnest(c.relacl) a)
 	  FROM pg_class c WHERE c.relnamespace = (SELECT oid FROM ns)
@@ -252,6 +259,7 @@ SELECT line FROM (
 	              CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END,
 	              pg_get_expr(c.relpartbound, c.oid))
 	  FROM pg_class c WHERE c.relnamespace = (SELECT oid FROM ns) AND c.relkind <> 'i'
+	   AND c.oid NOT IN (SELECT oid FROM made)
 	UNION ALL
 	-- columns, numbered among the live ones
 	SELECT format('column %s.%s #%s %s notnull=%s default=%s identity=%s generated=%s comment=%s acl=%s',
@@ -263,14 +271,17 @@ SELECT line FROM (
 	  FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 	  LEFT JOIN pg_attrdef ad ON ad.adrelid = c.oid AND ad.adnum = a.attnum
 	 WHERE c.relnamespace = (SELECT oid FROM ns) AND c.relkind IN ('r', 'p', 'v', 'm', 'c', 'f')
+	   AND c.oid NOT IN (SELECT oid FROM made)
 	UNION ALL
 	SELECT format('index %s on %s: %s comment=%s', i.indexrelid::regclass, i.indrelid::regclass,
 	              regexp_replace(pg_get_indexdef(i.indexrelid), '^CREATE (UNIQUE )?INDEX \S+ ', ''),
 	              obj_description(i.indexrelid, 'pg_class'))
 	  FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid WHERE c.relnamespace = (SELECT oid FROM ns)
+	   AND c.oid NOT IN (SELECT oid FROM made)
 	UNION ALL
 	SELECT format('constraint %s on %s: %s', co.conname, co.conrelid::regclass, pg_get_constraintdef(co.oid))
 	  FROM pg_constraint co WHERE co.connamespace = (SELECT oid FROM ns) AND co.conrelid <> 0
+	   AND co.conrelid NOT IN (SELECT oid FROM made)
 	UNION ALL
 	SELECT format('trigger %s: %s', t.tgname, pg_get_triggerdef(t.oid))
 	  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
