@@ -59,7 +59,8 @@
 /* or each partition's width, if less, so that partitions go when they may */
 #define PURGE_INTERVAL_MS	(10 * 60 * 1000)
 #define HISTORY_INTERVAL_MS	(10 * 1000)
-#define ARCHIVE_BATCH		5000
+/* small enough not to hold up the loop's claims for long */
+#define ARCHIVE_BATCH		1000
 
 static WorkerSlot *my_slot = NULL;
 static volatile sig_atomic_t in_transaction = false;
@@ -1011,10 +1012,17 @@ deliver(void)
 			/* one sender of the database keeps history and purges */
 			if (my_slot->sender == 0 && !version_mismatch && now >= next_history)
 			{
+				TimestampTz began = now;
 				bool		full = keep_history();
 
+				/*
+				 * Behind: come back after as long as the batch took, so that
+				 * moving takes at most half the loop's time and sending the
+				 * rest (back to back, each claim waited for a whole batch).
+				 */
 				now = GetCurrentTimestamp();
-				next_history = full ? now : TimestampTzPlusMilliseconds(now, HISTORY_INTERVAL_MS);
+				next_history = full ? now + (now - began) :
+					TimestampTzPlusMilliseconds(now, HISTORY_INTERVAL_MS);
 			}
 			if (reminder_retention > 0 && my_slot->sender == 0 &&
 				now >= TimestampTzPlusMilliseconds(last_purge,
