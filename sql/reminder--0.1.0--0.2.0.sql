@@ -956,7 +956,7 @@ DECLARE
     hi      timestamptz;
     last_hi timestamptz;
     name    text;
-    busy    boolean;
+    newest  timestamptz;
 BEGIN
     IF width IS NULL OR secs < 60 THEN
         RAISE EXCEPTION 'partition width must be at least a minute'
@@ -970,12 +970,15 @@ BEGIN
         IF last_hi > lo THEN
             lo := last_hi;
         END IF;
-        -- The first partition waits for the first row: a database being
+        -- The first partition waits for the first row, and covers the
+        -- newest row the default partition holds: a database being
         -- restored gets the partitions of its dump, and no others.
         IF last_hi IS NULL THEN
-            EXECUTE format('SELECT EXISTS (SELECT FROM %s_default WHERE %I >= $1)', parent, col)
-               INTO busy USING lo;
-            CONTINUE WHEN NOT busy;
+            EXECUTE format('SELECT max(%I) FROM %s_default', col, parent) INTO newest;
+            CONTINUE WHEN newest IS NULL;
+            IF newest < lo THEN
+                lo := to_timestamp(floor(extract(epoch FROM newest) / secs) * secs);
+            END IF;
         END IF;
         WHILE lo < now() + width LOOP
             hi := to_timestamp((floor(extract(epoch FROM lo) / secs) + 1) * secs);
@@ -1319,6 +1322,8 @@ DECLARE
     hi          timestamptz;
     n           bigint;
     k           bigint;
+    k2          bigint;
+    timeout     text;
 BEGIN
     IF older_than IS NULL THEN
         RAISE EXCEPTION 'older_than must not be null'
@@ -1356,29 +1361,42 @@ BEGIN
 
     -- History and attempts go by whole partitions, once all of a
     -- partition is older than the cutoff: with the messages of a history
-    -- partition go their events, log and survey rows.  DROP waits for
-    -- whoever reads the partition (a link being used holds it).
+    -- partition go their events, log and survey rows.  DROP locks the
+    -- parent: behind a long reader of it, waiting would stop every writer
+    -- of attempts queued behind the DROP, so a partition in use waits for
+    -- the next run instead (lock_timeout, the partition's work undone).
+    timeout := current_setting('lock_timeout');
+    PERFORM set_config('lock_timeout', '1s', true);
     FOR part, hi IN SELECT p.part, p.hi FROM reminder._partitions('reminder.message_history') p LOOP
         CONTINUE WHEN hi > cutoff;
-        EXECUTE format('SELECT count(*), coalesce(array_agg(id), ''{}'') FROM %s', part) INTO n, mids;
-        DELETE FROM reminder.event WHERE message_id = ANY (mids);
-        GET DIAGNOSTICS k = ROW_COUNT;
-        n_events := n_events + k;
-        DELETE FROM reminder.log WHERE message_id = ANY (mids);
-        GET DIAGNOSTICS k = ROW_COUNT;
-        n_log := n_log + k;
-        DELETE FROM reminder.survey_log WHERE message_id = ANY (mids);
-        EXECUTE format('DROP TABLE %s', part);
-        n_messages := n_messages + n;
-        n_partitions := n_partitions + 1;
+        BEGIN
+            EXECUTE format('SELECT count(*), coalesce(array_agg(id), ''{}'') FROM %s', part) INTO n, mids;
+            DELETE FROM reminder.event WHERE message_id = ANY (mids);
+            GET DIAGNOSTICS k = ROW_COUNT;
+            DELETE FROM reminder.log WHERE message_id = ANY (mids);
+            GET DIAGNOSTICS k2 = ROW_COUNT;
+            DELETE FROM reminder.survey_log WHERE message_id = ANY (mids);
+            EXECUTE format('DROP TABLE %s', part);
+            n_events := n_events + k;
+            n_log := n_log + k2;
+            n_messages := n_messages + n;
+            n_partitions := n_partitions + 1;
+        EXCEPTION WHEN lock_not_available THEN
+            RAISE NOTICE 'partition % is in use, and is left for the next purge', part;
+        END;
     END LOOP;
     FOR part, hi IN SELECT p.part, p.hi FROM reminder._partitions('reminder.attempt') p LOOP
         CONTINUE WHEN hi > cutoff;
-        EXECUTE format('SELECT count(*) FROM %s', part) INTO n;
-        EXECUTE format('DROP TABLE %s', part);
-        n_attempts := n_attempts + n;
-        n_partitions := n_partitions + 1;
+        BEGIN
+            EXECUTE format('SELECT count(*) FROM %s', part) INTO n;
+            EXECUTE format('DROP TABLE %s', part);
+            n_attempts := n_attempts + n;
+            n_partitions := n_partitions + 1;
+        EXCEPTION WHEN lock_not_available THEN
+            RAISE NOTICE 'partition % is in use, and is left for the next purge', part;
+        END;
     END LOOP;
+    PERFORM set_config('lock_timeout', timeout, true);
 
     -- What the default partitions caught goes row by row.
     SELECT coalesce(array_agg(h.id), '{}') INTO mids

@@ -97,7 +97,7 @@ DECLARE
     hi      timestamptz;
     last_hi timestamptz;
     name    text;
-    busy    boolean;
+    newest  timestamptz;
 BEGIN
     IF width IS NULL OR secs < 60 THEN
         RAISE EXCEPTION 'partition width must be at least a minute'
@@ -111,12 +111,15 @@ BEGIN
         IF last_hi > lo THEN
             lo := last_hi;
         END IF;
-        -- The first partition waits for the first row: a database being
+        -- The first partition waits for the first row, and covers the
+        -- newest row the default partition holds: a database being
         -- restored gets the partitions of its dump, and no others.
         IF last_hi IS NULL THEN
-            EXECUTE format('SELECT EXISTS (SELECT FROM %s_default WHERE %I >= $1)', parent, col)
-               INTO busy USING lo;
-            CONTINUE WHEN NOT busy;
+            EXECUTE format('SELECT max(%I) FROM %s_default', col, parent) INTO newest;
+            CONTINUE WHEN newest IS NULL;
+            IF newest < lo THEN
+                lo := to_timestamp(floor(extract(epoch FROM newest) / secs) * secs);
+            END IF;
         END IF;
         WHILE lo < now() + width LOOP
             hi := to_timestamp((floor(extract(epoch FROM lo) / secs) + 1) * secs);
