@@ -16,7 +16,8 @@ COMMENT ON FUNCTION reminder._address_key(text, text) IS
 'internal: the same hash as sha256:<hex>, how reminder.consent keeps an opt-out after reminder.forget() and the consent check looks for it';
 REVOKE EXECUTE ON FUNCTION reminder._address_key(text, text) FROM PUBLIC;
 
--- forget(): opt-outs kept by reminder._address_key().
+-- forget(): opt-outs kept by reminder._address_key(); it erases messages
+-- moved to history too (reminder.message_history, made below).
 CREATE OR REPLACE FUNCTION reminder.forget(recipient jsonb, keep_opt_outs boolean DEFAULT true)
 RETURNS TABLE (object text, erased bigint)
 LANGUAGE plpgsql SECURITY DEFINER
@@ -31,6 +32,8 @@ DECLARE
     more_emails  text[];
     more_phones  text[];
     mids         bigint[];
+    hids         bigint[];
+    k            bigint;
     n_recipients bigint;
     n_messages   bigint;
     n_cancelled  bigint;
@@ -85,6 +88,20 @@ BEGIN
      WHERE id = ANY (mids);
     GET DIAGNOSTICS n_messages = ROW_COUNT;
 
+    -- And in history (finished, so nothing to cancel there).
+    hids := ARRAY(SELECT h.id FROM reminder.message_history h
+                   WHERE h.recipient_id = ANY (rids)
+                      OR lower(h.recipient ->> 'email') = ANY (emails)
+                      OR h.recipient ->> 'phone' = ANY (phones));
+    UPDATE reminder.message_history
+       SET recipient = '{"forgotten": true}', data = '{}', recipient_id = NULL,
+           last_error = NULL, provider_message_id = NULL, source_key = NULL,
+           idempotency_key = 'forgotten:' || id
+     WHERE id = ANY (hids);
+    GET DIAGNOSTICS k = ROW_COUNT;
+    n_messages := n_messages + k;
+    mids := mids || hids;
+
     -- Nothing can be delivered to no one.
     UPDATE reminder.message
        SET status = 'cancelled', next_attempt_at = NULL, last_error = 'recipient forgotten', updated_at = now()
@@ -108,6 +125,11 @@ BEGIN
      WHERE m.recipient ?| ARRAY['cc', 'bcc'] AND NOT (m.id = ANY (mids))
        AND m.recipient IS DISTINCT FROM reminder._strip_copies(m.recipient, emails);
     GET DIAGNOSTICS n_copies = ROW_COUNT;
+    UPDATE reminder.message_history h SET recipient = reminder._strip_copies(h.recipient, emails)
+     WHERE h.recipient ?| ARRAY['cc', 'bcc'] AND NOT (h.id = ANY (mids))
+       AND h.recipient IS DISTINCT FROM reminder._strip_copies(h.recipient, emails);
+    GET DIAGNOSTICS k = ROW_COUNT;
+    n_copies := n_copies + k;
     UPDATE reminder.log l SET recipient = reminder._strip_copies(l.recipient, emails)
      WHERE l.recipient ?| ARRAY['cc', 'bcc'] AND NOT (l.message_id = ANY (mids))
        AND l.recipient IS DISTINCT FROM reminder._strip_copies(l.recipient, emails);
@@ -1045,7 +1067,8 @@ SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('re
 REVOKE EXECUTE ON FUNCTION reminder._partition_name(regclass, timestamptz),
                            reminder._partitions(regclass) FROM PUBLIC;
 
--- What reads finished messages reads history too.
+-- What reads finished messages reads history too (forget() above already
+-- does).
 CREATE OR REPLACE VIEW reminder.stats AS
 WITH finished AS (
     SELECT m.channel,
@@ -1128,180 +1151,6 @@ BEGIN
        AND ($4 IS NULL OR e.occurred_at < $4);
     nps := CASE WHEN responses > 0
                 THEN round(100.0 * (promoters - detractors) / responses, 1) END;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION reminder.forget(recipient jsonb, keep_opt_outs boolean DEFAULT true)
-RETURNS TABLE (object text, erased bigint)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    subj         record;
-    rids         bigint[];
-    emails       text[];
-    phones       text[];
-    more_ids     bigint[];
-    more_emails  text[];
-    more_phones  text[];
-    mids         bigint[];
-    hids         bigint[];
-    k            bigint;
-    n_recipients bigint;
-    n_messages   bigint;
-    n_cancelled  bigint;
-    n_attempts   bigint;
-    n_events     bigint;
-    n_log        bigint;
-    n_copies     bigint;
-    n_log_copies bigint;
-    n_consent    bigint;
-    n_consent_log bigint;
-    n_survey_log bigint;
-    n_kept       bigint := 0;
-BEGIN
-    IF forget.recipient IS NULL THEN
-        RAISE EXCEPTION 'recipient must not be null'
-            USING ERRCODE = 'null_value_not_allowed',
-                  HINT = 'Pass {"external_id": "client-42"}, {"email": "ada@example.com"} or {"phone": "+48601234567"}.';
-    END IF;
-
-    -- Who: the stored recipient or raw addresses given, every stored
-    -- recipient sharing one of those addresses, and their addresses.
-    SELECT * INTO subj FROM reminder._recipient_subject(forget.recipient);
-    rids := CASE WHEN subj.recipient_id IS NULL THEN '{}'::bigint[] ELSE ARRAY[subj.recipient_id] END;
-    emails := subj.emails;
-    phones := subj.phones;
-    FOR i IN 1..2 LOOP
-        SELECT coalesce(array_agg(r.id), '{}'),
-               coalesce(array_agg(lower(r.email)) FILTER (WHERE r.email IS NOT NULL), '{}'),
-               coalesce(array_agg(r.phone) FILTER (WHERE r.phone IS NOT NULL), '{}')
-          INTO more_ids, more_emails, more_phones
-          FROM reminder.recipient r
-         WHERE r.id = ANY (rids) OR lower(r.email) = ANY (emails) OR r.phone = ANY (phones);
-        rids := ARRAY(SELECT DISTINCT unnest(rids || more_ids));
-        emails := ARRAY(SELECT DISTINCT unnest(emails || more_emails));
-        phones := ARRAY(SELECT DISTINCT unnest(phones || more_phones));
-    END LOOP;
-
-    -- Their messages: by stored recipient or by address.
-    mids := ARRAY(SELECT m.id FROM reminder.message m
-                   WHERE m.recipient_id = ANY (rids)
-                      OR lower(m.recipient ->> 'email') = ANY (emails)
-                      OR m.recipient ->> 'phone' = ANY (phones)
-                   ORDER BY m.id
-                   FOR UPDATE);
-
-    -- Personal data goes; ids, channel, template, states, times and
-    -- counts stay, so statistics still add up.
-    UPDATE reminder.message
-       SET recipient = '{"forgotten": true}', data = '{}', recipient_id = NULL,
-           last_error = NULL, provider_message_id = NULL, source_key = NULL,
-           idempotency_key = 'forgotten:' || id
-     WHERE id = ANY (mids);
-    GET DIAGNOSTICS n_messages = ROW_COUNT;
-
-    -- And in history (finished, so nothing to cancel there).
-    hids := ARRAY(SELECT h.id FROM reminder.message_history h
-                   WHERE h.recipient_id = ANY (rids)
-                      OR lower(h.recipient ->> 'email') = ANY (emails)
-                      OR h.recipient ->> 'phone' = ANY (phones));
-    UPDATE reminder.message_history
-       SET recipient = '{"forgotten": true}', data = '{}', recipient_id = NULL,
-           last_error = NULL, provider_message_id = NULL, source_key = NULL,
-           idempotency_key = 'forgotten:' || id
-     WHERE id = ANY (hids);
-    GET DIAGNOSTICS k = ROW_COUNT;
-    n_messages := n_messages + k;
-    mids := mids || hids;
-
-    -- Nothing can be delivered to no one.
-    UPDATE reminder.message
-       SET status = 'cancelled', next_attempt_at = NULL, last_error = 'recipient forgotten', updated_at = now()
-     WHERE id = ANY (mids) AND status IN ('scheduled', 'retrying');
-    GET DIAGNOSTICS n_cancelled = ROW_COUNT;
-
-    UPDATE reminder.attempt SET error = NULL, response = NULL, smtp_reply = NULL
-     WHERE message_id = ANY (mids);
-    GET DIAGNOSTICS n_attempts = ROW_COUNT;
-
-    UPDATE reminder.event SET comment = NULL, detail = '{}'
-     WHERE message_id = ANY (mids);
-    GET DIAGNOSTICS n_events = ROW_COUNT;
-
-    UPDATE reminder.log SET recipient = '{"forgotten": true}', subject = NULL, body = '', html = NULL
-     WHERE message_id = ANY (mids);
-    GET DIAGNOSTICS n_log = ROW_COUNT;
-
-    -- Copies to them on other people's messages.
-    UPDATE reminder.message m SET recipient = reminder._strip_copies(m.recipient, emails)
-     WHERE m.recipient ?| ARRAY['cc', 'bcc'] AND NOT (m.id = ANY (mids))
-       AND m.recipient IS DISTINCT FROM reminder._strip_copies(m.recipient, emails);
-    GET DIAGNOSTICS n_copies = ROW_COUNT;
-    UPDATE reminder.message_history h SET recipient = reminder._strip_copies(h.recipient, emails)
-     WHERE h.recipient ?| ARRAY['cc', 'bcc'] AND NOT (h.id = ANY (mids))
-       AND h.recipient IS DISTINCT FROM reminder._strip_copies(h.recipient, emails);
-    GET DIAGNOSTICS k = ROW_COUNT;
-    n_copies := n_copies + k;
-    UPDATE reminder.log l SET recipient = reminder._strip_copies(l.recipient, emails)
-     WHERE l.recipient ?| ARRAY['cc', 'bcc'] AND NOT (l.message_id = ANY (mids))
-       AND l.recipient IS DISTINCT FROM reminder._strip_copies(l.recipient, emails);
-    GET DIAGNOSTICS n_log_copies = ROW_COUNT;
-
-    -- Consent: an objection outlives the erasure (GDPR article 21).  Their
-    -- opt-outs stay, about a hash of each address they covered instead of
-    -- the address or the stored recipient, so that the address, imported
-    -- again, is still not messaged; the worker's consent check looks for
-    -- both.  Then the statements go, and the log keeps what was done and
-    -- when, without whom.
-    IF keep_opt_outs THEN
-        INSERT INTO reminder.consent AS c (address, channel, category, opted_out, source, changed_at)
-        SELECT hashed, s.channel, s.category, true, 'kept at erasure', max(s.changed_at)
-          FROM reminder.consent s
-         CROSS JOIN LATERAL (
-               SELECT reminder._address_key('email', e)
-                 FROM unnest(emails) e WHERE s.recipient_id IS NOT NULL OR s.address = e
-               UNION ALL
-               SELECT reminder._address_key('phone', p)
-                 FROM unnest(phones) p WHERE s.recipient_id IS NOT NULL OR s.address = p) a(hashed)
-         WHERE s.opted_out AND (s.recipient_id = ANY (rids) OR s.address = ANY (emails || phones))
-         GROUP BY hashed, s.channel, s.category
-        ON CONFLICT ON CONSTRAINT consent_scope_key DO UPDATE
-           SET opted_out = true, source = excluded.source,
-               changed_at = greatest(c.changed_at, excluded.changed_at);
-        GET DIAGNOSTICS n_kept = ROW_COUNT;
-    END IF;
-    DELETE FROM reminder.consent
-     WHERE recipient_id = ANY (rids) OR address = ANY (emails || phones);
-    GET DIAGNOSTICS n_consent = ROW_COUNT;
-    UPDATE reminder.consent_log SET recipient_id = NULL, address = NULL
-     WHERE recipient_id = ANY (rids) OR address = ANY (emails || phones);
-    GET DIAGNOSTICS n_consent_log = ROW_COUNT;
-
-    -- The survey throttle's record of them: their hashed addresses are
-    -- still about them (pseudonymous, not anonymous).
-    DELETE FROM reminder.survey_log
-     WHERE message_id = ANY (mids)
-        OR address_hash = ANY (ARRAY(SELECT reminder._address_hash('email', e) FROM unnest(emails) e
-                                     UNION ALL
-                                     SELECT reminder._address_hash('phone', p) FROM unnest(phones) p));
-    GET DIAGNOSTICS n_survey_log = ROW_COUNT;
-
-    DELETE FROM reminder.recipient WHERE id = ANY (rids);
-    GET DIAGNOSTICS n_recipients = ROW_COUNT;
-
-    RETURN QUERY VALUES
-        ('recipients', n_recipients),
-        ('messages', n_messages),
-        ('cancelled', n_cancelled),
-        ('attempts', n_attempts),
-        ('events', n_events),
-        ('log', n_log),
-        ('copies', n_copies + n_log_copies),
-        ('consent', n_consent),
-        ('consent_log', n_consent_log),
-        ('survey_log', n_survey_log),
-        ('opt_outs_kept', n_kept);
 END
 $$;
 
