@@ -3,7 +3,8 @@
  * history.c
  *	  The worker's side of history (sql/src/78_history.sql): making the
  *	  partitions of reminder.attempt and reminder.message_history ahead of
- *	  time, and moving finished messages out of the outbox in batches.
+ *	  time, moving finished messages out of the outbox in batches, and
+ *	  retention.
  *
  *	  Both run in the worker's own short transactions, between claims, in
  *	  one sender of each database.  A schema without the functions (the
@@ -70,4 +71,21 @@ history_archive(int batch)
 	spi_exec_expect("SELECT reminder._archive(pg_catalog.make_interval(mins => $1), $2)",
 					2, argtypes, values, NULL, false, 1, SPI_OK_SELECT);
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * Retention: reminder.purge(reminder.retention), which drops the partitions
+ * old enough and deletes what is left row by row.  Runs inside a
+ * transaction with SPI connected.
+ */
+void
+history_purge(void)
+{
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(reminder_retention)};
+
+	if (!have_function("reminder.purge(interval)"))
+		return;
+	spi_exec_expect("SELECT reminder.purge(pg_catalog.make_interval(mins => $1))",
+					1, argtypes, values, NULL, false, 0, SPI_OK_SELECT);
 }

@@ -48,6 +48,7 @@ extern void check_required_variables(TemplateRow *tmpl, Jsonb *data, Jsonb *reci
  */
 extern void history_make_partitions(void);
 extern int64 history_archive(int batch);
+extern void history_purge(void);
 
 /* ----------------
  * in inbound.c: replies to SMS channels (reminder.record_inbound)
@@ -121,7 +122,6 @@ extern void queue_release(dlist_head *unsent);
 extern TimestampTz queue_renew_leases(struct Delivery **ds, int n);
 extern char *queue_fallback(struct Delivery *d);
 extern void queue_record(dlist_head *done);
-extern void queue_purge(void);
 
 /* ----------------
  * in stats.c: cumulative delivery counters per database

@@ -1081,27 +1081,3 @@ queue_record(dlist_head *done)
 		execute_guarded(segments_plan, values, false, 0, SPI_OK_UPDATE);
 	}
 }
-
-/*
- * Retention: call reminder.purge(interval) if this version of the schema
- * has it.  Runs inside a transaction with SPI connected.
- */
-void
-queue_purge(void)
-{
-	Oid			argtypes[1] = {INT4OID};
-	Datum		values[1];
-	bool		isnull;
-	Datum		exists;
-
-	spi_expect(SPI_execute("SELECT to_regprocedure('reminder.purge(interval)') IS NOT NULL",
-						   true, 1),
-			   SPI_OK_SELECT, "the look-up of reminder.purge");
-	exists = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (!DatumGetBool(exists))
-		return;
-
-	values[0] = Int32GetDatum(reminder_retention);
-	spi_exec_expect("SELECT reminder.purge(pg_catalog.make_interval(mins => $1))",
-					1, argtypes, values, NULL, false, 0, SPI_OK_SELECT);
-}

@@ -485,7 +485,7 @@ purge(void)
 	PG_TRY();
 	{
 		begin_tx("purging old messages");
-		queue_purge();
+		history_purge();
 		end_tx();
 	}
 	PG_CATCH();
